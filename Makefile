@@ -1,0 +1,49 @@
+# meta-log-federation: build, test, benchmark.  `make help` lists the targets.
+EMACS ?= emacs
+CARGO ?= cargo
+FEATURES ?=
+CARGO_FEATURES = $(if $(strip $(FEATURES)),--features "$(FEATURES)",)
+MODULE = lisp/meta-log-federation-module.so
+ELS = $(wildcard lisp/*.el)
+
+.PHONY: all module help test test-rust test-elisp lint bench demo clean
+
+all: module
+
+help:
+	@echo "make            build the native module into lisp/ (release)"
+	@echo "make test       cargo test + the ert suite against a private mosquitto"
+	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
+	@echo "make bench      print throughput and latency figures"
+	@echo "make demo       run the demo"
+	@echo "FEATURES=tls    build with mqtts:// support"
+
+# Installed by writing a new file and renaming it: overwriting a loaded .so in
+# place crashes a running Emacs.
+module:
+	$(CARGO) build --release $(CARGO_FEATURES)
+	install -m 755 target/release/libmeta_log_federation_module.so $(MODULE)
+
+test: module
+	bin/test
+
+test-rust:
+	$(CARGO) test $(CARGO_FEATURES)
+
+test-elisp: module
+	bin/test-elisp
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets $(CARGO_FEATURES) -- -D warnings
+	bin/lint-elisp
+
+bench: module
+	bin/bench
+
+demo:
+	bin/demo
+
+clean:
+	$(CARGO) clean
+	rm -f $(MODULE) lisp/*.elc test/*.elc

@@ -1,0 +1,112 @@
+;;; meta-log-federation-build.el --- Find, build and load the native module  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; The engine of meta-log-federation is a dynamic module written in Rust,
+;; `meta-log-federation-module.so', which `make' puts beside this file.
+;; When it is missing, loading the package offers to build it (as vterm
+;; does), or builds it without asking when
+;; `meta-log-federation-always-compile-module' is non-nil, and otherwise
+;; signals an error that names the command to run.  After loading, the
+;; module's version is checked against the Elisp version.
+
+;;; Code:
+
+(require 'meta-log-federation-custom)
+
+(defconst meta-log-federation-elisp-version "0.1.0"
+  "Version of the Elisp half of meta-log-federation.
+The native module must report the same version.")
+
+(defcustom meta-log-federation-always-compile-module nil
+  "If non-nil, build a missing native module without asking."
+  :type 'boolean
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-module-build-command "make module"
+  "Shell command, run in the package's top directory, that builds the module."
+  :type 'string
+  :group 'meta-log-federation)
+
+(defconst meta-log-federation--lisp-directory
+  (file-name-directory (or load-file-name buffer-file-name default-directory))
+  "Directory of the package's Elisp files, where the module is installed.")
+
+(defun meta-log-federation--source-directory ()
+  "Return the top directory of the source tree, holding the Makefile."
+  (let ((top (file-name-directory (directory-file-name
+                                   meta-log-federation--lisp-directory))))
+    (if (file-exists-p (expand-file-name "Makefile" top))
+        top
+      meta-log-federation--lisp-directory)))
+
+(defun meta-log-federation--module-file ()
+  "Return the path where the native module is expected."
+  (expand-file-name (concat "meta-log-federation-module" module-file-suffix)
+                    meta-log-federation--lisp-directory))
+
+(defun meta-log-federation-compile-module ()
+  "Build the native module with cargo, showing progress in a buffer.
+Runs `meta-log-federation-module-build-command' in the source tree
+and waits for it.  A first build takes one to two minutes on two cores."
+  (interactive)
+  (let* ((default-directory (meta-log-federation--source-directory))
+         (buffer (get-buffer-create "*meta-log-federation-build*"))
+         (command meta-log-federation-module-build-command)
+         status)
+    (unless (executable-find "cargo")
+      (signal 'meta-log-federation-module-missing
+              (list "cargo is not installed: install Rust from https://rustup.rs, then run `make' in"
+                    default-directory)))
+    (with-current-buffer buffer
+      (let ((inhibit-read-only t))
+        (erase-buffer)
+        (insert (format "Building the meta-log-federation module in %s:\n$ %s\n\n"
+                        default-directory command))))
+    (if noninteractive
+        (message "meta-log-federation: building the native module (%s)..." command)
+      (display-buffer buffer))
+    (let ((proc (start-process-shell-command "meta-log-federation-build" buffer command)))
+      (while (process-live-p proc)
+        (accept-process-output proc 0.5)
+        (unless noninteractive (redisplay)))
+      (setq status (process-exit-status proc)))
+    (unless (and (eq status 0) (file-exists-p (meta-log-federation--module-file)))
+      (error "Building the meta-log-federation module failed (exit %s); see buffer %s"
+             status (buffer-name buffer)))
+    (message "meta-log-federation: module built: %s" (meta-log-federation--module-file))))
+
+(defun meta-log-federation--check-version ()
+  "Signal an error if the loaded module and the Elisp differ in version."
+  (let ((module-version (funcall (intern "meta-log-federation-version"))))
+    (unless (equal module-version meta-log-federation-elisp-version)
+      (signal 'meta-log-federation-error
+              (list (format "Native module version %s does not match Elisp version %s: rebuild it with `make' in %s and restart Emacs"
+                            module-version meta-log-federation-elisp-version
+                            (meta-log-federation--source-directory)))))))
+
+(defun meta-log-federation-load-module ()
+  "Load the native module, building it first if it is missing and allowed."
+  (unless (featurep 'meta-log-federation-module)
+    (let ((file (meta-log-federation--module-file)))
+      (unless module-file-suffix
+        (signal 'meta-log-federation-module-missing
+                (list "This Emacs was built without dynamic module support")))
+      (unless (file-exists-p file)
+        (if (or meta-log-federation-always-compile-module
+                (and (not noninteractive)
+                     (y-or-n-p "The meta-log-federation native module is missing.  Build it now (needs cargo)? ")))
+            (meta-log-federation-compile-module)
+          (signal 'meta-log-federation-module-missing
+                  (list (format "%s not found: build it with `make' in %s (needs cargo), or set `meta-log-federation-always-compile-module'"
+                                file (meta-log-federation--source-directory))))))
+      (require 'meta-log-federation-module file)))
+  (meta-log-federation--check-version))
+
+(provide 'meta-log-federation-build)
+;;; meta-log-federation-build.el ends here

@@ -1,0 +1,29 @@
+;;; meta-log-federation-custom.el --- Customization group of meta-log-federation  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; The one customize group that every option of the package belongs to,
+;; and the error symbols that exist before the native module is loaded.
+
+;;; Code:
+
+(defgroup meta-log-federation nil
+  "Federated Emacs peers: signed events over MQTT and merged CanvasL files."
+  :group 'comm
+  :prefix "meta-log-federation-"
+  :link '(url-link :tag "README" "https://github.com/meta-log/meta-log-federation"))
+
+;; The native module defines the full hierarchy again when it loads; these
+;; two must exist before, to report a missing or mismatched module.
+(define-error 'meta-log-federation-error "meta-log-federation error")
+(define-error 'meta-log-federation-module-missing
+  "The meta-log-federation native module is missing"
+  'meta-log-federation-error)
+
+(provide 'meta-log-federation-custom)
+;;; meta-log-federation-custom.el ends here

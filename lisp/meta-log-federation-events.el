@@ -1,0 +1,119 @@
+;;; meta-log-federation-events.el --- Events from the native runtime into Emacs  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; The module's background runtime never calls into Emacs.  It queues
+;; events and writes one byte to a pipe process made here (Emacs 28's
+;; `open_channel'), so Emacs wakes without polling; the pipe's filter
+;; drains the queue and dispatches each event on the main thread.  A
+;; handler that signals is reported with its name and does not stop the
+;; others or later events.
+
+;;; Code:
+
+(require 'meta-log-federation-custom)
+
+(declare-function meta-log-federation--set-wakeup-process "meta-log-federation-module")
+(declare-function meta-log-federation--clear-wakeup "meta-log-federation-module")
+(declare-function meta-log-federation--drain-events "meta-log-federation-module")
+
+(defvar meta-log-federation--wakeup-process nil
+  "Pipe process whose filter drains the module's events.")
+
+(defvar meta-log-federation--event-dispatchers nil
+  "Alist of (TYPE . FUNCTION); FUNCTION receives an event vector of TYPE.")
+
+(defvar meta-log-federation-handler-errors 0
+  "Number of errors signalled by handlers and hook functions so far.")
+
+(defvar meta-log-federation-last-handler-error nil
+  "The last handler error reported, as a string.")
+
+(defun meta-log-federation--on-event (type function)
+  "Dispatch events of TYPE (a symbol) to FUNCTION."
+  (setf (alist-get type meta-log-federation--event-dispatchers) function))
+
+(defun meta-log-federation--report-handler-error (function err &optional context)
+  "Report that FUNCTION signalled ERR while handling CONTEXT."
+  (setq meta-log-federation-handler-errors (1+ meta-log-federation-handler-errors))
+  (setq meta-log-federation-last-handler-error
+        (format "meta-log-federation: handler `%s' failed%s: %s"
+                (if (symbolp function) function "(anonymous function)")
+                (if context (format " on %s" context) "")
+                (error-message-string err)))
+  (message "%s" meta-log-federation-last-handler-error))
+
+(defun meta-log-federation--safe-funcall (function context &rest args)
+  "Call FUNCTION with ARGS; report an error instead of letting it escape.
+CONTEXT says what was being handled, for the report."
+  (condition-case-unless-debug err
+      (apply function args)
+    (error (meta-log-federation--report-handler-error function err context)
+           nil)))
+
+(defun meta-log-federation--run-hook-safely (hook &rest args)
+  "Run HOOK's functions with ARGS, each protected against errors."
+  (apply #'run-hook-wrapped hook
+         (lambda (function &rest fargs)
+           (apply #'meta-log-federation--safe-funcall function hook fargs)
+           nil)
+         args))
+
+(defun meta-log-federation--dispatch-event (event)
+  "Hand EVENT (a vector whose first element is its type) to its dispatcher."
+  (let ((function (alist-get (aref event 0) meta-log-federation--event-dispatchers)))
+    (when function
+      (meta-log-federation--safe-funcall function (aref event 0) event))))
+
+(defun meta-log-federation-dispatch-pending ()
+  "Drain every waiting event from the module and dispatch it.
+Return the number of events dispatched."
+  (let ((count 0) batch)
+    (while (> (length (setq batch (meta-log-federation--drain-events))) 0)
+      (setq count (+ count (length batch)))
+      (mapc #'meta-log-federation--dispatch-event batch))
+    count))
+
+(defun meta-log-federation--wakeup-filter (_process _output)
+  "Filter of the wake-up pipe: drain and dispatch the module's events."
+  (meta-log-federation-dispatch-pending))
+
+(defun meta-log-federation--ensure-wakeup ()
+  "Create the wake-up pipe and hand it to the module, unless it exists."
+  (unless (process-live-p meta-log-federation--wakeup-process)
+    (setq meta-log-federation--wakeup-process
+          (make-pipe-process :name " meta-log-federation-wakeup"
+                             :coding 'binary
+                             :noquery t
+                             :buffer nil
+                             :filter #'meta-log-federation--wakeup-filter
+                             :sentinel #'ignore))
+    (meta-log-federation--set-wakeup-process meta-log-federation--wakeup-process)))
+
+(defun meta-log-federation--stop-wakeup ()
+  "Detach and delete the wake-up pipe."
+  (when (fboundp 'meta-log-federation--clear-wakeup)
+    (meta-log-federation--clear-wakeup))
+  (when (process-live-p meta-log-federation--wakeup-process)
+    (delete-process meta-log-federation--wakeup-process))
+  (setq meta-log-federation--wakeup-process nil))
+
+(defun meta-log-federation-wait-until (predicate timeout)
+  "Pump events until PREDICATE returns non-nil or TIMEOUT seconds pass.
+Return PREDICATE's last value, so nil means the time ran out.  For
+scripts and tests: interactive code should use hooks instead."
+  (let ((deadline (+ (float-time) timeout))
+        result)
+    (while (and (not (setq result (funcall predicate)))
+                (< (float-time) deadline))
+      (when (zerop (meta-log-federation-dispatch-pending))
+        (accept-process-output nil 0.005)))
+    result))
+
+(provide 'meta-log-federation-events)
+;;; meta-log-federation-events.el ends here

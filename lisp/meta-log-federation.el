@@ -1,0 +1,68 @@
+;;; meta-log-federation.el --- Federated Emacs peers over MQTT with signed events  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; Author: meta-log-federation contributors
+;; Version: 0.1.0
+;; Package-Requires: ((emacs "28.1"))
+;; Keywords: comm, tools
+;; URL: https://github.com/meta-log/meta-log-federation
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; meta-log-federation lets several Emacs instances federate through an
+;; MQTT broker.  Its engine is a native module written in Rust
+;; (`meta-log-federation-module'), which `make' builds; loading this
+;; package offers to build it when it is missing.
+;;
+;; Entry points:
+;;   `meta-log-federation-mqtt-connect', `-mqtt-publish', `-mqtt-subscribe',
+;;   `-mqtt-unsubscribe', `-mqtt-disconnect', `-mqtt-connected-p',
+;;   `meta-log-federation-wait-until', `meta-log-federation-shutdown'.
+
+;;; Code:
+
+(require 'meta-log-federation-custom)
+(require 'meta-log-federation-build)
+(meta-log-federation-load-module)
+(require 'meta-log-federation-events)
+(require 'meta-log-federation-mqtt)
+
+(declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
+(declare-function meta-log-federation--stats "meta-log-federation-module")
+
+(defun meta-log-federation-shutdown ()
+  "Disconnect and stop all background work of meta-log-federation.
+Unlike `meta-log-federation-mqtt-disconnect' this waits (a bounded
+time) until the connection is closed and the runtime's threads are
+gone, then runs the pending hooks.  Also run from `kill-emacs-hook'."
+  (interactive)
+  (let ((had (meta-log-federation--shutdown-blocking)))
+    (clrhash meta-log-federation--handlers)
+    (clrhash meta-log-federation--filter-ids)
+    (meta-log-federation-dispatch-pending)
+    (meta-log-federation--stop-wakeup)
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: %s" (if had "shut down" "nothing was running")))
+    had))
+
+(defun meta-log-federation-stats ()
+  "Return the module's counters as a plist; show them when called interactively."
+  (interactive)
+  (let ((stats (meta-log-federation--stats)))
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: %S" stats))
+    stats))
+
+(defun meta-log-federation--kill-emacs ()
+  "Stop the runtime before Emacs exits, so the broker sees a clean goodbye."
+  (when (featurep 'meta-log-federation-module)
+    (ignore-errors (meta-log-federation--shutdown-blocking))))
+
+(add-hook 'kill-emacs-hook #'meta-log-federation--kill-emacs)
+
+(provide 'meta-log-federation)
+;;; meta-log-federation.el ends here

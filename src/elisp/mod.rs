@@ -1,0 +1,48 @@
+//! The thin layer between Emacs and the core: registers the Elisp functions, converts values,
+//! turns errors and panics into Elisp signals. Nothing outside this module touches `emacs::Env`.
+
+mod convert;
+mod errors;
+mod events;
+mod mqtt;
+
+pub use errors::*;
+
+use emacs::{defun, Env, Result, Value};
+
+emacs::plugin_is_GPL_compatible!();
+
+#[emacs::module(
+    name = "meta-log-federation-module",
+    defun_prefix = "meta-log-federation",
+    mod_in_name = false
+)]
+fn init(_: &Env) -> Result<()> {
+    Ok(())
+}
+
+/// Return the version of the native module, such as "0.1.0".
+///
+/// The Elisp package compares it with its own version when it loads the module.
+#[defun(name = "version")]
+fn version() -> Result<&'static str> {
+    Ok(crate::VERSION)
+}
+
+/// Return the module's internal statistics as a plist.
+///
+/// Keys: :max-call-us (the longest time one call into the module took, in
+/// microseconds), :calls, :events-pushed, :wakeups, :events-waiting,
+/// and, while connected, :published, :received, :pending, :connects, :requeued.
+#[defun(name = "-stats")]
+fn stats(env: &Env) -> Result<Value<'_>> {
+    let _t = convert::CallTimer::start();
+    events::stats_plist(env)
+}
+
+/// Reset the longest-call statistic (for benchmarks).
+#[defun(name = "-reset-max-call")]
+fn reset_max_call() -> Result<()> {
+    convert::reset_max_call();
+    Ok(())
+}

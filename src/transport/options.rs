@@ -1,0 +1,99 @@
+//! What a connection is configured with, checked before anything touches the network.
+
+use super::url::BrokerUrl;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A last will: what the broker publishes for us if we vanish without a clean disconnect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// Everything a connection needs. Build with [`ConnectOptions::new`] and adjust fields.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: BrokerUrl,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub clean_session: bool,
+    pub will: Option<Will>,
+    /// PEM file with the CA certificates to trust for mqtts:// (else the system's roots).
+    pub ca_file: Option<PathBuf>,
+    /// How many messages may wait unsent or unacknowledged; a publish beyond it is refused.
+    pub queue_limit: usize,
+    /// First reconnect delay; doubled after each failed attempt up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Largest packet we send; larger publishes are refused at once.
+    pub max_outgoing_packet: usize,
+    /// Largest packet we accept; the broker's larger ones end the connection (rumqttc's rule).
+    pub max_incoming_packet: usize,
+    /// How long a clean disconnect waits for queued QoS 1/2 messages to be acknowledged.
+    pub flush_timeout: Duration,
+}
+
+impl ConnectOptions {
+    /// Defaults suited to a desktop Emacs on a LAN or loopback broker.
+    pub fn new(url: BrokerUrl, client_id: impl Into<String>) -> Self {
+        ConnectOptions {
+            url,
+            client_id: client_id.into(),
+            keep_alive: Duration::from_secs(30),
+            clean_session: true,
+            will: None,
+            ca_file: None,
+            queue_limit: 10_000,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            max_outgoing_packet: 1024 * 1024,
+            max_incoming_packet: 8 * 1024 * 1024,
+            flush_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Checks the values a caller may get wrong, with a message that says how to fix them.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.client_id.is_empty() || self.client_id.len() > 65_535 {
+            return Err("client id must be 1 to 65535 bytes".into());
+        }
+        let ka = self.keep_alive;
+        if !(ka.is_zero() || (ka >= Duration::from_secs(1) && ka.as_secs() <= 65_535)) {
+            return Err("keep-alive must be 0 (off) or 1 to 65535 seconds".into());
+        }
+        if self.queue_limit == 0 {
+            return Err("queue limit must be at least 1".into());
+        }
+        if let Some(w) = &self.will {
+            super::topic::validate_topic(&w.topic).map_err(|e| format!("will topic: {e}"))?;
+            if w.qos > 2 {
+                return Err("will QoS must be 0, 1 or 2".into());
+            }
+        }
+        if self.url.tls && !cfg!(feature = "tls") {
+            return Err(
+                "this module was built without TLS support: rebuild it with `make FEATURES=tls` \
+                 (or use an mqtt:// URL)"
+                    .into(),
+            );
+        }
+        if let Some(ca) = &self.ca_file {
+            if !ca.is_file() {
+                return Err(format!("CA file {} does not exist", ca.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A client id that is unique per process and time, for callers who give none.
+pub fn default_client_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("meta-log-{}-{:08x}", std::process::id(), nanos)
+}
