@@ -90,21 +90,27 @@ and waits for it.  A first build takes one to two minutes on two cores."
                             module-version meta-log-federation-elisp-version
                             (meta-log-federation--source-directory)))))))
 
+(defun meta-log-federation--ensure-module-file (file)
+  "Make sure the module FILE exists: build it if allowed, else signal.
+Building is allowed when `meta-log-federation-always-compile-module' is
+non-nil or the user says yes; in batch Emacs nobody can be asked."
+  (unless module-file-suffix
+    (signal 'meta-log-federation-module-missing
+            (list "This Emacs was built without dynamic module support")))
+  (unless (file-exists-p file)
+    (if (or meta-log-federation-always-compile-module
+            (and (not noninteractive)
+                 (y-or-n-p "The meta-log-federation native module is missing.  Build it now (needs cargo)? ")))
+        (meta-log-federation-compile-module)
+      (signal 'meta-log-federation-module-missing
+              (list (format "%s not found: build it with `make' in %s (needs cargo), or set `meta-log-federation-always-compile-module'"
+                            file (meta-log-federation--source-directory)))))))
+
 (defun meta-log-federation-load-module ()
   "Load the native module, building it first if it is missing and allowed."
   (unless (featurep 'meta-log-federation-module)
     (let ((file (meta-log-federation--module-file)))
-      (unless module-file-suffix
-        (signal 'meta-log-federation-module-missing
-                (list "This Emacs was built without dynamic module support")))
-      (unless (file-exists-p file)
-        (if (or meta-log-federation-always-compile-module
-                (and (not noninteractive)
-                     (y-or-n-p "The meta-log-federation native module is missing.  Build it now (needs cargo)? ")))
-            (meta-log-federation-compile-module)
-          (signal 'meta-log-federation-module-missing
-                  (list (format "%s not found: build it with `make' in %s (needs cargo), or set `meta-log-federation-always-compile-module'"
-                                file (meta-log-federation--source-directory))))))
+      (meta-log-federation--ensure-module-file file)
       (require 'meta-log-federation-module file)))
   (meta-log-federation--check-version))
 

@@ -3,8 +3,10 @@
 //! Everything but [`elisp`] is plain Rust that knows nothing of Emacs and is tested by
 //! `cargo test` alone. [`elisp`] registers the Elisp functions and converts values.
 
+pub mod canvasl;
 pub mod elisp;
 pub mod events;
+pub mod identity;
 pub mod runtime;
 pub mod transport;
 

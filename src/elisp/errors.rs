@@ -40,7 +40,7 @@ pub fn signal<T>(env: &Env, kind: Kind, message: impl AsRef<str>) -> Result<T> {
 
 /// Runs `f`, turning a panic into a `meta-log-federation-internal-error` that carries the
 /// panic's message (the `emacs` crate's own conversion loses it).
-pub fn guard<'e, T>(env: &'e Env, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub fn guard<T>(env: &Env, f: impl FnOnce() -> Result<T>) -> Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(payload) => {

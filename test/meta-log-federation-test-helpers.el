@@ -1,0 +1,131 @@
+;;; meta-log-federation-test-helpers.el --- A private mosquitto for the tests  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; Each test run starts its own mosquitto on a free port of 127.0.0.1
+;; and stops it at the end; tests that need the broker to vanish kill it
+;; and start it again on the same port.
+
+;;; Code:
+
+(require 'ert)
+(require 'cl-lib)
+(require 'meta-log-federation)
+
+(defvar meta-log-federation-test-broker-process nil
+  "The running mosquitto process, or nil.")
+
+(defvar meta-log-federation-test-broker-port nil
+  "Port of the test broker.")
+
+(defvar meta-log-federation-test-directory
+  (make-temp-file "meta-log-federation-test-" t)
+  "Scratch directory of this test run.")
+
+(defun meta-log-federation-test-free-port ()
+  "Return a TCP port of 127.0.0.1 that is free right now."
+  (let* ((probe (make-network-process :name "port-probe" :server t
+                                      :host "127.0.0.1" :service t :noquery t))
+         (port (process-contact probe :service)))
+    (delete-process probe)
+    port))
+
+(defun meta-log-federation-test-mosquitto ()
+  "Return the mosquitto executable, or signal how to install it."
+  (or (executable-find "mosquitto")
+      (cl-find-if #'file-executable-p '("/usr/sbin/mosquitto" "/usr/local/sbin/mosquitto"))
+      (error "Mosquitto is not installed: apt-get install mosquitto mosquitto-clients")))
+
+(defun meta-log-federation-test-port-open-p (port)
+  "Return non-nil if something accepts connections on PORT of 127.0.0.1."
+  (condition-case nil
+      (progn (delete-process (open-network-stream "probe" nil "127.0.0.1" port))
+             t)
+    (error nil)))
+
+(defun meta-log-federation-test-broker-start (&optional port)
+  "Start mosquitto on PORT (default: a free one) and wait until it listens."
+  (let* ((port (or port meta-log-federation-test-broker-port
+                   (meta-log-federation-test-free-port)))
+         (conf (expand-file-name (format "mosquitto-%d.conf" port)
+                                 meta-log-federation-test-directory)))
+    (with-temp-file conf
+      (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n" port)))
+    (set-file-modes conf #o644)
+    (setq meta-log-federation-test-broker-port port)
+    (setq meta-log-federation-test-broker-process
+          (make-process :name "test-mosquitto"
+                        :buffer (get-buffer-create " *test-mosquitto*")
+                        :command (list (meta-log-federation-test-mosquitto) "-c" conf)
+                        :noquery t))
+    (unless (meta-log-federation-wait-until
+             (lambda () (meta-log-federation-test-port-open-p port)) 10)
+      (error "Mosquitto did not start on port %d: %s" port
+             (with-current-buffer " *test-mosquitto*" (buffer-string))))
+    port))
+
+(defun meta-log-federation-test-broker-kill ()
+  "Kill the broker at once (SIGKILL), as a crash would."
+  (when (process-live-p meta-log-federation-test-broker-process)
+    (signal-process meta-log-federation-test-broker-process 'SIGKILL)
+    (meta-log-federation-wait-until
+     (lambda () (not (process-live-p meta-log-federation-test-broker-process))) 5)))
+
+(defun meta-log-federation-test-broker-url ()
+  "URL of the test broker."
+  (format "mqtt://127.0.0.1:%d" meta-log-federation-test-broker-port))
+
+(defun meta-log-federation-test-ensure-broker ()
+  "Start the broker unless it runs."
+  (unless (process-live-p meta-log-federation-test-broker-process)
+    (meta-log-federation-test-broker-start)))
+
+(defun meta-log-federation-test-connect (&rest options)
+  "Connect to the test broker with OPTIONS and wait until connected."
+  (meta-log-federation-test-ensure-broker)
+  (apply #'meta-log-federation-mqtt-connect (meta-log-federation-test-broker-url) options)
+  (should (meta-log-federation-wait-until #'meta-log-federation-mqtt-connected-p 10)))
+
+(defun meta-log-federation-test-cleanup ()
+  "Stop any connection left by a test."
+  (meta-log-federation-shutdown))
+
+(defmacro meta-log-federation-test-with-connection (options &rest body)
+  "Connect with OPTIONS, run BODY, then shut down whatever happens."
+  (declare (indent 1) (debug t))
+  `(unwind-protect
+       (progn (meta-log-federation-test-connect ,@options)
+              ,@body)
+     (meta-log-federation-test-cleanup)))
+
+(defun meta-log-federation-test-subscribe-and-wait (filter handler &optional qos)
+  "Subscribe HANDLER to FILTER with QOS and wait until the broker has it.
+A probe message on a topic of its own proves the subscription is active."
+  (meta-log-federation-mqtt-subscribe filter handler qos)
+  (let* ((probe-topic (format "probe/%s" (random 1000000)))
+         (seen nil))
+    (meta-log-federation-mqtt-subscribe probe-topic (lambda (_t _p) (setq seen t)))
+    (meta-log-federation-mqtt-publish probe-topic "probe")
+    (should (meta-log-federation-wait-until (lambda () seen) 5))
+    (meta-log-federation-mqtt-unsubscribe probe-topic)))
+
+(defun meta-log-federation-test-emacs-command (&rest forms)
+  "Return a command line running batch Emacs with the package and FORMS."
+  (append (list (expand-file-name invocation-name invocation-directory)
+                "--batch" "-Q" "-L" (file-name-directory (locate-library "meta-log-federation")))
+          (cl-loop for f in forms append (list "--eval" (prin1-to-string f)))))
+
+(defun meta-log-federation-test-stop-all ()
+  "Stop the broker and delete the scratch directory (at the end of the run)."
+  (ignore-errors (meta-log-federation-shutdown))
+  (when (process-live-p meta-log-federation-test-broker-process)
+    (kill-process meta-log-federation-test-broker-process))
+  (ignore-errors (delete-directory meta-log-federation-test-directory t)))
+
+(add-hook 'kill-emacs-hook #'meta-log-federation-test-stop-all)
+
+(provide 'meta-log-federation-test-helpers)
+;;; meta-log-federation-test-helpers.el ends here
