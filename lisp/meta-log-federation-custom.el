@@ -18,6 +18,16 @@
   :prefix "meta-log-federation-"
   :link '(url-link :tag "README" "https://github.com/meta-log/meta-log-federation"))
 
+(defcustom meta-log-federation-verbose t
+  "If non-nil, report connection changes and background errors in the echo area."
+  :type 'boolean
+  :group 'meta-log-federation)
+
+(defun meta-log-federation--log (format-string &rest args)
+  "Show FORMAT-STRING with ARGS as a message when `meta-log-federation-verbose'."
+  (when meta-log-federation-verbose
+    (apply #'message (concat "meta-log-federation: " format-string) args)))
+
 ;; The native module defines the full hierarchy again when it loads; these
 ;; two must exist before, to report a missing or mismatched module.
 (define-error 'meta-log-federation-error "meta-log-federation error")

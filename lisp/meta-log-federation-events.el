@@ -104,7 +104,7 @@ Return the number of events dispatched."
   (setq meta-log-federation--wakeup-process nil))
 
 (defun meta-log-federation-wait-until (predicate timeout)
-  "Pump events until PREDICATE returns non-nil or TIMEOUT seconds pass.
+  "Pump events until PREDICATE is non-nil or TIMEOUT seconds pass.
 Return PREDICATE's last value, so nil means the time ran out.  For
 scripts and tests: interactive code should use hooks instead."
   (let ((deadline (+ (float-time) timeout))

@@ -89,7 +89,8 @@ keywords and values:
   :keep-alive SECONDS    (default `meta-log-federation-mqtt-keep-alive')
   :clean-session BOOL    (default t)
   :will-topic TOPIC, :will-payload STRING, :will-qos 0-2, :will-retain BOOL
-  :ca-file FILE          (for mqtts://; default `meta-log-federation-mqtt-ca-file')
+  :ca-file FILE          (for mqtts://, default
+                         `meta-log-federation-mqtt-ca-file')
   :queue-limit N         (default `meta-log-federation-mqtt-queue-limit')
   :max-packet-size BYTES (default 1 MiB)
   :max-reconnect-delay SECONDS, :flush-timeout SECONDS
@@ -158,24 +159,25 @@ their handlers are forgotten.  Return non-nil if there was a connection."
   (meta-log-federation--mqtt-disconnect))
 
 (defun meta-log-federation--handle-message (event)
-  "Run the handlers of a message EVENT [message TOPIC PAYLOAD RETAIN IDS]."
+  "Run the handlers of a message EVENT [message TOPIC PAYLOAD RETAIN IDS].
+IDS is a vector of subscription ids."
   (let ((topic (aref event 1))
         (payload (aref event 2)))
-    (dolist (id (aref event 4))
-      (dolist (handler (gethash id meta-log-federation--handlers))
-        (meta-log-federation--safe-funcall handler topic topic payload)))))
+    (cl-loop for id across (aref event 4) do
+             (dolist (handler (gethash id meta-log-federation--handlers))
+               (meta-log-federation--safe-funcall handler topic topic payload)))))
 
 (defun meta-log-federation--handle-connected (event)
   "Note that the connection in EVENT [connected BROKER RECONNECT] is up."
   (setq meta-log-federation-mqtt-broker (aref event 1))
-  (message "meta-log-federation: %s %s"
+  (meta-log-federation--log "%s %s"
            (if (aref event 2) "reconnected to" "connected to") (aref event 1))
   (meta-log-federation--run-hook-safely 'meta-log-federation-mqtt-connected-hook))
 
 (defun meta-log-federation--handle-disconnected (event)
   "Report EVENT [disconnected REASON WILL-RETRY] and run the hook."
   (let ((reason (aref event 1)))
-    (message "meta-log-federation: disconnected: %s%s"
+    (meta-log-federation--log "disconnected: %s%s"
              reason (if (aref event 2) " (reconnecting)" ""))
     (unless (aref event 2)
       (setq meta-log-federation-mqtt-broker nil))
@@ -185,7 +187,7 @@ their handlers are forgotten.  Return non-nil if there was a connection."
 (defun meta-log-federation--handle-error (event)
   "Report a background error EVENT [error CONTEXT MESSAGE]."
   (setq meta-log-federation-mqtt-last-error (aref event 2))
-  (message "meta-log-federation: %s: %s" (aref event 1) (aref event 2))
+  (meta-log-federation--log "%s: %s" (aref event 1) (aref event 2))
   (meta-log-federation--run-hook-safely
    'meta-log-federation-error-functions (aref event 1) (aref event 2)))
 

@@ -19,11 +19,12 @@ pub fn block_sigpipe() {
     }
 }
 
-/// Builds the runtime: two workers (the machines this runs on have two cores), SIGPIPE blocked
+/// Builds the runtime: one worker (one connection needs no more, and Emacs' own thread keeps a
+/// core to itself on two-core machines), SIGPIPE blocked
 /// in every thread it starts.
 pub fn build() -> std::io::Result<Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .max_blocking_threads(2)
         .thread_name("meta-log-federation")
         .on_thread_start(block_sigpipe)

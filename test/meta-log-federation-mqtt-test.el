@@ -181,13 +181,15 @@
         (when (process-live-p sub) (delete-process sub))
         (kill-buffer sub-out)))))
 
+(defun meta-log-federation-test--broken-handler (_topic _payload)
+  "A handler that always fails."
+  (error "Deliberate failure"))
+
 (ert-deftest mqtt::failing-handler-is-reported-and-others-run ()
   (meta-log-federation-test-with-connection ()
     (let ((c (meta-log-federation-test-collector))
           (errors-before meta-log-federation-handler-errors)
           (debug-on-error nil))
-      (defalias 'meta-log-federation-test--broken-handler
-        (lambda (_topic _payload) (error "Deliberate failure")))
       (meta-log-federation-mqtt-subscribe "err/t" #'meta-log-federation-test--broken-handler)
       (meta-log-federation-test-subscribe-and-wait "err/t" (car c))
       (meta-log-federation-mqtt-publish "err/t" "one")

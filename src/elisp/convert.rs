@@ -2,26 +2,36 @@
 
 use emacs::{Env, IntoLisp, Result, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 static MAX_CALL_NS: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static MAX_CALL_NAME: Mutex<&'static str> = Mutex::new("");
 
-/// Records how long a call into the module took, so benchmarks can show the longest one.
-pub struct CallTimer(Instant);
+/// Records how long a call into the module took, so benchmarks can show the longest one and
+/// which function it was.
+pub struct CallTimer(Instant, &'static str);
 
 impl CallTimer {
-    pub fn start() -> Self {
-        CallTimer(Instant::now())
+    pub fn start(name: &'static str) -> Self {
+        CallTimer(Instant::now(), name)
     }
 }
 
 impl Drop for CallTimer {
     fn drop(&mut self) {
         let ns = self.0.elapsed().as_nanos() as u64;
-        MAX_CALL_NS.fetch_max(ns, Ordering::Relaxed);
         CALLS.fetch_add(1, Ordering::Relaxed);
+        if MAX_CALL_NS.fetch_max(ns, Ordering::Relaxed) < ns {
+            *crate::events::lock(&MAX_CALL_NAME) = self.1;
+        }
     }
+}
+
+/// Name of the function that made the longest call.
+pub fn max_call_name() -> &'static str {
+    *crate::events::lock(&MAX_CALL_NAME)
 }
 
 pub fn max_call_us() -> u64 {

@@ -15,6 +15,7 @@ use_symbols! {
     sym_error => "error"
     kw_max_call_us => ":max-call-us"
     kw_calls => ":calls"
+    kw_max_call_function => ":max-call-function"
     kw_events_pushed => ":events-pushed"
     kw_wakeups => ":wakeups"
     kw_events_waiting => ":events-waiting"
@@ -27,7 +28,7 @@ use_symbols! {
 
 /// Most events one drain returns, so that no call into the module takes long; the Elisp
 /// side calls again while a drain comes back full.
-const DRAIN_MAX: usize = 256;
+const DRAIN_MAX: usize = 64;
 
 /// Make PROCESS (a pipe process) the channel that wakes Emacs when events arrive.
 ///
@@ -35,7 +36,7 @@ const DRAIN_MAX: usize = 256;
 /// filter must call `meta-log-federation--drain-events'.
 #[defun(name = "-set-wakeup-process")]
 fn set_wakeup_process(env: &Env, process: Value<'_>) -> Result<()> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("set_wakeup_process");
     guard(env, || {
         let writer = env.open_channel(process)?;
         // The `emacs` crate hides the descriptor behind an opaque type; its Debug form names
@@ -63,6 +64,17 @@ fn clear_wakeup() -> Result<()> {
     Ok(())
 }
 
+/// Builds a Lisp vector with the module API's own `make_vector`/`vec_set`: unlike a funcall of
+/// `vector`, these never run Emacs' garbage collector inside our call, which kept single drains
+/// under a millisecond in the benchmark.
+fn lisp_vector<'e>(env: &'e Env, items: &[Value<'e>]) -> Result<Value<'e>> {
+    let v = env.make_vector(items.len(), ())?;
+    for (i, item) in items.iter().enumerate() {
+        v.set(i, *item)?;
+    }
+    Ok(v.value())
+}
+
 fn event_to_lisp<'e>(env: &'e Env, ev: Event) -> Result<Value<'e>> {
     match ev {
         Event::Message {
@@ -75,42 +87,60 @@ fn event_to_lisp<'e>(env: &'e Env, ev: Event) -> Result<Value<'e>> {
                 .into_iter()
                 .map(|id| (id as i64).into_lisp(env))
                 .collect::<Result<_>>()?;
-            env.vector((
-                sym_message,
-                topic.as_str(),
-                payload_to_lisp(env, &payload)?,
-                retain,
-                env.list(&ids[..])?,
-            ))
+            lisp_vector(
+                env,
+                &[
+                    sym_message.bind(env),
+                    topic.as_str().into_lisp(env)?,
+                    payload_to_lisp(env, &payload)?,
+                    retain.into_lisp(env)?,
+                    lisp_vector(env, &ids)?,
+                ],
+            )
         }
-        Event::Connected { broker, reconnect } => {
-            env.vector((sym_connected, broker.as_str(), reconnect))
-        }
-        Event::Disconnected { reason, will_retry } => {
-            env.vector((sym_disconnected, reason.as_str(), will_retry))
-        }
-        Event::Error { context, message } => {
-            env.vector((sym_error, context.as_str(), message.as_str()))
-        }
+        Event::Connected { broker, reconnect } => lisp_vector(
+            env,
+            &[
+                sym_connected.bind(env),
+                broker.as_str().into_lisp(env)?,
+                reconnect.into_lisp(env)?,
+            ],
+        ),
+        Event::Disconnected { reason, will_retry } => lisp_vector(
+            env,
+            &[
+                sym_disconnected.bind(env),
+                reason.as_str().into_lisp(env)?,
+                will_retry.into_lisp(env)?,
+            ],
+        ),
+        Event::Error { context, message } => lisp_vector(
+            env,
+            &[
+                sym_error.bind(env),
+                context.as_str().into_lisp(env)?,
+                message.as_str().into_lisp(env)?,
+            ],
+        ),
     }
 }
 
-/// Return a vector of up to 256 pending events, oldest first (empty when none).
+/// Return a vector of up to 64 pending events, oldest first (empty when none).
 ///
 /// Internal: called by the wake-up process' filter and by
 /// `meta-log-federation-wait-until'.  Each event is a vector:
-/// [message TOPIC PAYLOAD RETAIN FILTER-IDS], [connected BROKER RECONNECT],
+/// [message TOPIC PAYLOAD RETAIN FILTER-IDS] (FILTER-IDS a vector), [connected BROKER RECONNECT],
 /// [disconnected REASON WILL-RETRY] or [error CONTEXT MESSAGE].
 #[defun(name = "-drain-events")]
 fn drain_events(env: &Env) -> Result<Value<'_>> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("drain_events");
     guard(env, || {
         let events = BUS.drain(DRAIN_MAX);
         let values: Vec<Value> = events
             .into_iter()
             .map(|e| event_to_lisp(env, e))
             .collect::<Result<_>>()?;
-        env.vector(&values[..])
+        lisp_vector(env, &values)
     })
 }
 
@@ -119,6 +149,8 @@ pub fn stats_plist(env: &Env) -> Result<Value<'_>> {
     let mut items: Vec<Value> = vec![
         kw_max_call_us.bind(env),
         (convert::max_call_us() as i64).into_lisp(env)?,
+        kw_max_call_function.bind(env),
+        convert::max_call_name().into_lisp(env)?,
         kw_calls.bind(env),
         (convert::calls() as i64).into_lisp(env)?,
         kw_events_pushed.bind(env),

@@ -36,7 +36,7 @@ fn version() -> Result<&'static str> {
 /// and, while connected, :published, :received, :pending, :connects, :requeued.
 #[defun(name = "-stats")]
 fn stats(env: &Env) -> Result<Value<'_>> {
-    let _t = convert::CallTimer::start();
+    let _t = convert::CallTimer::start("stats");
     events::stats_plist(env)
 }
 

@@ -112,7 +112,7 @@ fn options_from_plist<'e>(
 /// Internal: use `meta-log-federation-mqtt-connect', which checks the keywords.
 #[defun(name = "-mqtt-connect")]
 fn mqtt_connect<'e>(env: &'e Env, url: String, plist: Value<'e>) -> Result<()> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_connect");
     guard(env, || {
         let parsed = match url::parse(&url) {
             Ok(u) => u,
@@ -156,7 +156,7 @@ fn mqtt_publish(
     qos: Option<i64>,
     retain: Value<'_>,
 ) -> Result<()> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_publish");
     guard(env, || {
         let bytes = payload_from_lisp(payload)?;
         let retain = retain.is_not_nil();
@@ -174,7 +174,7 @@ fn mqtt_publish(
 /// registers the handler.
 #[defun(name = "-mqtt-subscribe")]
 fn mqtt_subscribe(env: &Env, filter: String, qos: Option<i64>) -> Result<i64> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_subscribe");
     guard(env, || {
         match connection::with_client(|c| c.subscribe(&filter, qos.unwrap_or(0))) {
             None => not_connected(env),
@@ -189,7 +189,7 @@ fn mqtt_subscribe(env: &Env, filter: String, qos: Option<i64>) -> Result<i64> {
 /// Internal: use `meta-log-federation-mqtt-unsubscribe'.
 #[defun(name = "-mqtt-unsubscribe")]
 fn mqtt_unsubscribe(env: &Env, filter: String) -> Result<bool> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_unsubscribe");
     guard(env, || {
         Ok(connection::with_client(|c| c.unsubscribe(&filter)).unwrap_or(false))
     })
@@ -201,7 +201,7 @@ fn mqtt_unsubscribe(env: &Env, filter: String) -> Result<bool> {
 /// after `meta-log-federation-mqtt-disconnect'.
 #[defun(name = "mqtt-connected-p")]
 fn mqtt_connected_p() -> Result<bool> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_connected_p");
     Ok(connection::with_client(|c| c.is_connected()).unwrap_or(false))
 }
 
@@ -216,7 +216,7 @@ fn mqtt_active_p() -> Result<bool> {
 /// Internal: use `meta-log-federation-mqtt-disconnect'.
 #[defun(name = "-mqtt-disconnect")]
 fn mqtt_disconnect(env: &Env) -> Result<bool> {
-    let _t = CallTimer::start();
+    let _t = CallTimer::start("mqtt_disconnect");
     guard(env, || Ok(connection::disconnect()))
 }
 
