@@ -3,6 +3,7 @@ EMACS ?= emacs
 CARGO ?= cargo
 FEATURES ?=
 CARGO_FEATURES = $(if $(strip $(FEATURES)),--features "$(FEATURES)",)
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 MODULE = lisp/meta-log-federation-module.so
 ELS = $(wildcard lisp/*.el)
 
@@ -22,7 +23,7 @@ help:
 # place crashes a running Emacs.
 module:
 	$(CARGO) build --release $(CARGO_FEATURES)
-	install -m 755 target/release/libmeta_log_federation_module.so $(MODULE)
+	install -m 755 $(TARGET_DIR)/release/libmeta_log_federation_module.so $(MODULE)
 
 test: module
 	bin/test
