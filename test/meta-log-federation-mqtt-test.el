@@ -185,6 +185,35 @@
   "A handler that always fails."
   (error "Deliberate failure"))
 
+(declare-function meta-log-federation--features "meta-log-federation-module")
+
+(ert-deftest mqtt::tls-with-ca-file ()
+  (if (not (memq 'tls (meta-log-federation--features)))
+      ;; A build without TLS must say how to get it, at once.
+      (let ((err (should-error (meta-log-federation-mqtt-connect "mqtts://127.0.0.1:8883"))))
+        (should (string-match-p "FEATURES=tls" (cadr err))))
+    (let* ((broker (meta-log-federation-test-tls-broker-start))
+           (url (format "mqtts://127.0.0.1:%d" (cdr broker)))
+           (ca (expand-file-name "ca.crt" meta-log-federation-test-directory))
+           (c (meta-log-federation-test-collector)))
+      (unwind-protect
+          (progn
+            (meta-log-federation-mqtt-connect url :ca-file ca)
+            (should (meta-log-federation-wait-until #'meta-log-federation-mqtt-connected-p 10))
+            (meta-log-federation-test-subscribe-and-wait "tls/t" (car c) 1)
+            (meta-log-federation-mqtt-publish "tls/t" "over TLS" 1)
+            (should (meta-log-federation-wait-until (lambda () (funcall (cdr c))) 5))
+            (should (equal (funcall (cdr c)) '(("tls/t" . "over TLS"))))
+            (meta-log-federation-shutdown)
+            ;; Without our CA the server is not trusted: no connection, an error event.
+            (let ((meta-log-federation-mqtt-last-error nil))
+              (meta-log-federation-mqtt-connect url)
+              (should (meta-log-federation-wait-until
+                       (lambda () meta-log-federation-mqtt-last-error) 10))
+              (should-not (meta-log-federation-mqtt-connected-p))))
+        (meta-log-federation-shutdown)
+        (delete-process (car broker))))))
+
 (ert-deftest mqtt::failing-handler-is-reported-and-others-run ()
   (meta-log-federation-test-with-connection ()
     (let ((c (meta-log-federation-test-collector))

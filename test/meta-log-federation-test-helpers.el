@@ -25,6 +25,10 @@
   (make-temp-file "meta-log-federation-test-" t)
   "Scratch directory of this test run.")
 
+;; mosquitto drops root privileges before it reads its certificates, so the
+;; scratch directory must be readable by its user.
+(set-file-modes meta-log-federation-test-directory #o755)
+
 (defun meta-log-federation-test-free-port ()
   "Return a TCP port of 127.0.0.1 that is free right now."
   (let* ((probe (make-network-process :name "port-probe" :server t
@@ -66,6 +70,54 @@
       (error "Mosquitto did not start on port %d: %s" port
              (with-current-buffer " *test-mosquitto*" (buffer-string))))
     port))
+
+(defun meta-log-federation-test-openssl (&rest args)
+  "Run openssl with ARGS in the scratch directory; signal on failure."
+  (let ((default-directory meta-log-federation-test-directory))
+    (with-temp-buffer
+      (unless (zerop (apply #'call-process "openssl" nil t nil args))
+        (error "Openssl %S failed: %s" args (buffer-string))))))
+
+(defun meta-log-federation-test-make-certificates ()
+  "Make a test CA and a server certificate for 127.0.0.1; return the CA file."
+  (let ((default-directory meta-log-federation-test-directory))
+    (meta-log-federation-test-openssl
+     "req" "-x509" "-newkey" "rsa:2048" "-nodes" "-days" "2" "-subj" "/CN=meta-log test CA"
+     "-keyout" "ca.key" "-out" "ca.crt"
+     "-addext" "basicConstraints=critical,CA:TRUE" "-addext" "keyUsage=keyCertSign,cRLSign")
+    (meta-log-federation-test-openssl
+     "req" "-newkey" "rsa:2048" "-nodes" "-subj" "/CN=127.0.0.1"
+     "-keyout" "server.key" "-out" "server.csr")
+    (with-temp-file "server.ext"
+      (insert "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
+              "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"))
+    (meta-log-federation-test-openssl
+     "x509" "-req" "-in" "server.csr" "-CA" "ca.crt" "-CAkey" "ca.key" "-CAcreateserial"
+     "-days" "2" "-extfile" "server.ext" "-out" "server.crt")
+    (dolist (f '("ca.crt" "server.crt" "server.key"))
+      (set-file-modes f #o644))
+    (expand-file-name "ca.crt")))
+
+(defun meta-log-federation-test-tls-broker-start ()
+  "Start a second mosquitto that speaks TLS only; return (PROCESS . PORT)."
+  (let* ((ca (meta-log-federation-test-make-certificates))
+         (dir meta-log-federation-test-directory)
+         (port (meta-log-federation-test-free-port))
+         (conf (expand-file-name "mosquitto-tls.conf" dir)))
+    (with-temp-file conf
+      (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" port)
+              (format "cafile %s\ncertfile %s\nkeyfile %s\n" ca
+                      (expand-file-name "server.crt" dir) (expand-file-name "server.key" dir))))
+    (set-file-modes conf #o644)
+    (let ((proc (make-process :name "test-mosquitto-tls"
+                              :buffer (get-buffer-create " *test-mosquitto-tls*")
+                              :command (list (meta-log-federation-test-mosquitto) "-c" conf)
+                              :noquery t)))
+      (unless (meta-log-federation-wait-until
+               (lambda () (meta-log-federation-test-port-open-p port)) 10)
+        (error "TLS mosquitto did not start: %s"
+               (with-current-buffer " *test-mosquitto-tls*" (buffer-string))))
+      (cons proc port))))
 
 (defun meta-log-federation-test-broker-kill ()
   "Kill the broker at once (SIGKILL), as a crash would."

@@ -46,3 +46,13 @@ fn reset_max_call() -> Result<()> {
     convert::reset_max_call();
     Ok(())
 }
+
+/// Return the list of optional features this module was built with, such as ("tls").
+#[defun(name = "-features")]
+fn features(env: &Env) -> Result<Value<'_>> {
+    let mut names: Vec<Value> = Vec::new();
+    if cfg!(feature = "tls") {
+        names.push(env.intern("tls")?);
+    }
+    env.list(&names[..])
+}
