@@ -50,7 +50,8 @@ fn main() {
         sub.subscribe(&topic, qos).expect("subscribe");
         // Probe until the subscription is active.
         loop {
-            publ.publish(&topic, b"probe".to_vec(), 1, false).expect("probe");
+            publ.publish(&topic, b"probe".to_vec(), 1, false)
+                .expect("probe");
             let deadline = Instant::now() + Duration::from_millis(200);
             let mut seen = false;
             while Instant::now() < deadline && !seen {
