@@ -16,7 +16,7 @@ help:
 	@echo "make test       cargo test + the ert suite against a private mosquitto"
 	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
 	@echo "make bench      print throughput and latency figures"
-	@echo "make demo       run the demo"
+	@echo "make demo       two Emacs peers meet through a private broker"
 	@echo "FEATURES=tls    build with mqtts:// support"
 
 # Installed by writing a new file and renaming it: overwriting a loaded .so in
