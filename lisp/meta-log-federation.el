@@ -30,6 +30,7 @@
 (meta-log-federation-load-module)
 (require 'meta-log-federation-events)
 (require 'meta-log-federation-mqtt)
+(require 'meta-log-federation-identity)
 
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
 (declare-function meta-log-federation--stats "meta-log-federation-module")

@@ -4,6 +4,7 @@
 mod convert;
 mod errors;
 mod events;
+mod identity;
 mod mqtt;
 
 pub use errors::*;
