@@ -20,10 +20,16 @@
 
 (declare-function meta-log-federation--set-wakeup-process "meta-log-federation-module")
 (declare-function meta-log-federation--clear-wakeup "meta-log-federation-module")
-(declare-function meta-log-federation--drain-events "meta-log-federation-module")
+(declare-function meta-log-federation--drain-events-into "meta-log-federation-module")
+(declare-function meta-log-federation--drain-slots "meta-log-federation-module")
 
 (defvar meta-log-federation--wakeup-process nil
   "Pipe process whose filter drains the module's events.")
+
+(defvar meta-log-federation--drain-buffer nil
+  "Vector of event slots that the module fills; made once, reused.
+Its event vectors are overwritten by the next drain: dispatchers must
+not keep them.")
 
 (defvar meta-log-federation--event-dispatchers nil
   "Alist of (TYPE . FUNCTION); FUNCTION receives an event vector of TYPE.")
@@ -70,13 +76,24 @@ CONTEXT says what was being handled, for the report."
     (when function
       (meta-log-federation--safe-funcall function (aref event 0) event))))
 
+(defun meta-log-federation--drain-buffer ()
+  "Return the drain buffer, making it on first use."
+  (or meta-log-federation--drain-buffer
+      (setq meta-log-federation--drain-buffer
+            (apply #'vector
+                   (mapcar (lambda (_) (make-vector 5 nil))
+                           (number-sequence 1 (meta-log-federation--drain-slots)))))))
+
 (defun meta-log-federation-dispatch-pending ()
   "Drain every waiting event from the module and dispatch it.
 Return the number of events dispatched."
-  (let ((count 0) batch)
-    (while (> (length (setq batch (meta-log-federation--drain-events))) 0)
-      (setq count (+ count (length batch)))
-      (mapc #'meta-log-federation--dispatch-event batch))
+  (let ((buffer (meta-log-federation--drain-buffer))
+        (count 0)
+        (n 0))
+    (while (> (setq n (meta-log-federation--drain-events-into buffer)) 0)
+      (setq count (+ count n))
+      (dotimes (i n)
+        (meta-log-federation--dispatch-event (aref buffer i))))
     count))
 
 (defun meta-log-federation--wakeup-filter (_process _output)

@@ -160,12 +160,19 @@ their handlers are forgotten.  Return non-nil if there was a connection."
 
 (defun meta-log-federation--handle-message (event)
   "Run the handlers of a message EVENT [message TOPIC PAYLOAD RETAIN IDS].
-IDS is a vector of subscription ids."
+IDS is a subscription id, or a vector of them."
   (let ((topic (aref event 1))
         (payload (aref event 2)))
-    (cl-loop for id across (aref event 4) do
-             (dolist (handler (gethash id meta-log-federation--handlers))
-               (meta-log-federation--safe-funcall handler topic topic payload)))))
+    (let ((ids (aref event 4)))
+      (if (integerp ids)
+          (meta-log-federation--run-handlers ids topic payload)
+        (cl-loop for id across ids
+                 do (meta-log-federation--run-handlers id topic payload))))))
+
+(defun meta-log-federation--run-handlers (id topic payload)
+  "Call the handlers of subscription ID with TOPIC and PAYLOAD."
+  (dolist (handler (gethash id meta-log-federation--handlers))
+    (meta-log-federation--safe-funcall handler topic topic payload)))
 
 (defun meta-log-federation--handle-connected (event)
   "Note that the connection in EVENT [connected BROKER RECONNECT] is up."

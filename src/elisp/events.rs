@@ -5,7 +5,7 @@ use super::convert::{self, payload_to_lisp, CallTimer};
 use super::errors::guard;
 use crate::events::{Event, BUS};
 use crate::transport::connection;
-use emacs::{defun, use_symbols, Env, IntoLisp, Result, Value};
+use emacs::{defun, use_symbols, Env, IntoLisp, Result, Value, Vector};
 use std::sync::atomic::Ordering;
 
 use_symbols! {
@@ -33,7 +33,7 @@ const DRAIN_MAX: usize = 64;
 /// Make PROCESS (a pipe process) the channel that wakes Emacs when events arrive.
 ///
 /// Internal: `meta-log-federation--ensure-wakeup' creates the process.  Its
-/// filter must call `meta-log-federation--drain-events'.
+/// filter must call `meta-log-federation-dispatch-pending'.
 #[defun(name = "-set-wakeup-process")]
 fn set_wakeup_process(env: &Env, process: Value<'_>) -> Result<()> {
     let _t = CallTimer::start("set_wakeup_process");
@@ -64,18 +64,18 @@ fn clear_wakeup() -> Result<()> {
     Ok(())
 }
 
-/// Builds a Lisp vector with the module API's own `make_vector`/`vec_set`: unlike a funcall of
-/// `vector`, these never run Emacs' garbage collector inside our call, which kept single drains
-/// under a millisecond in the benchmark.
-fn lisp_vector<'e>(env: &'e Env, items: &[Value<'e>]) -> Result<Value<'e>> {
-    let v = env.make_vector(items.len(), ())?;
-    for (i, item) in items.iter().enumerate() {
-        v.set(i, *item)?;
-    }
-    Ok(v.value())
-}
+/// Most events one drain takes, so that no call into the module takes long; the Elisp side
+/// calls again while a drain comes back full. Its drain buffer has this many slots.
+const DRAIN_SLOTS: usize = DRAIN_MAX;
 
-fn event_to_lisp<'e>(env: &'e Env, ev: Event) -> Result<Value<'e>> {
+/// Writes `ev` into `slot`, a 5-element vector that the Elisp side allocated once and reuses.
+///
+/// Only the module API's own `vec_set`, `make_string` and `make_integer` are used: they never
+/// run Emacs' garbage collector, whereas any funcall (even of `vector`) may, and a collection
+/// inside a drain made single calls take several milliseconds in the benchmark. The one
+/// exception is a message matching several subscriptions, whose ids need a fresh vector.
+fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
+    let nil = ().into_lisp(env)?;
     match ev {
         Event::Message {
             topic,
@@ -83,65 +83,80 @@ fn event_to_lisp<'e>(env: &'e Env, ev: Event) -> Result<Value<'e>> {
             retain,
             filters,
         } => {
-            let ids: Vec<Value> = filters
-                .into_iter()
-                .map(|id| (id as i64).into_lisp(env))
-                .collect::<Result<_>>()?;
-            lisp_vector(
-                env,
-                &[
-                    sym_message.bind(env),
-                    topic.as_str().into_lisp(env)?,
-                    payload_to_lisp(env, &payload)?,
-                    retain.into_lisp(env)?,
-                    lisp_vector(env, &ids)?,
-                ],
-            )
+            slot.set(0, sym_message.bind(env))?;
+            slot.set(1, topic.as_str())?;
+            slot.set(2, payload_to_lisp(env, &payload)?)?;
+            slot.set(3, retain)?;
+            if let [one] = filters[..] {
+                slot.set(4, one as i64)?;
+            } else {
+                let ids: Vec<Value> = filters
+                    .into_iter()
+                    .map(|id| (id as i64).into_lisp(env))
+                    .collect::<Result<_>>()?;
+                slot.set(4, env.vector(&ids[..])?)?;
+            }
         }
-        Event::Connected { broker, reconnect } => lisp_vector(
-            env,
-            &[
-                sym_connected.bind(env),
-                broker.as_str().into_lisp(env)?,
-                reconnect.into_lisp(env)?,
-            ],
-        ),
-        Event::Disconnected { reason, will_retry } => lisp_vector(
-            env,
-            &[
-                sym_disconnected.bind(env),
-                reason.as_str().into_lisp(env)?,
-                will_retry.into_lisp(env)?,
-            ],
-        ),
-        Event::Error { context, message } => lisp_vector(
-            env,
-            &[
-                sym_error.bind(env),
-                context.as_str().into_lisp(env)?,
-                message.as_str().into_lisp(env)?,
-            ],
-        ),
+        Event::Connected { broker, reconnect } => {
+            slot.set(0, sym_connected.bind(env))?;
+            slot.set(1, broker.as_str())?;
+            slot.set(2, reconnect)?;
+            slot.set(3, nil)?;
+            slot.set(4, nil)?;
+        }
+        Event::Disconnected { reason, will_retry } => {
+            slot.set(0, sym_disconnected.bind(env))?;
+            slot.set(1, reason.as_str())?;
+            slot.set(2, will_retry)?;
+            slot.set(3, nil)?;
+            slot.set(4, nil)?;
+        }
+        Event::Error { context, message } => {
+            slot.set(0, sym_error.bind(env))?;
+            slot.set(1, context.as_str())?;
+            slot.set(2, message.as_str())?;
+            slot.set(3, nil)?;
+            slot.set(4, nil)?;
+        }
     }
+    Ok(())
 }
 
-/// Return a vector of up to 64 pending events, oldest first (empty when none).
+/// Fill BUFFER with up to 64 pending events, oldest first; return how many.
 ///
 /// Internal: called by the wake-up process' filter and by
-/// `meta-log-federation-wait-until'.  Each event is a vector:
-/// [message TOPIC PAYLOAD RETAIN FILTER-IDS] (FILTER-IDS a vector), [connected BROKER RECONNECT],
-/// [disconnected REASON WILL-RETRY] or [error CONTEXT MESSAGE].
-#[defun(name = "-drain-events")]
-fn drain_events(env: &Env) -> Result<Value<'_>> {
-    let _t = CallTimer::start("drain_events");
+/// `meta-log-federation-wait-until'.  BUFFER is a vector of 64 vectors
+/// of 5 slots each, reused from call to call.  An event is
+/// [message TOPIC PAYLOAD RETAIN IDS] (IDS a subscription id, or a vector
+/// of them when several subscriptions match), [connected BROKER RECONNECT
+/// nil nil], [disconnected REASON WILL-RETRY nil nil] or [error CONTEXT
+/// MESSAGE nil nil].
+#[defun(name = "-drain-events-into")]
+fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
+    let _t = CallTimer::start("drain_events_into");
     guard(env, || {
-        let events = BUS.drain(DRAIN_MAX);
-        let values: Vec<Value> = events
-            .into_iter()
-            .map(|e| event_to_lisp(env, e))
-            .collect::<Result<_>>()?;
-        lisp_vector(env, &values)
+        let slots = buffer.len();
+        if slots < DRAIN_SLOTS {
+            return super::errors::signal(
+                env,
+                super::errors::Kind::General,
+                format!("drain buffer needs {DRAIN_SLOTS} slots, has {slots}"),
+            );
+        }
+        let events = BUS.drain(DRAIN_SLOTS);
+        let n = events.len();
+        for (i, ev) in events.into_iter().enumerate() {
+            let slot: Vector = buffer.get(i)?;
+            fill_slot(env, &slot, ev)?;
+        }
+        Ok(n)
     })
+}
+
+/// Return the number of slots `meta-log-federation--drain-events-into' fills at most.
+#[defun(name = "-drain-slots")]
+fn drain_slots() -> Result<usize> {
+    Ok(DRAIN_SLOTS)
 }
 
 pub fn stats_plist(env: &Env) -> Result<Value<'_>> {
