@@ -3,8 +3,9 @@
 ;;; Commentary:
 
 ;; emacs --batch -Q -L lisp -l examples/demo-peer.el NAME BROKER-URL OTHER-NAME
-;; Connects, announces itself, greets the other peer, answers its greeting,
-;; and prints what happens as it happens.  Exits when both greetings were
+;; Makes a fresh identity, connects, announces itself, greets the other
+;; peer with a signed event, verifies and answers its greeting, and prints
+;; what happens as it happens.  Exits when both greetings were
 ;; exchanged or after 20 seconds.
 
 ;;; Code:
@@ -16,26 +17,40 @@
 (defvar demo-other (pop command-line-args-left))
 (defvar demo-got-greeting nil)
 (defvar demo-got-answer nil)
+(defvar demo-identity
+  (meta-log-federation-identity-from-mnemonic (meta-log-federation-mnemonic-generate))
+  "This peer's identity, new for each run of the demo.")
 (setq meta-log-federation-verbose nil)
 
 (defun demo-say (format-string &rest args)
   "Print FORMAT-STRING with ARGS, prefixed by the peer's name."
   (princ (format "[%s] %s\n" demo-name (apply #'format format-string args))))
 
+(defun demo-signed (text)
+  "Return TEXT as a signed event (JSON) from this peer."
+  (meta-log-federation-sign-event demo-identity 1 text))
+
 (defun demo-on-message (topic payload)
-  "Handle PAYLOAD received on TOPIC."
-  (demo-say "received on %s: %s" topic payload)
-  (cond
-   ((string-prefix-p "hello" payload)
-    (setq demo-got-greeting t)
-    (meta-log-federation-mqtt-publish (format "demo/%s" demo-other)
-                                      (format "welcome from %s" demo-name) 1))
-   ((string-prefix-p "welcome" payload)
-    (setq demo-got-answer t))))
+  "Handle PAYLOAD, a signed event, received on TOPIC."
+  (let* ((event (meta-log-federation-verify-event payload))
+         (text (plist-get event :content)))
+    (if (not event)
+        (demo-say "dropped a message on %s: %S" topic (meta-log-federation-verify-event-reason))
+      (demo-say "received on %s, signature valid, from peer %s...: %s"
+                topic (substring (plist-get event :pubkey) 0 12) text)
+      (cond
+       ((string-prefix-p "hello" text)
+        (setq demo-got-greeting t)
+        (meta-log-federation-mqtt-publish (format "demo/%s" demo-other)
+                                          (demo-signed (format "welcome from %s" demo-name)) 1))
+       ((string-prefix-p "welcome" text)
+        (setq demo-got-answer t))))))
 
 (add-hook 'meta-log-federation-mqtt-connected-hook
           (lambda () (demo-say "connected to %s" meta-log-federation-mqtt-broker)))
-(demo-say "module %s, connecting to %s" (meta-log-federation-version) demo-url)
+(demo-say "module %s, peer id %s" (meta-log-federation-version)
+          (meta-log-federation-identity-peer-id demo-identity))
+(demo-say "connecting to %s" demo-url)
 (meta-log-federation-mqtt-connect demo-url :client-id demo-name
                                   :will-topic (format "demo/presence/%s" demo-name)
                                   :will-payload "gone" :will-retain t)
@@ -57,7 +72,7 @@
   (meta-log-federation-wait-until (lambda () other-online) 15))
 (demo-say "greeting %s" demo-other)
 (meta-log-federation-mqtt-publish (format "demo/%s" demo-other)
-                                  (format "hello from %s" demo-name) 1)
+                                  (demo-signed (format "hello from %s" demo-name)) 1)
 (if (meta-log-federation-wait-until (lambda () (and demo-got-greeting demo-got-answer)) 20)
     (demo-say "done: greeted and was greeted")
   (demo-say "timed out"))
