@@ -42,10 +42,11 @@
       (meta-log-federation-wait-until (lambda () (>= mlf-bench-received mlf-bench-n)) 60)
       (let* ((secs (- (float-time) start))
              (rate (/ mlf-bench-received secs)))
-        (princ (format "mqtt: Elisp round trip QoS %d: %d of %d messages of 200 B in %.3f s = %.0f msg/s; longest module call %d us (%s)\n"
+        (princ (format "mqtt: Elisp round trip QoS %d: %d of %d messages of 200 B in %.3f s = %.0f msg/s; longest module call %d us wall-clock (%s), %d us CPU\n"
                        qos mlf-bench-received mlf-bench-n secs rate
                        (plist-get (meta-log-federation-stats) :max-call-us)
-                       (plist-get (meta-log-federation-stats) :max-call-function)))
+                       (plist-get (meta-log-federation-stats) :max-call-function)
+                       (plist-get (meta-log-federation-stats) :max-call-cpu-us)))
         rate))))
 
 (defun mlf-bench-old-way (count)

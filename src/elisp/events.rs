@@ -16,6 +16,7 @@ use_symbols! {
     kw_max_call_us => ":max-call-us"
     kw_calls => ":calls"
     kw_max_call_function => ":max-call-function"
+    kw_max_call_cpu_us => ":max-call-cpu-us"
     kw_events_pushed => ":events-pushed"
     kw_wakeups => ":wakeups"
     kw_events_waiting => ":events-waiting"
@@ -164,6 +165,8 @@ pub fn stats_plist(env: &Env) -> Result<Value<'_>> {
     let mut items: Vec<Value> = vec![
         kw_max_call_us.bind(env),
         (convert::max_call_us() as i64).into_lisp(env)?,
+        kw_max_call_cpu_us.bind(env),
+        (convert::max_call_cpu_us() as i64).into_lisp(env)?,
         kw_max_call_function.bind(env),
         convert::max_call_name().into_lisp(env)?,
         kw_calls.bind(env),

@@ -33,7 +33,8 @@ fn version() -> Result<&'static str> {
 /// Return the module's internal statistics as a plist.
 ///
 /// Keys: :max-call-us (the longest time one call into the module took, in
-/// microseconds), :calls, :events-pushed, :wakeups, :events-waiting,
+/// microseconds of wall-clock time), :max-call-cpu-us (the same in CPU time
+/// of Emacs' thread), :max-call-function, :calls, :events-pushed, :wakeups, :events-waiting,
 /// and, while connected, :published, :received, :pending, :connects, :requeued.
 #[defun(name = "-stats")]
 fn stats(env: &Env) -> Result<Value<'_>> {
