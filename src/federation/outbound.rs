@@ -1,0 +1,318 @@
+//! Builders of the signed events this peer publishes. Each returns a
+//! [`Publication`]: topic, payload bytes, retain flag and QoS, ready for
+//! the MQTT client.
+//!
+//! Typical use:
+//! 1. at connect: [`Outbound::new_session`], then [`Outbound::will`] as the
+//!    MQTT last will (topic, payload, retain, QoS as returned);
+//! 2. once connected: [`Outbound::presence`] (retained) and
+//!    [`Outbound::announce`]; re-publish [`Outbound::presence`] more often
+//!    than the peers' stale limit (e.g. every 60 s) as a heartbeat;
+//! 3. at a clean shutdown: [`Outbound::departure`], then disconnect (a
+//!    departure ends the session: to come back, reconnect with a new
+//!    session and a new will).
+
+use crate::identity::event::sign;
+use crate::identity::{nip44, Identity};
+
+use super::inbound::SyncKind;
+use super::peers::PeerTable;
+use super::protocol::{
+    AnnouncedStatus, Presence, TopicKind, Topics, KIND_DEPARTURE, KIND_PEER_MESSAGE, KIND_PRESENCE,
+    MAX_CAPABILITIES, MAX_FIELD_BYTES, PROTOCOL_VERSION, TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
+};
+use super::{Config, ConfigError};
+
+/// What this peer announces about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalProfile {
+    /// Display name.
+    pub name: String,
+    /// Software and version, e.g. `meta-log-federation/0.1.0`.
+    pub software: String,
+    /// Capabilities, e.g. `canvasl-sync`, `nip44-messages`.
+    pub capabilities: Vec<String>,
+}
+
+/// One MQTT publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// Topic name.
+    pub topic: String,
+    /// The signed event's JSON.
+    pub payload: Vec<u8>,
+    /// Whether to publish it retained.
+    pub retain: bool,
+    /// MQTT QoS (0 or 1).
+    pub qos: u8,
+    /// The event id.
+    pub event_id: String,
+}
+
+/// Why an event could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OutboundError {
+    /// The recipient is not in the peer table.
+    #[error("peer {0} is unknown: wait for its presence before sending it messages")]
+    UnknownPeer(String),
+    /// The payload would exceed the size limit.
+    #[error("the event would be {size} bytes, above the limit of {limit}; send less")]
+    TooLarge {
+        /// The event's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// NIP-44 encryption refused the plaintext or key.
+    #[error("cannot encrypt the message: {0}")]
+    Encrypt(String),
+    /// Caller-supplied tags are unusable.
+    #[error("bad tags: {0}")]
+    BadTags(String),
+}
+
+/// The sending side of one peer.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    identity: Identity,
+    me: String,
+    topics: Topics,
+    profile: LocalProfile,
+    max_bytes: usize,
+    since: u64,
+}
+
+fn base_tags(topic: TopicKind) -> Vec<Vec<String>> {
+    vec![
+        vec![TAG_VERSION.to_string(), PROTOCOL_VERSION.to_string()],
+        vec![TAG_TOPIC.to_string(), topic.tag().to_string()],
+    ]
+}
+
+impl Outbound {
+    /// The sending side for `identity`, announcing `profile`; starts a
+    /// session at `now`.
+    pub fn new(
+        identity: Identity,
+        config: &Config,
+        profile: LocalProfile,
+        now: u64,
+    ) -> Result<Outbound, ConfigError> {
+        let topics = config.topics()?;
+        let long = [&profile.name, &profile.software]
+            .into_iter()
+            .chain(profile.capabilities.iter())
+            .any(|s| s.len() > MAX_FIELD_BYTES);
+        if long || profile.capabilities.len() > MAX_CAPABILITIES {
+            return Err(ConfigError(format!(
+                "profile: names are limited to {MAX_FIELD_BYTES} bytes and \
+                 capabilities to {MAX_CAPABILITIES} entries"
+            )));
+        }
+        Ok(Outbound {
+            me: identity.peer_id(),
+            identity,
+            topics,
+            profile,
+            max_bytes: config.max_event_bytes,
+            since: now,
+        })
+    }
+
+    /// Starts a new session (call at every (re)connect, before building the
+    /// will). The session time is `now`, or one second after the previous
+    /// session if the clock has not moved on, so sessions are strictly
+    /// ordered. Returns it.
+    pub fn new_session(&mut self, now: u64) -> u64 {
+        self.since = now.max(self.since.saturating_add(1));
+        self.since
+    }
+
+    /// The current session's start time.
+    pub fn session_since(&self) -> u64 {
+        self.since
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.me
+    }
+
+    /// The topic names.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    fn finish(
+        &self,
+        topic: String,
+        kind: u16,
+        content: &str,
+        tags: Vec<Vec<String>>,
+        now: u64,
+        retain: bool,
+    ) -> Result<Publication, OutboundError> {
+        // created_at never precedes the session start (see new_session).
+        let ev = sign(&self.identity, kind, content, tags, now.max(self.since));
+        let payload = ev.to_json().into_bytes();
+        if payload.len() > self.max_bytes {
+            return Err(OutboundError::TooLarge {
+                size: payload.len(),
+                limit: self.max_bytes,
+            });
+        }
+        Ok(Publication {
+            topic,
+            payload,
+            retain,
+            qos: 1,
+            event_id: ev.id,
+        })
+    }
+
+    fn presence_content(&self, status: AnnouncedStatus, reason: Option<&str>) -> String {
+        let p = Presence {
+            peer_id: self.me.clone(),
+            name: self.profile.name.clone(),
+            software: self.profile.software.clone(),
+            protocol: PROTOCOL_VERSION.to_string(),
+            capabilities: self.profile.capabilities.clone(),
+            status,
+            since: self.since,
+            reason: reason.map(|r| {
+                let mut r = r.to_string();
+                if r.len() > MAX_FIELD_BYTES {
+                    let mut cut = MAX_FIELD_BYTES;
+                    while !r.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    r.truncate(cut);
+                }
+                r
+            }),
+        };
+        serde_json::to_string(&p).unwrap_or_default()
+    }
+
+    /// Our `online` presence, retained on our presence topic (also the
+    /// heartbeat).
+    pub fn presence(&self, now: u64) -> Result<Publication, OutboundError> {
+        let content = self.presence_content(AnnouncedStatus::Online, None);
+        self.finish(
+            self.topics.presence(&self.me),
+            KIND_PRESENCE,
+            &content,
+            base_tags(TopicKind::Presence),
+            now,
+            true,
+        )
+    }
+
+    /// Our `online` presence on the announce topic (not retained), for
+    /// peers listening there.
+    pub fn announce(&self, now: u64) -> Result<Publication, OutboundError> {
+        let content = self.presence_content(AnnouncedStatus::Online, None);
+        self.finish(
+            self.topics.announce(),
+            KIND_PRESENCE,
+            &content,
+            base_tags(TopicKind::Announce),
+            now,
+            false,
+        )
+    }
+
+    /// The MQTT last will: an `offline` presence of the current session,
+    /// retained on our presence topic. Build it at connect time.
+    pub fn will(&self, now: u64) -> Result<Publication, OutboundError> {
+        let content = self.presence_content(AnnouncedStatus::Offline, None);
+        self.finish(
+            self.topics.presence(&self.me),
+            KIND_PRESENCE,
+            &content,
+            base_tags(TopicKind::Presence),
+            now,
+            true,
+        )
+    }
+
+    /// A graceful departure, retained on our presence topic (it replaces
+    /// the `online` presence there). `reason` is cut to 256 bytes.
+    pub fn departure(&self, reason: &str, now: u64) -> Result<Publication, OutboundError> {
+        let content = self.presence_content(AnnouncedStatus::Offline, Some(reason));
+        self.finish(
+            self.topics.presence(&self.me),
+            KIND_DEPARTURE,
+            &content,
+            base_tags(TopicKind::Presence),
+            now,
+            true,
+        )
+    }
+
+    /// A message to one peer, encrypted with NIP-44 so only it can read
+    /// it. Refused if the peer is not in `peers` or the event would be too
+    /// large; on success the peer's `messages_out` counter goes up.
+    pub fn peer_message(
+        &self,
+        peers: &mut PeerTable,
+        to: &str,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
+        if !peers.contains(to) {
+            return Err(OutboundError::UnknownPeer(super::protocol::shorten(
+                to.to_string(),
+            )));
+        }
+        // Base64 of a NIP-44 payload is about 4/3 of the plaintext: refuse
+        // hopeless sizes before encrypting.
+        if plaintext.len() > self.max_bytes {
+            return Err(OutboundError::TooLarge {
+                size: plaintext.len(),
+                limit: self.max_bytes,
+            });
+        }
+        let ciphertext = nip44::conversation_key(self.identity.keypair(), to)
+            .and_then(|k| nip44::encrypt(&k, plaintext))
+            .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
+        let mut tags = base_tags(TopicKind::Messages);
+        tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
+        let p = self.finish(
+            self.topics.messages(to),
+            KIND_PEER_MESSAGE,
+            &ciphertext,
+            tags,
+            now,
+            false,
+        )?;
+        peers.note_sent(to);
+        Ok(p)
+    }
+
+    /// A sync event on the sync topic. `content` is opaque to this layer;
+    /// `extra_tags` are appended after `v` and `t` (tags must be non-empty
+    /// and may not be named `v` or `t`).
+    pub fn sync(
+        &self,
+        kind: SyncKind,
+        content: &str,
+        extra_tags: Vec<Vec<String>>,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
+        for t in &extra_tags {
+            match t.first().map(String::as_str) {
+                None => return Err(OutboundError::BadTags("a tag is empty".into())),
+                Some(TAG_VERSION) | Some(TAG_TOPIC) => {
+                    return Err(OutboundError::BadTags(
+                        "tag names `v` and `t` are reserved".into(),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let mut tags = base_tags(TopicKind::Sync);
+        tags.extend(extra_tags);
+        self.finish(self.topics.sync(), kind.kind(), content, tags, now, false)
+    }
+}
