@@ -7,6 +7,7 @@ pub mod canvasl;
 pub mod elisp;
 pub mod events;
 pub mod federation;
+pub mod fsutil;
 pub mod identity;
 pub mod merge;
 pub mod runtime;

@@ -63,8 +63,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use base64ct::{Base64, Encoding};
@@ -293,67 +292,16 @@ pub fn save_with_kdf(
     write_atomic(path, text.as_bytes(), overwrite)
 }
 
-/// Writes `bytes` to `path` through a 0600 temporary file in the same
-/// directory, fsync and rename (or hard link, when not overwriting, so an
-/// existing file is never replaced even in a race).
+/// Writes through [`crate::fsutil::write_atomic`], turning "already exists" into
+/// [`IdentityError::Exists`].
 fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        IdentityError::Io(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        ))
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let suffix: [u8; 8] = random()?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let tmp = dir.join(tmp_name);
-
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    let result = (|| -> Result<()> {
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        if overwrite {
-            fs::rename(&tmp, path)?;
+    crate::fsutil::write_atomic(path, bytes, overwrite).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            IdentityError::Exists(path.to_path_buf())
         } else {
-            match fs::hard_link(&tmp, path) {
-                Ok(()) => {
-                    let _ = fs::remove_file(&tmp);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(IdentityError::Exists(path.to_path_buf()));
-                }
-                Err(_) => {
-                    // File systems without hard links: check, then rename.
-                    if fs::symlink_metadata(path).is_ok() {
-                        return Err(IdentityError::Exists(path.to_path_buf()));
-                    }
-                    fs::rename(&tmp, path)?;
-                }
-            }
+            IdentityError::Io(e)
         }
-        // Make the rename itself durable (best effort).
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 /// The parsed file: properties of both drawers and the ciphertext block.

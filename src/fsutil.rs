@@ -1,0 +1,102 @@
+//! Atomic file writes, shared by identity files, the trust store and synced files: a reader
+//! (or a crash) sees the old file or the new one, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Writes `bytes` to `path` through a 0600 temporary file in the same directory, fsync, then
+/// rename. Without `overwrite`, the file is put in place with a hard link, so an existing file
+/// is never replaced even in a race; that case fails with `ErrorKind::AlreadyExists`.
+pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} does not name a file", path.display()),
+        )
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut suffix = [0u8; 8];
+    getrandom::getrandom(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
+    let tmp = dir.join(tmp_name);
+
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    let exists = || {
+        std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            path.display().to_string(),
+        )
+    };
+    let result = (|| -> std::io::Result<()> {
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        if overwrite {
+            fs::rename(&tmp, path)?;
+        } else {
+            match fs::hard_link(&tmp, path) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&tmp);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+                Err(_) => {
+                    // File systems without hard links: check, then rename.
+                    if fs::symlink_metadata(path).is_ok() {
+                        return Err(exists());
+                    }
+                    fs::rename(&tmp, path)?;
+                }
+            }
+        }
+        // Make the rename itself durable (best effort).
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn writes_replaces_or_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        write_atomic(&p, b"one", false).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let e = write_atomic(&p, b"two", false).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"one");
+        write_atomic(&p, b"two", true).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+    }
+}
