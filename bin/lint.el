@@ -12,6 +12,7 @@
 (require 'checkdoc)
 (require 'bytecomp)
 (require 'cl-lib)
+(require 'warnings)  ; loaded now, so that the display-warning override below sticks
 
 (defvar lint-failed nil "Non-nil once a check failed.")
 

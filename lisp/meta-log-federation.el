@@ -31,6 +31,7 @@
 (require 'meta-log-federation-events)
 (require 'meta-log-federation-mqtt)
 (require 'meta-log-federation-identity)
+(require 'meta-log-federation-canvasl)
 
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
 (declare-function meta-log-federation--stats "meta-log-federation-module")
