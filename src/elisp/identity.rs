@@ -8,13 +8,11 @@
 use super::convert::CallTimer;
 use super::errors::guard;
 use crate::identity::event::{self, SignedEvent, VerifyError};
-use crate::identity::keys::verifier;
-use crate::identity::{file, mnemonic, Identity, IdentityError, DEFAULT_PATH};
-use bitcoin::secp256k1::{schnorr, Message, XOnlyPublicKey};
+use crate::identity::{file, mnemonic, Identity, IdentityError};
 use emacs::{define_errors, defun, use_symbols, Env, IntoLisp, Result, Transfer, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 define_errors! {
@@ -519,44 +517,13 @@ fn bench_bare_verify(env: &Env, n: i64) -> Result<f64> {
         if !(1..=1_000_000).contains(&n) {
             return env.signal(sym_args_out_of_range, (n, 1, 1_000_000));
         }
-        let phrase =
-            "leader monkey parrot ring guide accident before fence cannon height naive bean";
-        let id = Identity::from_mnemonic(phrase, "", DEFAULT_PATH)
-            .or_else(|e| identity_error(env, e, None))?;
-        let mut triples = Vec::with_capacity(n as usize);
-        for i in 0..n as u64 {
-            let ev = event::sign(
-                &id,
-                1,
-                &format!("benchmark event number {i}, with some ordinary text in it"),
-                vec![vec!["t".to_string(), "meta-log".to_string()]],
-                1_700_000_000 + i,
-            );
-            let (mut idb, mut pk, mut sig) = ([0u8; 32], [0u8; 32], [0u8; 64]);
-            let parsed = hex::decode_to_slice(&ev.id, &mut idb)
-                .and_then(|_| hex::decode_to_slice(&ev.pubkey, &mut pk))
-                .and_then(|_| hex::decode_to_slice(&ev.sig, &mut sig));
-            let (Ok(()), Ok(s), Ok(k)) = (
-                parsed,
-                schnorr::Signature::from_slice(&sig),
-                XOnlyPublicKey::from_slice(&pk),
-            ) else {
-                return super::errors::signal(
-                    env,
-                    super::errors::Kind::General,
-                    "benchmark: a freshly signed event did not parse",
-                );
-            };
-            triples.push((Message::from_digest(idb), s, k));
-        }
-        let ctx = verifier();
-        let t = Instant::now();
-        let ok = triples
-            .iter()
-            .filter(|(m, s, k)| ctx.verify_schnorr(s, m, k).is_ok())
-            .count();
-        let secs = t.elapsed().as_secs_f64().max(1e-9);
-        if ok != triples.len() {
+        let events = match crate::identity::bench::sample_events(n as usize) {
+            Ok(ev) => ev,
+            Err(e) => return super::errors::signal(env, super::errors::Kind::General, e),
+        };
+        let (ok, time) = crate::identity::bench::bare_verify(&events);
+        let secs = time.as_secs_f64().max(1e-9);
+        if ok != events.len() {
             return super::errors::signal(
                 env,
                 super::errors::Kind::General,
