@@ -210,6 +210,17 @@ pub fn sign(
 }
 
 impl SignedEvent {
+    /// The id these fields hash to (sha256 of the canonical serialization), whatever `id` says.
+    pub fn computed_id(&self) -> [u8; 32] {
+        compute_id(
+            &self.pubkey,
+            self.created_at,
+            self.kind,
+            &self.tags,
+            &self.content,
+        )
+    }
+
     /// The event as compact NIP-01 JSON (fields in wire order).
     pub fn to_json(&self) -> String {
         // Serialising strings and integers cannot fail.
@@ -379,7 +390,7 @@ fn check_crypto(ev: &SignedEvent) -> Result<(), VerifyError> {
 }
 
 fn check_crypto_cached(ev: &SignedEvent, cache: &mut KeyCache) -> Result<(), VerifyError> {
-    let computed = compute_id(&ev.pubkey, ev.created_at, ev.kind, &ev.tags, &ev.content);
+    let computed = ev.computed_id();
     let claimed = decode32(&ev.id).ok_or(VerifyError::BadHex {
         field: "id",
         reason: "not hex".to_string(),
@@ -502,24 +513,12 @@ mod tests {
         // Tamper and recompute the id: the signature no longer matches.
         let mut ev = sample();
         ev.content.push('!');
-        ev.id = hex::encode(compute_id(
-            &ev.pubkey,
-            ev.created_at,
-            ev.kind,
-            &ev.tags,
-            &ev.content,
-        ));
+        ev.id = hex::encode(ev.computed_id());
         assert_eq!(reason(&ev.to_json()), "bad-signature");
         // Another valid key, id recomputed: signature is not by that key.
         let mut ev = sample();
         ev.pubkey = "d41b22899549e1f3d335a31002cfd382174006e166d3e658e3a5eecdb6463573".into();
-        ev.id = hex::encode(compute_id(
-            &ev.pubkey,
-            ev.created_at,
-            ev.kind,
-            &ev.tags,
-            &ev.content,
-        ));
+        ev.id = hex::encode(ev.computed_id());
         assert_eq!(reason(&ev.to_json()), "bad-signature");
         // An x coordinate with no point on the curve.
         let off_curve = (1u8..=255)
@@ -528,13 +527,7 @@ mod tests {
             .unwrap();
         let mut ev = sample();
         ev.pubkey = hex::encode(off_curve);
-        ev.id = hex::encode(compute_id(
-            &ev.pubkey,
-            ev.created_at,
-            ev.kind,
-            &ev.tags,
-            &ev.content,
-        ));
+        ev.id = hex::encode(ev.computed_id());
         assert_eq!(reason(&ev.to_json()), "bad-pubkey");
     }
 
@@ -813,13 +806,7 @@ mod tests {
         let c = sign(&other, 1, "from another peer", vec![], 2).to_json();
         let mut ev = sample();
         ev.pubkey = "f".repeat(64);
-        ev.id = hex::encode(compute_id(
-            &ev.pubkey,
-            ev.created_at,
-            ev.kind,
-            &ev.tags,
-            &ev.content,
-        ));
+        ev.id = hex::encode(ev.computed_id());
         let d = ev.to_json();
         let r = verify_batch(&[&a, &b, "x", &a, &c, &d, &d, &c]);
         assert_eq!(r.len(), 8);

@@ -10,7 +10,7 @@ mod pipeline;
 mod presence;
 mod trust;
 
-pub(super) use crate::identity::event::{compute_id, sign, SignedEvent};
+pub(super) use crate::identity::event::{sign, SignedEvent};
 pub(super) use crate::identity::{nip44, Identity, DEFAULT_PATH};
 
 pub(super) use super::protocol::*;
@@ -93,12 +93,21 @@ pub(super) fn parse(p: &Publication) -> SignedEvent {
     serde_json::from_slice(&p.payload).unwrap()
 }
 
+/// Presence content saying `peer_id` (called `name`) is online since `T0`.
+pub(super) fn online_presence_json(peer_id: String, name: &str) -> String {
+    serde_json::to_string(&Presence {
+        peer_id,
+        name: name.into(),
+        software: "x".into(),
+        protocol: "1".into(),
+        capabilities: vec![],
+        status: AnnouncedStatus::Online,
+        since: T0,
+        reason: None,
+    })
+    .unwrap()
+}
+
 pub(super) fn reid(ev: &mut SignedEvent) {
-    ev.id = hex::encode(compute_id(
-        &ev.pubkey,
-        ev.created_at,
-        ev.kind,
-        &ev.tags,
-        &ev.content,
-    ));
+    ev.id = hex::encode(ev.computed_id());
 }

@@ -180,17 +180,7 @@ fn signer_must_match_the_topic() {
         "wrong-topic"
     );
     // Presence content naming another peer than its signer.
-    let content = serde_json::to_string(&Presence {
-        peer_id: carol().peer_id(),
-        name: "carol".into(),
-        software: "x".into(),
-        protocol: "1".into(),
-        capabilities: vec![],
-        status: AnnouncedStatus::Online,
-        since: T0,
-        reason: None,
-    })
-    .unwrap();
+    let content = online_presence_json(carol().peer_id(), "carol");
     let forged = raw(
         alice(),
         KIND_PRESENCE,

@@ -76,17 +76,7 @@ fn the_will_rule() {
     assert!(parse(&p4).created_at > s1, "created_at never before since");
     assert!(feed(&mut d, &p4, s1 + 1).is_ok());
     // A departure whose status is online is malformed.
-    let bad = serde_json::to_string(&Presence {
-        peer_id: alice().peer_id(),
-        name: "alice".into(),
-        software: "x".into(),
-        protocol: "1".into(),
-        capabilities: vec![],
-        status: AnnouncedStatus::Online,
-        since: T0,
-        reason: None,
-    })
-    .unwrap();
+    let bad = online_presence_json(alice().peer_id(), "alice");
     let ev = raw(
         alice(),
         KIND_DEPARTURE,
