@@ -154,9 +154,13 @@ Queued QoS 1/2 messages are given a short time to be acknowledged;
 then the connection and its background runtime stop, and
 `meta-log-federation-mqtt-disconnected-hook' runs.  Subscriptions and
 their handlers are forgotten.  Return non-nil if there was a connection."
-  (clrhash meta-log-federation--handlers)
-  (clrhash meta-log-federation--filter-ids)
+  (meta-log-federation--forget-subscriptions)
   (meta-log-federation--mqtt-disconnect))
+
+(defun meta-log-federation--forget-subscriptions ()
+  "Forget every subscription's handlers (they die with the connection)."
+  (clrhash meta-log-federation--handlers)
+  (clrhash meta-log-federation--filter-ids))
 
 (defun meta-log-federation--handle-message (event)
   "Run the handlers of a message EVENT [message TOPIC PAYLOAD RETAIN IDS].

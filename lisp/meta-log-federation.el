@@ -43,8 +43,7 @@ time) until the connection is closed and the runtime's threads are
 gone, then runs the pending hooks.  Also run from `kill-emacs-hook'."
   (interactive)
   (let ((had (meta-log-federation--shutdown-blocking)))
-    (clrhash meta-log-federation--handlers)
-    (clrhash meta-log-federation--filter-ids)
+    (meta-log-federation--forget-subscriptions)
     (meta-log-federation-dispatch-pending)
     (meta-log-federation--stop-wakeup)
     (when (called-interactively-p 'interactive)

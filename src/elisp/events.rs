@@ -27,9 +27,9 @@ use_symbols! {
     kw_requeued => ":requeued"
 }
 
-/// Most events one drain returns, so that no call into the module takes long; the Elisp
-/// side calls again while a drain comes back full.
-const DRAIN_MAX: usize = 64;
+/// Most events one drain takes, so that no call into the module takes long; the Elisp side
+/// calls again while a drain comes back full. Its drain buffer has this many slots.
+const DRAIN_SLOTS: usize = 64;
 
 /// Make PROCESS (a pipe process) the channel that wakes Emacs when events arrive.
 ///
@@ -64,10 +64,6 @@ fn clear_wakeup() -> Result<()> {
     BUS.clear_waker();
     Ok(())
 }
-
-/// Most events one drain takes, so that no call into the module takes long; the Elisp side
-/// calls again while a drain comes back full. Its drain buffer has this many slots.
-const DRAIN_SLOTS: usize = DRAIN_MAX;
 
 /// Writes `ev` into `slot`, a 5-element vector that the Elisp side allocated once and reuses.
 ///
