@@ -22,6 +22,10 @@
 ;;   `meta-log-federation-mqtt-connect', `-mqtt-publish', `-mqtt-subscribe',
 ;;   `-mqtt-unsubscribe', `-mqtt-disconnect', `-mqtt-connected-p',
 ;;   `meta-log-federation-wait-until', `meta-log-federation-shutdown'.
+;;   Federation: `meta-log-federation-init', `-send-peer-message',
+;;   `-discover-peers', `-peers', `-list-peers', `-trust-peer',
+;;   `-block-peer', `-counters'.  Set META_LOG_ENABLE_FEDERATION=1 to
+;;   start federation when the package loads.
 
 ;;; Code:
 
@@ -32,16 +36,22 @@
 (require 'meta-log-federation-mqtt)
 (require 'meta-log-federation-identity)
 (require 'meta-log-federation-canvasl)
+(require 'meta-log-federation-node)
+(require 'meta-log-federation-blackboard)
+(require 'meta-log-federation-peer-list)
+(require 'meta-log-federation-compat)
 
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
 (declare-function meta-log-federation--stats "meta-log-federation-module")
 
 (defun meta-log-federation-shutdown ()
   "Disconnect and stop all background work of meta-log-federation.
+When federation runs, announce this peer's departure first.
 Unlike `meta-log-federation-mqtt-disconnect' this waits (a bounded
 time) until the connection is closed and the runtime's threads are
 gone, then runs the pending hooks.  Also run from `kill-emacs-hook'."
   (interactive)
+  (meta-log-federation--stop-node "shutdown")
   (let ((had (meta-log-federation--shutdown-blocking)))
     (meta-log-federation--forget-subscriptions)
     (meta-log-federation-dispatch-pending)
@@ -61,9 +71,19 @@ gone, then runs the pending hooks.  Also run from `kill-emacs-hook'."
 (defun meta-log-federation--kill-emacs ()
   "Stop the runtime before Emacs exits, so the broker sees a clean goodbye."
   (when (featurep 'meta-log-federation-module)
+    (ignore-errors (meta-log-federation--stop-node "exit"))
     (ignore-errors (meta-log-federation--shutdown-blocking))))
 
 (add-hook 'kill-emacs-hook #'meta-log-federation--kill-emacs)
+
+;; The Docker image (and any script) turns federation on this way.
+(when (equal (getenv "META_LOG_ENABLE_FEDERATION") "1")
+  (condition-case err
+      (meta-log-federation-init)
+    (error (display-warning 'meta-log-federation
+                            (format "META_LOG_ENABLE_FEDERATION=1 but federation did not start: %s"
+                                    (error-message-string err))
+                            :error))))
 
 (provide 'meta-log-federation)
 ;;; meta-log-federation.el ends here

@@ -12,6 +12,10 @@ define_errors! {
     meta_log_federation_queue_full "MQTT queue full" (meta_log_federation_mqtt_error meta_log_federation_error)
     meta_log_federation_not_connected "Not connected" (meta_log_federation_mqtt_error meta_log_federation_error)
     meta_log_federation_internal_error "Internal error in the native module" (meta_log_federation_error)
+    meta_log_federation_not_running "Federation is not running" (meta_log_federation_error)
+    meta_log_federation_unknown_peer "Unknown peer" (meta_log_federation_error)
+    meta_log_federation_too_large "Payload too large" (meta_log_federation_error)
+    meta_log_federation_trust_error "Trust store error" (meta_log_federation_error)
 }
 
 /// Which error symbol a failure is signalled with.
@@ -23,6 +27,10 @@ pub enum Kind {
     BadTopic,
     QueueFull,
     NotConnected,
+    NotRunning,
+    UnknownPeer,
+    TooLarge,
+    Trust,
 }
 
 /// Signals `message` as an error of `kind`.
@@ -35,6 +43,10 @@ pub fn signal<T>(env: &Env, kind: Kind, message: impl AsRef<str>) -> Result<T> {
         Kind::BadTopic => env.signal(meta_log_federation_bad_topic, (msg,)),
         Kind::QueueFull => env.signal(meta_log_federation_queue_full, (msg,)),
         Kind::NotConnected => env.signal(meta_log_federation_not_connected, (msg,)),
+        Kind::NotRunning => env.signal(meta_log_federation_not_running, (msg,)),
+        Kind::UnknownPeer => env.signal(meta_log_federation_unknown_peer, (msg,)),
+        Kind::TooLarge => env.signal(meta_log_federation_too_large, (msg,)),
+        Kind::Trust => env.signal(meta_log_federation_trust_error, (msg,)),
     }
 }
 

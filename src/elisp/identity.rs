@@ -91,7 +91,7 @@ fn wrong_type<'e, T>(env: &'e Env, predicate: &emacs::OnceGlobalRef, v: Value<'e
 }
 
 /// The identity in `v`, or a `wrong-type-argument` signal naming the predicate.
-fn identity_arg<'e>(env: &'e Env, v: Value<'e>) -> Result<&'e Identity> {
+pub(super) fn identity_arg<'e>(env: &'e Env, v: Value<'e>) -> Result<&'e Identity> {
     match v.into_rust::<&Identity>() {
         Ok(id) => Ok(id),
         Err(_) => wrong_type(env, sym_identity_p, v),
@@ -323,7 +323,7 @@ fn identity_save<'e>(
 // ---------------------------------------------------------------------------------------------
 // Events
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

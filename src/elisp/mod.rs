@@ -5,6 +5,7 @@ mod canvasl;
 mod convert;
 mod errors;
 mod events;
+mod federation;
 mod identity;
 mod mqtt;
 

@@ -10,7 +10,7 @@ use crate::transport::url;
 use emacs::{defun, Env, Result, Value};
 use std::time::Duration;
 
-fn plist_get<'e>(env: &'e Env, plist: Value<'e>, key: &str) -> Result<Option<Value<'e>>> {
+pub(super) fn plist_get<'e>(env: &'e Env, plist: Value<'e>, key: &str) -> Result<Option<Value<'e>>> {
     let v = env.call("plist-get", (plist, env.intern(key)?))?;
     Ok(v.is_not_nil().then_some(v))
 }
@@ -67,6 +67,16 @@ fn options_from_plist<'e>(
             qos: qos as u8,
             retain: plist_get(env, plist, ":will-retain")?.is_some(),
         });
+    }
+    if plist_get(env, plist, ":federation-will")?.is_some() {
+        if !super::federation::running() {
+            return signal(
+                env,
+                Kind::General,
+                ":federation-will needs a running federation node",
+            );
+        }
+        o.will_provider = Some(super::federation::will_for_new_session);
     }
     if let Some(ca) = opt::<String>(plist_get(env, plist, ":ca-file")?)? {
         let expanded: String = env.call("expand-file-name", (ca.as_str(),))?.into_rust()?;
@@ -127,7 +137,7 @@ fn mqtt_connect<'e>(env: &'e Env, url: String, plist: Value<'e>) -> Result<()> {
     })
 }
 
-fn call_error<T>(env: &Env, e: ClientCallError) -> Result<T> {
+pub(super) fn call_error<T>(env: &Env, e: ClientCallError) -> Result<T> {
     let kind = match e {
         ClientCallError::BadTopic(_) => Kind::BadTopic,
         ClientCallError::QueueFull(_) => Kind::QueueFull,

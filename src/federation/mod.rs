@@ -171,6 +171,7 @@
 
 pub mod dropped;
 pub mod inbound;
+pub mod node;
 pub mod outbound;
 pub mod peers;
 pub mod protocol;
@@ -182,6 +183,7 @@ mod tests;
 
 pub use dropped::{DropCounters, DropReason, Dropped};
 pub use inbound::{Accepted, Body, Inbound, SyncKind};
+pub use node::{Node, NodeCounts, NodeError};
 pub use outbound::{LocalProfile, Outbound, OutboundError, Publication};
 pub use peers::{PeerInfo, PeerStatus, PeerTable, Transition};
 pub use protocol::{Presence, Route, Topics};

@@ -21,6 +21,10 @@ pub struct ConnectOptions {
     pub keep_alive: Duration,
     pub clean_session: bool,
     pub will: Option<Will>,
+    /// Called before every connection attempt; its will replaces `will`. Federation uses it
+    /// so that each MQTT session has a will signed for that session (a reconnect after a
+    /// broken connection must not inherit the will the broker has just published).
+    pub will_provider: Option<fn() -> Option<Will>>,
     /// PEM file with the CA certificates to trust for mqtts:// (else the system's roots).
     pub ca_file: Option<PathBuf>,
     /// How many messages may wait unsent or unacknowledged; a publish beyond it is refused.
@@ -45,6 +49,7 @@ impl ConnectOptions {
             keep_alive: Duration::from_secs(30),
             clean_session: true,
             will: None,
+            will_provider: None,
             ca_file: None,
             queue_limit: 10_000,
             min_backoff: Duration::from_millis(100),

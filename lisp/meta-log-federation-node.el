@@ -1,0 +1,598 @@
+;;; meta-log-federation-node.el --- This Emacs as a federation peer  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; `meta-log-federation-init' turns this Emacs into a federation peer:
+;; it loads (or creates) the peer identity, starts the native federation
+;; node, connects to the broker with a signed last will, subscribes to
+;; the federation's topics and announces itself.  Every message on those
+;; topics goes through the node's checks (signature, age, replay, topic,
+;; trust, decryption) before any hook sees it; dropped ones are counted
+;; by reason (`meta-log-federation-counters').
+;;
+;; Topics, with the prefix `meta-log-federation-topic-prefix':
+;;   PREFIX/peers/PEER-ID/presence  retained presence, also the last will
+;;   PREFIX/peers/announce          announcements
+;;   PREFIX/sync                    CanvasL sync
+;;   PREFIX/peers/PEER-ID/messages  encrypted messages to PEER-ID
+;; docs/PROTOCOL.md describes the events.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'subr-x)
+(require 'meta-log-federation-custom)
+(require 'meta-log-federation-events)
+(require 'meta-log-federation-mqtt)
+(require 'meta-log-federation-identity)
+
+(declare-function meta-log-federation--federation-start "meta-log-federation-module")
+(declare-function meta-log-federation--federation-stop "meta-log-federation-module")
+(declare-function meta-log-federation--federation-running-p "meta-log-federation-module")
+(declare-function meta-log-federation--federation-announce "meta-log-federation-module")
+(declare-function meta-log-federation--federation-depart "meta-log-federation-module")
+(declare-function meta-log-federation--federation-send-peer-message "meta-log-federation-module")
+(declare-function meta-log-federation--federation-receive "meta-log-federation-module")
+(declare-function meta-log-federation--federation-tick "meta-log-federation-module")
+(declare-function meta-log-federation--federation-peers "meta-log-federation-module")
+(declare-function meta-log-federation--federation-peer "meta-log-federation-module")
+(declare-function meta-log-federation--federation-peer-ids "meta-log-federation-module")
+(declare-function meta-log-federation--federation-trust "meta-log-federation-module")
+(declare-function meta-log-federation--federation-untrust "meta-log-federation-module")
+(declare-function meta-log-federation--federation-block "meta-log-federation-module")
+(declare-function meta-log-federation--federation-set-policy "meta-log-federation-module")
+(declare-function meta-log-federation--federation-save-trust "meta-log-federation-module")
+(declare-function meta-log-federation--federation-counters "meta-log-federation-module")
+(declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
+(declare-function meta-log-federation-embedded-broker-url "meta-log-federation-broker")
+(declare-function meta-log-federation--mqtt-active-p "meta-log-federation-module")
+(declare-function meta-log-federation-mqtt-connected-p "meta-log-federation-module")
+(declare-function meta-log-federation-identity-peer-id "meta-log-federation-module")
+(declare-function meta-log-federation-mode-line-mode "meta-log-federation-peer-list")
+
+;;;; Options
+
+(defcustom meta-log-federation-mqtt-broker-url nil
+  "Broker that `meta-log-federation-init' connects to.
+A URL such as \"mqtt://broker.example:1883\", or nil or \"embedded\"
+for the project's own broker on this machine (started by the first
+Emacs that needs it).  The environment variable META_LOG_MQTT_BROKER,
+when set, takes precedence."
+  :type '(choice (const :tag "Embedded broker on this machine" nil)
+                 (string :tag "Broker URL"))
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-blackboard-file
+  (locate-user-emacs-file "meta-log/federation-blackboard.org")
+  "Org file where the federation's peers are recorded.
+The environment variable META_LOG_FEDERATION_BLACKBOARD, when set,
+takes precedence."
+  :type 'file
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-display-name
+  (format "%s@%s" (user-login-name) (system-name))
+  "Name this peer announces to the others."
+  :type 'string
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-topic-prefix "canvasl"
+  "First levels of every federation topic.
+Peers only meet peers with the same prefix, so several federations can
+share one broker."
+  :type 'string
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-trust-policy 'tofu
+  "Which peers are listened to.
+`tofu': every peer, remembering its key the first time its name is
+seen; a known name announced by a new key is held and warned about.
+`allowlist': only peers trusted with `meta-log-federation-trust-peer'.
+`open': every peer.  Blocked peers are never listened to."
+  :type '(choice (const :tag "Trust on first use" tofu)
+                 (const :tag "Only trusted peers" allowlist)
+                 (const :tag "Everyone" open))
+  :set (lambda (symbol value)
+         (set-default symbol value)
+         (when (and (fboundp 'meta-log-federation--federation-running-p)
+                    (meta-log-federation--federation-running-p))
+           (meta-log-federation--federation-set-policy value)))
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-trust-file
+  (locate-user-emacs-file "meta-log/trust.json")
+  "File where trust decisions (pinned, trusted and blocked peers) are kept."
+  :type 'file
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-max-event-size 65536
+  "Largest signed event, in bytes, that is sent or accepted.
+Larger messages are refused when sending and dropped when received."
+  :type 'natnum
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-max-event-age 600
+  "Oldest accepted event, in seconds (presence events are exempt)."
+  :type 'natnum
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-max-clock-skew 900
+  "How far in the future, in seconds, an event's time may be."
+  :type 'natnum
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-replay-memory 100000
+  "How many event ids are remembered to refuse replays."
+  :type 'natnum
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-stale-after 120
+  "Seconds of silence after which an online peer is shown as stale."
+  :type 'natnum
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-heartbeat-interval 45
+  "Seconds between two announcements of this peer's presence.
+Keep it well below `meta-log-federation-stale-after' of the other peers."
+  :type 'number
+  :group 'meta-log-federation)
+
+;;;; Hooks
+
+(defvar meta-log-federation-peer-online-functions nil
+  "Functions called with (PEER-ID NAME) when a peer comes online.")
+
+(defvar meta-log-federation-peer-offline-functions nil
+  "Functions called with (PEER-ID REASON) when a peer goes away.
+REASON is `departed' (it said goodbye), `vanished' (the broker
+published its last will) or `stale' (silent for longer than
+`meta-log-federation-stale-after').")
+
+(defvar meta-log-federation-peer-message-functions nil
+  "Functions called with (FROM PAYLOAD) for each verified, decrypted peer message.")
+
+(defvar meta-log-federation-dropped-functions nil
+  "Functions called with (REASON MESSAGE PEER-ID) for each dropped message.
+REASON is a string such as \"bad-signature\" or \"replay\"; PEER-ID is
+nil when the sender could not be established.  Our own messages echoed
+by the broker are not reported.")
+
+(defvar meta-log-federation-peers-changed-hook nil
+  "Normal hook run after the peer table changed (for displays).")
+
+(defvar meta-log-mqtt-peer-announced-hook nil
+  "Functions called with (PEER-ID PUBLIC-KEY ADDRESS) when a peer comes online.
+The prototype's name, kept for code written for it.  PUBLIC-KEY is the
+peer's x-only secp256k1 key in hex (equal to PEER-ID); ADDRESS is the
+topic that messages to it go to.")
+
+(defvar meta-log-mqtt-message-received-hook nil
+  "Functions called with (TOPIC MESSAGE) for every accepted federation event.
+The prototype's name, kept for code written for it.  MESSAGE is the
+event's content: decrypted for peer messages, the presence or sync
+content otherwise.")
+
+(defvar meta-log-mqtt-peer-message-hook nil
+  "Functions called with (FROM TO PAYLOAD SIGNATURE) for each peer message.
+The prototype's name, kept for code written for it.  PAYLOAD is the
+decrypted text, SIGNATURE the event's verified Schnorr signature.")
+
+(defvar meta-log-federation--sync-receiver nil
+  "Function that receives sync events: (KIND FROM CONTENT TAGS ID).
+Set by the CanvasL sync module.")
+
+;;;; State
+
+(defvar meta-log-federation-identity nil
+  "The identity of this peer while federation runs.")
+
+(defvar meta-log-federation--heartbeat-timer nil
+  "Timer that re-announces presence and marks silent peers stale.")
+
+(defvar meta-log-federation--last-drop-report 0
+  "`float-time' of the last drop shown in the echo area.")
+
+(defvar meta-log-federation--unreported-drops 0
+  "Drops not shown since the last report (reports are rate-limited).")
+
+(defvar meta-log-federation-messages-received 0
+  "Peer messages received and decrypted since federation started.")
+
+;;;; Environment
+
+(defun meta-log-federation--env (name)
+  "Return environment variable NAME, or nil when unset or empty."
+  (let ((v (getenv name)))
+    (and v (not (string-empty-p v)) v)))
+
+(defun meta-log-federation--broker-url (&optional broker)
+  "Return the broker URL to use: BROKER, the environment, the option.
+\"embedded\" or nil means the embedded broker on this machine."
+  (let ((url (or broker
+                 (meta-log-federation--env "META_LOG_MQTT_BROKER")
+                 meta-log-federation-mqtt-broker-url)))
+    (if (or (null url) (equal url "embedded"))
+        (progn
+          (require 'meta-log-federation-broker nil t)
+          (unless (fboundp 'meta-log-federation-embedded-broker-url)
+            (signal 'meta-log-federation-error
+                    (list "No broker configured and no embedded broker: set `meta-log-federation-mqtt-broker-url' or META_LOG_MQTT_BROKER")))
+          (meta-log-federation-embedded-broker-url))
+      url)))
+
+(defun meta-log-federation--blackboard-file (&optional file)
+  "Return the blackboard file to use: FILE, the environment, the option."
+  (expand-file-name (or file
+                        (meta-log-federation--env "META_LOG_FEDERATION_BLACKBOARD")
+                        meta-log-federation-blackboard-file)))
+
+;;;; Identity
+
+(defun meta-log-federation--load-or-create-identity ()
+  "Return the identity in `meta-log-federation-identity-file'.
+Create it when the file is missing."
+  (let ((file (expand-file-name meta-log-federation-identity-file)))
+    (if (not (file-exists-p file))
+        (let ((identity (meta-log-federation-identity-create file)))
+          (meta-log-federation--log
+           "created peer identity %s in %s (recovery phrase in clear: back the file up, or use `meta-log-federation-identity-new' for an encrypted one)"
+           (meta-log-federation-identity-peer-id identity)
+           (abbreviate-file-name file))
+          identity)
+      (condition-case err
+          (meta-log-federation-identity-load file)
+        (meta-log-federation-bad-passphrase
+         (if noninteractive
+             (signal (car err)
+                     (list (format "%s is encrypted: load it with `meta-log-federation-identity-load' and pass it to `meta-log-federation-init' through `meta-log-federation-identity'"
+                                   file)))
+           (meta-log-federation-identity-load
+            file (read-passwd (format "Passphrase of %s: "
+                                      (abbreviate-file-name file))))))))))
+
+;;;; Starting and stopping
+
+(defun meta-log-federation-running-p ()
+  "Return non-nil while federation is running in this Emacs."
+  (and (fboundp 'meta-log-federation--federation-running-p)
+       (meta-log-federation--federation-running-p)))
+
+(defun meta-log-federation-connected-p ()
+  "Return non-nil when federation is running and connected to its broker."
+  (and (meta-log-federation-running-p)
+       (meta-log-federation-mqtt-connected-p)))
+
+(defun meta-log-federation--node-settings ()
+  "Return the plist of settings for the native federation node."
+  (list :name meta-log-federation-display-name
+        :capabilities '("canvasl-sync" "nip44-messages")
+        :prefix meta-log-federation-topic-prefix
+        :policy meta-log-federation-trust-policy
+        :trust-file meta-log-federation-trust-file
+        :max-event-bytes meta-log-federation-max-event-size
+        :max-age meta-log-federation-max-event-age
+        :max-future meta-log-federation-max-clock-skew
+        :replay-capacity meta-log-federation-replay-memory
+        :stale-after meta-log-federation-stale-after))
+
+(defun meta-log-federation-init (&optional blackboard-file mqtt-broker)
+  "Start federation: identity, broker connection, blackboard, announcement.
+BLACKBOARD-FILE is the Org blackboard (default: META_LOG_FEDERATION_BLACKBOARD,
+else `meta-log-federation-blackboard-file'); it is created if missing.
+MQTT-BROKER is the broker URL (default: META_LOG_MQTT_BROKER, else
+`meta-log-federation-mqtt-broker-url'; \"embedded\" or nil means the
+embedded broker).  The identity comes from
+`meta-log-federation-identity-file', created on first use, unless
+`meta-log-federation-identity' already holds one.  Return t; when
+federation already runs, say so, change nothing and return nil."
+  (interactive)
+  (if (meta-log-federation-running-p)
+      (progn
+        (message "meta-log-federation: federation is already running as %s"
+                 (meta-log-federation--federation-peer-id))
+        nil)
+    (when (meta-log-federation--mqtt-active-p)
+      (user-error "An MQTT connection made with `meta-log-federation-mqtt-connect' is open: disconnect it first"))
+    (let* ((url (meta-log-federation--broker-url mqtt-broker))
+           (blackboard (meta-log-federation--blackboard-file blackboard-file))
+           (identity (or meta-log-federation-identity
+                         (meta-log-federation--load-or-create-identity)))
+           (filters (meta-log-federation--federation-start
+                     identity (meta-log-federation--node-settings))))
+      (condition-case err
+          (progn
+            (meta-log-federation-mqtt-connect url :federation-will t)
+            (dolist (filter filters)
+              (meta-log-federation-mqtt-subscribe
+               (car filter) #'meta-log-federation--receive (cadr filter))))
+        (error
+         (meta-log-federation--federation-stop)
+         (signal (car err) (cdr err))))
+      (setq meta-log-federation-identity identity
+            meta-log-federation-messages-received 0)
+      (add-hook 'meta-log-federation-mqtt-connected-hook
+                #'meta-log-federation--announce-on-connect)
+      (setq meta-log-federation--heartbeat-timer
+            (run-at-time meta-log-federation-heartbeat-interval
+                         meta-log-federation-heartbeat-interval
+                         #'meta-log-federation--heartbeat))
+      (when (fboundp 'meta-log-federation-blackboard-start)
+        (meta-log-federation-blackboard-start blackboard))
+      (when (and (bound-and-true-p meta-log-federation-show-in-mode-line)
+                 (fboundp 'meta-log-federation-mode-line-mode))
+        (meta-log-federation-mode-line-mode 1))
+      (meta-log-federation--log "federation started as %s (%s) on %s"
+                                meta-log-federation-display-name
+                                (meta-log-federation--short-id
+                                 (meta-log-federation-identity-peer-id identity))
+                                url)
+      (run-hooks 'meta-log-federation-peers-changed-hook)
+      t)))
+
+(defun meta-log-federation--stop-node (&optional reason)
+  "Announce departure with REASON, stop the node; return non-nil if it ran.
+The MQTT connection stays: the caller closes it, which flushes the
+departure first."
+  (when (meta-log-federation-running-p)
+    (when (meta-log-federation-mqtt-connected-p)
+      (ignore-errors (meta-log-federation--federation-depart (or reason "shutdown"))))
+    (ignore-errors (meta-log-federation--federation-save-trust))
+    (when (timerp meta-log-federation--heartbeat-timer)
+      (cancel-timer meta-log-federation--heartbeat-timer))
+    (setq meta-log-federation--heartbeat-timer nil)
+    (remove-hook 'meta-log-federation-mqtt-connected-hook
+                 #'meta-log-federation--announce-on-connect)
+    (when (fboundp 'meta-log-federation-blackboard-stop)
+      (meta-log-federation-blackboard-stop))
+    (meta-log-federation--federation-stop)
+    (run-hooks 'meta-log-federation-peers-changed-hook)
+    t))
+
+(defun meta-log-federation--announce-on-connect ()
+  "Announce this peer after every (re)connection."
+  (when (meta-log-federation-running-p)
+    (meta-log-federation--federation-announce)))
+
+(defun meta-log-federation--heartbeat ()
+  "Re-announce presence and mark silent peers stale."
+  (when (meta-log-federation-running-p)
+    (when (meta-log-federation-mqtt-connected-p)
+      (condition-case err
+          (meta-log-federation--federation-announce)
+        (error (meta-log-federation--log "heartbeat: %s" (error-message-string err)))))
+    (meta-log-federation--run-transitions (meta-log-federation--federation-tick))
+    (ignore-errors (meta-log-federation--federation-save-trust))))
+
+;;;; Receiving
+
+(defun meta-log-federation--receive (topic payload)
+  "Verify and handle PAYLOAD received on the federation TOPIC."
+  (let ((r (meta-log-federation--federation-receive topic payload)))
+    (if (eq (plist-get r :status) 'accepted)
+        (meta-log-federation--accepted topic r)
+      (meta-log-federation--dropped r))
+    (meta-log-federation--run-transitions (plist-get r :transitions))))
+
+(defun meta-log-federation--accepted (topic result)
+  "Run the hooks for the accepted event RESULT that came on TOPIC."
+  (let ((kind (plist-get result :kind))
+        (from (plist-get result :from))
+        (content (plist-get result :content)))
+    (pcase kind
+      ('message
+       (setq meta-log-federation-messages-received
+             (1+ meta-log-federation-messages-received))
+       (meta-log-federation--run-hook-safely
+        'meta-log-federation-peer-message-functions from content)
+       (meta-log-federation--run-hook-safely
+        'meta-log-mqtt-peer-message-hook from
+        (meta-log-federation--federation-peer-id) content (plist-get result :sig)))
+      ((or 'sync-change 'sync-request 'sync-response)
+       (when meta-log-federation--sync-receiver
+         (meta-log-federation--safe-funcall
+          meta-log-federation--sync-receiver kind kind from content
+          (plist-get result :tags) (plist-get result :id)))))
+    (meta-log-federation--run-hook-safely
+     'meta-log-mqtt-message-received-hook topic content)))
+
+(defun meta-log-federation--dropped (result)
+  "Report the dropped message RESULT (rate-limited in the echo area)."
+  (unless (plist-get result :quiet)
+    (let ((reason (plist-get result :reason))
+          (text (plist-get result :message))
+          (now (float-time)))
+      (meta-log-federation--run-hook-safely
+       'meta-log-federation-dropped-functions reason text (plist-get result :peer))
+      (if (< (- now meta-log-federation--last-drop-report) 1.0)
+          (cl-incf meta-log-federation--unreported-drops)
+        (meta-log-federation--log "dropped a message (%s): %s%s" reason text
+                                  (if (> meta-log-federation--unreported-drops 0)
+                                      (format " (and %d more not shown)"
+                                              meta-log-federation--unreported-drops)
+                                    ""))
+        (setq meta-log-federation--last-drop-report now
+              meta-log-federation--unreported-drops 0)))))
+
+(defun meta-log-federation--run-transitions (transitions)
+  "Run the hooks for the peer TRANSITIONS the node reported."
+  (when transitions
+    (dolist (tr transitions)
+      (pcase tr
+        (`(came-online ,peer ,name)
+         (meta-log-federation--log "peer %s (%s) is online"
+                                   name (meta-log-federation--short-id peer))
+         (meta-log-federation--run-hook-safely
+          'meta-log-federation-peer-online-functions peer name)
+         (meta-log-federation--run-hook-safely
+          'meta-log-mqtt-peer-announced-hook peer peer
+          (plist-get (meta-log-federation--federation-peer peer) :address)))
+        (`(went-offline ,peer ,graceful)
+         (meta-log-federation--log "peer %s %s"
+                                   (meta-log-federation--peer-label peer)
+                                   (if graceful "left" "vanished (last will)"))
+         (meta-log-federation--run-hook-safely
+          'meta-log-federation-peer-offline-functions peer
+          (if graceful 'departed 'vanished)))
+        (`(went-stale ,peer)
+         (meta-log-federation--run-hook-safely
+          'meta-log-federation-peer-offline-functions peer 'stale))
+        (`(key-conflict ,new ,name ,known)
+         (display-warning
+          'meta-log-federation
+          (format "The name %S, known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
+                  name known new)
+          :warning))))
+    (run-hooks 'meta-log-federation-peers-changed-hook)))
+
+;;;; Peers
+
+(defun meta-log-federation--short-id (peer-id)
+  "Return the first 12 characters of PEER-ID."
+  (if (> (length peer-id) 12) (substring peer-id 0 12) peer-id))
+
+(defun meta-log-federation--peer-label (peer-id)
+  "Return \"NAME (SHORT-ID)\" for PEER-ID."
+  (let ((name (and (meta-log-federation-running-p)
+                   (plist-get (meta-log-federation--federation-peer peer-id) :name))))
+    (if (and name (not (string-empty-p name)))
+        (format "%s (%s)" name (meta-log-federation--short-id peer-id))
+      (meta-log-federation--short-id peer-id))))
+
+(defun meta-log-federation--require-running ()
+  "Signal `meta-log-federation-not-running' unless federation is running."
+  (unless (meta-log-federation-running-p)
+    (signal 'meta-log-federation-not-running
+            (list "Federation is not running: call `meta-log-federation-init' first"))))
+
+(defun meta-log-federation-discover-peers ()
+  "Return the ids of the known peers (online or not), sorted.
+Interactively, show how many are online."
+  (interactive)
+  (meta-log-federation--require-running)
+  (let ((ids (meta-log-federation--federation-peer-ids)))
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: %d peers known, %d online"
+               (length ids) (meta-log-federation-peers-online)))
+    ids))
+
+(defun meta-log-federation-peers ()
+  "Return the known peers with their details, as a list of plists.
+Keys: :peer-id :name :status (online, offline or stale) :last-seen
+:software :protocol :capabilities :messages-in :messages-out :trust
+:address."
+  (meta-log-federation--require-running)
+  (meta-log-federation--federation-peers))
+
+(defun meta-log-federation-peer (peer-id)
+  "Return the details of PEER-ID as a plist (see `meta-log-federation-peers')."
+  (meta-log-federation--require-running)
+  (meta-log-federation--federation-peer peer-id))
+
+(defun meta-log-federation-peers-online ()
+  "Return the number of peers online (0 when federation is off)."
+  (if (meta-log-federation-running-p)
+      (cl-count 'online (meta-log-federation--federation-peers)
+                :key (lambda (p) (plist-get p :status)))
+    0))
+
+(defun meta-log-federation--read-peer (prompt &optional predicate)
+  "Read a known peer with completion, showing PROMPT; return its id.
+PREDICATE, if non-nil, filters the peer plists offered."
+  (meta-log-federation--require-running)
+  (let* ((peers (cl-remove-if-not (or predicate #'identity)
+                                  (meta-log-federation--federation-peers)))
+         (table (mapcar (lambda (p)
+                          (cons (format "%s  %s  [%s]"
+                                        (let ((n (plist-get p :name)))
+                                          (if (string-empty-p n) "?" n))
+                                        (plist-get p :peer-id)
+                                        (plist-get p :status))
+                                (plist-get p :peer-id)))
+                        peers)))
+    (unless table
+      (user-error "No peer known yet: wait for peers to announce themselves"))
+    (cdr (assoc (completing-read prompt table nil t) table))))
+
+;;;; Messages
+
+(defun meta-log-federation-send-peer-message (peer-id payload)
+  "Send PAYLOAD (a string) to PEER-ID, encrypted so only it can read it.
+The message is signed, encrypted with NIP-44 and published on the
+peer's messages topic; return its event id.  Signals
+`meta-log-federation-unknown-peer' for a peer that has not announced
+itself, `meta-log-federation-too-large' when the event would exceed
+`meta-log-federation-max-event-size'."
+  (interactive
+   (list (meta-log-federation--read-peer "Send a message to: ")
+         (read-string "Message: ")))
+  (meta-log-federation--require-running)
+  (unless (stringp payload)
+    (signal 'wrong-type-argument (list 'stringp payload)))
+  (let ((id (meta-log-federation--federation-send-peer-message peer-id payload)))
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: sent to %s" (meta-log-federation--peer-label peer-id)))
+    id))
+
+;;;; Trust
+
+(defun meta-log-federation-trust-peer (peer-id)
+  "Trust PEER-ID: accept its messages under every policy (saved)."
+  (interactive (list (meta-log-federation--read-peer "Trust peer: ")))
+  (meta-log-federation--require-running)
+  (meta-log-federation--federation-trust peer-id)
+  (run-hooks 'meta-log-federation-peers-changed-hook)
+  (when (called-interactively-p 'interactive)
+    (message "meta-log-federation: %s is trusted" (meta-log-federation--peer-label peer-id)))
+  t)
+
+(defun meta-log-federation-untrust-peer (peer-id)
+  "Forget any trust decision about PEER-ID (saved).
+Return non-nil if there was one."
+  (interactive (list (meta-log-federation--read-peer "Forget trust in peer: ")))
+  (meta-log-federation--require-running)
+  (prog1 (meta-log-federation--federation-untrust peer-id)
+    (run-hooks 'meta-log-federation-peers-changed-hook)
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: trust in %s forgotten"
+               (meta-log-federation--peer-label peer-id)))))
+
+(defun meta-log-federation-block-peer (peer-id)
+  "Block PEER-ID: drop everything it sends from now on (saved)."
+  (interactive (list (meta-log-federation--read-peer "Block peer: ")))
+  (meta-log-federation--require-running)
+  (meta-log-federation--federation-block peer-id)
+  (run-hooks 'meta-log-federation-peers-changed-hook)
+  (when (called-interactively-p 'interactive)
+    (message "meta-log-federation: %s is blocked" (meta-log-federation--peer-label peer-id)))
+  t)
+
+;;;; Counters
+
+(defun meta-log-federation-counters ()
+  "Return the federation's counters as a plist; show them interactively.
+Keys: :sent, :accepted, :dropped, :replay-size, :messages-received and
+:drops, an alist (REASON . COUNT) of every reason a message is dropped
+for."
+  (interactive)
+  (meta-log-federation--require-running)
+  (let ((c (append (meta-log-federation--federation-counters)
+                   (list :messages-received meta-log-federation-messages-received))))
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: sent %d, accepted %d, dropped %d%s"
+               (plist-get c :sent) (plist-get c :accepted) (plist-get c :dropped)
+               (mapconcat (lambda (d) (format " %s:%d" (car d) (cdr d)))
+                          (cl-remove-if #'zerop (plist-get c :drops) :key #'cdr)
+                          "")))
+    c))
+
+(defun meta-log-federation-drop-count (reason)
+  "Return how many messages were dropped for REASON (a string)."
+  (or (cdr (assoc reason (plist-get (meta-log-federation-counters) :drops))) 0))
+
+(provide 'meta-log-federation-node)
+;;; meta-log-federation-node.el ends here

@@ -1,0 +1,598 @@
+//! The federation functions Elisp calls: one [`Node`] per Emacs while
+//! federation runs. Received messages come in through
+//! `--federation-receive`; publications go straight to the MQTT client.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::convert::{payload_from_lisp, CallTimer};
+use super::errors::{guard, signal, Kind};
+use super::identity::{identity_arg, now};
+use super::mqtt::{call_error, plist_get};
+use crate::events::lock;
+use crate::federation::{
+    Accepted, Body, Config, LocalProfile, Node, OutboundError, PeerInfo, Publication, SyncKind,
+    Transition, TrustPolicy,
+};
+use crate::transport::connection;
+use crate::transport::options::Will;
+use emacs::{defun, Env, IntoLisp, Result, Value};
+
+/// The running node; `None` while federation is off.
+static NODE: Mutex<Option<Node>> = Mutex::new(None);
+
+/// Whether a node exists.
+pub fn running() -> bool {
+    lock(&NODE).is_some()
+}
+
+/// The MQTT client's will provider: a new session and its signed will,
+/// before every connection attempt (runs on the runtime's thread).
+pub fn will_for_new_session() -> Option<Will> {
+    let mut g = lock(&NODE);
+    let p = g.as_mut()?.begin_session(now()).ok()?;
+    Some(Will {
+        topic: p.topic,
+        payload: p.payload,
+        qos: p.qos,
+        retain: p.retain,
+    })
+}
+
+fn with_node<'e, T>(env: &'e Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+    let mut g = lock(&NODE);
+    match g.as_mut() {
+        Some(n) => f(n),
+        None => signal(
+            env,
+            Kind::NotRunning,
+            "federation is not running: call meta-log-federation-init first",
+        ),
+    }
+}
+
+fn publish(env: &Env, p: Publication) -> Result<String> {
+    let id = p.event_id.clone();
+    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain))
+    {
+        Some(Ok(())) => Ok(id),
+        Some(Err(e)) => call_error(env, e),
+        None => signal(
+            env,
+            Kind::NotConnected,
+            "federation has no MQTT connection: call meta-log-federation-init again",
+        ),
+    }
+}
+
+fn outbound_error<T>(env: &Env, e: OutboundError) -> Result<T> {
+    let kind = match e {
+        OutboundError::UnknownPeer(_) => Kind::UnknownPeer,
+        OutboundError::TooLarge { .. } => Kind::TooLarge,
+        _ => Kind::General,
+    };
+    signal(env, kind, e.to_string())
+}
+
+fn policy_of(env: &Env, v: Value<'_>) -> Result<TrustPolicy> {
+    let name: String = env.call("symbol-name", (v,))?.into_rust()?;
+    match name.parse::<TrustPolicy>() {
+        Ok(p) => Ok(p),
+        Err(_) => signal(
+            env,
+            Kind::General,
+            format!("unknown trust policy `{name}`: use tofu, allowlist or open"),
+        ),
+    }
+}
+
+fn natnum(env: &Env, plist: Value<'_>, key: &str, min: u64, default: u64) -> Result<u64> {
+    match plist_get(env, plist, key)? {
+        None => Ok(default),
+        Some(v) => match v.into_rust::<i64>() {
+            Ok(n) if n >= 0 && n as u64 >= min => Ok(n as u64),
+            _ => signal(
+                env,
+                Kind::General,
+                format!("{key} must be an integer of at least {min}"),
+            ),
+        },
+    }
+}
+
+fn config_from_plist(env: &Env, plist: Value<'_>) -> Result<Config> {
+    let d = Config::default();
+    let prefix = match plist_get(env, plist, ":prefix")? {
+        Some(v) => v.into_rust::<String>()?,
+        None => d.prefix.clone(),
+    };
+    let policy = match plist_get(env, plist, ":policy")? {
+        Some(v) => policy_of(env, v)?,
+        None => d.policy,
+    };
+    Ok(Config {
+        prefix,
+        max_event_bytes: natnum(env, plist, ":max-event-bytes", 1024, d.max_event_bytes as u64)?
+            as usize,
+        max_age_secs: natnum(env, plist, ":max-age", 1, d.max_age_secs)?,
+        max_future_secs: natnum(env, plist, ":max-future", 1, d.max_future_secs)?,
+        replay_capacity: natnum(env, plist, ":replay-capacity", 1, d.replay_capacity as u64)?
+            as usize,
+        stale_after_secs: natnum(env, plist, ":stale-after", 1, d.stale_after_secs)?,
+        max_peers: natnum(env, plist, ":max-peers", 1, d.max_peers as u64)? as usize,
+        policy,
+    })
+}
+
+/// Start a federation node for IDENTITY with the settings in PLIST.
+///
+/// Keys: :name, :software, :capabilities (list of strings), :prefix,
+/// :policy (tofu, allowlist or open), :trust-file, :max-event-bytes,
+/// :max-age, :max-future, :replay-capacity, :stale-after, :max-peers.
+/// Return the list of (FILTER QOS) to subscribe to.
+///
+/// Internal: use `meta-log-federation-init'.
+#[defun(name = "-federation-start")]
+fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("federation-start");
+    let identity = identity_arg(env, identity)?.clone();
+    let config = config_from_plist(env, plist)?;
+    let name = match plist_get(env, plist, ":name")? {
+        Some(v) => v.into_rust::<String>()?,
+        None => String::new(),
+    };
+    let software = match plist_get(env, plist, ":software")? {
+        Some(v) => v.into_rust::<String>()?,
+        None => format!("meta-log-federation/{}", crate::VERSION),
+    };
+    let mut capabilities = Vec::new();
+    if let Some(list) = plist_get(env, plist, ":capabilities")? {
+        let n: i64 = env.call("length", (list,))?.into_rust()?;
+        for i in 0..n {
+            capabilities.push(env.call("nth", (i, list))?.into_rust::<String>()?);
+        }
+    }
+    let trust_path = match plist_get(env, plist, ":trust-file")? {
+        Some(v) => Some(PathBuf::from(
+            env.call("expand-file-name", (v,))?.into_rust::<String>()?,
+        )),
+        None => None,
+    };
+    guard(env, || {
+        let mut g = lock(&NODE);
+        if g.is_some() {
+            return signal(env, Kind::General, "federation is already running");
+        }
+        let profile = LocalProfile {
+            name,
+            software,
+            capabilities,
+        };
+        let node = match Node::new(identity, config, profile, trust_path, now()) {
+            Ok(n) => n,
+            Err(e) => return signal(env, Kind::General, e.to_string()),
+        };
+        let subs = node.subscriptions();
+        *g = Some(node);
+        drop(g);
+        let items = subs
+            .into_iter()
+            .map(|(f, q)| env.list((f, i64::from(q))))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&items[..])
+    })
+}
+
+/// Forget the federation node (after the departure was published).
+///
+/// Return non-nil if there was one.
+#[defun(name = "-federation-stop")]
+fn federation_stop() -> Result<bool> {
+    let _t = CallTimer::start("federation-stop");
+    Ok(lock(&NODE).take().is_some())
+}
+
+/// Return non-nil while a federation node exists.
+#[defun(name = "-federation-running-p")]
+fn federation_running_p() -> Result<bool> {
+    Ok(running())
+}
+
+/// Publish our presence (retained) and its announcement copy.
+///
+/// Return the presence event's id.
+#[defun(name = "-federation-announce")]
+fn federation_announce(env: &Env) -> Result<String> {
+    let _t = CallTimer::start("federation-announce");
+    guard(env, || {
+        let pubs = with_node(env, |n| match n.announce(now()) {
+            Ok(p) => Ok(p),
+            Err(e) => outbound_error(env, e),
+        })?;
+        let mut first = String::new();
+        for p in pubs {
+            let id = publish(env, p)?;
+            if first.is_empty() {
+                first = id;
+            }
+        }
+        Ok(first)
+    })
+}
+
+/// Publish our departure with REASON (retained, replacing our presence).
+#[defun(name = "-federation-depart")]
+fn federation_depart(env: &Env, reason: String) -> Result<String> {
+    let _t = CallTimer::start("federation-depart");
+    guard(env, || {
+        let p = with_node(env, |n| match n.departure(&reason, now()) {
+            Ok(p) => Ok(p),
+            Err(e) => outbound_error(env, e),
+        })?;
+        publish(env, p)
+    })
+}
+
+/// Encrypt TEXT to PEER-ID, sign it and publish it; return the event id.
+///
+/// Internal: use `meta-log-federation-send-peer-message'.
+#[defun(name = "-federation-send-peer-message")]
+fn federation_send_peer_message(env: &Env, peer_id: String, text: String) -> Result<String> {
+    let _t = CallTimer::start("federation-send-peer-message");
+    guard(env, || {
+        let p = with_node(env, |n| match n.peer_message(&peer_id, &text, now()) {
+            Ok(p) => Ok(p),
+            Err(e) => outbound_error(env, e),
+        })?;
+        publish(env, p)
+    })
+}
+
+fn sync_kind(env: &Env, v: Value<'_>) -> Result<SyncKind> {
+    let name: String = env.call("symbol-name", (v,))?.into_rust()?;
+    match name.as_str() {
+        "change" => Ok(SyncKind::Change),
+        "request" => Ok(SyncKind::Request),
+        "response" => Ok(SyncKind::Response),
+        _ => signal(
+            env,
+            Kind::General,
+            format!("unknown sync kind `{name}`: use change, request or response"),
+        ),
+    }
+}
+
+fn tags_from_lisp(env: &Env, tags: Value<'_>) -> Result<Vec<Vec<String>>> {
+    let mut out = Vec::new();
+    let n: i64 = env.call("length", (tags,))?.into_rust()?;
+    for i in 0..n {
+        let tag = env.call("nth", (i, tags))?;
+        let m: i64 = env.call("length", (tag,))?.into_rust()?;
+        let mut v = Vec::new();
+        for j in 0..m {
+            v.push(env.call("nth", (j, tag))?.into_rust::<String>()?);
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Sign and publish a sync event of KIND (change, request, response) with CONTENT and TAGS.
+///
+/// Return the event id.
+#[defun(name = "-federation-publish-sync")]
+fn federation_publish_sync<'e>(
+    env: &'e Env,
+    kind: Value<'e>,
+    content: String,
+    tags: Value<'e>,
+) -> Result<String> {
+    let _t = CallTimer::start("federation-publish-sync");
+    let kind = sync_kind(env, kind)?;
+    let tags = tags_from_lisp(env, tags)?;
+    guard(env, || {
+        let p = with_node(env, |n| match n.sync(kind, &content, tags, now()) {
+            Ok(p) => Ok(p),
+            Err(e) => outbound_error(env, e),
+        })?;
+        publish(env, p)
+    })
+}
+
+fn transition_to_lisp<'e>(env: &'e Env, t: &Transition) -> Result<Value<'e>> {
+    let kind = env.intern(t.kind())?;
+    match t {
+        Transition::CameOnline { peer_id, name } => env.list((kind, peer_id.as_str(), name.as_str())),
+        Transition::WentOffline { peer_id, graceful } => env.list((kind, peer_id.as_str(), *graceful)),
+        Transition::WentStale { peer_id } => env.list((kind, peer_id.as_str())),
+        Transition::KeyConflict {
+            name,
+            known_peer_id,
+            new_peer_id,
+        } => env.list((
+            kind,
+            new_peer_id.as_str(),
+            name.as_str(),
+            known_peer_id.as_str(),
+        )),
+    }
+}
+
+fn transitions_to_lisp<'e>(env: &'e Env, ts: &[Transition]) -> Result<Value<'e>> {
+    let v = ts
+        .iter()
+        .map(|t| transition_to_lisp(env, t))
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&v[..])
+}
+
+fn tags_to_lisp<'e>(env: &'e Env, tags: &[Vec<String>]) -> Result<Value<'e>> {
+    let v = tags
+        .iter()
+        .map(|t| {
+            let s = t
+                .iter()
+                .map(|x| x.as_str().into_lisp(env))
+                .collect::<Result<Vec<_>>>()?;
+            env.list(&s[..])
+        })
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&v[..])
+}
+
+fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
+    let (kind, content): (&str, Value<'e>) = match &a.body {
+        Body::Presence(_) => ("presence", env.intern("nil")?),
+        Body::Departure(_) => ("departure", env.intern("nil")?),
+        Body::Message { plaintext } => ("message", plaintext.as_str().into_lisp(env)?),
+        Body::Sync { kind, content } => (
+            match kind {
+                SyncKind::Change => "sync-change",
+                SyncKind::Request => "sync-request",
+                SyncKind::Response => "sync-response",
+            },
+            content.as_str().into_lisp(env)?,
+        ),
+    };
+    env.list(&[
+        env.intern(":status")?,
+        env.intern("accepted")?,
+        env.intern(":kind")?,
+        env.intern(kind)?,
+        env.intern(":from")?,
+        a.from().into_lisp(env)?,
+        env.intern(":content")?,
+        content,
+        env.intern(":tags")?,
+        tags_to_lisp(env, &a.event.tags)?,
+        env.intern(":id")?,
+        a.event.id.as_str().into_lisp(env)?,
+        env.intern(":sig")?,
+        a.event.sig.as_str().into_lisp(env)?,
+        env.intern(":transitions")?,
+        transitions_to_lisp(env, &a.transitions)?,
+    ][..])
+}
+
+/// Verify and apply one message received on a federation TOPIC.
+///
+/// Return a plist: (:status accepted :kind KIND :from PEER :content
+/// CONTENT :tags TAGS :id ID :sig SIG :transitions TRANSITIONS) or
+/// (:status dropped :reason REASON :message TEXT :quiet BOOL :peer PEER
+/// :transitions TRANSITIONS).  KIND is presence, departure, message,
+/// sync-change, sync-request or sync-response.  A transition is
+/// (came-online PEER NAME), (went-offline PEER GRACEFUL), (went-stale
+/// PEER) or (key-conflict NEW-PEER NAME KNOWN-PEER).
+#[defun(name = "-federation-receive")]
+fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("federation-receive");
+    let bytes = payload_from_lisp(payload)?;
+    guard(env, || {
+        let r = with_node(env, |n| Ok(n.receive(&topic, &bytes, now())))?;
+        match r {
+            Ok(a) => accepted_to_lisp(env, &a),
+            Err(d) => env.list(&[
+                env.intern(":status")?,
+                env.intern("dropped")?,
+                env.intern(":reason")?,
+                d.reason.as_str().into_lisp(env)?,
+                env.intern(":message")?,
+                d.message.as_str().into_lisp(env)?,
+                env.intern(":quiet")?,
+                d.is_quiet().into_lisp(env)?,
+                env.intern(":peer")?,
+                match &d.peer_id {
+                    Some(p) => p.as_str().into_lisp(env)?,
+                    None => env.intern("nil")?,
+                },
+                env.intern(":transitions")?,
+                transitions_to_lisp(env, &d.transitions)?,
+            ][..]),
+        }
+    })
+}
+
+/// Mark peers silent for too long as stale; return the transitions.
+#[defun(name = "-federation-tick")]
+fn federation_tick(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-tick");
+    guard(env, || {
+        let ts = with_node(env, |n| Ok(n.tick(now())))?;
+        transitions_to_lisp(env, &ts)
+    })
+}
+
+fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'e>> {
+    let caps = p
+        .capabilities
+        .iter()
+        .map(|c| c.as_str().into_lisp(env))
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&[
+        env.intern(":peer-id")?,
+        p.peer_id.as_str().into_lisp(env)?,
+        env.intern(":name")?,
+        p.name.as_str().into_lisp(env)?,
+        env.intern(":status")?,
+        env.intern(p.status.as_str())?,
+        env.intern(":last-seen")?,
+        (p.last_seen as i64).into_lisp(env)?,
+        env.intern(":software")?,
+        p.software.as_str().into_lisp(env)?,
+        env.intern(":protocol")?,
+        p.protocol.as_str().into_lisp(env)?,
+        env.intern(":capabilities")?,
+        env.list(&caps[..])?,
+        env.intern(":messages-in")?,
+        (p.messages_in as i64).into_lisp(env)?,
+        env.intern(":messages-out")?,
+        (p.messages_out as i64).into_lisp(env)?,
+        env.intern(":trust")?,
+        env.intern(p.trust.as_str())?,
+        env.intern(":address")?,
+        topic.into_lisp(env)?,
+    ][..])
+}
+
+/// Return the known peers as a list of plists, sorted by peer id.
+///
+/// Keys: :peer-id :name :status (online, offline, stale) :last-seen (Unix
+/// time) :software :protocol :capabilities :messages-in :messages-out
+/// :trust (unknown, pinned, trusted, conflict, blocked) :address (the
+/// topic that messages to the peer go to).
+#[defun(name = "-federation-peers")]
+fn federation_peers(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-peers");
+    guard(env, || {
+        let peers = with_node(env, |n| {
+            Ok(n.peers()
+                .into_iter()
+                .map(|p| {
+                    let t = n.messages_topic(&p.peer_id);
+                    (p, t)
+                })
+                .collect::<Vec<_>>())
+        })?;
+        let v = peers
+            .iter()
+            .map(|(p, t)| peer_to_lisp(env, p, t.clone()))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&v[..])
+    })
+}
+
+/// Return the details of PEER-ID as a plist, or nil if it is unknown.
+#[defun(name = "-federation-peer")]
+fn federation_peer(env: &Env, peer_id: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-peer");
+    guard(env, || {
+        let p = with_node(env, |n| {
+            Ok(n.peer(&peer_id).map(|p| (p, n.messages_topic(&peer_id))))
+        })?;
+        match p {
+            Some((p, t)) => peer_to_lisp(env, &p, t),
+            None => env.intern("nil"),
+        }
+    })
+}
+
+/// Return the known peer ids, sorted.
+#[defun(name = "-federation-peer-ids")]
+fn federation_peer_ids(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-peer-ids");
+    guard(env, || {
+        let ids = with_node(env, |n| Ok(n.peer_ids()))?;
+        let v = ids
+            .iter()
+            .map(|s| s.as_str().into_lisp(env))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&v[..])
+    })
+}
+
+fn trust_result<T>(env: &Env, r: std::result::Result<T, crate::federation::TrustError>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => signal(env, Kind::Trust, e.to_string()),
+    }
+}
+
+/// Trust PEER-ID (and save the trust file).
+#[defun(name = "-federation-trust")]
+fn federation_trust(env: &Env, peer_id: String) -> Result<bool> {
+    let _t = CallTimer::start("federation-trust");
+    guard(env, || {
+        with_node(env, |n| trust_result(env, n.trust(&peer_id, now())))?;
+        Ok(true)
+    })
+}
+
+/// Forget the trust decision about PEER-ID; non-nil if there was one.
+#[defun(name = "-federation-untrust")]
+fn federation_untrust(env: &Env, peer_id: String) -> Result<bool> {
+    let _t = CallTimer::start("federation-untrust");
+    guard(env, || with_node(env, |n| trust_result(env, n.untrust(&peer_id))))
+}
+
+/// Block PEER-ID (and save the trust file).
+#[defun(name = "-federation-block")]
+fn federation_block(env: &Env, peer_id: String) -> Result<bool> {
+    let _t = CallTimer::start("federation-block");
+    guard(env, || {
+        with_node(env, |n| trust_result(env, n.block(&peer_id, now())))?;
+        Ok(true)
+    })
+}
+
+/// Set the trust POLICY (the symbol tofu, allowlist or open).
+#[defun(name = "-federation-set-policy")]
+fn federation_set_policy<'e>(env: &'e Env, policy: Value<'e>) -> Result<()> {
+    let _t = CallTimer::start("federation-set-policy");
+    let p = policy_of(env, policy)?;
+    guard(env, || with_node(env, |n| Ok(n.set_policy(p))))
+}
+
+/// Save the trust file if TOFU pinned new keys since the last save.
+#[defun(name = "-federation-save-trust")]
+fn federation_save_trust(env: &Env) -> Result<()> {
+    let _t = CallTimer::start("federation-save-trust");
+    guard(env, || with_node(env, |n| trust_result(env, n.save_trust())))
+}
+
+/// Return the federation's counters as a plist.
+///
+/// Keys: :sent :accepted :dropped :replay-size and :drops, an alist of
+/// (REASON . COUNT) for every drop reason.
+#[defun(name = "-federation-counters")]
+fn federation_counters(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-counters");
+    guard(env, || {
+        let (counts, drops, replay) =
+            with_node(env, |n| Ok((n.counts(), n.drop_counts(), n.replay_len())))?;
+        let drops = drops
+            .iter()
+            .map(|(r, c)| env.cons(*r, *c as i64))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&[
+            env.intern(":sent")?,
+            (counts.sent as i64).into_lisp(env)?,
+            env.intern(":accepted")?,
+            (counts.accepted as i64).into_lisp(env)?,
+            env.intern(":dropped")?,
+            (counts.dropped as i64).into_lisp(env)?,
+            env.intern(":replay-size")?,
+            (replay as i64).into_lisp(env)?,
+            env.intern(":drops")?,
+            env.list(&drops[..])?,
+        ][..])
+    })
+}
+
+/// Return our peer id, or nil when federation is not running.
+#[defun(name = "-federation-peer-id")]
+fn federation_peer_id(env: &Env) -> Result<Value<'_>> {
+    match lock(&NODE).as_ref() {
+        Some(n) => n.peer_id().to_string().into_lisp(env),
+        None => env.intern("nil"),
+    }
+}

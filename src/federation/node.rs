@@ -1,0 +1,335 @@
+//! [`Node`]: one running federation peer, the receiving and sending sides
+//! together with the trust file they persist to.
+//!
+//! The Emacs layer keeps one `Node` while federation runs and hands it every
+//! message of the federation's topics; the node never touches the network
+//! itself: it returns [`Publication`]s for the caller to publish.
+
+use std::path::PathBuf;
+
+use crate::identity::Identity;
+
+use super::inbound::{Accepted, Inbound, SyncKind};
+use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
+use super::peers::{PeerInfo, Transition};
+use super::trust::{TrustError, TrustPolicy, TrustStore};
+use super::{Config, ConfigError, Dropped};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// A setting is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The trust file could not be read.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+/// Totals of what a node sent and accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeCounts {
+    /// Events published (presence, messages, sync).
+    pub sent: u64,
+    /// Events accepted.
+    pub accepted: u64,
+    /// Events dropped, quiet ones (our own echoes) included.
+    pub dropped: u64,
+}
+
+/// One federation peer: identity, peer table, trust and replay memory.
+#[derive(Debug)]
+pub struct Node {
+    inbound: Inbound,
+    outbound: Outbound,
+    trust_path: Option<PathBuf>,
+    counts: NodeCounts,
+}
+
+impl Node {
+    /// A node for `identity`; loads the trust store from `trust_path` (a
+    /// missing file is an empty store; `None` keeps trust in memory only).
+    pub fn new(
+        identity: Identity,
+        config: Config,
+        profile: LocalProfile,
+        trust_path: Option<PathBuf>,
+        now: u64,
+    ) -> Result<Node, NodeError> {
+        let trust = match &trust_path {
+            Some(p) => TrustStore::load(p)?,
+            None => TrustStore::new(),
+        };
+        let outbound = Outbound::new(identity.clone(), &config, profile, now)?;
+        let inbound = Inbound::new(identity, config, trust)?;
+        Ok(Node {
+            inbound,
+            outbound,
+            trust_path,
+            counts: NodeCounts::default(),
+        })
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> &str {
+        self.inbound.peer_id()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        self.inbound.config()
+    }
+
+    /// The filters to subscribe to, with their QoS.
+    pub fn subscriptions(&self) -> Vec<(String, u8)> {
+        self.inbound.topics().subscriptions(self.peer_id())
+    }
+
+    /// Starts a new MQTT session and returns its last will (call before
+    /// every connection attempt).
+    pub fn begin_session(&mut self, now: u64) -> Result<Publication, OutboundError> {
+        self.outbound.new_session(now);
+        self.outbound.will(now)
+    }
+
+    /// Our retained presence and the announcement copy, to publish once
+    /// connected and then as a heartbeat.
+    pub fn announce(&mut self, now: u64) -> Result<Vec<Publication>, OutboundError> {
+        let v = vec![self.outbound.presence(now)?, self.outbound.announce(now)?];
+        self.counts.sent += v.len() as u64;
+        Ok(v)
+    }
+
+    /// Our departure (retained, replaces the presence).
+    pub fn departure(&mut self, reason: &str, now: u64) -> Result<Publication, OutboundError> {
+        self.counts.sent += 1;
+        self.outbound.departure(reason, now)
+    }
+
+    /// An encrypted message to one known peer.
+    pub fn peer_message(
+        &mut self,
+        to: &str,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
+        let p = self
+            .outbound
+            .peer_message(self.inbound.peer_table_mut(), to, plaintext, now)?;
+        self.counts.sent += 1;
+        Ok(p)
+    }
+
+    /// A sync event.
+    pub fn sync(
+        &mut self,
+        kind: SyncKind,
+        content: &str,
+        tags: Vec<Vec<String>>,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
+        let p = self.outbound.sync(kind, content, tags, now)?;
+        self.counts.sent += 1;
+        Ok(p)
+    }
+
+    /// Verifies and applies one received message.
+    pub fn receive(&mut self, topic: &str, payload: &[u8], now: u64) -> Result<Accepted, Dropped> {
+        let r = self.inbound.accept(topic, payload, now);
+        match &r {
+            Ok(_) => self.counts.accepted += 1,
+            Err(_) => self.counts.dropped += 1,
+        }
+        r
+    }
+
+    /// Marks silent peers stale.
+    pub fn tick(&mut self, now: u64) -> Vec<Transition> {
+        self.inbound.tick(now)
+    }
+
+    /// Known peers with their trust state, sorted by id.
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.inbound.peers()
+    }
+
+    /// One known peer.
+    pub fn peer(&self, peer_id: &str) -> Option<PeerInfo> {
+        self.inbound.peer(peer_id)
+    }
+
+    /// Known peer ids, sorted.
+    pub fn peer_ids(&self) -> Vec<String> {
+        self.inbound.peer_ids()
+    }
+
+    /// Trusts a peer and saves the trust file.
+    pub fn trust(&mut self, peer_id: &str, now: u64) -> Result<(), TrustError> {
+        self.inbound.trust_peer(peer_id, now)?;
+        self.save_trust()
+    }
+
+    /// Forgets a peer's trust state and saves; `false` if there was none.
+    pub fn untrust(&mut self, peer_id: &str) -> Result<bool, TrustError> {
+        let had = self.inbound.untrust_peer(peer_id)?;
+        self.save_trust()?;
+        Ok(had)
+    }
+
+    /// Blocks a peer and saves the trust file.
+    pub fn block(&mut self, peer_id: &str, now: u64) -> Result<(), TrustError> {
+        self.inbound.block_peer(peer_id, now)?;
+        self.save_trust()
+    }
+
+    /// Changes the trust policy (not persisted: it is a user option).
+    pub fn set_policy(&mut self, policy: TrustPolicy) {
+        self.inbound.set_policy(policy);
+    }
+
+    /// Saves the trust file if anything changed (TOFU pins included).
+    pub fn save_trust(&mut self) -> Result<(), TrustError> {
+        match &self.trust_path {
+            Some(p) if self.inbound.trust_store().is_dirty() => {
+                let p = p.clone();
+                self.inbound.trust_store_mut().save(&p)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Drop counts per reason, zeros included.
+    pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
+        self.inbound.drop_counts()
+    }
+
+    /// Totals sent, accepted and dropped.
+    pub fn counts(&self) -> NodeCounts {
+        self.counts
+    }
+
+    /// How many event ids the replay memory holds.
+    pub fn replay_len(&self) -> usize {
+        self.inbound.replay_len()
+    }
+
+    /// The topic that peer messages to `peer_id` go to.
+    pub fn messages_topic(&self, peer_id: &str) -> String {
+        self.inbound.topics().messages(peer_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::federation::{Body, DropReason, PeerStatus};
+
+    fn identity(n: u8) -> Identity {
+        crate::federation::tests::ident(n as usize - 1).clone()
+    }
+
+    fn node(n: u8, dir: &std::path::Path) -> Node {
+        let profile = LocalProfile {
+            name: format!("peer{n}"),
+            software: "test/0".into(),
+            capabilities: vec!["nip44-messages".into()],
+        };
+        Node::new(
+            identity(n),
+            Config::default(),
+            profile,
+            Some(dir.join(format!("trust{n}.json"))),
+            1_000,
+        )
+        .expect("node")
+    }
+
+    fn deliver(to: &mut Node, p: &Publication, now: u64) -> Result<Accepted, Dropped> {
+        to.receive(&p.topic, &p.payload, now)
+    }
+
+    #[test]
+    fn two_nodes_meet_talk_privately_and_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = node(1, dir.path());
+        let mut b = node(2, dir.path());
+        let will = a.begin_session(1_000).unwrap();
+        for p in a.announce(1_000).unwrap() {
+            deliver(&mut b, &p, 1_000).ok();
+        }
+        assert_eq!(b.peer_ids(), vec![a.peer_id().to_string()]);
+        for p in b.announce(1_001).unwrap() {
+            deliver(&mut a, &p, 1_001).ok();
+        }
+        let m = a.peer_message(b.peer_id(), "hello b", 1_002).unwrap();
+        assert!(!String::from_utf8_lossy(&m.payload).contains("hello b"));
+        let got = deliver(&mut b, &m, 1_002).unwrap();
+        assert_eq!(
+            got.body,
+            Body::Message {
+                plaintext: "hello b".into()
+            }
+        );
+        // The same event again is a replay.
+        let again = deliver(&mut b, &m, 1_002).unwrap_err();
+        assert_eq!(again.reason, DropReason::Replay);
+        // The broker publishes a's will: b sees a offline.
+        let gone = deliver(&mut b, &will, 1_010).unwrap();
+        assert!(matches!(
+            gone.transitions.as_slice(),
+            [Transition::WentOffline {
+                graceful: false,
+                ..
+            }]
+        ));
+        assert_eq!(b.peer(a.peer_id()).unwrap().status, PeerStatus::Offline);
+        assert_eq!(b.counts().accepted, 4);
+        assert_eq!(b.counts().dropped, 1);
+    }
+
+    #[test]
+    fn a_reconnect_starts_a_session_that_outranks_the_old_will() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = node(1, dir.path());
+        let mut b = node(2, dir.path());
+        let old_will = a.begin_session(1_000).unwrap();
+        for p in a.announce(1_000).unwrap() {
+            deliver(&mut b, &p, 1_000).ok();
+        }
+        // Connection breaks, a reconnects in the same second, and the
+        // broker publishes the old will only after the new presence.
+        let _new_will = a.begin_session(1_000).unwrap();
+        let fresh = a.announce(1_000).unwrap();
+        deliver(&mut b, &fresh[0], 1_000).unwrap();
+        assert!(deliver(&mut b, &old_will, 1_001).is_err());
+        assert_eq!(b.peer(a.peer_id()).unwrap().status, PeerStatus::Online);
+    }
+
+    #[test]
+    fn trust_decisions_persist_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = identity(3).peer_id();
+        {
+            let mut a = node(1, dir.path());
+            a.block(&c, 1_000).unwrap();
+        }
+        let mut a = node(1, dir.path());
+        let mut cn = node(3, dir.path());
+        let p = cn.announce(1_000).unwrap();
+        let d = deliver(&mut a, &p[0], 1_000).unwrap_err();
+        assert_eq!(d.reason, DropReason::Blocked);
+        assert!(a.untrust(&c).unwrap());
+        assert!(deliver(&mut a, &p[1], 1_000).is_ok());
+    }
+
+    #[test]
+    fn messages_to_unknown_peers_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = node(1, dir.path());
+        let err = a
+            .peer_message(&identity(4).peer_id(), "x", 1_000)
+            .unwrap_err();
+        assert!(matches!(err, OutboundError::UnknownPeer(_)));
+        assert_eq!(a.counts().sent, 0);
+    }
+}
