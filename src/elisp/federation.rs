@@ -39,7 +39,7 @@ pub fn will_for_new_session() -> Option<Will> {
     })
 }
 
-fn with_node<'e, T>(env: &'e Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
     let mut g = lock(&NODE);
     match g.as_mut() {
         Some(n) => f(n),
@@ -53,8 +53,7 @@ fn with_node<'e, T>(env: &'e Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Res
 
 fn publish(env: &Env, p: Publication) -> Result<String> {
     let id = p.event_id.clone();
-    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain))
-    {
+    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
         Some(Ok(())) => Ok(id),
         Some(Err(e)) => call_error(env, e),
         None => signal(
@@ -112,8 +111,13 @@ fn config_from_plist(env: &Env, plist: Value<'_>) -> Result<Config> {
     };
     Ok(Config {
         prefix,
-        max_event_bytes: natnum(env, plist, ":max-event-bytes", 1024, d.max_event_bytes as u64)?
-            as usize,
+        max_event_bytes: natnum(
+            env,
+            plist,
+            ":max-event-bytes",
+            1024,
+            d.max_event_bytes as u64,
+        )? as usize,
         max_age_secs: natnum(env, plist, ":max-age", 1, d.max_age_secs)?,
         max_future_secs: natnum(env, plist, ":max-future", 1, d.max_future_secs)?,
         replay_capacity: natnum(env, plist, ":replay-capacity", 1, d.replay_capacity as u64)?
@@ -302,8 +306,12 @@ fn federation_publish_sync<'e>(
 fn transition_to_lisp<'e>(env: &'e Env, t: &Transition) -> Result<Value<'e>> {
     let kind = env.intern(t.kind())?;
     match t {
-        Transition::CameOnline { peer_id, name } => env.list((kind, peer_id.as_str(), name.as_str())),
-        Transition::WentOffline { peer_id, graceful } => env.list((kind, peer_id.as_str(), *graceful)),
+        Transition::CameOnline { peer_id, name } => {
+            env.list((kind, peer_id.as_str(), name.as_str()))
+        }
+        Transition::WentOffline { peer_id, graceful } => {
+            env.list((kind, peer_id.as_str(), *graceful))
+        }
         Transition::WentStale { peer_id } => env.list((kind, peer_id.as_str())),
         Transition::KeyConflict {
             name,
@@ -354,24 +362,26 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
             content.as_str().into_lisp(env)?,
         ),
     };
-    env.list(&[
-        env.intern(":status")?,
-        env.intern("accepted")?,
-        env.intern(":kind")?,
-        env.intern(kind)?,
-        env.intern(":from")?,
-        a.from().into_lisp(env)?,
-        env.intern(":content")?,
-        content,
-        env.intern(":tags")?,
-        tags_to_lisp(env, &a.event.tags)?,
-        env.intern(":id")?,
-        a.event.id.as_str().into_lisp(env)?,
-        env.intern(":sig")?,
-        a.event.sig.as_str().into_lisp(env)?,
-        env.intern(":transitions")?,
-        transitions_to_lisp(env, &a.transitions)?,
-    ][..])
+    env.list(
+        &[
+            env.intern(":status")?,
+            env.intern("accepted")?,
+            env.intern(":kind")?,
+            env.intern(kind)?,
+            env.intern(":from")?,
+            a.from().into_lisp(env)?,
+            env.intern(":content")?,
+            content,
+            env.intern(":tags")?,
+            tags_to_lisp(env, &a.event.tags)?,
+            env.intern(":id")?,
+            a.event.id.as_str().into_lisp(env)?,
+            env.intern(":sig")?,
+            a.event.sig.as_str().into_lisp(env)?,
+            env.intern(":transitions")?,
+            transitions_to_lisp(env, &a.transitions)?,
+        ][..],
+    )
 }
 
 /// Verify and apply one message received on a federation TOPIC.
@@ -391,23 +401,25 @@ fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Re
         let r = with_node(env, |n| Ok(n.receive(&topic, &bytes, now())))?;
         match r {
             Ok(a) => accepted_to_lisp(env, &a),
-            Err(d) => env.list(&[
-                env.intern(":status")?,
-                env.intern("dropped")?,
-                env.intern(":reason")?,
-                d.reason.as_str().into_lisp(env)?,
-                env.intern(":message")?,
-                d.message.as_str().into_lisp(env)?,
-                env.intern(":quiet")?,
-                d.is_quiet().into_lisp(env)?,
-                env.intern(":peer")?,
-                match &d.peer_id {
-                    Some(p) => p.as_str().into_lisp(env)?,
-                    None => env.intern("nil")?,
-                },
-                env.intern(":transitions")?,
-                transitions_to_lisp(env, &d.transitions)?,
-            ][..]),
+            Err(d) => env.list(
+                &[
+                    env.intern(":status")?,
+                    env.intern("dropped")?,
+                    env.intern(":reason")?,
+                    d.reason.as_str().into_lisp(env)?,
+                    env.intern(":message")?,
+                    d.message.as_str().into_lisp(env)?,
+                    env.intern(":quiet")?,
+                    d.is_quiet().into_lisp(env)?,
+                    env.intern(":peer")?,
+                    match &d.peer_id {
+                        Some(p) => p.as_str().into_lisp(env)?,
+                        None => env.intern("nil")?,
+                    },
+                    env.intern(":transitions")?,
+                    transitions_to_lisp(env, &d.transitions)?,
+                ][..],
+            ),
         }
     })
 }
@@ -428,30 +440,32 @@ fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'
         .iter()
         .map(|c| c.as_str().into_lisp(env))
         .collect::<Result<Vec<_>>>()?;
-    env.list(&[
-        env.intern(":peer-id")?,
-        p.peer_id.as_str().into_lisp(env)?,
-        env.intern(":name")?,
-        p.name.as_str().into_lisp(env)?,
-        env.intern(":status")?,
-        env.intern(p.status.as_str())?,
-        env.intern(":last-seen")?,
-        (p.last_seen as i64).into_lisp(env)?,
-        env.intern(":software")?,
-        p.software.as_str().into_lisp(env)?,
-        env.intern(":protocol")?,
-        p.protocol.as_str().into_lisp(env)?,
-        env.intern(":capabilities")?,
-        env.list(&caps[..])?,
-        env.intern(":messages-in")?,
-        (p.messages_in as i64).into_lisp(env)?,
-        env.intern(":messages-out")?,
-        (p.messages_out as i64).into_lisp(env)?,
-        env.intern(":trust")?,
-        env.intern(p.trust.as_str())?,
-        env.intern(":address")?,
-        topic.into_lisp(env)?,
-    ][..])
+    env.list(
+        &[
+            env.intern(":peer-id")?,
+            p.peer_id.as_str().into_lisp(env)?,
+            env.intern(":name")?,
+            p.name.as_str().into_lisp(env)?,
+            env.intern(":status")?,
+            env.intern(p.status.as_str())?,
+            env.intern(":last-seen")?,
+            (p.last_seen as i64).into_lisp(env)?,
+            env.intern(":software")?,
+            p.software.as_str().into_lisp(env)?,
+            env.intern(":protocol")?,
+            p.protocol.as_str().into_lisp(env)?,
+            env.intern(":capabilities")?,
+            env.list(&caps[..])?,
+            env.intern(":messages-in")?,
+            (p.messages_in as i64).into_lisp(env)?,
+            env.intern(":messages-out")?,
+            (p.messages_out as i64).into_lisp(env)?,
+            env.intern(":trust")?,
+            env.intern(p.trust.as_str())?,
+            env.intern(":address")?,
+            topic.into_lisp(env)?,
+        ][..],
+    )
 }
 
 /// Return the known peers as a list of plists, sorted by peer id.
@@ -510,7 +524,10 @@ fn federation_peer_ids(env: &Env) -> Result<Value<'_>> {
     })
 }
 
-fn trust_result<T>(env: &Env, r: std::result::Result<T, crate::federation::TrustError>) -> Result<T> {
+fn trust_result<T>(
+    env: &Env,
+    r: std::result::Result<T, crate::federation::TrustError>,
+) -> Result<T> {
     match r {
         Ok(v) => Ok(v),
         Err(e) => signal(env, Kind::Trust, e.to_string()),
@@ -531,7 +548,9 @@ fn federation_trust(env: &Env, peer_id: String) -> Result<bool> {
 #[defun(name = "-federation-untrust")]
 fn federation_untrust(env: &Env, peer_id: String) -> Result<bool> {
     let _t = CallTimer::start("federation-untrust");
-    guard(env, || with_node(env, |n| trust_result(env, n.untrust(&peer_id))))
+    guard(env, || {
+        with_node(env, |n| trust_result(env, n.untrust(&peer_id)))
+    })
 }
 
 /// Block PEER-ID (and save the trust file).
@@ -549,14 +568,21 @@ fn federation_block(env: &Env, peer_id: String) -> Result<bool> {
 fn federation_set_policy<'e>(env: &'e Env, policy: Value<'e>) -> Result<()> {
     let _t = CallTimer::start("federation-set-policy");
     let p = policy_of(env, policy)?;
-    guard(env, || with_node(env, |n| Ok(n.set_policy(p))))
+    guard(env, || {
+        with_node(env, |n| {
+            n.set_policy(p);
+            Ok(())
+        })
+    })
 }
 
 /// Save the trust file if TOFU pinned new keys since the last save.
 #[defun(name = "-federation-save-trust")]
 fn federation_save_trust(env: &Env) -> Result<()> {
     let _t = CallTimer::start("federation-save-trust");
-    guard(env, || with_node(env, |n| trust_result(env, n.save_trust())))
+    guard(env, || {
+        with_node(env, |n| trust_result(env, n.save_trust()))
+    })
 }
 
 /// Return the federation's counters as a plist.
@@ -573,18 +599,20 @@ fn federation_counters(env: &Env) -> Result<Value<'_>> {
             .iter()
             .map(|(r, c)| env.cons(*r, *c as i64))
             .collect::<Result<Vec<_>>>()?;
-        env.list(&[
-            env.intern(":sent")?,
-            (counts.sent as i64).into_lisp(env)?,
-            env.intern(":accepted")?,
-            (counts.accepted as i64).into_lisp(env)?,
-            env.intern(":dropped")?,
-            (counts.dropped as i64).into_lisp(env)?,
-            env.intern(":replay-size")?,
-            (replay as i64).into_lisp(env)?,
-            env.intern(":drops")?,
-            env.list(&drops[..])?,
-        ][..])
+        env.list(
+            &[
+                env.intern(":sent")?,
+                (counts.sent as i64).into_lisp(env)?,
+                env.intern(":accepted")?,
+                (counts.accepted as i64).into_lisp(env)?,
+                env.intern(":dropped")?,
+                (counts.dropped as i64).into_lisp(env)?,
+                env.intern(":replay-size")?,
+                (replay as i64).into_lisp(env)?,
+                env.intern(":drops")?,
+                env.list(&drops[..])?,
+            ][..],
+        )
     })
 }
 

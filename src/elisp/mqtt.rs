@@ -10,7 +10,11 @@ use crate::transport::url;
 use emacs::{defun, Env, Result, Value};
 use std::time::Duration;
 
-pub(super) fn plist_get<'e>(env: &'e Env, plist: Value<'e>, key: &str) -> Result<Option<Value<'e>>> {
+pub(super) fn plist_get<'e>(
+    env: &'e Env,
+    plist: Value<'e>,
+    key: &str,
+) -> Result<Option<Value<'e>>> {
     let v = env.call("plist-get", (plist, env.intern(key)?))?;
     Ok(v.is_not_nil().then_some(v))
 }

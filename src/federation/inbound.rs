@@ -110,6 +110,7 @@ pub struct Inbound {
     peers: PeerTable,
     trust: TrustStore,
     counters: DropCounters,
+    keys: nip44::ConversationKeys,
 }
 
 fn map_verify(e: VerifyError) -> Dropped {
@@ -143,6 +144,7 @@ impl Inbound {
             trust,
             config,
             counters: DropCounters::default(),
+            keys: nip44::ConversationKeys::default(),
         })
     }
 
@@ -379,7 +381,9 @@ impl Inbound {
         }
         // 9. Decryption.
         let body = if ev.kind == u32::from(KIND_PEER_MESSAGE) {
-            let plaintext = nip44::conversation_key(self.identity.keypair(), &ev.pubkey)
+            let plaintext = self
+                .keys
+                .get(self.identity.keypair(), &ev.pubkey)
                 .and_then(|k| nip44::decrypt(&k, &ev.content))
                 .map_err(|e| {
                     fail(

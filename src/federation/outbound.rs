@@ -80,6 +80,7 @@ pub struct Outbound {
     profile: LocalProfile,
     max_bytes: usize,
     since: u64,
+    keys: nip44::ConversationKeys,
 }
 
 fn base_tags(topic: TopicKind) -> Vec<Vec<String>> {
@@ -116,6 +117,7 @@ impl Outbound {
             profile,
             max_bytes: config.max_event_bytes,
             since: now,
+            keys: nip44::ConversationKeys::default(),
         })
     }
 
@@ -273,7 +275,9 @@ impl Outbound {
                 limit: self.max_bytes,
             });
         }
-        let ciphertext = nip44::conversation_key(self.identity.keypair(), to)
+        let ciphertext = self
+            .keys
+            .get(self.identity.keypair(), to)
             .and_then(|k| nip44::encrypt(&k, plaintext))
             .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
         let mut tags = base_tags(TopicKind::Messages);

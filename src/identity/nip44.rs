@@ -64,6 +64,47 @@ pub fn conversation_key(keypair: &Keypair, peer_xonly_hex: &str) -> Result<[u8; 
     conversation_key_from_secret(&keypair.secret_key(), peer_xonly_hex)
 }
 
+/// Conversation keys already computed, per peer (an ECDH costs tens of
+/// microseconds; a busy conversation reuses its key). Bounded: when full it
+/// is emptied and refilled. Cloning gives an empty cache.
+#[derive(Default)]
+pub struct ConversationKeys {
+    keys: std::sync::Mutex<std::collections::HashMap<String, Zeroizing<[u8; 32]>>>,
+}
+
+/// Most conversation keys kept.
+const MAX_CACHED_KEYS: usize = 4096;
+
+impl ConversationKeys {
+    /// The conversation key between `keypair` and `peer_xonly_hex`, from the
+    /// cache when it is there. The caller must always pass the same keypair.
+    pub fn get(&self, keypair: &Keypair, peer_xonly_hex: &str) -> Result<[u8; 32]> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = keys.get(peer_xonly_hex) {
+            return Ok(**k);
+        }
+        let k = conversation_key(keypair, peer_xonly_hex)?;
+        if keys.len() >= MAX_CACHED_KEYS {
+            keys.clear();
+        }
+        keys.insert(peer_xonly_hex.to_string(), Zeroizing::new(k));
+        Ok(k)
+    }
+}
+
+impl Clone for ConversationKeys {
+    fn clone(&self) -> Self {
+        ConversationKeys::default()
+    }
+}
+
+impl std::fmt::Debug for ConversationKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.keys.lock().map(|k| k.len()).unwrap_or(0);
+        write!(f, "ConversationKeys({n} cached)")
+    }
+}
+
 fn conversation_key_from_secret(secret: &SecretKey, peer_xonly_hex: &str) -> Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(peer_xonly_hex, &mut bytes)

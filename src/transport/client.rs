@@ -377,7 +377,9 @@ impl Manager {
         if let Some(u) = &o.url.username {
             m.set_credentials(u.clone(), o.url.password.clone().unwrap_or_default());
         }
-        let will = o.will_provider.map_or_else(|| o.will.clone(), |provide| provide());
+        let will = o
+            .will_provider
+            .map_or_else(|| o.will.clone(), |provide| provide());
         if let Some(w) = &will {
             m.set_last_will(rumqttc::LastWill::new(
                 w.topic.clone(),

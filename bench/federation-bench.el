@@ -1,0 +1,85 @@
+;;; federation-bench.el --- Federation figures of `make bench'  -*- lexical-binding: t; -*-
+
+;;; Commentary:
+
+;; emacs --batch -Q -L lisp -L test -l bench/federation-bench.el PORT
+;; On the broker at 127.0.0.1:PORT, with this Emacs as one peer and
+;; batch Emacs peers (test/meta-log-federation-test-peer.el) as others:
+;; - discovery: from a new peer's `meta-log-federation-init' until this
+;;   peer and a second running peer both see it online (5 new peers);
+;; - signed and encrypted peer messages per second from this Emacs to
+;;   another, counted when the receiver has verified and decrypted them.
+
+;;; Code:
+
+(require 'meta-log-federation-test-helpers)
+(require 'cl-lib)
+
+(defvar mlf-fed-port (string-to-number (pop command-line-args-left)))
+(setq meta-log-federation-test-broker-port mlf-fed-port
+      meta-log-federation-verbose nil)
+
+(defun mlf-fed-peer (name)
+  "Start a peer NAME (batch Emacs); return its process at once."
+  (let ((dir (make-temp-file "mlf-bench-peer-" t)))
+    (make-process
+     :name name :buffer (generate-new-buffer (format " *%s*" name)) :noquery t
+     :command (append (meta-log-federation-test-emacs-command
+                       `(setq test-peer-name ,name test-peer-dir ,dir
+                              test-peer-broker ,(meta-log-federation-test-broker-url)))
+                      (list "-l" (expand-file-name "test/meta-log-federation-test-peer.el"))))))
+
+(defun mlf-fed-line (proc regexp)
+  "Return group 1 of REGEXP in PROC's report lines, or nil."
+  (with-current-buffer (process-buffer proc)
+    (save-excursion
+      (goto-char (point-min))
+      (and (re-search-forward (concat "^PEER: " regexp) nil t) (match-string 1)))))
+
+(defun mlf-fed-wait-line (proc regexp timeout)
+  "Wait up to TIMEOUT seconds for REGEXP from PROC; return group 1."
+  (meta-log-federation-wait-until (lambda () (mlf-fed-line proc regexp)) timeout))
+
+(let* ((dir (make-temp-file "mlf-bench-self-" t))
+       (meta-log-federation-identity-file (expand-file-name "id.org" dir))
+       (meta-log-federation-trust-file (expand-file-name "trust.json" dir))
+       (meta-log-federation-display-name "bench-self")
+       (seen (make-hash-table :test #'equal))
+       (meta-log-federation-peer-online-functions
+        (list (lambda (id _name) (puthash id (float-time) seen))))
+       (witness nil)
+       (times nil))
+  (meta-log-federation-init (expand-file-name "bb.org" dir) (meta-log-federation-test-broker-url))
+  (meta-log-federation-wait-until #'meta-log-federation-connected-p 10)
+  (setq witness (mlf-fed-peer "witness"))
+  (mlf-fed-wait-line witness "READY \\([0-9a-f]+\\)" 30)
+  ;; Discovery.
+  (dotimes (i 5)
+    (let* ((p (mlf-fed-peer (format "newcomer-%d" i)))
+           (id (mlf-fed-wait-line p "READY \\([0-9a-f]+\\)" 30))
+           (init (string-to-number (mlf-fed-line p "INIT \\([0-9.]+\\)"))))
+      (meta-log-federation-wait-until (lambda () (gethash id seen)) 10)
+      (let ((w (mlf-fed-wait-line witness (format "ONLINE %s [^ ]+ \\([0-9.]+\\)" id) 10)))
+        (push (* 1000 (- (max (gethash id seen) (string-to-number w)) init)) times))
+      (kill-process p)))
+  (setq times (sort times #'<))
+  (princ (format "federation: discovery, new peer's init until every other peer sees it online (5 newcomers, 2 observers): median %.1f ms, max %.1f ms (target < 200 ms)\n"
+                 (nth 2 times) (car (last times))))
+  ;; Throughput of signed + encrypted peer messages.
+  (let* ((n 5000)
+         (witness-id (mlf-fed-line witness "READY \\([0-9a-f]+\\)"))
+         (answer nil)
+         (meta-log-federation-peer-message-functions
+          (list (lambda (_from text) (setq answer text))))
+         (payload (concat "bench:" (make-string 100 ?m)))
+         (start (float-time)))
+    (dotimes (_ n)
+      (meta-log-federation-send-peer-message witness-id payload))
+    (meta-log-federation-send-peer-message witness-id "bench-count")
+    (unless (meta-log-federation-wait-until (lambda () (and answer (string-prefix-p "bench-count:" answer))) 120)
+      (error "No answer from the receiving peer: %s" (with-current-buffer (process-buffer witness) (buffer-string))))
+    (let ((secs (- (float-time) start)))
+      (princ (format "federation: %s of %d signed+encrypted peer messages (100 B) verified and decrypted by another Emacs in %.3f s = %.0f msg/s (target >= 5,000/s)\n"
+                     (substring answer 12) n secs (/ n secs)))))
+  (kill-process witness)
+  (meta-log-federation-shutdown))

@@ -1,0 +1,85 @@
+;;; meta-log-federation-test-peer.el --- A scripted federation peer for multi-process tests  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; Run by the tests as a separate batch Emacs:
+;;   emacs --batch -Q -L lisp --eval (setq test-peer-name ... test-peer-dir ...
+;;         test-peer-broker ...) -l test/meta-log-federation-test-peer.el
+;; It starts federation and reports what happens on stderr, one line
+;; each, prefixed "PEER: ": INIT TIME, READY ID, ONLINE ID NAME TIME,
+;; OFFLINE ID REASON,
+;; MSG FROM TEXT, RAW STATUS REASON CONTAINS-PLAINTEXT.  Peer messages
+;; steer it: "quit" shuts it down cleanly, "echo:X" sends "echoed:X"
+;; back, "bench:..." is only counted and "bench-count" answers the count,
+;; "spy:PEER-ID" subscribes to PEER-ID's message topic as a plain
+;; MQTT subscriber and reports whether it can read what passes there.
+
+;;; Code:
+
+(require 'meta-log-federation)
+
+(defvar test-peer-name "peer" "Display name.")
+(defvar test-peer-dir nil "Directory for this peer's files.")
+(defvar test-peer-broker nil "Broker URL.")
+(defvar test-peer-spy-secret nil "Plaintext a spy looks for.")
+(defvar test-peer-bench-count 0 "Benchmark messages received.")
+
+(defun test-peer-say (format-string &rest args)
+  "Report FORMAT-STRING with ARGS on one line."
+  (message "PEER: %s" (apply #'format format-string args)))
+
+(setq meta-log-federation-identity-file (expand-file-name "identity.org" test-peer-dir)
+      meta-log-federation-trust-file (expand-file-name "trust.json" test-peer-dir)
+      meta-log-federation-display-name test-peer-name
+      meta-log-federation-mqtt-keep-alive 1
+      meta-log-federation-verbose nil)
+
+(add-hook 'meta-log-federation-peer-online-functions
+          (lambda (id name) (test-peer-say "ONLINE %s %s %.6f" id name (float-time))))
+(add-hook 'meta-log-federation-peer-offline-functions
+          (lambda (id reason) (test-peer-say "OFFLINE %s %s" id reason)))
+
+(defun test-peer-spy (peer-id)
+  "Watch PEER-ID's messages topic as a plain subscriber."
+  (meta-log-federation-mqtt-subscribe
+   (format "canvasl/peers/%s/messages" peer-id)
+   (lambda (topic payload)
+     (let ((r (meta-log-federation--federation-receive topic payload)))
+       (test-peer-say "RAW %s %s %s" (plist-get r :status) (plist-get r :reason)
+                      (if (and test-peer-spy-secret
+                               (string-search test-peer-spy-secret
+                                              (format "%s%s" payload (plist-get r :content))))
+                          "plaintext-visible" "opaque"))))
+   1))
+
+(add-hook 'meta-log-federation-peer-message-functions
+          (lambda (from text)
+            ;; Benchmark traffic is counted, not reported line by line.
+            (if (string-prefix-p "bench:" text)
+                (setq test-peer-bench-count (1+ test-peer-bench-count))
+              (test-peer-say "MSG %s %s" from text))
+            (cond ((equal text "quit")
+                   (meta-log-federation-shutdown)
+                   (kill-emacs 0))
+                  ((equal text "bench-count")
+                   (meta-log-federation-send-peer-message
+                    from (format "bench-count:%d" test-peer-bench-count)))
+                  ((string-prefix-p "echo:" text)
+                   (meta-log-federation-send-peer-message
+                    from (concat "echoed:" (substring text 5))))
+                  ((string-prefix-p "spy:" text)
+                   (setq test-peer-spy-secret "secret")
+                   (test-peer-spy (substring text 4))
+                   (meta-log-federation-send-peer-message from "spying")))))
+
+(test-peer-say "INIT %.6f" (float-time))
+(meta-log-federation-init (expand-file-name "blackboard.org" test-peer-dir) test-peer-broker)
+(meta-log-federation-wait-until #'meta-log-federation-connected-p 20)
+(test-peer-say "READY %s" (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+(while t
+  (meta-log-federation-wait-until #'ignore 1))
+
+;;; meta-log-federation-test-peer.el ends here
