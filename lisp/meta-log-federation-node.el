@@ -182,6 +182,12 @@ content otherwise.")
 The prototype's name, kept for code written for it.  PAYLOAD is the
 decrypted text, SIGNATURE the event's verified Schnorr signature.")
 
+(defvar meta-log-federation-started-hook nil
+  "Normal hook run when federation has started (CanvasL sync opens here).")
+
+(defvar meta-log-federation-stopping-hook nil
+  "Normal hook run when federation is about to stop.")
+
 (defvar meta-log-federation--sync-receiver nil
   "Function that receives sync events: (KIND FROM CONTENT TAGS ID).
 Set by the CanvasL sync module.")
@@ -288,7 +294,8 @@ MQTT-BROKER is the broker URL (default: META_LOG_MQTT_BROKER, else
 `meta-log-federation-mqtt-broker-url'; \"embedded\" or nil means the
 embedded broker).  The identity comes from
 `meta-log-federation-identity-file', created on first use, unless
-`meta-log-federation-identity' already holds one.  Return t; when
+`meta-log-federation-identity' already holds one (it is cleared when
+federation stops).  Return t; when
 federation already runs, say so, change nothing and return nil."
   (interactive)
   (if (meta-log-federation-running-p)
@@ -331,6 +338,7 @@ federation already runs, say so, change nothing and return nil."
                                 (meta-log-federation--short-id
                                  (meta-log-federation-identity-peer-id identity))
                                 url)
+      (meta-log-federation--run-hook-safely 'meta-log-federation-started-hook)
       (run-hooks 'meta-log-federation-peers-changed-hook)
       t)))
 
@@ -339,9 +347,10 @@ federation already runs, say so, change nothing and return nil."
 The MQTT connection stays: the caller closes it, which flushes the
 departure first."
   (when (meta-log-federation-running-p)
+    (meta-log-federation--run-hook-safely 'meta-log-federation-stopping-hook)
     (when (meta-log-federation-mqtt-connected-p)
       (ignore-errors (meta-log-federation--federation-depart (or reason "shutdown"))))
-    (ignore-errors (meta-log-federation--federation-save-trust))
+    (meta-log-federation--save-trust)
     (when (timerp meta-log-federation--heartbeat-timer)
       (cancel-timer meta-log-federation--heartbeat-timer))
     (setq meta-log-federation--heartbeat-timer nil)
@@ -350,8 +359,19 @@ departure first."
     (when (fboundp 'meta-log-federation-blackboard-stop)
       (meta-log-federation-blackboard-stop))
     (meta-log-federation--federation-stop)
+    ;; The next init loads the identity file again (it may have changed).
+    (setq meta-log-federation-identity nil)
     (run-hooks 'meta-log-federation-peers-changed-hook)
     t))
+
+(defun meta-log-federation--save-trust ()
+  "Save the trust file if it changed; report a failure instead of signalling."
+  (condition-case err
+      (meta-log-federation--federation-save-trust)
+    (error (display-warning 'meta-log-federation
+                            (format "Trust decisions could not be saved: %s"
+                                    (error-message-string err))
+                            :error))))
 
 (defun meta-log-federation--announce-on-connect ()
   "Announce this peer after every (re)connection."
@@ -366,7 +386,7 @@ departure first."
           (meta-log-federation--federation-announce)
         (error (meta-log-federation--log "heartbeat: %s" (error-message-string err)))))
     (meta-log-federation--run-transitions (meta-log-federation--federation-tick))
-    (ignore-errors (meta-log-federation--federation-save-trust))))
+    (meta-log-federation--save-trust)))
 
 ;;;; Receiving
 

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod merge;
 pub mod runtime;
+pub mod sync;
 pub mod transport;
 
 /// The module's version, checked by the Elisp side at load time.

@@ -24,14 +24,15 @@
     (make-directory dir t)
     dir))
 
-(defun meta-log-federation-test-start-peer (name)
+(defun meta-log-federation-test-start-peer (name &optional dir)
   "Start a batch Emacs peer called NAME-N; return its process once it is ready.
 N makes the name unique in the run: the broker keeps the retained
 presence of earlier tests' peers, and TOFU rightly holds a known name
-announced by a new key.  The process properties `peer-id' and `name'
-hold its id and name."
-  (let* ((name (format "%s-%d" name (random 1000000)))
-         (dir (meta-log-federation-test-peer-dir name))
+announced by a new key.  With DIR, restart the peer whose files are
+there, under the very NAME.  The process properties `peer-id', `name'
+and `dir' hold its id, name and directory."
+  (let* ((name (if dir name (format "%s-%d" name (random 1000000))))
+         (dir (or dir (meta-log-federation-test-peer-dir name)))
          (buffer (generate-new-buffer (format " *peer-%s*" name)))
          (proc (make-process
                 :name (format "peer-%s" name) :buffer buffer :noquery t
@@ -45,6 +46,7 @@ hold its id and name."
                                        (locate-library "meta-log-federation-test-helpers"))))))))
     (push proc meta-log-federation-test-peers)
     (process-put proc 'name name)
+    (process-put proc 'dir dir)
     (let ((ready (meta-log-federation-wait-until
                   (lambda () (meta-log-federation-test-peer-line proc "READY \\([0-9a-f]+\\)"))
                   30)))
@@ -53,6 +55,10 @@ hold its id and name."
                (with-current-buffer buffer (buffer-string))))
       (process-put proc 'peer-id ready))
     proc))
+
+(defun meta-log-federation-test-restart-peer (proc)
+  "Start the peer of the dead process PROC again, with its files; return it."
+  (meta-log-federation-test-start-peer (process-get proc 'name) (process-get proc 'dir)))
 
 (defun meta-log-federation-test-peer-line (proc regexp)
   "Return group 1 (or the whole match) of REGEXP in a report line of PROC."
@@ -75,6 +81,8 @@ hold its id and name."
   `(let* ((dir (meta-log-federation-test-peer-dir "self"))
           (meta-log-federation-identity-file (expand-file-name "identity.org" dir))
           (meta-log-federation-trust-file (expand-file-name "trust.json" dir))
+          (meta-log-federation-sync-directory (expand-file-name "sync/" dir))
+          (meta-log-federation-sync-state-directory (expand-file-name "sync-state/" dir))
           (meta-log-federation-display-name (format "tester-%d" (random 1000000)))
           (meta-log-federation-identity nil)
           (meta-log-federation-verbose nil))

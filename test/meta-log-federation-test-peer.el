@@ -15,11 +15,16 @@
 ;; steer it: "quit" shuts it down cleanly, "echo:X" sends "echoed:X"
 ;; back, "bench:..." is only counted and "bench-count" answers the count,
 ;; "spy:PEER-ID" subscribes to PEER-ID's message topic as a plain
-;; MQTT subscriber and reports whether it can read what passes there.
+;; MQTT subscriber and reports whether it can read what passes there,
+;; "edit:URL|ID|FIELD|JSON" edits an entry of a synced file in a buffer
+;; and saves it, then answers "edited:ID".  UPDATED URL CREATED FILE
+;; reports each remote update of a synced file.
 
 ;;; Code:
 
 (require 'meta-log-federation)
+(require 'cl-lib)
+(require 'json)
 
 (defvar test-peer-name "peer" "Display name.")
 (defvar test-peer-dir nil "Directory for this peer's files.")
@@ -34,6 +39,8 @@
 (setq meta-log-federation-identity-file (expand-file-name "identity.org" test-peer-dir)
       meta-log-federation-trust-file (expand-file-name "trust.json" test-peer-dir)
       meta-log-federation-display-name test-peer-name
+      meta-log-federation-sync-directory (expand-file-name "sync/" test-peer-dir)
+      meta-log-federation-sync-state-directory (expand-file-name "sync-state/" test-peer-dir)
       meta-log-federation-mqtt-keep-alive 1
       meta-log-federation-verbose nil)
 
@@ -41,6 +48,22 @@
           (lambda (id name) (test-peer-say "ONLINE %s %s %.6f" id name (float-time))))
 (add-hook 'meta-log-federation-peer-offline-functions
           (lambda (id reason) (test-peer-say "OFFLINE %s %s" id reason)))
+
+(defun test-peer-edit-entry (file id field value)
+  "Set FIELD of entry ID in FILE to VALUE (JSON) and save, as a user would."
+  (with-current-buffer (find-file-noselect file)
+    (goto-char (point-min))
+    (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
+    (let* ((line (buffer-substring (line-beginning-position) (line-end-position)))
+           (entry (json-parse-string line :object-type 'alist)))
+      (setf (alist-get (intern field) entry) (json-parse-string value))
+      (delete-region (line-beginning-position) (line-end-position))
+      (insert (json-serialize entry)))
+    (save-buffer)))
+
+(add-hook 'meta-log-federation-canvasl-updated-functions
+          (lambda (file url created)
+            (test-peer-say "UPDATED %s %s %s" url created file)))
 
 (defun test-peer-spy (peer-id)
   "Watch PEER-ID's messages topic as a plain subscriber."
@@ -67,6 +90,13 @@
                   ((equal text "bench-count")
                    (meta-log-federation-send-peer-message
                     from (format "bench-count:%d" test-peer-bench-count)))
+                  ((string-prefix-p "edit:" text)
+                   ;; edit:URL|ID|FIELD|JSON-VALUE
+                   (pcase-let* ((`(,url ,id ,field ,value) (split-string (substring text 5) "|"))
+                                (share (cl-find url (meta-log-federation-shared-canvasl-files t)
+                                                :key (lambda (s) (plist-get s :url)) :test #'equal)))
+                     (test-peer-edit-entry (plist-get share :path) id field value)
+                     (meta-log-federation-send-peer-message from (concat "edited:" id))))
                   ((string-prefix-p "echo:" text)
                    (meta-log-federation-send-peer-message
                     from (concat "echoed:" (substring text 5))))

@@ -16,6 +16,7 @@ define_errors! {
     meta_log_federation_unknown_peer "Unknown peer" (meta_log_federation_error)
     meta_log_federation_too_large "Payload too large" (meta_log_federation_error)
     meta_log_federation_trust_error "Trust store error" (meta_log_federation_error)
+    meta_log_federation_sync_error "CanvasL sync error" (meta_log_federation_error)
 }
 
 /// Which error symbol a failure is signalled with.
@@ -31,6 +32,7 @@ pub enum Kind {
     UnknownPeer,
     TooLarge,
     Trust,
+    Sync,
 }
 
 /// Signals `message` as an error of `kind`.
@@ -47,6 +49,7 @@ pub fn signal<T>(env: &Env, kind: Kind, message: impl AsRef<str>) -> Result<T> {
         Kind::UnknownPeer => env.signal(meta_log_federation_unknown_peer, (msg,)),
         Kind::TooLarge => env.signal(meta_log_federation_too_large, (msg,)),
         Kind::Trust => env.signal(meta_log_federation_trust_error, (msg,)),
+        Kind::Sync => env.signal(meta_log_federation_sync_error, (msg,)),
     }
 }
 

@@ -39,6 +39,30 @@ pub fn will_for_new_session() -> Option<Will> {
     })
 }
 
+/// Our peer id while a node exists.
+pub(super) fn peer_id() -> Option<String> {
+    lock(&NODE).as_ref().map(|n| n.peer_id().to_string())
+}
+
+/// Signs a sync event and publishes it; the error says why it was not sent.
+pub(super) fn publish_sync(
+    kind: SyncKind,
+    content: &str,
+    tags: Vec<Vec<String>>,
+) -> std::result::Result<(), String> {
+    let p = {
+        let mut g = lock(&NODE);
+        let node = g.as_mut().ok_or("federation is not running")?;
+        node.sync(kind, content, tags, now())
+            .map_err(|e| e.to_string())?
+    };
+    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Err("no MQTT connection".into()),
+    }
+}
+
 fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
     let mut g = lock(&NODE);
     match g.as_mut() {
@@ -266,7 +290,7 @@ fn sync_kind(env: &Env, v: Value<'_>) -> Result<SyncKind> {
     }
 }
 
-fn tags_from_lisp(env: &Env, tags: Value<'_>) -> Result<Vec<Vec<String>>> {
+pub(super) fn tags_from_lisp(env: &Env, tags: Value<'_>) -> Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
     let n: i64 = env.call("length", (tags,))?.into_rust()?;
     for i in 0..n {

@@ -8,6 +8,7 @@ mod events;
 mod federation;
 mod identity;
 mod mqtt;
+mod sync;
 
 pub use errors::*;
 

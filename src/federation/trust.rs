@@ -37,6 +37,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -265,6 +266,17 @@ impl TrustStore {
         };
         let mut text = serde_json::to_string_pretty(&file).unwrap_or_default();
         text.push('\n');
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Private like the identity file beside it.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| TrustError::Io {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
         write_atomic(path, text.as_bytes()).map_err(|source| TrustError::Io {
             path: path.to_path_buf(),
             source,
@@ -549,10 +561,20 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1);
         assert_eq!(TrustStore::load(&path).unwrap().len(), 3);
-        // A failed save (directory missing) leaves the old file intact.
+        // A missing directory is created, private.
         let mut s2 = s.clone();
-        assert!(s2.save(&dir.path().join("no/such/dir/t.json")).is_err());
+        let nested = dir.path().join("new/dir/t.json");
+        s2.save(&nested).unwrap();
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(nested.parent().unwrap())
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o700);
+        // A failed save (a file where a directory must be) leaves the old file intact.
+        assert!(s2.save(&path.join("t.json")).is_err());
         assert!(s2.save(Path::new("/")).is_err());
+        assert_eq!(TrustStore::load(&path).unwrap().len(), 3);
     }
 
     #[test]

@@ -12,7 +12,8 @@ use serde_json::Value as Json;
 
 use super::diff::{content_of, ending_of, line_script, split_lines, LineOp};
 use super::render::{
-    parse_object, render_item, values_of, ViewLine, BASE, BOM, FIELD_PREFIX, LINES, REMOVED,
+    apply_overrides, parse_object, render_item, values_of, ViewLine, BASE, BOM, FIELD_PREFIX,
+    LINES, REMOVED,
 };
 use super::{Applied, Conflict, MergeError};
 use crate::canvasl::EntryKey;
@@ -492,9 +493,235 @@ impl SharedDoc {
         true
     }
 
+    // ---- Additions for the sync engine (`crate::sync`). ----
+
+    /// Whether this replica holds the shared document (it imported it, loaded it, or received
+    /// it). A replica made with [`SharedDoc::new`] that has received nothing is not joined.
+    pub fn is_joined(&self) -> bool {
+        self.lines.is_some()
+    }
+
+    /// How many changes this replica knows it is missing (dependencies of queued changes).
+    pub fn missing_deps(&self) -> usize {
+        self.doc.get_missing_deps(&[]).len()
+    }
+
+    /// How many of `hashes` (32 bytes each, as from [`SharedDoc::heads`]) this replica does not
+    /// have. Cheap: looks at change metadata only.
+    pub fn unknown_hashes(&self, hashes: &[u8]) -> Result<usize, MergeError> {
+        Ok(self.parse_hashes(hashes)?.1)
+    }
+
+    /// Up to `max` hashes (32 bytes each) that describe what this replica has: the heads, older
+    /// ancestors at exponentially growing distances (1, 2, 4, ... changes back), and the first
+    /// change of the history (the import, which every replica has). A peer that does not know
+    /// our heads (because we made changes it has not seen) usually knows some of these, so
+    /// [`SharedDoc::changes_for`] can answer with the changes after them instead of the whole
+    /// document. The walk looks at change metadata only, at most 100,000 changes.
+    pub fn sync_hashes(&self, max: usize) -> Vec<u8> {
+        let heads = self.doc.get_heads();
+        let room = max.saturating_sub(1);
+        let mut out: Vec<ChangeHash> = heads.iter().take(room).copied().collect();
+        let mut seen: std::collections::HashSet<ChangeHash> = heads.iter().copied().collect();
+        let mut roots: Vec<ChangeHash> = Vec::new();
+        // Breadth-first walk from the heads; keep the hashes found at depths 1, 2, 4, 8, ...
+        let mut frontier = heads;
+        let mut depth = 0usize;
+        let mut next_kept = 1usize;
+        let mut visited = 0usize;
+        while !frontier.is_empty() && visited < 100_000 {
+            depth += 1;
+            let mut next = Vec::new();
+            for h in &frontier {
+                let Some(meta) = self.doc.get_change_meta_by_hash(h) else {
+                    continue;
+                };
+                visited += 1;
+                if meta.deps.is_empty() {
+                    roots.push(*h);
+                }
+                for d in meta.deps {
+                    if seen.insert(d) {
+                        next.push(d);
+                    }
+                }
+            }
+            if depth == next_kept {
+                next_kept = next_kept.saturating_mul(2);
+                for h in &next {
+                    if out.len() < room {
+                        out.push(*h);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        for r in roots {
+            if out.len() < max && !out.contains(&r) {
+                out.push(r);
+            }
+        }
+        out.iter().flat_map(|h| h.0).collect()
+    }
+
+    /// What a peer that has the changes `peer_hashes` (and their ancestors) is missing: like
+    /// [`SharedDoc::changes_since`], but `peer_hashes` may be any known changes of the peer (for
+    /// instance [`SharedDoc::sync_hashes`]), unknown ones are ignored, and the flag tells whether
+    /// the answer is the whole document (when none of the hashes is known). Empty bytes: the
+    /// peer has everything this replica has.
+    pub fn changes_for(&self, peer_hashes: &[u8]) -> Result<(Vec<u8>, bool), MergeError> {
+        let (known, _) = self.parse_hashes(peer_hashes)?;
+        if known.is_empty() {
+            if !self.is_joined() && self.doc.get_heads().is_empty() {
+                return Ok((Vec::new(), false));
+            }
+            return Ok((self.doc.save(), true));
+        }
+        Ok((self.doc.save_after(&known), false))
+    }
+
+    /// Applies a local save of the file like [`SharedDoc::apply_local_text`], but relative to
+    /// the text the file was based on: the document as it was at `base_heads` (from
+    /// [`SharedDoc::heads`], recorded when the file was last written or read). Changes that
+    /// arrived after `base_heads` and are missing from `new_text` are therefore not reverted:
+    /// the local edit is made as a change concurrent with them (an automerge transaction
+    /// isolated at `base_heads`) and merged.
+    ///
+    /// Heads this replica does not know are ignored; when `base_heads` are the current heads
+    /// (or none of them is known) this is exactly [`SharedDoc::apply_local_text`]. Afterwards
+    /// [`SharedDoc::text`] holds the merge of both; write it back to the file.
+    pub fn apply_local_text_based_on(
+        &mut self,
+        base_heads: &[u8],
+        new_text: &[u8],
+    ) -> Result<Option<Vec<u8>>, MergeError> {
+        let (mut base, _) = self.parse_hashes(base_heads)?;
+        base.sort_unstable();
+        base.dedup();
+        let current = self.doc.get_heads();
+        if base.is_empty() || base == current || !self.is_joined() {
+            return self.apply_local_text(new_text);
+        }
+        let (bom, new_lines) = lines_of(new_text)?;
+        // The base text, read at the base heads.
+        let list = match self.doc.get_at(ROOT, LINES, &base) {
+            Ok(Some((Value::Object(ObjType::List), id))) => id,
+            _ => return self.apply_local_text(new_text),
+        };
+        let base_bom = matches!(
+            self.doc.get_at(ROOT, BOM, &base),
+            Ok(Some((Value::Scalar(s), _))) if s.as_bool() == Some(true)
+        );
+        let mut old: Vec<String> = self
+            .doc
+            .list_range_at(&list, .., &base)
+            .map(|item| {
+                if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+                    render_item_at(&self.doc, &item.id(), &base)
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        let last = old.len().saturating_sub(1);
+        for (i, l) in old.iter_mut().enumerate() {
+            if i < last && ending_of(l).is_empty() {
+                l.push('\n');
+            }
+        }
+        let script = line_script(&old, &new_lines);
+        let unchanged = matches!(script.as_slice(), [] | [LineOp::Keep(_)]);
+        if unchanged && bom == base_bom {
+            return Ok(None);
+        }
+        let heads_before = current;
+        let mut tx = self
+            .doc
+            .transaction_at(PatchLog::inactive(), &base)
+            .map_err(|_| MergeError::Internal)?;
+        if bom != base_bom {
+            tx.put(ROOT, BOM, bom)?;
+        }
+        let mut pos = 0usize;
+        for op in &script {
+            match *op {
+                LineOp::Keep(n) => pos += n,
+                LineOp::Delete(n) => {
+                    tx.splice(&list, pos, n as isize, Vec::<hydrate::Value>::new())?;
+                }
+                LineOp::Insert { start, n } => {
+                    let lines = &new_lines[start..start + n];
+                    tx.splice(&list, pos, 0, lines.iter().map(|l| new_item(l)))?;
+                    pos += n;
+                }
+                LineOp::Modify { old: o, new } => {
+                    let old_line = old.get(o).ok_or(MergeError::Internal)?;
+                    match tx.get(&list, pos)? {
+                        Some((Value::Object(ObjType::Map), item)) => {
+                            modify_item(&mut tx, &item, old_line, new_lines[new])?;
+                        }
+                        _ => tx.splice(&list, pos, 1, [new_item(new_lines[new])])?,
+                    }
+                    pos += 1;
+                }
+            }
+        }
+        tx.commit();
+        let heads_after = self.doc.get_heads();
+        let patches = self.doc.diff(&heads_before, &heads_after);
+        if !self.apply_patches(&patches) {
+            self.rebuild_view();
+        }
+        let change = self.doc.save_after(&heads_before);
+        Ok(if change.is_empty() {
+            None
+        } else {
+            Some(change)
+        })
+    }
+
+    /// Splits `hashes` into the known ones and the number of unknown ones.
+    fn parse_hashes(&self, hashes: &[u8]) -> Result<(Vec<ChangeHash>, usize), MergeError> {
+        if !hashes.len().is_multiple_of(32) {
+            return Err(MergeError::BadHeads);
+        }
+        let mut known = Vec::new();
+        let mut unknown = 0usize;
+        for c in hashes.chunks_exact(32) {
+            match ChangeHash::try_from(c) {
+                Ok(h) if self.doc.get_change_meta_by_hash(&h).is_some() => known.push(h),
+                _ => unknown += 1,
+            }
+        }
+        Ok((known, unknown))
+    }
+
     #[cfg(test)]
     pub(crate) fn inner(&self) -> &Automerge {
         &self.doc
+    }
+}
+
+/// [`render_item`] as the document was at `heads`.
+fn render_item_at(doc: &Automerge, item: &ObjId, heads: &[ChangeHash]) -> String {
+    let mut base: Option<String> = None;
+    let mut overrides: Vec<(String, String)> = Vec::new();
+    for entry in doc.map_range_at(item, .., heads) {
+        let text: &str = match &entry.value {
+            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(t)) => t,
+            _ => continue,
+        };
+        if entry.key == BASE {
+            base = Some(text.to_owned());
+        } else if let Some(field) = entry.key.strip_prefix(FIELD_PREFIX) {
+            overrides.push((field.to_owned(), text.to_owned()));
+        }
+    }
+    let base = base.unwrap_or_default();
+    if overrides.is_empty() {
+        base
+    } else {
+        apply_overrides(&base, &overrides)
     }
 }
 
@@ -555,4 +782,254 @@ fn modify_item(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod sync_additions_tests {
+    //! The methods added for `crate::sync`: 3-way local saves, hash negotiation.
+
+    use super::SharedDoc;
+    use crate::merge::MergeError;
+
+    type R = Result<(), Box<dyn std::error::Error>>;
+
+    const BASE: &str = "@version 1.0\n\n{\"id\":\"a\",\"x\":1,\"y\":2}\n{\"id\":\"b\",\"x\":3}\n{\"id\":\"c\",\"x\":5}\nsome prose\n";
+
+    fn pair() -> Result<(SharedDoc, SharedDoc), MergeError> {
+        let a = SharedDoc::import(BASE.as_bytes(), [1; 32])?;
+        let mut b = SharedDoc::new([2; 32]);
+        b.apply_remote(&a.changes_since(&[])?)?;
+        Ok((a, b))
+    }
+
+    fn text(d: &SharedDoc) -> String {
+        String::from_utf8(d.text()).unwrap_or_default()
+    }
+
+    /// The read view agrees with the CRDT (a fresh load renders the same text).
+    fn assert_view_consistent(d: &SharedDoc) -> R {
+        let fresh = SharedDoc::load(&d.save(), [9; 32])?;
+        assert_eq!(text(&fresh), text(d));
+        Ok(())
+    }
+
+    #[test]
+    fn stale_save_keeps_the_remote_edit_that_arrived_meanwhile() -> R {
+        let (mut a, mut b) = pair()?;
+        let base = a.heads();
+        // B edits entry b; A receives it (its file is rewritten, but the user's buffer is old).
+        let cb = b
+            .apply_local_text(BASE.replace("\"x\":3", "\"x\":30").as_bytes())?
+            .ok_or("no change")?;
+        a.apply_remote(&cb)?;
+        // The user saves the old buffer with an edit of entry a.
+        let saved = BASE.replace("\"x\":1,", "\"x\":10,");
+        let ca = a
+            .apply_local_text_based_on(&base, saved.as_bytes())?
+            .ok_or("no change")?;
+        assert!(ca.len() < 1024, "{} bytes", ca.len());
+        let expected = BASE
+            .replace("\"x\":1,", "\"x\":10,")
+            .replace("\"x\":3", "\"x\":30");
+        assert_eq!(text(&a), expected);
+        b.apply_remote(&ca)?;
+        assert_eq!(text(&b), expected);
+        assert_view_consistent(&a)?;
+        // Plain apply_local_text would have reverted B's edit.
+        let (mut a2, mut b2) = pair()?;
+        let cb = b2
+            .apply_local_text(BASE.replace("\"x\":3", "\"x\":30").as_bytes())?
+            .ok_or("no change")?;
+        a2.apply_remote(&cb)?;
+        a2.apply_local_text(saved.as_bytes())?;
+        assert!(text(&a2).contains("\"x\":3}"));
+        Ok(())
+    }
+
+    #[test]
+    fn stale_save_with_insertions_and_deletions() -> R {
+        let (mut a, mut b) = pair()?;
+        let base = a.heads();
+        // Remote: a line inserted at the top and entry c deleted.
+        let remote = BASE
+            .replace("@version 1.0\n", "@version 1.0\n{\"id\":\"top\"}\n")
+            .replace("{\"id\":\"c\",\"x\":5}\n", "");
+        let cb = b.apply_local_text(remote.as_bytes())?.ok_or("no change")?;
+        a.apply_remote(&cb)?;
+        // Local (stale buffer): prose deleted, a line appended after b, entry a edited.
+        let local = BASE
+            .replace("some prose\n", "")
+            .replace(
+                "{\"id\":\"b\",\"x\":3}\n",
+                "{\"id\":\"b\",\"x\":3}\n{\"id\":\"new\"}\n",
+            )
+            .replace("\"y\":2", "\"y\":7");
+        let ca = a
+            .apply_local_text_based_on(&base, local.as_bytes())?
+            .ok_or("no change")?;
+        let expected = "@version 1.0\n{\"id\":\"top\"}\n\n{\"id\":\"a\",\"x\":1,\"y\":7}\n{\"id\":\"b\",\"x\":3}\n{\"id\":\"new\"}\n";
+        assert_eq!(text(&a), expected);
+        b.apply_remote(&ca)?;
+        assert_eq!(text(&b), expected);
+        assert_view_consistent(&a)?;
+        assert_view_consistent(&b)?;
+        Ok(())
+    }
+
+    #[test]
+    fn based_on_current_heads_or_unchanged_base() -> R {
+        let (mut a, mut b) = pair()?;
+        // Same heads: identical to apply_local_text.
+        let edited = BASE.replace("\"x\":5", "\"x\":6");
+        let c = a.apply_local_text_based_on(&a.heads(), edited.as_bytes())?;
+        assert!(c.is_some());
+        assert_eq!(text(&a), edited);
+        assert_eq!(
+            a.apply_local_text_based_on(&a.heads(), edited.as_bytes())?,
+            None
+        );
+        // A file equal to its (older) base holds no local edit, even if the document moved on.
+        let base = a.heads();
+        let cb = b
+            .apply_local_text(BASE.replace("some prose", "other prose").as_bytes())?
+            .ok_or("no change")?;
+        a.apply_remote(&cb)?;
+        assert_eq!(a.apply_local_text_based_on(&base, edited.as_bytes())?, None);
+        assert!(text(&a).contains("other prose"));
+        // Unknown heads are ignored (the current text is the base); bad lengths are refused.
+        let now = text(&a).replace("other prose", "third");
+        assert!(a
+            .apply_local_text_based_on(&[7u8; 32], now.as_bytes())?
+            .is_some());
+        assert_eq!(text(&a), now);
+        assert!(matches!(
+            a.apply_local_text_based_on(&[1u8; 31], b"x\n"),
+            Err(MergeError::BadHeads)
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn base_older_than_own_last_change_does_not_reuse_a_sequence_number() -> R {
+        // Crash window: our own change was saved but the recorded base is older.
+        let (mut a, mut b) = pair()?;
+        let base = a.heads();
+        let first = BASE.replace("\"x\":5", "\"x\":6");
+        let c1 = a.apply_local_text(first.as_bytes())?.ok_or("no change")?;
+        let second = first.replace("some prose", "more prose");
+        let c2 = a
+            .apply_local_text_based_on(&base, second.as_bytes())?
+            .ok_or("no change")?;
+        assert_eq!(text(&a), second);
+        b.apply_remote(&c2)?;
+        b.apply_remote(&c1)?;
+        assert_eq!(text(&b), second);
+        let reloaded = SharedDoc::load(&a.save(), [1; 32])?;
+        assert_eq!(text(&reloaded), second);
+        Ok(())
+    }
+
+    /// Random line edits of a text (field edits, deletions, insertions).
+    fn random_edit(text: &str, rng: &mut crate::canvasl::generate::XorShift, tag: &str) -> String {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        for _ in 0..1 + rng.below(4) {
+            let n = lines.len() as u64;
+            match rng.below(3) {
+                0 if n > 0 => {
+                    let i = rng.below(n) as usize;
+                    if let Ok(mut m) = serde_json::from_str::<
+                        serde_json::Map<String, serde_json::Value>,
+                    >(&lines[i])
+                    {
+                        m.insert(format!("f{}", rng.below(3)), serde_json::json!(tag));
+                        lines[i] = serde_json::to_string(&m).unwrap_or_default();
+                    }
+                }
+                1 if n > 1 => {
+                    lines.remove(rng.below(n) as usize);
+                }
+                _ => {
+                    let i = rng.below(n + 1) as usize;
+                    lines.insert(i, format!("{{\"id\":\"{tag}-{}\"}}", rng.below(1000)));
+                }
+            }
+        }
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn random_stale_saves_converge_and_keep_the_view_consistent() -> R {
+        let mut rng = crate::canvasl::generate::XorShift::new(11);
+        for round in 0..40 {
+            let base: String = (0..8)
+                .map(|i| format!("{{\"id\":\"e{i}\",\"f0\":{i}}}\n"))
+                .collect();
+            let mut a = SharedDoc::import(base.as_bytes(), [1; 32])?;
+            let mut b = SharedDoc::new([2; 32]);
+            b.apply_remote(&a.changes_since(&[])?)?;
+            // A's file is based on `base`; B's edits arrive at A; A's user saves a stale edit.
+            let file_heads = a.heads();
+            let remote = random_edit(&base, &mut rng, "b");
+            if let Some(c) = b.apply_local_text(remote.as_bytes())? {
+                a.apply_remote(&c)?;
+            }
+            let local = random_edit(&base, &mut rng, "a");
+            if let Some(c) = a.apply_local_text_based_on(&file_heads, local.as_bytes())? {
+                b.apply_remote(&c)?;
+            }
+            assert_eq!(text(&a), text(&b), "round {round}");
+            assert_view_consistent(&a)?;
+            assert_view_consistent(&b)?;
+            // Lines only A added, and only B added, are both there.
+            for l in local.lines().filter(|l| l.contains("\"a-")) {
+                if !base.contains(l) {
+                    assert!(text(&a).contains(l), "round {round}: {l}");
+                }
+            }
+            for l in remote.lines().filter(|l| l.contains("\"b-")) {
+                assert!(text(&a).contains(l), "round {round}: {l}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn offline_edits_on_both_sides_need_only_the_new_changes() -> R {
+        let big: String = (0..2000)
+            .map(|i| format!("{{\"id\":\"n{i}\",\"text\":\"some words here\"}}\n"))
+            .collect();
+        let mut a = SharedDoc::import(big.as_bytes(), [1; 32])?;
+        let mut b = SharedDoc::new([2; 32]);
+        b.apply_remote(&a.changes_since(&[])?)?;
+        for k in 0..5 {
+            let t = text(&a).replace(&format!("n{k}\""), &format!("n{k}a\""));
+            a.apply_local_text(t.as_bytes())?;
+            let t = text(&b).replace(&format!("n{}\"", 100 + k), &format!("n{}b\"", 100 + k));
+            b.apply_local_text(t.as_bytes())?;
+        }
+        let hashes = b.sync_hashes(32);
+        assert_eq!(hashes.len() % 32, 0);
+        assert!(hashes.len() > 32);
+        assert_eq!(a.unknown_hashes(&b.heads())?, 1);
+        assert_eq!(b.unknown_hashes(&b.heads())?, 0);
+        let (for_b, full) = a.changes_for(&hashes)?;
+        assert!(!full);
+        assert!(for_b.len() * 4 < a.save().len(), "{} bytes", for_b.len());
+        b.apply_remote(&for_b)?;
+        let (for_a, full) = b.changes_for(&a.sync_hashes(32))?;
+        assert!(!full);
+        a.apply_remote(&for_a)?;
+        assert_eq!(text(&a), text(&b));
+        assert_eq!(a.heads(), b.heads());
+        assert_eq!(a.changes_for(&b.heads())?.0, Vec::<u8>::new());
+        // No known hash at all: the whole document.
+        let (all, full) = a.changes_for(&[])?;
+        assert!(full);
+        let mut c = SharedDoc::new([3; 32]);
+        c.apply_remote(&all)?;
+        assert_eq!(text(&c), text(&a));
+        assert!(c.is_joined() && !SharedDoc::new([4; 32]).is_joined());
+        assert_eq!(c.missing_deps(), 0);
+        Ok(())
+    }
 }

@@ -1,0 +1,422 @@
+;;; meta-log-federation-sync.el --- Shared CanvasL files that merge concurrent edits  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;; This file is not part of GNU Emacs.
+
+;;; Commentary:
+
+;; `meta-log-federation-share-canvasl' shares a CanvasL file with the
+;; federation.  Every peer keeps the file as a CRDT document (automerge,
+;; in the native module); saving the file in Emacs, or changing it on
+;; disk while Emacs runs, sends only the changes, as signed events on
+;; PREFIX/sync.  A peer that was offline, or joins late, catches up
+;; through a request and a response, not by replaying old messages.
+;;
+;; Files shared by other peers arrive in `meta-log-federation-sync-directory'
+;; under ORIGIN-PEER-ID/NAME, so a share is known as canvasl://ORIGIN/NAME
+;; and two shares of the same name never overwrite each other.
+;;
+;; Buffers: a buffer visiting a synced file without unsaved edits shows
+;; remote changes at once (point and window stay put).  A buffer with
+;; unsaved edits is never overwritten; when the user saves it, the edits
+;; are merged with the remote ones (relative to the text the buffer was
+;; based on) and the buffer then shows the merged file.
+
+;;; Code:
+
+(require 'cl-lib)
+(require 'filenotify)
+(require 'meta-log-federation-custom)
+(require 'meta-log-federation-node)
+
+(declare-function meta-log-federation--sync-open "meta-log-federation-module")
+(declare-function meta-log-federation--sync-close "meta-log-federation-module")
+(declare-function meta-log-federation--sync-running-p "meta-log-federation-module")
+(declare-function meta-log-federation--sync-startup "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share "meta-log-federation-module")
+(declare-function meta-log-federation--sync-unshare "meta-log-federation-module")
+(declare-function meta-log-federation--sync-shares "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
+(declare-function meta-log-federation--sync-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-handle "meta-log-federation-module")
+(declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
+(declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
+(declare-function meta-log-federation--sync-refusals "meta-log-federation-module")
+
+(defcustom meta-log-federation-sync-directory
+  (locate-user-emacs-file "meta-log/sync/")
+  "Directory where canvases shared by other peers are kept.
+Each arrives as ORIGIN-PEER-ID/NAME.  The environment variable
+META_LOG_SYNC_DIRECTORY, when set, takes precedence."
+  :type 'directory
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-sync-state-directory
+  (locate-user-emacs-file "meta-log/sync-state/")
+  "Directory where the merge state (history) of each shared file is kept.
+Keep it with the files: without it a restarted Emacs cannot merge."
+  :type 'directory
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-sync-watch-files t
+  "If non-nil, changes made on disk to shared files by other programs are synced.
+Saves from Emacs are synced in any case."
+  :type 'boolean
+  :group 'meta-log-federation)
+
+(defvar meta-log-federation-canvasl-updated-functions nil
+  "Functions called with (FILE SHARE-URL CREATED) after a remote update.
+FILE has been written (atomically); CREATED is non-nil when the file is
+new (a share just received).")
+
+(defvar meta-log-federation-sync-refused-functions nil
+  "Functions called with (REASON DETAIL) when a sync message is refused.")
+
+(defvar meta-log-federation--shared-files (make-hash-table :test #'equal)
+  "Synced file (true name) -> share URL, for the save hook.")
+
+(defvar meta-log-federation--sync-watches nil
+  "File notification descriptors of the watched directories.")
+
+(defvar meta-log-federation--sync-pending (make-hash-table :test #'equal)
+  "Files changed on disk, waiting for the debounce timer.")
+
+(defvar meta-log-federation--sync-timer nil
+  "Timer that takes in files changed on disk.")
+
+(defvar-local meta-log-federation--holding nil
+  "Share URL whose file writes this buffer holds back while it has unsaved edits.")
+
+(defun meta-log-federation-sync-running-p ()
+  "Return non-nil while CanvasL sync is running."
+  (and (fboundp 'meta-log-federation--sync-running-p)
+       (meta-log-federation--sync-running-p)))
+
+(defun meta-log-federation--sync-require ()
+  "Signal `meta-log-federation-not-running' unless sync is running."
+  (meta-log-federation--require-running)
+  (unless (meta-log-federation-sync-running-p)
+    (signal 'meta-log-federation-not-running
+            (list "CanvasL sync is not running: call `meta-log-federation-init' first"))))
+
+(defun meta-log-federation--share-arg (file-or-url)
+  "Return FILE-OR-URL as the engine takes it: a URL as is, a file expanded."
+  (if (string-prefix-p "canvasl://" file-or-url)
+      file-or-url
+    (expand-file-name file-or-url)))
+
+(defun meta-log-federation--sync-dir ()
+  "Return the sync directory: the environment, else the option."
+  (file-name-as-directory
+   (expand-file-name (or (meta-log-federation--env "META_LOG_SYNC_DIRECTORY")
+                         meta-log-federation-sync-directory))))
+
+;;;; Actions the engine asks for
+
+(defun meta-log-federation--sync-run-actions (actions)
+  "Carry out ACTIONS returned by the sync engine; return them."
+  (dolist (action actions)
+    (pcase action
+      (`(updated ,url ,file ,created)
+       (puthash (file-truename file) url meta-log-federation--shared-files)
+       (meta-log-federation--sync-refresh-buffer file)
+       (meta-log-federation--sync-watch (file-name-directory file))
+       (when created
+         (meta-log-federation--log "new shared canvas %s in %s" url (abbreviate-file-name file)))
+       (meta-log-federation--run-hook-safely
+        'meta-log-federation-canvasl-updated-functions file url created))
+      (`(refused ,reason ,detail)
+       (meta-log-federation--log "refused a sync message (%s): %s" reason detail)
+       (meta-log-federation--run-hook-safely
+        'meta-log-federation-sync-refused-functions reason detail))
+      (`(warning ,url ,text)
+       (display-warning 'meta-log-federation
+                        (if url (format "%s: %s" url text) text)
+                        :warning))))
+  actions)
+
+(defun meta-log-federation--sync-refresh-buffer (file)
+  "Show FILE's new contents in the buffer visiting it, unless it has unsaved edits.
+A buffer with unsaved edits holds the file (see
+`meta-log-federation--sync-first-change'), so this normally only meets
+unmodified buffers."
+  (let ((buffer (find-buffer-visiting file)))
+    (when (and buffer (not (buffer-modified-p buffer)))
+      (with-current-buffer buffer
+        ;; Reverting replaces only what differs: point and window-start stay.
+        (let ((inhibit-message t))
+          (revert-buffer t t t))))))
+
+;;;; Receiving
+
+(defun meta-log-federation--sync-receive (kind from content tags _id)
+  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine."
+  (when (meta-log-federation-sync-running-p)
+    (meta-log-federation--sync-run-actions
+     (meta-log-federation--sync-receive-1 kind from content tags))))
+
+(defun meta-log-federation--sync-receive-1 (kind from content tags)
+  "Call the engine for KIND FROM CONTENT TAGS; report errors, return actions."
+  (condition-case err
+      (meta-log-federation--sync-handle kind from content tags)
+    (meta-log-federation-error
+     (meta-log-federation--log "sync: %s" (error-message-string err))
+     nil)))
+
+;;;; Local changes
+
+(defun meta-log-federation--buffer-share ()
+  "Return the share URL of the current buffer's file, or nil."
+  (and buffer-file-name
+       (meta-log-federation-sync-running-p)
+       (gethash (file-truename buffer-file-name) meta-log-federation--shared-files)))
+
+(defun meta-log-federation--sync-first-change ()
+  "Hold the shared file while this buffer has unsaved edits.
+Remote changes are then merged in the background but not written over
+the file; the user's save is merged relative to the text the buffer
+started from, so neither side's edits are lost."
+  (let ((url (meta-log-federation--buffer-share)))
+    (when url
+      (condition-case err
+          (progn
+            (meta-log-federation--sync-run-actions (meta-log-federation--sync-hold url t))
+            (setq meta-log-federation--holding url))
+        (meta-log-federation-error
+         (meta-log-federation--log "sync: %s" (error-message-string err)))))))
+
+(defun meta-log-federation--sync-release ()
+  "Release this buffer's hold if it no longer has unsaved edits."
+  (when (and meta-log-federation--holding (not (buffer-modified-p))
+             (meta-log-federation-sync-running-p))
+    (let ((url meta-log-federation--holding))
+      (setq meta-log-federation--holding nil)
+      (ignore-errors
+        (meta-log-federation--sync-run-actions (meta-log-federation--sync-hold url nil))))))
+
+(defun meta-log-federation--sync-kill-buffer ()
+  "Release the hold of a buffer being killed (its edits are abandoned)."
+  (when (and meta-log-federation--holding (meta-log-federation-sync-running-p))
+    (let ((url meta-log-federation--holding))
+      (setq meta-log-federation--holding nil)
+      (ignore-errors (meta-log-federation--sync-hold url nil)))))
+
+(defun meta-log-federation--sync-after-save ()
+  "Sync the file just saved if it is shared."
+  (let ((url (meta-log-federation--buffer-share)))
+    (when url
+      (setq meta-log-federation--holding nil)
+      (condition-case err
+          (meta-log-federation--sync-run-actions (meta-log-federation--sync-file-changed url))
+        (meta-log-federation-error
+         (message "meta-log-federation: %s was not synced: %s"
+                  (buffer-name) (error-message-string err)))))))
+
+(defun meta-log-federation--sync-watch (directory)
+  "Watch DIRECTORY: other programs may edit shared files there."
+  (when (and meta-log-federation-sync-watch-files
+             (file-directory-p directory)
+             (not (assoc directory meta-log-federation--sync-watches)))
+    (condition-case nil
+        (push (cons directory
+                    (file-notify-add-watch directory '(change)
+                                           #'meta-log-federation--sync-notified))
+              meta-log-federation--sync-watches)
+      (file-notify-error nil))))
+
+(defun meta-log-federation--sync-notified (event)
+  "Note a file notification EVENT; take the file in shortly after."
+  (let ((file (nth 2 event)))
+    (when (and (stringp file)
+               (memq (nth 1 event) '(changed created renamed))
+               (gethash (file-truename (if (eq (nth 1 event) 'renamed) (nth 3 event) file))
+                        meta-log-federation--shared-files))
+      (puthash (if (eq (nth 1 event) 'renamed) (nth 3 event) file) t
+               meta-log-federation--sync-pending)
+      (unless (timerp meta-log-federation--sync-timer)
+        (setq meta-log-federation--sync-timer
+              (run-at-time 0.2 nil #'meta-log-federation--sync-take-pending))))))
+
+(defun meta-log-federation--sync-take-pending ()
+  "Take in the files changed on disk."
+  (setq meta-log-federation--sync-timer nil)
+  (when (meta-log-federation-sync-running-p)
+    (maphash
+     (lambda (file _)
+       (let ((buffer (find-buffer-visiting file)))
+         ;; A modified buffer is merged when it is saved; the file is
+         ;; taken in by the engine before any remote change is written.
+         (unless (and buffer (buffer-modified-p buffer))
+           (condition-case err
+               (meta-log-federation--sync-run-actions
+                (meta-log-federation--sync-file-changed file))
+             (meta-log-federation-error
+              (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
+     meta-log-federation--sync-pending))
+  (clrhash meta-log-federation--sync-pending))
+
+;;;; Starting and stopping with federation
+
+(defun meta-log-federation--sync-refresh-shared-files ()
+  "Rebuild the table of shared files from the engine."
+  (clrhash meta-log-federation--shared-files)
+  (dolist (share (meta-log-federation--sync-shares))
+    (when (plist-get share :active)
+      (let ((file (plist-get share :path)))
+        (puthash (file-truename file) (plist-get share :url) meta-log-federation--shared-files)
+        (meta-log-federation--sync-watch (file-name-directory file))))))
+
+(defun meta-log-federation--sync-start ()
+  "Open the sync engine for the running federation and catch up."
+  (let ((sync-dir (meta-log-federation--sync-dir))
+        (state-dir (file-name-as-directory
+                    (expand-file-name meta-log-federation-sync-state-directory))))
+    (meta-log-federation--sync-open sync-dir state-dir meta-log-federation-max-event-size)
+    (setq meta-log-federation--sync-receiver #'meta-log-federation--sync-receive)
+    (meta-log-federation--sync-refresh-shared-files)
+    (meta-log-federation--sync-watch sync-dir)
+    (add-hook 'after-save-hook #'meta-log-federation--sync-after-save)
+    (add-hook 'first-change-hook #'meta-log-federation--sync-first-change)
+    (add-hook 'after-revert-hook #'meta-log-federation--sync-release)
+    (add-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
+    (add-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
+    (add-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
+    (dolist (buffer (buffer-list))
+      (with-current-buffer buffer
+        (when (buffer-modified-p) (meta-log-federation--sync-first-change))))))
+
+(defun meta-log-federation--sync-on-connect ()
+  "Take in offline edits and ask the peers for what we missed."
+  (when (meta-log-federation-sync-running-p)
+    (meta-log-federation--sync-run-actions (meta-log-federation--sync-startup))))
+
+(defun meta-log-federation--sync-with-peer (_peer-id)
+  "Catch up every share (answers come from every peer that has more)."
+  (when (meta-log-federation-sync-running-p)
+    (meta-log-federation--sync-run-actions (meta-log-federation--sync-catch-up nil))))
+
+(defun meta-log-federation--sync-stop ()
+  "Close the sync engine (its state is on disk)."
+  (when (timerp meta-log-federation--sync-timer)
+    (cancel-timer meta-log-federation--sync-timer)
+    (meta-log-federation--sync-take-pending))
+  (dolist (w meta-log-federation--sync-watches)
+    (ignore-errors (file-notify-rm-watch (cdr w))))
+  (setq meta-log-federation--sync-watches nil
+        meta-log-federation--sync-receiver nil)
+  (clrhash meta-log-federation--shared-files)
+  (remove-hook 'after-save-hook #'meta-log-federation--sync-after-save)
+  (remove-hook 'first-change-hook #'meta-log-federation--sync-first-change)
+  (remove-hook 'after-revert-hook #'meta-log-federation--sync-release)
+  (remove-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
+  (remove-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
+  (remove-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
+  (when (fboundp 'meta-log-federation--sync-close)
+    (meta-log-federation--sync-close)))
+
+(add-hook 'meta-log-federation-started-hook #'meta-log-federation--sync-start)
+(add-hook 'meta-log-federation-stopping-hook #'meta-log-federation--sync-stop)
+
+;;;; Commands
+
+(defun meta-log-federation--read-shared (prompt)
+  "Read a shared file's URL with completion, showing PROMPT."
+  (meta-log-federation--sync-require)
+  (let ((urls (mapcar (lambda (s) (plist-get s :url))
+                      (cl-remove-if-not (lambda (s) (plist-get s :active))
+                                        (meta-log-federation--sync-shares)))))
+    (unless urls (user-error "No file is shared"))
+    (completing-read prompt urls nil t)))
+
+(defun meta-log-federation-share-canvasl (file &optional name)
+  "Share the CanvasL FILE with the federation; return its canvasl:// URL.
+NAME is the name peers see (default: FILE's name; it must end with
+.canvasl or .jsonl).  Peers receive the whole file, then only changes."
+  (interactive (list (read-file-name "Share CanvasL file: " nil nil t nil
+                                     (lambda (f) (or (file-directory-p f)
+                                                     (string-match-p "\\.\\(canvasl\\|jsonl\\)\\'" f))))))
+  (meta-log-federation--sync-require)
+  (let* ((file (expand-file-name file))
+         (buffer (find-buffer-visiting file)))
+    (when (and buffer (buffer-modified-p buffer))
+      (user-error "Save %s first: its unsaved edits would not be shared" (buffer-name buffer)))
+    (let* ((r (meta-log-federation--sync-share file name))
+           (url (car r)))
+      (meta-log-federation--sync-run-actions (cdr r))
+      (meta-log-federation--sync-refresh-shared-files)
+      (when (called-interactively-p 'interactive)
+        (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url))
+      url)))
+
+(defun meta-log-federation-unshare-canvasl (file-or-url)
+  "Stop syncing FILE-OR-URL (a synced file or its canvasl:// URL).
+The file and its merge state stay; sharing it again resumes."
+  (interactive (list (meta-log-federation--read-shared "Stop sharing: ")))
+  (meta-log-federation--sync-require)
+  (meta-log-federation--sync-run-actions
+   (meta-log-federation--sync-unshare (meta-log-federation--share-arg file-or-url)))
+  (meta-log-federation--sync-refresh-shared-files)
+  (when (called-interactively-p 'interactive)
+    (message "meta-log-federation: %s is no longer synced" file-or-url))
+  t)
+
+(defun meta-log-federation-shared-canvasl-files (&optional details)
+  "Return the synced files' names; with DETAILS, plists about each share.
+A plist has :url :path :local (we shared it) :active :lines :bytes
+:state-bytes and :conflicts.  Interactively, list them."
+  (interactive)
+  (meta-log-federation--sync-require)
+  (let ((shares (cl-remove-if-not (lambda (s) (plist-get s :active))
+                                  (meta-log-federation--sync-shares))))
+    (when (called-interactively-p 'interactive)
+      (message "meta-log-federation: %s"
+               (if shares
+                   (mapconcat (lambda (s) (format "%s (%d lines)" (plist-get s :url)
+                                                  (plist-get s :lines)))
+                              shares ", ")
+                 "no shared files")))
+    (if details shares (mapcar (lambda (s) (plist-get s :path)) shares))))
+
+(defun meta-log-federation-canvasl-conflicts (file)
+  "Return the concurrent writes recorded in the shared FILE.
+Each is a plist: :line (0-based), :id (the entry's id, if any),
+:field (nil for a whole line), :winner (the value every peer shows) and
+:losers (the values that lost), values as JSON text.  Interactively,
+show them."
+  (interactive (list (or (and buffer-file-name
+                              (gethash (file-truename buffer-file-name)
+                                       meta-log-federation--shared-files)
+                              buffer-file-name)
+                         (meta-log-federation--read-shared "Conflicts of: "))))
+  (meta-log-federation--sync-require)
+  (let ((conflicts (meta-log-federation--sync-conflicts (meta-log-federation--share-arg file))))
+    (when (called-interactively-p 'interactive)
+      (if (null conflicts)
+          (message "meta-log-federation: no conflicts in %s" file)
+        (with-help-window "*meta-log-federation conflicts*"
+          (dolist (c conflicts)
+            (princ (format "line %d%s%s: shows %s, lost %s\n"
+                           (1+ (plist-get c :line))
+                           (if (plist-get c :id) (format " (id %s)" (plist-get c :id)) "")
+                           (if (plist-get c :field) (format " field %s" (plist-get c :field)) "")
+                           (plist-get c :winner)
+                           (mapconcat #'identity (plist-get c :losers) ", ")))))))
+    conflicts))
+
+(defun meta-log-federation-canvasl-catch-up (&optional file-or-url)
+  "Ask the peers for what we miss of FILE-OR-URL (default: every share)."
+  (interactive)
+  (meta-log-federation--sync-require)
+  (meta-log-federation--sync-run-actions
+   (meta-log-federation--sync-catch-up (and file-or-url (meta-log-federation--share-arg file-or-url))))
+  t)
+
+(defun meta-log-federation-sync-refusals ()
+  "Return the counts of refused sync messages, an alist (REASON . COUNT)."
+  (meta-log-federation--sync-require)
+  (meta-log-federation--sync-refusals))
+
+(provide 'meta-log-federation-sync)
+;;; meta-log-federation-sync.el ends here

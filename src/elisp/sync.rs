@@ -1,0 +1,355 @@
+//! The CanvasL sync functions Elisp calls: one [`SyncEngine`] while
+//! federation runs. The engine's publications are signed by the federation
+//! node and published here; the other actions go back to Elisp as lists.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::convert::CallTimer;
+use super::errors::{guard, signal, Kind};
+use super::federation::{publish_sync, tags_from_lisp};
+use super::identity::now;
+use crate::events::lock;
+use crate::federation::SyncKind;
+use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
+use emacs::{defun, Env, IntoLisp, Result, Value};
+use sha2::{Digest, Sha256};
+
+static ENGINE: Mutex<Option<SyncEngine>> = Mutex::new(None);
+
+fn sync_error<T>(env: &Env, e: SyncError) -> Result<T> {
+    signal(env, Kind::Sync, e.to_string())
+}
+
+fn with_engine<T>(
+    env: &Env,
+    f: impl FnOnce(&mut SyncEngine) -> std::result::Result<T, SyncError>,
+) -> Result<T> {
+    let mut g = lock(&ENGINE);
+    match g.as_mut() {
+        Some(e) => match f(e) {
+            Ok(v) => Ok(v),
+            Err(err) => {
+                drop(g);
+                sync_error(env, err)
+            }
+        },
+        None => signal(
+            env,
+            Kind::NotRunning,
+            "CanvasL sync is not running: call meta-log-federation-init first",
+        ),
+    }
+}
+
+fn kind_name(k: SyncKind) -> &'static str {
+    match k {
+        SyncKind::Change => "change",
+        SyncKind::Request => "request",
+        SyncKind::Response => "response",
+    }
+}
+
+/// Publishes the engine's events and turns the other actions into Lisp:
+/// `(updated URL FILE CREATED)`, `(refused REASON DETAIL)`,
+/// `(warning URL-OR-NIL MESSAGE)`. A publication that fails (no
+/// connection, full queue) becomes a warning: the change is in the merge
+/// state already and reaches the peers at the next catch-up.
+fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
+    let mut out = Vec::new();
+    for a in actions {
+        match a {
+            Action::Publish {
+                kind,
+                content,
+                tags,
+            } => {
+                if let Err(e) = publish_sync(kind, &content, tags) {
+                    out.push(env.list((
+                        env.intern("warning")?,
+                        env.intern("nil")?,
+                        format!(
+                            "a sync {} was not sent ({e}); it will go out at the next catch-up",
+                            kind_name(kind)
+                        ),
+                    ))?);
+                }
+            }
+            Action::Updated {
+                share,
+                path,
+                created,
+            } => out.push(env.list((
+                env.intern("updated")?,
+                share.url(),
+                path.to_string_lossy().into_owned(),
+                created,
+            ))?),
+            Action::Refused { reason, detail } => {
+                out.push(env.list((env.intern("refused")?, reason, detail))?)
+            }
+            Action::Warning { share, message } => out.push(env.list((
+                env.intern("warning")?,
+                match share {
+                    Some(s) => s.url().into_lisp(env)?,
+                    None => env.intern("nil")?,
+                },
+                message,
+            ))?),
+        }
+    }
+    env.list(&out[..])
+}
+
+fn expand(env: &Env, v: Value<'_>) -> Result<PathBuf> {
+    Ok(PathBuf::from(
+        env.call("expand-file-name", (v,))?.into_rust::<String>()?,
+    ))
+}
+
+/// Open the sync engine in SYNC-DIR (received files) and STATE-DIR (merge
+/// states) for the running federation peer, for events of at most
+/// MAX-EVENT-BYTES.
+///
+/// Internal: federation opens it when it starts.
+#[defun(name = "-sync-open")]
+fn sync_open<'e>(
+    env: &'e Env,
+    sync_dir: Value<'e>,
+    state_dir: Value<'e>,
+    max_event_bytes: i64,
+) -> Result<()> {
+    let _t = CallTimer::start("sync-open");
+    let sync_dir = expand(env, sync_dir)?;
+    let state_dir = expand(env, state_dir)?;
+    guard(env, || {
+        let Some(me) = super::federation::peer_id() else {
+            return signal(
+                env,
+                Kind::NotRunning,
+                "federation is not running: call meta-log-federation-init first",
+            );
+        };
+        // The CRDT actor: stable for this peer, different for every peer.
+        let mut actor = [0u8; 32];
+        actor.copy_from_slice(&Sha256::digest(format!("meta-log-federation actor {me}")));
+        let config = SyncConfig::for_event_limit(max_event_bytes.max(0) as usize);
+        match SyncEngine::open_with(&sync_dir, &state_dir, &me, actor, config) {
+            Ok(e) => {
+                *lock(&ENGINE) = Some(e);
+                Ok(())
+            }
+            Err(e) => sync_error(env, e),
+        }
+    })
+}
+
+/// Close the sync engine; non-nil if it was open.
+#[defun(name = "-sync-close")]
+fn sync_close() -> Result<bool> {
+    Ok(lock(&ENGINE).take().is_some())
+}
+
+/// Return non-nil while the sync engine is open.
+#[defun(name = "-sync-running-p")]
+fn sync_running_p() -> Result<bool> {
+    Ok(lock(&ENGINE).is_some())
+}
+
+/// Load every share, take in offline edits, ask peers for what we missed.
+///
+/// Return the actions (see `meta-log-federation--sync-run-actions').
+#[defun(name = "-sync-startup")]
+fn sync_startup(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-startup");
+    guard(env, || {
+        let a = with_engine(env, |e| e.startup(now()))?;
+        run_actions(env, a)
+    })
+}
+
+/// Share FILE under NAME (nil: its file name); return (URL . ACTIONS).
+#[defun(name = "-sync-share")]
+fn sync_share<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-share");
+    let path = expand(env, file)?;
+    let name: Option<String> = if name.is_not_nil() {
+        Some(name.into_rust()?)
+    } else {
+        None
+    };
+    guard(env, || {
+        let (url, actions) = with_engine(env, |e| {
+            let actions = e.share(&path, name.as_deref(), now())?;
+            let url = e.resolve(&path.to_string_lossy())?.url();
+            Ok((url, actions))
+        })?;
+        env.cons(url, run_actions(env, actions)?)
+    })
+}
+
+/// Stop syncing SHARE (URL or file); return the actions.
+#[defun(name = "-sync-unshare")]
+fn sync_unshare(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-unshare");
+    guard(env, || {
+        let a = with_engine(env, |e| e.unshare(&share))?;
+        run_actions(env, a)
+    })
+}
+
+/// Return the shares as plists (:url :path :local :active :lines :bytes
+/// :state-bytes :conflicts).
+#[defun(name = "-sync-shares")]
+fn sync_shares(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-shares");
+    guard(env, || {
+        let shares = with_engine(env, |e| Ok(e.shares()))?;
+        let mut v = Vec::new();
+        for s in shares {
+            v.push(env.list(
+                &[
+                    env.intern(":url")?,
+                    s.url.into_lisp(env)?,
+                    env.intern(":path")?,
+                    s.path.to_string_lossy().into_owned().into_lisp(env)?,
+                    env.intern(":local")?,
+                    s.local.into_lisp(env)?,
+                    env.intern(":active")?,
+                    s.active.into_lisp(env)?,
+                    env.intern(":lines")?,
+                    (s.lines as i64).into_lisp(env)?,
+                    env.intern(":bytes")?,
+                    (s.bytes as i64).into_lisp(env)?,
+                    env.intern(":state-bytes")?,
+                    (s.state_bytes as i64).into_lisp(env)?,
+                    env.intern(":conflicts")?,
+                    (s.conflicts as i64).into_lisp(env)?,
+                ][..],
+            )?);
+        }
+        env.list(&v[..])
+    })
+}
+
+/// Take in the file of SHARE (URL or file) after it was saved or changed on disk.
+///
+/// Ends a hold (see `--sync-hold'). Return the actions.
+#[defun(name = "-sync-file-changed")]
+fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-file-changed");
+    guard(env, || {
+        let a = with_engine(env, |e| e.local_file_changed(&share, now()))?;
+        run_actions(env, a)
+    })
+}
+
+/// While HOLD is non-nil, remote changes to SHARE are merged but not written to its file.
+///
+/// Elisp holds a file while a buffer visiting it has unsaved edits, so that the
+/// save is merged relative to the text the buffer started from. Releasing
+/// (HOLD nil) writes what was held back. Return the actions.
+#[defun(name = "-sync-hold")]
+fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-hold");
+    let hold = hold.is_not_nil();
+    guard(env, || {
+        let a = with_engine(env, |e| e.hold_writes(&share, hold))?;
+        run_actions(env, a)
+    })
+}
+
+/// Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine; return the actions.
+#[defun(name = "-sync-handle")]
+fn sync_handle<'e>(
+    env: &'e Env,
+    kind: Value<'e>,
+    from: String,
+    content: String,
+    tags: Value<'e>,
+) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-handle");
+    let name: String = env.call("symbol-name", (kind,))?.into_rust()?;
+    let kind = match name.as_str() {
+        "sync-change" => SyncKind::Change,
+        "sync-request" => SyncKind::Request,
+        "sync-response" => SyncKind::Response,
+        _ => return signal(env, Kind::General, format!("not a sync event kind: {name}")),
+    };
+    let tags = tags_from_lisp(env, tags)?;
+    guard(env, || {
+        let a = with_engine(env, |e| e.handle(&from, kind, &content, &tags, now()))?;
+        run_actions(env, a)
+    })
+}
+
+/// Ask peers for what we miss of SHARE (nil: every share); return the actions.
+#[defun(name = "-sync-catch-up")]
+fn sync_catch_up<'e>(env: &'e Env, share: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-catch-up");
+    let share: Option<String> = if share.is_not_nil() {
+        Some(share.into_rust()?)
+    } else {
+        None
+    };
+    guard(env, || {
+        let a = with_engine(env, |e| e.catch_up(share.as_deref(), now()))?;
+        run_actions(env, a)
+    })
+}
+
+/// Return the conflicts of SHARE as plists (:line :id :field :winner :losers).
+#[defun(name = "-sync-conflicts")]
+fn sync_conflicts(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-conflicts");
+    guard(env, || {
+        let cs = with_engine(env, |e| e.conflicts(&share))?;
+        let json = |v: &Option<serde_json::Value>| match v {
+            Some(v) => v.to_string(),
+            None => "(removed)".to_string(),
+        };
+        let mut out = Vec::new();
+        for c in cs {
+            let losers = c
+                .losers
+                .iter()
+                .map(|l| json(l).into_lisp(env))
+                .collect::<Result<Vec<_>>>()?;
+            out.push(env.list(
+                &[
+                    env.intern(":line")?,
+                    (c.line as i64).into_lisp(env)?,
+                    env.intern(":id")?,
+                    match &c.entry_key {
+                        Some(k) => k.id.clone().into_lisp(env)?,
+                        None => env.intern("nil")?,
+                    },
+                    env.intern(":field")?,
+                    match &c.field {
+                        Some(f) => f.as_str().into_lisp(env)?,
+                        None => env.intern("nil")?,
+                    },
+                    env.intern(":winner")?,
+                    json(&c.winner).into_lisp(env)?,
+                    env.intern(":losers")?,
+                    env.list(&losers[..])?,
+                ][..],
+            )?);
+        }
+        env.list(&out[..])
+    })
+}
+
+/// Return the counts of refused sync messages as an alist (REASON . COUNT).
+#[defun(name = "-sync-refusals")]
+fn sync_refusals(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-refusals");
+    guard(env, || {
+        let r: Vec<(&'static str, u64)> = with_engine(env, |e| Ok(e.refusals().iter().collect()))?;
+        let v = r
+            .iter()
+            .map(|(k, n)| env.cons(*k, *n as i64))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&v[..])
+    })
+}

@@ -1,0 +1,173 @@
+//! What the engine asks its caller to do ([`Action`]), its errors ([`SyncError`]) and the
+//! refusal counters ([`Refusals`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::federation::SyncKind;
+use crate::merge::MergeError;
+
+use super::share_id::{NameError, ShareId, ShareIdError};
+
+/// Something the caller must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Publish a sync event (`crate::federation::Outbound::sync(kind, &content, tags, now)`).
+    /// `content` fits the engine's `max_content_bytes` once JSON-escaped; `tags` hold at most a
+    /// `p` tag (the peer the event is for).
+    Publish {
+        /// Change, request or response.
+        kind: SyncKind,
+        /// The event content (JSON, see the module documentation).
+        content: String,
+        /// Extra tags (`["p", <peer id>]` on requests to one peer and on responses).
+        tags: Vec<Vec<String>>,
+    },
+    /// The file of a share was written (tell Elisp: revert an unmodified buffer, etc.).
+    Updated {
+        /// The share.
+        share: ShareId,
+        /// The file.
+        path: PathBuf,
+        /// Whether the file was created (a new share from a peer, or a missing file rewritten).
+        created: bool,
+    },
+    /// Input from a peer was refused; nothing changed. `reason` is a stable short string (also
+    /// counted, see [`super::SyncEngine::refusals`]).
+    Refused {
+        /// Stable short reason, e.g. `malformed`, `name-dots`, `chunk-expired`.
+        reason: &'static str,
+        /// What was wrong, for the log.
+        detail: String,
+    },
+    /// Something the user should know that is not a refusal (a share that could not be loaded
+    /// at startup, a stray file replaced, ...).
+    Warning {
+        /// The share concerned, if any.
+        share: Option<ShareId>,
+        /// What happened and what to do.
+        message: String,
+    },
+}
+
+/// Errors of the engine's operations. Each message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The peer id given to the engine is not one.
+    #[error("the peer id must be 64 lowercase hex characters, not {0:?}")]
+    BadPeerId(String),
+    /// The engine's settings cannot work.
+    #[error("sync configuration: {0}")]
+    Config(String),
+    /// A share name was refused.
+    #[error("{0} (share names are plain file names ending with .canvasl or .jsonl)")]
+    BadName(#[from] NameError),
+    /// A share URL could not be read.
+    #[error("{0}")]
+    BadShare(#[from] ShareIdError),
+    /// Nothing matches the share URL or file path given.
+    #[error("no share matches {0:?}: share the file first, or give its canvasl:// URL")]
+    UnknownShare(String),
+    /// The file is shared already.
+    #[error("{path} is already shared as {share}")]
+    AlreadyShared {
+        /// The file.
+        path: PathBuf,
+        /// Its share.
+        share: ShareId,
+    },
+    /// We already share another file under this name.
+    #[error("another file is already shared as {0}; give this one another name")]
+    NameTaken(ShareId),
+    /// The share was unshared.
+    #[error("{0} is not synced any more (it was unshared); share the file again to resume")]
+    Unshared(ShareId),
+    /// A file operation failed.
+    #[error("cannot {op} {path}: {source}")]
+    Io {
+        /// What was being done (`read`, `write`, `create directory`, ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A path is not where it must be (outside the sync or state directory, or a symbolic
+    /// link where a regular file is expected).
+    #[error("refusing to use {path}: {detail}")]
+    UnsafePath {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        detail: String,
+    },
+    /// A saved state or manifest cannot be read.
+    #[error("the sync state {path} is damaged ({detail}); move it away to start that share over")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The merge layer refused (for instance a file that is not UTF-8).
+    #[error("{share}: {source}; fix the file and save it again")]
+    Merge {
+        /// The share.
+        share: String,
+        /// The merge error.
+        source: Box<MergeError>,
+    },
+    /// Something is too large to be synced.
+    #[error("{what} is {size} bytes, above the limit of {limit}")]
+    TooLarge {
+        /// What.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl SyncError {
+    pub(crate) fn merge(share: impl Into<String>, source: MergeError) -> Self {
+        SyncError::Merge {
+            share: share.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        SyncError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// How many inputs were refused, by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refusals(BTreeMap<&'static str, u64>);
+
+impl Refusals {
+    /// Counts one refusal.
+    pub(crate) fn count(&mut self, reason: &'static str) {
+        *self.0.entry(reason).or_insert(0) += 1;
+    }
+
+    /// The count for `reason` (0 if none).
+    pub fn get(&self, reason: &str) -> u64 {
+        self.0.get(reason).copied().unwrap_or(0)
+    }
+
+    /// Every reason seen, with its count.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.0.iter().map(|(k, v)| (*k, *v))
+    }
+
+    /// Total refusals.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+}

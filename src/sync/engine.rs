@@ -1,0 +1,511 @@
+//! [`SyncEngine`]: the shares of one peer, their files and merge state, and the operations the
+//! Emacs glue calls. Received events are handled in `super::inbound`; keeping files and state
+//! in agreement is in `super::files`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::federation::protocol::is_peer_id;
+use crate::merge::{Conflict, SharedDoc};
+
+use super::action::{Action, Refusals, SyncError};
+use super::chunk::{Reassembler, ReassemblyLimits};
+use super::share_id::{check_share_name, ShareId, SHARE_SCHEME};
+use super::store::{read_file, sha256, ManifestEntry, StateFile, StateMeta, Store};
+use super::wire::Of;
+use super::SyncConfig;
+
+/// What [`SyncEngine::shares`] tells about one share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareInfo {
+    /// The share.
+    pub share: ShareId,
+    /// `canvasl://ORIGIN/NAME`.
+    pub url: String,
+    /// The synced file.
+    pub path: PathBuf,
+    /// Whether we are its origin.
+    pub local: bool,
+    /// False once unshared.
+    pub active: bool,
+    /// Lines in the document (0 if its state cannot be read).
+    pub lines: usize,
+    /// Bytes of the document's text.
+    pub bytes: usize,
+    /// Bytes of its state file.
+    pub state_bytes: u64,
+    /// Fields or lines written concurrently (see [`SyncEngine::conflicts`]).
+    pub conflicts: usize,
+}
+
+/// A loaded share.
+pub(crate) struct Live {
+    pub(crate) doc: SharedDoc,
+    pub(crate) state: StateFile,
+    /// (length, modification time, inode) of the file when the engine last read or wrote it.
+    pub(crate) stamp: Option<(u64, std::time::SystemTime, u64)>,
+}
+
+pub(crate) struct Share {
+    pub(crate) entry: ManifestEntry,
+    pub(crate) live: Option<Live>,
+    /// Remote changes are not written to the file until it is saved (see
+    /// [`SyncEngine::hold_writes`]). Not persisted.
+    pub(crate) held: bool,
+}
+
+/// The sync engine of one peer. See the [module documentation](super).
+pub struct SyncEngine {
+    pub(crate) me: String,
+    pub(crate) actor: [u8; 32],
+    pub(crate) config: SyncConfig,
+    pub(crate) store: Store,
+    pub(crate) shares: BTreeMap<ShareId, Share>,
+    pub(crate) reassembler: Reassembler,
+    pub(crate) refusals: Refusals,
+    /// Last automatic request per (share, addressee): our heads then, and when.
+    pub(crate) requests: HashMap<(ShareId, Option<String>), (Vec<u8>, u64)>,
+    /// Last whole-document response per (share, requester), when.
+    pub(crate) full_responses: HashMap<(ShareId, String), u64>,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine")
+            .field("me", &self.me)
+            .field("shares", &self.shares.len())
+            .finish()
+    }
+}
+
+pub(crate) fn stamp_of(path: &Path) -> Option<(u64, std::time::SystemTime, u64)> {
+    let m = fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let ino = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let ino = 0;
+    Some((m.len(), m.modified().ok()?, ino))
+}
+
+impl SyncEngine {
+    /// Opens the engine of peer `identity_peer_id` (64 lowercase hex), whose CRDT actor is
+    /// `actor` (stable per peer, e.g. derived from its key; never shared by two running peers).
+    /// Creates both directories (0700) and reads the manifest; shares are loaded on first use
+    /// (call [`SyncEngine::startup`] next). Default settings ([`SyncConfig::default`]).
+    pub fn open(
+        sync_dir: &Path,
+        state_dir: &Path,
+        identity_peer_id: &str,
+        actor: [u8; 32],
+    ) -> Result<SyncEngine, SyncError> {
+        SyncEngine::open_with(
+            sync_dir,
+            state_dir,
+            identity_peer_id,
+            actor,
+            SyncConfig::default(),
+        )
+    }
+
+    /// [`SyncEngine::open`] with settings.
+    pub fn open_with(
+        sync_dir: &Path,
+        state_dir: &Path,
+        identity_peer_id: &str,
+        actor: [u8; 32],
+        config: SyncConfig,
+    ) -> Result<SyncEngine, SyncError> {
+        if !is_peer_id(identity_peer_id) {
+            return Err(SyncError::BadPeerId(identity_peer_id.to_string()));
+        }
+        config.check()?;
+        let store = Store::open(sync_dir, state_dir)?;
+        let mut shares = BTreeMap::new();
+        for mut entry in store.read_manifest()? {
+            if entry.share.origin() != identity_peer_id {
+                // Never trust a stored path for a share from the network.
+                entry.path = store.remote_path_lexical(&entry.share);
+            }
+            shares.insert(
+                entry.share.clone(),
+                Share {
+                    entry,
+                    live: None,
+                    held: false,
+                },
+            );
+        }
+        let reassembler = Reassembler::new(ReassemblyLimits {
+            max_buffered: config.max_buffered_bytes,
+            max_transfers: config.max_transfers,
+            max_age_secs: config.chunk_max_age_secs,
+        });
+        Ok(SyncEngine {
+            me: identity_peer_id.to_string(),
+            actor,
+            config,
+            store,
+            shares,
+            reassembler,
+            refusals: Refusals::default(),
+            requests: HashMap::new(),
+            full_responses: HashMap::new(),
+        })
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.me
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// The directory holding the files of shares from other peers (canonical).
+    pub fn sync_dir(&self) -> &Path {
+        self.store.sync_dir()
+    }
+
+    /// Refusals so far, by reason.
+    pub fn refusals(&self) -> &Refusals {
+        &self.refusals
+    }
+
+    /// Unfinished chunked payloads: how many, and the bytes they reserve.
+    pub fn reassembly_status(&self) -> (usize, u64) {
+        (self.reassembler.pending(), self.reassembler.buffered())
+    }
+
+    /// The file of `share`, if it is known.
+    pub fn share_path(&self, share: &ShareId) -> Option<&Path> {
+        self.shares.get(share).map(|s| s.entry.path.as_path())
+    }
+
+    /// The share named by `share_or_path`: a `canvasl://` URL, or the path of a shared file.
+    pub fn resolve(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
+        if share_or_path.starts_with(SHARE_SCHEME) {
+            let id = ShareId::parse(share_or_path)?;
+            return if self.shares.contains_key(&id) {
+                Ok(id)
+            } else {
+                Err(SyncError::UnknownShare(share_or_path.to_string()))
+            };
+        }
+        let want = normalize(Path::new(share_or_path));
+        self.shares
+            .values()
+            .find(|s| s.entry.path == want || normalize(&s.entry.path) == want)
+            .map(|s| s.entry.share.clone())
+            .ok_or_else(|| SyncError::UnknownShare(share_or_path.to_string()))
+    }
+
+    // ---- Operations. ----
+
+    /// Starts sharing the file at `path` as `name` (default: its file name, which must then be
+    /// a valid share name): imports it, saves the state and announces the whole document (a
+    /// change with `full: true`), so that peers create the file. Sharing a file that was
+    /// unshared resumes it.
+    pub fn share(
+        &mut self,
+        path: &Path,
+        name: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let canon = fs::canonicalize(path).map_err(|e| SyncError::io("open", path, e))?;
+        if !fs::metadata(&canon)
+            .map_err(|e| SyncError::io("open", &canon, e))?
+            .is_file()
+        {
+            return Err(SyncError::UnsafePath {
+                path: canon,
+                detail: "only regular files can be shared".into(),
+            });
+        }
+        if let Some(s) = self.shares.values().find(|s| s.entry.path == canon) {
+            let id = s.entry.share.clone();
+            if !s.entry.unshared {
+                return Err(SyncError::AlreadyShared {
+                    path: canon,
+                    share: id,
+                });
+            }
+            if name.is_some_and(|n| n != id.name()) {
+                return Err(SyncError::AlreadyShared {
+                    path: canon,
+                    share: id,
+                });
+            }
+            return self.resume(&id, now);
+        }
+        let name = match name {
+            Some(n) => n.to_string(),
+            None => canon
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string(),
+        };
+        check_share_name(&name)?;
+        let id = ShareId::new(&self.me, &name)?;
+        if self.shares.contains_key(&id) {
+            return Err(SyncError::NameTaken(id));
+        }
+        let bytes = read_file(&canon)?
+            .ok_or_else(|| SyncError::io("read", &canon, std::io::ErrorKind::NotFound.into()))?;
+        let doc = SharedDoc::import(&bytes, self.actor)
+            .map_err(|e| SyncError::merge(canon.display().to_string(), e))?;
+        let saved = doc.save();
+        if saved.len() > self.config.max_payload_bytes {
+            return Err(SyncError::TooLarge {
+                what: format!("the merge state of {}", canon.display()),
+                size: saved.len(),
+                limit: self.config.max_payload_bytes,
+            });
+        }
+        // The announcement must be sendable before anything is written.
+        let actions = self.data_actions(&id, Of::Change, true, &saved, Vec::new())?;
+        let state = StateFile {
+            meta: StateMeta {
+                heads: doc.heads(),
+                file_sha256: sha256(&bytes),
+                pending_sha256: None,
+            },
+            base: saved,
+            tail: Vec::new(),
+        };
+        self.store.write_state(&id, &state)?;
+        let entry = ManifestEntry {
+            share: id.clone(),
+            path: canon.clone(),
+            unshared: false,
+        };
+        self.shares.insert(
+            id.clone(),
+            Share {
+                entry,
+                live: Some(Live {
+                    doc,
+                    state,
+                    stamp: stamp_of(&canon),
+                }),
+                held: false,
+            },
+        );
+        if let Err(e) = self.write_manifest() {
+            self.shares.remove(&id);
+            return Err(e);
+        }
+        Ok(actions)
+    }
+
+    fn resume(&mut self, id: &ShareId, now: u64) -> Result<Vec<Action>, SyncError> {
+        if let Some(s) = self.shares.get_mut(id) {
+            s.entry.unshared = false;
+        }
+        self.write_manifest()?;
+        let mut out = self.absorb_file(id)?;
+        if id.origin() == self.me {
+            let saved = self.live(id)?.doc.save();
+            out.extend(self.data_actions(id, Of::Change, true, &saved, Vec::new())?);
+        }
+        out.extend(self.request(id, None, now, true));
+        Ok(out)
+    }
+
+    /// Stops syncing a share: its file and state are kept, events about it are ignored.
+    /// [`SyncEngine::share`] on its file resumes it.
+    pub fn unshare(&mut self, share_or_path: &str) -> Result<Vec<Action>, SyncError> {
+        let id = self.resolve(share_or_path)?;
+        if let Some(s) = self.shares.get_mut(&id) {
+            if s.entry.unshared {
+                return Err(SyncError::Unshared(id));
+            }
+            s.entry.unshared = true;
+            s.live = None;
+        }
+        self.requests.retain(|(s, _), _| *s != id);
+        self.write_manifest()?;
+        Ok(Vec::new())
+    }
+
+    /// Every share, with sizes. Loads shares not loaded yet (those that cannot be read show 0
+    /// lines).
+    pub fn shares(&mut self) -> Vec<ShareInfo> {
+        let ids: Vec<ShareId> = self.shares.keys().cloned().collect();
+        ids.iter()
+            .filter_map(|id| {
+                let active = !self.shares.get(id)?.entry.unshared;
+                let (lines, bytes, conflicts) = if active {
+                    match self.live(id) {
+                        Ok(l) => (
+                            l.doc.line_count(),
+                            l.doc.text().len(),
+                            l.doc.conflicts().len(),
+                        ),
+                        Err(_) => (0, 0, 0),
+                    }
+                } else {
+                    (0, 0, 0)
+                };
+                Some(ShareInfo {
+                    share: id.clone(),
+                    url: id.url(),
+                    path: self.shares.get(id)?.entry.path.clone(),
+                    local: id.origin() == self.me,
+                    active,
+                    lines,
+                    bytes,
+                    state_bytes: self.store.state_size(id),
+                    conflicts,
+                })
+            })
+            .collect()
+    }
+
+    /// The user saved the file of a share (`share_or_path`: URL or file path): applies it as a
+    /// local edit relative to the text the file was based on, saves, writes the file back if
+    /// the merge or re-serialization changed it, and publishes the change. Nothing happens if
+    /// the file did not change. A missing file is written again from the state.
+    pub fn local_file_changed(
+        &mut self,
+        share_or_path: &str,
+        now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let _ = now;
+        let id = self.active(share_or_path)?;
+        if let Some(s) = self.shares.get_mut(&id) {
+            s.held = false;
+        }
+        self.absorb_file(&id)
+    }
+
+    /// While `hold` is true, changes from peers are merged and saved but not written to the
+    /// share's file: call it when the user starts modifying a buffer visiting the file, so the
+    /// file does not change under the buffer. The next save ([`SyncEngine::local_file_changed`])
+    /// is then merged relative to the text the buffer was based on (the three-way rule), both
+    /// sides' edits survive, the merged file is written and the hold ends. `hold = false` (the
+    /// buffer was reverted or killed unmodified) writes what was held back. Holds are not
+    /// persisted: [`SyncEngine::startup`] writes every file.
+    pub fn hold_writes(
+        &mut self,
+        share_or_path: &str,
+        hold: bool,
+    ) -> Result<Vec<Action>, SyncError> {
+        let id = self.active(share_or_path)?;
+        if let Some(s) = self.shares.get_mut(&id) {
+            s.held = hold;
+        }
+        if hold {
+            Ok(Vec::new())
+        } else {
+            self.absorb_file(&id)
+        }
+    }
+
+    /// Loads every share and brings each file and state into agreement: a file edited while
+    /// the engine was closed is taken in as a local edit (and published), a missing file is
+    /// written again. Then asks the peers for what we missed (one request per share). Problems
+    /// with one share become [`Action::Warning`]s; the others go on.
+    pub fn startup(&mut self, now: u64) -> Result<Vec<Action>, SyncError> {
+        let mut out = Vec::new();
+        let ids: Vec<ShareId> = self
+            .shares
+            .values()
+            .filter(|s| !s.entry.unshared)
+            .map(|s| s.entry.share.clone())
+            .collect();
+        for id in ids {
+            match self.absorb_file(&id) {
+                Ok(a) => out.extend(a),
+                Err(e) => {
+                    out.push(Action::Warning {
+                        share: Some(id.clone()),
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            }
+            out.extend(self.request(&id, None, now, true));
+        }
+        Ok(out)
+    }
+
+    /// Asks the peers for what we miss, for one share (`Some(URL or path)`) or all.
+    pub fn catch_up(
+        &mut self,
+        share_or_all: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let ids = match share_or_all {
+            Some(s) => vec![self.active(s)?],
+            None => self
+                .shares
+                .values()
+                .filter(|s| !s.entry.unshared)
+                .map(|s| s.entry.share.clone())
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            self.live(&id)?;
+            out.extend(self.request(&id, None, now, true));
+        }
+        Ok(out)
+    }
+
+    /// Fields or lines of a share written concurrently by several peers, with the value every
+    /// peer shows.
+    pub fn conflicts(&mut self, share_or_path: &str) -> Result<Vec<Conflict>, SyncError> {
+        let id = self.active(share_or_path)?;
+        Ok(self.live(&id)?.doc.conflicts())
+    }
+
+    // ---- Internals shared with `inbound`. ----
+
+    /// The share, which must be active.
+    fn active(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
+        let id = self.resolve(share_or_path)?;
+        match self.shares.get(&id) {
+            Some(s) if s.entry.unshared => Err(SyncError::Unshared(id)),
+            _ => Ok(id),
+        }
+    }
+
+    pub(crate) fn write_manifest(&self) -> Result<(), SyncError> {
+        self.store
+            .write_manifest(self.shares.values().map(|s| &s.entry))
+    }
+
+    /// The file of a share, re-checked for shares from the network.
+    pub(crate) fn file_path(&self, id: &ShareId) -> Result<PathBuf, SyncError> {
+        if id.origin() == self.me {
+            self.shares
+                .get(id)
+                .map(|s| s.entry.path.clone())
+                .ok_or_else(|| SyncError::UnknownShare(id.url()))
+        } else {
+            self.store.remote_path(id)
+        }
+    }
+}
+
+/// An absolute path with symbolic links resolved as far as it exists.
+fn normalize(p: &Path) -> PathBuf {
+    if let Ok(c) = fs::canonicalize(p) {
+        return c;
+    }
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(p)
+    };
+    match (abs.parent(), abs.file_name()) {
+        (Some(dir), Some(name)) => fs::canonicalize(dir)
+            .map(|d| d.join(name))
+            .unwrap_or(abs.clone()),
+        _ => abs,
+    }
+}

@@ -1,0 +1,281 @@
+//! Keeping a share's file, its loaded document and its state file in agreement, and building
+//! the events that carry data and requests. Used by the operations in `super::engine` and by
+//! `super::inbound`.
+
+use crate::federation::SyncKind;
+use crate::merge::SharedDoc;
+
+use super::action::{Action, SyncError};
+use super::chunk::{split, SplitError};
+use super::engine::{stamp_of, Live, SyncEngine};
+use super::share_id::ShareId;
+use super::store::{read_file, sha256, write_synced_file, StateMeta};
+use super::wire::{encode_request, escaped_len, Of};
+
+/// Most hashes sent in a request's `have`.
+const HAVE_HASHES: usize = 32;
+
+/// A tail of changes larger than this plus a quarter of the compacted state is compacted.
+const COMPACT_SLACK: usize = 64 * 1024;
+
+impl SyncEngine {
+    /// The loaded share (loading it from its state file if needed).
+    pub(crate) fn live(&mut self, id: &ShareId) -> Result<&mut Live, SyncError> {
+        let loaded = match self.shares.get(id) {
+            None => return Err(SyncError::UnknownShare(id.url())),
+            Some(s) => s.live.is_some(),
+        };
+        if !loaded {
+            let state = self.store.read_state(id)?;
+            let doc = SharedDoc::load(&state.crdt_bytes(), self.actor).map_err(|e| {
+                SyncError::Corrupt {
+                    path: self.store.state_path(id).unwrap_or_default(),
+                    detail: e.to_string(),
+                }
+            })?;
+            if let Some(s) = self.shares.get_mut(id) {
+                s.live = Some(Live {
+                    doc,
+                    state,
+                    stamp: None,
+                });
+            }
+        }
+        self.shares
+            .get_mut(id)
+            .and_then(|s| s.live.as_mut())
+            .ok_or_else(|| SyncError::UnknownShare(id.url()))
+    }
+
+    /// Brings the file of a share and its state into agreement, taking in a local edit if the
+    /// file changed since the engine last wrote or read it. A file equal to its content just
+    /// before the engine's last write of it (a crash or an error between saving the state and
+    /// writing the file) holds no edit: it is rewritten. That is also what the three-way rule
+    /// gives for a stale buffer saved unchanged.
+    pub(crate) fn absorb_file(&mut self, id: &ShareId) -> Result<Vec<Action>, SyncError> {
+        let path = self.file_path(id)?;
+        self.live(id)?;
+        let Some(bytes) = read_file(&path)? else {
+            return Ok(self
+                .save_and_write(id, None, false, None)?
+                .into_iter()
+                .collect());
+        };
+        let hash = sha256(&bytes);
+        let held = self.shares.get(id).is_some_and(|s| s.held);
+        let live = self.live(id)?;
+        if hash == live.state.meta.file_sha256 {
+            live.stamp = stamp_of(&path);
+            if held || live.doc.heads() == live.state.meta.heads {
+                return Ok(Vec::new());
+            }
+            // Changes were merged while the file was held (or before a restart): write them.
+            return Ok(self
+                .save_and_write(id, None, false, Some(hash))?
+                .into_iter()
+                .collect());
+        }
+        // A save: the buffer and the file agree again, so nothing is held any more.
+        if let Some(s) = self.shares.get_mut(id) {
+            s.held = false;
+        }
+        let live = self.live(id)?;
+        if Some(hash) == live.state.meta.pending_sha256 {
+            return Ok(self
+                .save_and_write(id, None, false, Some(hash))?
+                .into_iter()
+                .collect());
+        }
+        let change = live
+            .doc
+            .apply_local_text_based_on(&live.state.meta.heads, &bytes)
+            .map_err(|e| SyncError::merge(format!("{} ({})", id, path.display()), e))?;
+        let mut out = Vec::new();
+        if let Some(c) = &change {
+            out.extend(self.data_actions(id, Of::Change, false, c, Vec::new())?);
+        }
+        let written = self.save_and_write(id, change.as_deref(), false, Some(hash))?;
+        out.extend(written);
+        Ok(out)
+    }
+
+    /// Like [`SyncEngine::absorb_file`] outside startup, but trusts the file's length,
+    /// modification time and inode when they are what the engine last saw (before writing a
+    /// file for a remote change, and before answering a request).
+    pub(crate) fn absorb_if_touched(&mut self, id: &ShareId) -> Result<Vec<Action>, SyncError> {
+        let path = self.file_path(id)?;
+        let live = self.live(id)?;
+        if live.stamp.is_some() && live.stamp == stamp_of(&path) {
+            return Ok(Vec::new());
+        }
+        self.absorb_file(id)
+    }
+
+    /// Saves the state after the document changed (`appended`: the bytes of the changes, kept
+    /// as the state's tail; `compact`: re-save the whole document), recording the heads and the
+    /// hash of the document's text, then writes the file if `on_disk` (the hash of the file now
+    /// on disk, `None` if it is missing) differs from the text.
+    pub(crate) fn save_and_write(
+        &mut self,
+        id: &ShareId,
+        appended: Option<&[u8]>,
+        compact: bool,
+        on_disk: Option<[u8; 32]>,
+    ) -> Result<Option<Action>, SyncError> {
+        let path = self.file_path(id)?;
+        let held = on_disk.is_some() && self.shares.get(id).is_some_and(|s| s.held);
+        let live = self.live(id)?;
+        if let Some(a) = appended {
+            live.state.tail.extend_from_slice(a);
+        }
+        if compact || live.state.tail.len() > COMPACT_SLACK + live.state.base.len() / 4 {
+            live.state.base = live.doc.save();
+            live.state.tail.clear();
+        }
+        if held {
+            // The file stays as it is, and so does what the state says about it.
+            if let Some(l) = self.shares.get(id).and_then(|s| s.live.as_ref()) {
+                self.store.write_state(id, &l.state)?;
+            }
+            return Ok(None);
+        }
+        let text = live.doc.text();
+        let hash = sha256(&text);
+        let write = on_disk != Some(hash);
+        let meta = StateMeta {
+            heads: live.doc.heads(),
+            file_sha256: hash,
+            pending_sha256: if write { on_disk } else { None },
+        };
+        // The recorded meta changes only once the state holding it is on disk: until then the
+        // file keeps matching the old one.
+        let old_meta = std::mem::replace(&mut live.state.meta, meta);
+        let result = {
+            let live = self.shares.get(id).and_then(|s| s.live.as_ref());
+            match live {
+                Some(l) => self.store.write_state(id, &l.state),
+                None => Err(SyncError::UnknownShare(id.url())),
+            }
+        };
+        let live = self.live(id)?;
+        if let Err(e) = result {
+            live.state.meta = old_meta;
+            return Err(e);
+        }
+        if !write {
+            return Ok(None);
+        }
+        write_synced_file(&path, &text)?;
+        live.stamp = stamp_of(&path);
+        Ok(Some(Action::Updated {
+            share: id.clone(),
+            path,
+            created: on_disk.is_none(),
+        }))
+    }
+
+    /// Publish actions carrying `data` (chunked if needed).
+    pub(crate) fn data_actions(
+        &self,
+        id: &ShareId,
+        of: Of,
+        full: bool,
+        data: &[u8],
+        tags: Vec<Vec<String>>,
+    ) -> Result<Vec<Action>, SyncError> {
+        if data.len() > self.config.max_payload_bytes {
+            return Err(SyncError::TooLarge {
+                what: format!("a change of {id}"),
+                size: data.len(),
+                limit: self.config.max_payload_bytes,
+            });
+        }
+        let contents = split(
+            id,
+            of,
+            full,
+            data,
+            self.config.max_content_bytes,
+            self.config.max_chunks(),
+        )
+        .map_err(|e| match e {
+            SplitError::BudgetTooSmall { budget, overhead } => SyncError::Config(format!(
+                "max_content_bytes {budget} leaves no room for data after {overhead} bytes of \
+                 chunk header; raise it"
+            )),
+            SplitError::TooManyChunks { count, max } => SyncError::TooLarge {
+                what: format!("a change of {id} ({count} chunks)"),
+                size: data.len(),
+                limit: max as usize,
+            },
+        })?;
+        let kind = match of {
+            Of::Change => SyncKind::Change,
+            Of::Response => SyncKind::Response,
+        };
+        Ok(contents
+            .into_iter()
+            .map(|content| Action::Publish {
+                kind,
+                content,
+                tags: tags.clone(),
+            })
+            .collect())
+    }
+
+    /// A request for what we miss of `id`, to `target` or to everyone. Unless `force`, not
+    /// repeated to the same addressee with the same heads within `request_interval_secs`.
+    pub(crate) fn request(
+        &mut self,
+        id: &ShareId,
+        target: Option<&str>,
+        now: u64,
+        force: bool,
+    ) -> Option<Action> {
+        let (heads, have) = match self.shares.get(id).and_then(|s| s.live.as_ref()) {
+            Some(l) => {
+                let heads = l.doc.heads();
+                let mut have = l.doc.sync_hashes(HAVE_HASHES + heads.len() / 32);
+                // sync_hashes starts with the heads.
+                have.drain(..heads.len().min(have.len()));
+                (heads, have)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let key = (id.clone(), target.map(str::to_string));
+        if !force {
+            if let Some((h, at)) = self.requests.get(&key) {
+                if *h == heads && now < at.saturating_add(self.config.request_interval_secs) {
+                    return None;
+                }
+            }
+        }
+        if self.requests.len() >= 4096 {
+            let interval = self.config.request_interval_secs;
+            self.requests
+                .retain(|_, (_, at)| now < at.saturating_add(interval));
+            if self.requests.len() >= 4096 {
+                return None;
+            }
+        }
+        self.requests.insert(key, (heads.clone(), now));
+        let budget = self.config.max_content_bytes;
+        let mut content = encode_request(id, &heads, &have);
+        if escaped_len(&content) > budget {
+            content = encode_request(id, &heads, &[]);
+        }
+        let mut n = heads.len() / 32;
+        while escaped_len(&content) > budget && n > 0 {
+            // Fewer heads only make the answer larger, never wrong.
+            n /= 2;
+            content = encode_request(id, &heads[..n * 32], &[]);
+        }
+        Some(Action::Publish {
+            kind: SyncKind::Request,
+            content,
+            tags: target
+                .map(|t| vec![vec!["p".to_string(), t.to_string()]])
+                .unwrap_or_default(),
+        })
+    }
+}

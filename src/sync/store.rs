@@ -1,0 +1,360 @@
+//! The engine's files: the layout of the sync and state directories, the manifest of shares,
+//! and the per-share state file. Every write is atomic; directories are created 0700.
+//!
+//! ```text
+//! sync_dir/ORIGIN/NAME               the file of a share from another peer
+//! state_dir/shares.json              the manifest: every share, its file, unshared flag
+//! state_dir/ORIGIN/NAME.automerge    the share's merge state (see StateFile)
+//! ```
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use base64ct::{Base64, Encoding};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::write_atomic;
+
+use super::action::SyncError;
+use super::share_id::{ShareId, STATE_SUFFIX};
+
+/// The manifest's file name in the state directory.
+pub const MANIFEST_FILE: &str = "shares.json";
+
+/// First bytes of a state file.
+const STATE_MAGIC: &[u8; 16] = b"canvasl-sync-st1";
+
+/// Largest header of a state file.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// SHA-256 of `bytes`.
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub(crate) fn create_dir_private(dir: &Path) -> Result<(), SyncError> {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| SyncError::io("create directory", dir, e))
+}
+
+/// Writes `bytes` to `path` atomically (replacing it). A new file is 0600.
+pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
+    write_atomic(path, bytes, true).map_err(|e| SyncError::io("write", path, e))
+}
+
+/// [`write_file`] for a synced file: an existing file keeps its permissions (the user's own
+/// files are not made private behind their back).
+pub(crate) fn write_synced_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
+    let before = fs::metadata(path).ok().map(|m| m.permissions());
+    write_file(path, bytes)?;
+    if let Some(p) = before {
+        fs::set_permissions(path, p).map_err(|e| SyncError::io("set permissions of", path, e))?;
+    }
+    Ok(())
+}
+
+/// Reads `path`; `Ok(None)` if it does not exist.
+pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SyncError::io("read", path, e)),
+    }
+}
+
+/// One share in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ManifestEntry {
+    pub(crate) share: ShareId,
+    /// The synced file (absolute).
+    pub(crate) path: PathBuf,
+    /// Whether the user stopped syncing it (files are kept; peers' events are ignored).
+    pub(crate) unshared: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawManifest {
+    v: u64,
+    shares: Vec<RawEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawEntry {
+    share: String,
+    path: PathBuf,
+    #[serde(default)]
+    unshared: bool,
+}
+
+/// What the state file records besides the CRDT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StateMeta {
+    /// The heads that the file on disk corresponds to (the base of the next local edit).
+    pub(crate) heads: Vec<u8>,
+    /// SHA-256 of the file as the engine last wrote or read it.
+    pub(crate) file_sha256: [u8; 32],
+    /// SHA-256 of the file as it was just before the engine's last write of it, when that
+    /// content held no edit unknown to this state: if a crash left the file so, startup rewrites
+    /// it instead of taking it for a local edit.
+    pub(crate) pending_sha256: Option<[u8; 32]>,
+}
+
+/// A share's merge state: a compacted automerge save (`base`) followed by the changes applied
+/// since (`tail`, automerge change chunks), so that small changes do not re-compress the whole
+/// document. Saved atomically with its [`StateMeta`], so the heads and hashes always describe
+/// the CRDT stored beside them.
+#[derive(Debug, Clone)]
+pub(crate) struct StateFile {
+    pub(crate) meta: StateMeta,
+    pub(crate) base: Vec<u8>,
+    pub(crate) tail: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawHeader {
+    v: u64,
+    share: String,
+    heads: String,
+    file_sha256: String,
+    pending_sha256: Option<String>,
+    base_len: u64,
+}
+
+impl StateFile {
+    /// The automerge bytes (`SharedDoc::load` accepts a save followed by change chunks).
+    pub(crate) fn crdt_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.base.len() + self.tail.len());
+        v.extend_from_slice(&self.base);
+        v.extend_from_slice(&self.tail);
+        v
+    }
+
+    fn encode(&self, share: &ShareId) -> Vec<u8> {
+        let header = RawHeader {
+            v: 1,
+            share: share.url(),
+            heads: Base64::encode_string(&self.meta.heads),
+            file_sha256: hex::encode(self.meta.file_sha256),
+            pending_sha256: self.meta.pending_sha256.map(hex::encode),
+            base_len: self.base.len() as u64,
+        };
+        let header = serde_json::to_vec(&header).unwrap_or_default();
+        let mut out = Vec::with_capacity(
+            STATE_MAGIC.len() + 4 + header.len() + self.base.len() + self.tail.len(),
+        );
+        out.extend_from_slice(STATE_MAGIC);
+        out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.base);
+        out.extend_from_slice(&self.tail);
+        out
+    }
+
+    fn decode(bytes: &[u8], share: &ShareId) -> Result<StateFile, String> {
+        let rest = bytes
+            .strip_prefix(STATE_MAGIC.as_slice())
+            .ok_or("not a state file")?;
+        let (len, rest) = rest.split_at_checked(4).ok_or("truncated")?;
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > MAX_HEADER {
+            return Err("header too large".into());
+        }
+        let (header, body) = rest.split_at_checked(len).ok_or("truncated")?;
+        let h: RawHeader = serde_json::from_slice(header).map_err(|e| e.to_string())?;
+        if h.v != 1 {
+            return Err(format!("state version {}", h.v));
+        }
+        if h.share != share.url() {
+            return Err(format!("it belongs to {}", h.share));
+        }
+        let hash = |s: &str| -> Result<[u8; 32], String> {
+            let v = hex::decode(s).map_err(|e| e.to_string())?;
+            v.try_into().map_err(|_| "bad hash".to_string())
+        };
+        let heads = Base64::decode_vec(&h.heads).map_err(|_| "bad heads")?;
+        if !heads.len().is_multiple_of(32) {
+            return Err("bad heads".into());
+        }
+        let base_len = usize::try_from(h.base_len).map_err(|_| "bad length")?;
+        let (base, tail) = body.split_at_checked(base_len).ok_or("truncated")?;
+        Ok(StateFile {
+            meta: StateMeta {
+                heads,
+                file_sha256: hash(&h.file_sha256)?,
+                pending_sha256: h.pending_sha256.as_deref().map(hash).transpose()?,
+            },
+            base: base.to_vec(),
+            tail: tail.to_vec(),
+        })
+    }
+}
+
+/// The two directories, canonical.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    sync_dir: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Store {
+    /// Creates (0700) and canonicalizes both directories.
+    pub(crate) fn open(sync_dir: &Path, state_dir: &Path) -> Result<Store, SyncError> {
+        create_dir_private(sync_dir)?;
+        create_dir_private(state_dir)?;
+        let canon = |p: &Path| fs::canonicalize(p).map_err(|e| SyncError::io("open", p, e));
+        Ok(Store {
+            sync_dir: canon(sync_dir)?,
+            state_dir: canon(state_dir)?,
+        })
+    }
+
+    pub(crate) fn sync_dir(&self) -> &Path {
+        &self.sync_dir
+    }
+
+    /// `root/ORIGIN`, created 0700, checked to be that very directory (not a link elsewhere).
+    fn origin_dir(root: &Path, share: &ShareId) -> Result<PathBuf, SyncError> {
+        let dir = root.join(share.origin());
+        create_dir_private(&dir)?;
+        let real = fs::canonicalize(&dir).map_err(|e| SyncError::io("open", &dir, e))?;
+        if real != dir || !real.starts_with(root) {
+            return Err(SyncError::UnsafePath {
+                path: dir,
+                detail: format!(
+                    "it resolves to {}, outside {}",
+                    real.display(),
+                    root.display()
+                ),
+            });
+        }
+        Ok(real)
+    }
+
+    /// `dir/file`, refused if it exists and is not a regular file.
+    fn file_in(dir: PathBuf, file: &str) -> Result<PathBuf, SyncError> {
+        let path = dir.join(file);
+        if path.parent() != Some(dir.as_path()) {
+            return Err(SyncError::UnsafePath {
+                path,
+                detail: "the name is not a plain file name".into(),
+            });
+        }
+        match fs::symlink_metadata(&path) {
+            Ok(m) if !m.file_type().is_file() => Err(SyncError::UnsafePath {
+                path,
+                detail: "it exists and is not a regular file (a link or a directory)".into(),
+            }),
+            _ => Ok(path),
+        }
+    }
+
+    /// Where the file of a share from another peer lives: `sync_dir/ORIGIN/NAME`.
+    pub(crate) fn remote_path(&self, share: &ShareId) -> Result<PathBuf, SyncError> {
+        let dir = Self::origin_dir(&self.sync_dir, share)?;
+        Self::file_in(dir, share.name())
+    }
+
+    /// `sync_dir/ORIGIN/NAME` without touching the disk.
+    pub(crate) fn remote_path_lexical(&self, share: &ShareId) -> PathBuf {
+        self.sync_dir.join(share.origin()).join(share.name())
+    }
+
+    /// `state_dir/ORIGIN/NAME.automerge`.
+    pub(crate) fn state_path(&self, share: &ShareId) -> Result<PathBuf, SyncError> {
+        let dir = Self::origin_dir(&self.state_dir, share)?;
+        Self::file_in(dir, &format!("{}{STATE_SUFFIX}", share.name()))
+    }
+
+    /// `state_dir/shares.json`.
+    pub(crate) fn manifest_path(&self) -> PathBuf {
+        self.state_dir.join(MANIFEST_FILE)
+    }
+
+    /// The manifest (empty if there is none yet).
+    pub(crate) fn read_manifest(&self) -> Result<Vec<ManifestEntry>, SyncError> {
+        let path = self.manifest_path();
+        let Some(bytes) = read_file(&path)? else {
+            return Ok(Vec::new());
+        };
+        let corrupt = |detail: String| SyncError::Corrupt {
+            path: path.clone(),
+            detail,
+        };
+        let raw: RawManifest =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        if raw.v != 1 {
+            return Err(corrupt(format!("manifest version {}", raw.v)));
+        }
+        let mut out = Vec::with_capacity(raw.shares.len());
+        for e in raw.shares {
+            let share =
+                ShareId::parse(&e.share).map_err(|err| corrupt(format!("{}: {err}", e.share)))?;
+            if !e.path.is_absolute() {
+                return Err(corrupt(format!("{}: the path is not absolute", e.share)));
+            }
+            out.push(ManifestEntry {
+                share,
+                path: e.path,
+                unshared: e.unshared,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Replaces the manifest.
+    pub(crate) fn write_manifest<'a>(
+        &self,
+        entries: impl Iterator<Item = &'a ManifestEntry>,
+    ) -> Result<(), SyncError> {
+        let raw = RawManifest {
+            v: 1,
+            shares: entries
+                .map(|e| RawEntry {
+                    share: e.share.url(),
+                    path: e.path.clone(),
+                    unshared: e.unshared,
+                })
+                .collect(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&raw).unwrap_or_default();
+        bytes.push(b'\n');
+        write_file(&self.manifest_path(), &bytes)
+    }
+
+    /// A share's state file.
+    pub(crate) fn read_state(&self, share: &ShareId) -> Result<StateFile, SyncError> {
+        let path = self.state_path(share)?;
+        let bytes = read_file(&path)?.ok_or_else(|| SyncError::Corrupt {
+            path: path.clone(),
+            detail: "it is missing".into(),
+        })?;
+        StateFile::decode(&bytes, share).map_err(|detail| SyncError::Corrupt { path, detail })
+    }
+
+    /// Saves a share's state file; returns its size.
+    pub(crate) fn write_state(&self, share: &ShareId, state: &StateFile) -> Result<u64, SyncError> {
+        let path = self.state_path(share)?;
+        let bytes = state.encode(share);
+        write_file(&path, &bytes)?;
+        Ok(bytes.len() as u64)
+    }
+
+    /// Size of a share's state file on disk (0 if absent).
+    pub(crate) fn state_size(&self, share: &ShareId) -> u64 {
+        let path = self
+            .state_dir
+            .join(share.origin())
+            .join(format!("{}{STATE_SUFFIX}", share.name()));
+        fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,180 @@
+;;; meta-log-federation-sync-test.el --- CanvasL sync across three Emacs processes  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; This Emacs shares a canvas; two batch Emacs peers receive it, edit it
+;; concurrently (one of them while the other is down), restart, and all
+;; end with byte-identical files holding every edit.
+
+;;; Code:
+
+(require 'meta-log-federation-federation-test)
+(require 'json)
+
+(defun meta-log-federation-test-canvas (dir)
+  "Write a small canvas in DIR; return its file name."
+  (let ((file (expand-file-name (format "board-%d.canvasl" (random 1000000)) dir)))
+    (with-temp-file file
+      (insert "@version 1.0\n@schema canvasl\n"
+              "{\"id\":\"a\",\"type\":\"text\",\"text\":\"alpha\",\"x\":0}\n"
+              "{\"id\":\"b\",\"type\":\"text\",\"text\":\"beta\",\"x\":10}\n"
+              "{\"id\":\"a\",\"type\":\"text\",\"text\":\"second a\",\"x\":20}\n"
+              "{\"id\":\"e1\",\"fromNode\":\"a\",\"toNode\":\"b\"}\n"))
+    file))
+
+(defun meta-log-federation-test-peer-file (proc origin name)
+  "Return the synced copy of share ORIGIN/NAME in peer PROC's sync directory."
+  (expand-file-name (format "sync/%s/%s" origin name) (process-get proc 'dir)))
+
+(defun meta-log-federation-test-file-string (file)
+  "Return FILE's bytes as a unibyte string, or nil if it is missing."
+  (when (file-exists-p file)
+    (with-temp-buffer
+      (set-buffer-multibyte nil)
+      (insert-file-contents-literally file)
+      (buffer-string))))
+
+(defun meta-log-federation-test-edit (file id field value)
+  "Set FIELD of entry ID in FILE to VALUE (JSON text) through its buffer and save."
+  (with-current-buffer (find-file-noselect file)
+    (goto-char (point-min))
+    (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
+    (let ((entry (json-parse-string
+                  (buffer-substring (line-beginning-position) (line-end-position))
+                  :object-type 'alist)))
+      (setf (alist-get (intern field) entry) (json-parse-string value))
+      (delete-region (line-beginning-position) (line-end-position))
+      (insert (json-serialize entry)))
+    (save-buffer)))
+
+(defun meta-log-federation-test-converged (files)
+  "Return non-nil when FILES all exist and are byte-identical."
+  (let ((texts (mapcar #'meta-log-federation-test-file-string files)))
+    (and (car texts) (cl-every (lambda (s) (equal s (car texts))) texts))))
+
+(ert-deftest sync::three-peers-converge-after-concurrent-edits-and-an-outage ()
+  (meta-log-federation-test-with-federation
+    (let* ((sync-dir (meta-log-federation-test-peer-dir "self-sync"))
+           (meta-log-federation-sync-directory sync-dir)
+           (file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
+           (name (file-name-nondirectory file))
+           (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (bob (meta-log-federation-test-start-peer "bob"))
+           (carol (meta-log-federation-test-start-peer "carol"))
+           (url nil))
+      (should (meta-log-federation-wait-until
+               (lambda () (and (meta-log-federation-peer (process-get bob 'peer-id))
+                               (meta-log-federation-peer (process-get carol 'peer-id))))
+               20))
+      (setq url (meta-log-federation-share-canvasl file))
+      (should (equal url (format "canvasl://%s/%s" me name)))
+      (should (member file (meta-log-federation-shared-canvasl-files)))
+      (let ((bob-file (meta-log-federation-test-peer-file bob me name))
+            (carol-file (meta-log-federation-test-peer-file carol me name)))
+        ;; Both receive the file, byte for byte.
+        (should (meta-log-federation-wait-until
+                 (lambda () (meta-log-federation-test-converged (list file bob-file carol-file)))
+                 20))
+        ;; Carol goes down; Alice (this Emacs) and Bob edit different entries at once.
+        (signal-process carol 'SIGKILL)
+        (meta-log-federation-send-peer-message
+         (process-get bob 'peer-id) (format "edit:%s|b|text|\"bob was here\"" url))
+        (meta-log-federation-test-edit file "e1" "label" "\"alice's edge\"")
+        (should (meta-log-federation-wait-until
+                 (lambda () (and (meta-log-federation-test-converged (list file bob-file))
+                                 (string-search "bob was here"
+                                                (meta-log-federation-test-file-string file))
+                                 (string-search "alice's edge"
+                                                (meta-log-federation-test-file-string file))))
+                 20))
+        ;; The buffer visiting the file shows Bob's edit too (it had no unsaved edits).
+        (with-current-buffer (find-buffer-visiting file)
+          (should (string-search "bob was here" (buffer-string)))
+          (should-not (buffer-modified-p)))
+        ;; Carol comes back with her state and catches up.
+        (should-not (string-search "bob was here"
+                                   (meta-log-federation-test-file-string carol-file)))
+        (let ((carol2 (meta-log-federation-test-restart-peer carol)))
+          (should (meta-log-federation-wait-until
+                   (lambda () (meta-log-federation-test-converged (list file bob-file carol-file)))
+                   30))
+          (let ((text (meta-log-federation-test-file-string carol-file)))
+            (should (string-search "bob was here" text))
+            (should (string-search "alice's edge" text))
+            ;; Nothing duplicated: still two entries with id "a", one "b", one "e1".
+            (should (= 2 (cl-count-if (lambda (l) (string-search "\"id\":\"a\"" l))
+                                      (split-string text "\n"))))
+            (should (= 1 (cl-count-if (lambda (l) (string-search "\"id\":\"b\"" l))
+                                      (split-string text "\n")))))
+          (should (process-live-p carol2)))
+        (kill-buffer (find-buffer-visiting file))))))
+
+(ert-deftest sync::same-field-conflict-resolves-the-same-everywhere-and-is-listed ()
+  (meta-log-federation-test-with-federation
+    (let* ((meta-log-federation-sync-directory (meta-log-federation-test-peer-dir "self-sync"))
+           (file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
+           (name (file-name-nondirectory file))
+           (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (bob (meta-log-federation-test-start-peer "bob"))
+           (bob-id (process-get bob 'peer-id))
+           (url nil))
+      (should (meta-log-federation-wait-until (lambda () (meta-log-federation-peer bob-id)) 20))
+      (setq url (meta-log-federation-share-canvasl file))
+      (let ((bob-file (meta-log-federation-test-peer-file bob me name)))
+        (should (meta-log-federation-wait-until
+                 (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+        ;; Both write the same field before seeing the other's write: Bob
+        ;; edits while this Emacs does not process events.
+        (meta-log-federation-send-peer-message bob-id (format "edit:%s|a|x|111" url))
+        (let ((deadline (+ (float-time) 20)))
+          (while (and (< (float-time) deadline)
+                      (not (meta-log-federation-test-peer-line bob "MSG .* edit:")))
+            (accept-process-output bob 0.05)))
+        (meta-log-federation-test-edit file "a" "x" "222")
+        (should (meta-log-federation-wait-until
+                 (lambda () (and (meta-log-federation-test-converged (list file bob-file))
+                                 (meta-log-federation-canvasl-conflicts file)))
+                 20))
+        (let ((c (car (meta-log-federation-canvasl-conflicts file))))
+          (should (equal (plist-get c :field) "x"))
+          (should (equal (plist-get c :id) "a"))
+          (should (member (plist-get c :winner) '("111" "222")))
+          (should (equal (plist-get c :losers)
+                         (list (if (equal (plist-get c :winner) "111") "222" "111")))))
+        (kill-buffer (find-buffer-visiting file))))))
+
+(ert-deftest sync::hostile-share-names-are-refused-and-write-nothing ()
+  (meta-log-federation-test-with-federation
+    (let* ((sync-dir (meta-log-federation-test-peer-dir "self-sync"))
+           (meta-log-federation-sync-directory sync-dir)
+           (mallory (meta-log-federation-identity-from-mnemonic
+                     (meta-log-federation-mnemonic-generate)))
+           (m-id (meta-log-federation-identity-peer-id mallory))
+           (refused nil)
+           (meta-log-federation-sync-refused-functions
+            (list (lambda (reason _detail) (push reason refused)))))
+      (meta-log-federation--sync-stop)
+      (meta-log-federation--sync-start)
+      (dolist (name (list "../../evil.canvasl" "/etc/evil.canvasl" "a\nb.canvasl"
+                          "notes.txt" ".."))
+        (meta-log-federation-mqtt-publish
+         "canvasl/sync"
+         (meta-log-federation-sign-event
+          mallory 4771
+          (json-encode `((v . 1) (share . ,(format "canvasl://%s/%s" m-id name))
+                         (op . "change") (full . t) (data . "AAAA")))
+          '(("v" "1") ("t" "sync")))
+         1))
+      (should (meta-log-federation-wait-until (lambda () (>= (length refused) 5)) 10))
+      (should (cl-every (lambda (r) (or (string-prefix-p "name-" r) (equal r "bad-share")))
+                        refused))
+      (should (>= (apply #'+ (mapcar #'cdr (meta-log-federation-sync-refusals))) 5))
+      (should-not (file-exists-p (expand-file-name "../evil.canvasl" sync-dir)))
+      (should-not (file-exists-p "/etc/evil.canvasl"))
+      (should (null (directory-files sync-dir nil "\\`[^.]"))))))
+
+(provide 'meta-log-federation-sync-test)
+;;; meta-log-federation-sync-test.el ends here
