@@ -40,6 +40,7 @@
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-handle "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
@@ -283,6 +284,7 @@ started from, so neither side's edits are lost."
     (add-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
     (add-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
     (add-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
+    (add-hook 'meta-log-federation-peer-online-functions #'meta-log-federation--sync-offer-to)
     (dolist (buffer (buffer-list))
       (with-current-buffer buffer
         (when (buffer-modified-p) (meta-log-federation--sync-first-change))))))
@@ -296,6 +298,11 @@ started from, so neither side's edits are lost."
   "Catch up every share (answers come from every peer that has more)."
   (when (meta-log-federation-sync-running-p)
     (meta-log-federation--sync-run-actions (meta-log-federation--sync-catch-up nil))))
+
+(defun meta-log-federation--sync-offer-to (peer-id _name)
+  "Tell PEER-ID, just online, about the shares this Emacs started."
+  (when (meta-log-federation-sync-running-p)
+    (meta-log-federation--sync-run-actions (meta-log-federation--sync-offer peer-id))))
 
 (defun meta-log-federation--sync-stop ()
   "Close the sync engine (its state is on disk)."
@@ -313,6 +320,7 @@ started from, so neither side's edits are lost."
   (remove-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
   (remove-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
   (remove-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
+  (remove-hook 'meta-log-federation-peer-online-functions #'meta-log-federation--sync-offer-to)
   (when (fboundp 'meta-log-federation--sync-close)
     (meta-log-federation--sync-close)))
 

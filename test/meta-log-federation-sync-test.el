@@ -146,6 +146,20 @@
                          (list (if (equal (plist-get c :winner) "111") "222" "111")))))
         (kill-buffer (find-buffer-visiting file))))))
 
+(ert-deftest sync::a-peer-joining-later-receives-the-existing-shares ()
+  (meta-log-federation-test-with-federation
+    (let* ((file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
+           (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (url (meta-log-federation-share-canvasl file))
+           (dave (meta-log-federation-test-start-peer "dave")))
+      (should (string-prefix-p "canvasl://" url))
+      (should (meta-log-federation-wait-until
+               (lambda () (meta-log-federation-test-converged
+                           (list file (meta-log-federation-test-peer-file
+                                       dave me (file-name-nondirectory file)))))
+               20))
+      (should (meta-log-federation-test-peer-line dave (format "UPDATED %s t" (regexp-quote url)))))))
+
 (ert-deftest sync::hostile-share-names-are-refused-and-write-nothing ()
   (meta-log-federation-test-with-federation
     (let* ((sync-dir (meta-log-federation-test-peer-dir "self-sync"))

@@ -353,3 +353,13 @@ fn sync_refusals(env: &Env) -> Result<Value<'_>> {
         env.list(&v[..])
     })
 }
+
+/// Tell PEER-ID, which just came online, about the shares we started; return the actions.
+#[defun(name = "-sync-offer")]
+fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-offer");
+    guard(env, || {
+        let a = with_engine(env, |e| Ok(e.offer(&peer_id, now())))?;
+        run_actions(env, a)
+    })
+}

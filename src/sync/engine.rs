@@ -456,6 +456,30 @@ impl SyncEngine {
         Ok(out)
     }
 
+    /// Tells a peer that just came online about the shares we started: a request addressed
+    /// to it with our heads. A peer that has the share answers with what we lack (usually
+    /// nothing); a peer that has never heard of it asks us for the whole document. So a
+    /// newcomer learns every share whose origin is online, and a returning peer costs one
+    /// small request per share.
+    pub fn offer(&mut self, to_peer: &str, now: u64) -> Vec<Action> {
+        if !is_peer_id(to_peer) || to_peer == self.me {
+            return Vec::new();
+        }
+        let ids: Vec<ShareId> = self
+            .shares
+            .values()
+            .filter(|s| !s.entry.unshared && s.entry.share.origin() == self.me)
+            .map(|s| s.entry.share.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            if self.live(&id).is_ok() {
+                out.extend(self.request(&id, Some(to_peer), now, false));
+            }
+        }
+        out
+    }
+
     /// Fields or lines of a share written concurrently by several peers, with the value every
     /// peer shows.
     pub fn conflicts(&mut self, share_or_path: &str) -> Result<Vec<Conflict>, SyncError> {

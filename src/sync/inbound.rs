@@ -182,7 +182,15 @@ impl SyncEngine {
     ) -> Result<(), SyncError> {
         match self.shares.get(share) {
             Some(s) if !s.entry.unshared => {}
-            _ => return Ok(()),
+            Some(_) => return Ok(()),
+            None => {
+                // The origin offers a share we have never heard of (see
+                // `SyncEngine::offer`): ask it for the whole document.
+                if share.origin() == from {
+                    out.extend(self.request(share, Some(from), now, false));
+                }
+                return Ok(());
+            }
         }
         // Answer with the file as the user last saved it.
         out.extend(self.absorb_if_touched(share)?);

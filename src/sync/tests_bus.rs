@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::test_util::{read, Bus, R};
 use super::{ShareId, SyncConfig};
 use crate::canvasl::generate_canvas;
+use crate::federation::SyncKind;
 
 /// Sets `field` of the entry on line `line` (0-based) of the file at `path`, as a user would.
 pub(crate) fn edit_entry(path: &Path, line: usize, field: &str, value: Value) {
@@ -227,5 +228,35 @@ fn a_peer_that_missed_the_announcement_gets_the_share_from_a_later_change() -> R
     let p2 = bus.nodes[2].file_of(&share);
     assert_eq!(read(&p2), read(&p1));
     assert!(String::from_utf8(read(&p2))?.contains("\"color\":\"seen\""));
+    Ok(())
+}
+
+#[test]
+fn a_newcomer_learns_the_shares_of_an_online_origin_through_its_offer() -> R {
+    for seed in 0..4 {
+        let mut bus = Bus::new(3, 900 + seed, &SyncConfig::default());
+        bus.nodes[2].online = false;
+        let text = generate_canvas(60, 2);
+        let path = bus.nodes[0].write_home("offered.canvasl", text.as_bytes());
+        bus.on(0, |e, now| e.share(&path, None, now))?;
+        bus.run();
+        let share = ShareId::new(&bus.nodes[0].id, "offered.canvasl")?;
+        // Node 2 never heard the announcement; it comes online and node 0 sees it.
+        bus.nodes[2].online = true;
+        assert!(bus.nodes[2].engine().shares().is_empty());
+        let newcomer = bus.nodes[2].id.clone();
+        bus.on(0, |e, now| Ok(e.offer(&newcomer, now)))?;
+        bus.run();
+        assert_eq!(read(&bus.nodes[2].file_of(&share)), text.as_bytes());
+        // Offering again to a peer that has the share sends no document.
+        let before = bus.log.len();
+        let known = bus.nodes[1].id.clone();
+        bus.on(0, |e, now| Ok(e.offer(&known, now)))?;
+        bus.run();
+        assert!(bus.log[before..]
+            .iter()
+            .all(|(_, kind, _)| *kind == SyncKind::Request));
+        assert!(bus.refused.is_empty(), "{:?}", bus.refused);
+    }
     Ok(())
 }
