@@ -365,6 +365,35 @@ and `dir' hold its id, name and directory."
       (with-current-buffer buffer (set-buffer-modified-p nil))
       (kill-buffer buffer))))
 
+(ert-deftest federation::a-newcomer-learns-150-retained-presences-at-once ()
+  (meta-log-federation-test-with-federation
+    (let ((ids nil))
+      ;; 150 peers that announced themselves and are still online: their
+      ;; signed presences wait, retained, each on its own topic.
+      (dotimes (i 150)
+        (let* ((identity (meta-log-federation-identity-from-mnemonic
+                          (meta-log-federation-mnemonic-generate)))
+               (id (meta-log-federation-identity-peer-id identity)))
+          (push id ids)
+          (meta-log-federation-mqtt-publish
+           (format "canvasl/peers/%s/presence" id)
+           (meta-log-federation-sign-event
+            identity 20770
+            (json-encode `((peer_id . ,id) (name . ,(format "crowd-%d-%d" i (random 1000000)))
+                           (software . "x/1") (protocol . "1") (capabilities . [])
+                           (status . "online") (since . ,(truncate (float-time)))))
+            '(("v" "1") ("t" "presence")))
+           1 t)))
+      (let ((newcomer (meta-log-federation-test-start-peer "newcomer")))
+        (should (meta-log-federation-wait-until
+                 (lambda () (cl-every (lambda (id) (meta-log-federation-test-peer-line
+                                                    newcomer (concat "ONLINE " id)))
+                                      ids))
+                 30)))
+      ;; Clear the retained presences for the tests that follow.
+      (dolist (id ids)
+        (meta-log-federation-mqtt-publish (format "canvasl/peers/%s/presence" id) "" 1 t)))))
+
 (ert-deftest federation::environment-turns-federation-on-at-load ()
   (meta-log-federation-test-ensure-broker)
   (let* ((dir (meta-log-federation-test-peer-dir "env"))

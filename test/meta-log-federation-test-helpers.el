@@ -14,6 +14,7 @@
 (require 'ert)
 (require 'cl-lib)
 (require 'meta-log-federation)
+(require 'meta-log-federation-broker)
 
 (defvar meta-log-federation-test-broker-process nil
   "The running mosquitto process, or nil.")
@@ -50,7 +51,41 @@
              t)
     (error nil)))
 
+(defvar meta-log-federation-test-broker-kind
+  (if (equal (getenv "META_LOG_TEST_BROKER") "embedded") 'embedded 'mosquitto)
+  "Which broker the tests run against: `mosquitto' or `embedded'.
+META_LOG_TEST_BROKER=embedded runs them against the project's own
+broker (meta-log-broker, rumqttd) instead of mosquitto.")
+
 (defun meta-log-federation-test-broker-start (&optional port)
+  "Start the test broker on PORT (default: a free one) and wait until it listens."
+  (if (eq meta-log-federation-test-broker-kind 'embedded)
+      (meta-log-federation-test-embedded-broker-start port)
+    (meta-log-federation-test-mosquitto-start port)))
+
+(defun meta-log-federation-test-embedded-broker-start (&optional port)
+  "Start the project's broker in the foreground on PORT; wait until it listens."
+  (let* ((port (or port meta-log-federation-test-broker-port
+                   (meta-log-federation-test-free-port)))
+         (program (meta-log-federation--broker-program)))
+    (unless program
+      (error "The embedded broker is not built: run `make broker'"))
+    (setq meta-log-federation-test-broker-port port)
+    (setq meta-log-federation-test-broker-process
+          (make-process :name "test-embedded-broker"
+                        :buffer (get-buffer-create " *test-embedded-broker*")
+                        :command (list program "--port" (number-to-string port)
+                                       "--state-file"
+                                       (expand-file-name (format "broker-%d.json" port)
+                                                         meta-log-federation-test-directory))
+                        :noquery t))
+    (unless (meta-log-federation-wait-until
+             (lambda () (meta-log-federation-test-port-open-p port)) 10)
+      (error "The embedded broker did not start on port %d: %s" port
+             (with-current-buffer " *test-embedded-broker*" (buffer-string))))
+    port))
+
+(defun meta-log-federation-test-mosquitto-start (&optional port)
   "Start mosquitto on PORT (default: a free one) and wait until it listens."
   (let* ((port (or port meta-log-federation-test-broker-port
                    (meta-log-federation-test-free-port)))
