@@ -59,6 +59,11 @@ fn live() -> usize {
     CURRENT.load(Ordering::Relaxed)
 }
 
+/// Live heap bytes counted by [`CountingAlloc`] (0 when it is not installed).
+pub fn live_heap_bytes() -> usize {
+    live()
+}
+
 fn reset_peak() -> usize {
     let now = live();
     PEAK.store(now, Ordering::Relaxed);

@@ -1,0 +1,104 @@
+//! `cargo run --release --example sync_bench`: the sync engine's own figures on a generated
+//! 100,000-entry canvas, without MQTT or Emacs: how long each step of a one-entry edit takes on
+//! the sending and the receiving peer, the bytes it publishes, a new peer's full transfer, and
+//! the heap a shared file holds. (`bench/sync-bench.el` measures the same between two Emacs.)
+
+use std::path::Path;
+use std::time::Instant;
+
+use meta_log_federation_module::canvasl::generate_canvas;
+use meta_log_federation_module::merge::bench::{live_heap_bytes, CountingAlloc};
+use meta_log_federation_module::sync::{Action, SyncEngine};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const ALICE: &str = "e8bcf3823669444d0b49ad45d65088635d9fd8500a75b5f20b59abefa56a144f";
+const BOB: &str = "d99fe0fa4c0b535453e8eaf3d2c116d6e4448fed2d7d654d9b76fb02d41a84af";
+
+fn engine(dir: &Path, me: &str, n: u8) -> SyncEngine {
+    SyncEngine::open(&dir.join("sync"), &dir.join("state"), me, [n; 32]).expect("open")
+}
+
+/// Hands `actions`' publications to `to`; returns (bytes of content, actions `to` produced).
+fn deliver(
+    from: &str,
+    actions: Vec<Action>,
+    to: &mut SyncEngine,
+    now: u64,
+) -> (usize, Vec<Action>) {
+    let mut bytes = 0;
+    let mut out = Vec::new();
+    for a in actions {
+        if let Action::Publish {
+            kind,
+            content,
+            tags,
+        } = a
+        {
+            bytes += content.len();
+            out.extend(to.handle(from, kind, &content, &tags, now).expect("handle"));
+        }
+    }
+    (bytes, out)
+}
+
+fn main() {
+    let n = 100_000;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let text = generate_canvas(n, 42);
+    let file = tmp.path().join("big.canvasl");
+    std::fs::write(&file, &text).expect("write");
+    let size = text.len();
+    let mut a = engine(&tmp.path().join("a"), ALICE, 1);
+    let t = Instant::now();
+    let shared = a.share(&file, None, 1_000).expect("share");
+    let share_ms = t.elapsed().as_secs_f64() * 1e3;
+    let heap0 = live_heap_bytes();
+    let mut b = engine(&tmp.path().join("b"), BOB, 2);
+    let t = Instant::now();
+    let (full_bytes, _) = deliver(ALICE, shared, &mut b, 1_000);
+    let receive_ms = t.elapsed().as_secs_f64() * 1e3;
+    let held = live_heap_bytes().saturating_sub(heap0);
+    println!(
+        "sync engine, {n} entries ({:.1} MB): share (import, save) {share_ms:.0} ms; a new peer builds it from {:.1} MB of events in {receive_ms:.0} ms; it holds {:.1} MB of heap = {:.2}x the file (target < 4x)",
+        size as f64 / 1e6,
+        full_bytes as f64 / 1e6,
+        held as f64 / 1e6,
+        held as f64 / size as f64
+    );
+    let b_file = b.shares()[0].path.clone();
+    let (mut send, mut recv, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..15u64 {
+        let mut lines: Vec<String> = std::fs::read_to_string(&file)
+            .expect("read")
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let k = 2 + (i as usize * 7919) % n;
+        lines[k] = lines[k].replacen("\"id\"", &format!("\"bench\":{i},\"id\""), 1);
+        std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+        let t = Instant::now();
+        let acts = a
+            .local_file_changed(&file.to_string_lossy(), 2_000 + i)
+            .expect("save");
+        send.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let (b_bytes, _) = deliver(ALICE, acts, &mut b, 2_000 + i);
+        recv.push(t.elapsed().as_secs_f64() * 1e3);
+        bytes.push(b_bytes);
+    }
+    assert_eq!(
+        std::fs::read(&file).expect("a"),
+        std::fs::read(&b_file).expect("b")
+    );
+    send.sort_by(f64::total_cmp);
+    recv.sort_by(f64::total_cmp);
+    bytes.sort();
+    println!(
+        "sync engine, one-entry edit of {n} entries: sender (read, diff, save state, sign-ready content) p50 {:.1} ms; receiver (apply, save state, write the file) p50 {:.1} ms; content {} bytes",
+        send[send.len() / 2],
+        recv[recv.len() / 2],
+        bytes[bytes.len() / 2]
+    );
+}
