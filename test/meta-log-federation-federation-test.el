@@ -174,7 +174,10 @@ and `dir' hold its id, name and directory."
             (meta-log-federation-send-peer-message bob-id "echo:secret-42")
             (should (meta-log-federation-wait-until
                      (lambda () (equal (cdr (assoc bob-id got)) "echoed:secret-42")) 20))
-            (should (equal (meta-log-federation-test-peer-line bob "MSG [0-9a-f]+ \\(.*\\)")
+            (should (equal (meta-log-federation-wait-until
+                            (lambda () (meta-log-federation-test-peer-line
+                                        bob "MSG [0-9a-f]+ \\(.*\\)"))
+                            10)
                            "echo:secret-42"))
             ;; Carol saw the event pass but could not read it.
             (should (meta-log-federation-wait-until

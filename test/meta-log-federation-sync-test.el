@@ -158,7 +158,11 @@
                            (list file (meta-log-federation-test-peer-file
                                        dave me (file-name-nondirectory file)))))
                20))
-      (should (meta-log-federation-test-peer-line dave (format "UPDATED %s t" (regexp-quote url)))))))
+      ;; The file is written before the peer reports it: wait for the report.
+      (should (meta-log-federation-wait-until
+               (lambda () (meta-log-federation-test-peer-line
+                           dave (format "UPDATED %s t" (regexp-quote url))))
+               10)))))
 
 (ert-deftest sync::hostile-share-names-are-refused-and-write-nothing ()
   (meta-log-federation-test-with-federation
