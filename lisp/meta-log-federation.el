@@ -41,6 +41,7 @@
 (require 'meta-log-federation-peer-list)
 (require 'meta-log-federation-compat)
 (require 'meta-log-federation-sync)
+(require 'meta-log-federation-links)
 
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
 (declare-function meta-log-federation--stats "meta-log-federation-module")
