@@ -208,7 +208,8 @@ Emacs exits, and return its URL once it listens."
 (defun meta-log-federation-embedded-broker-stop ()
   "Stop this machine's shared broker; return non-nil if one was running.
 Sends SIGTERM to the pid in `meta-log-federation-broker-state-file' and
-waits (at most five seconds) until the broker has removed that file.
+waits (at most five seconds) until the broker has removed that file
+and exited.
 Every Emacs connected to it loses its broker."
   (interactive)
   (let* ((file (expand-file-name meta-log-federation-broker-state-file))
@@ -217,8 +218,11 @@ Every Emacs connected to it loses its broker."
          (stopped (and pid (meta-log-federation--broker-pid-alive-p pid)
                        (eq 0 (signal-process pid 'SIGTERM)))))
     (when stopped
+      ;; It removes its state file, then exits (closing its port): wait for both.
       (let ((deadline (+ (float-time) 5)))
-        (while (and (file-exists-p file) (< (float-time) deadline))
+        (while (and (or (file-exists-p file)
+                        (meta-log-federation--broker-pid-alive-p pid))
+                    (< (float-time) deadline))
           (accept-process-output nil 0.05))))
     (when (called-interactively-p 'interactive)
       (message "meta-log-federation: %s"

@@ -71,6 +71,7 @@ with it).  Signals `meta-log-federation-unknown-peer' for a peer that
 has not announced itself."
   (interactive (list (meta-log-federation--read-peer "Connect to peer: ")))
   (meta-log-federation--require-running)
+  (meta-log-federation--check-peer-id peer-id)
   (let ((peer (meta-log-federation--federation-peer peer-id)))
     (unless peer
       (signal 'meta-log-federation-unknown-peer

@@ -231,6 +231,10 @@ Set by the CanvasL sync module.")
           (meta-log-federation-embedded-broker-url))
       url)))
 
+(defun meta-log-federation--redact-url (url)
+  "Return URL with any password replaced by ***, for messages."
+  (replace-regexp-in-string "\\`\\([a-z]+://[^:@/]*\\):[^@/]*@" "\\1:***@" url t))
+
 (defun meta-log-federation--blackboard-file (&optional file)
   "Return the blackboard file to use: FILE, the environment, the option."
   (expand-file-name (or file
@@ -337,7 +341,7 @@ federation already runs, say so, change nothing and return nil."
                                 meta-log-federation-display-name
                                 (meta-log-federation--short-id
                                  (meta-log-federation-identity-peer-id identity))
-                                url)
+                                (meta-log-federation--redact-url url))
       (meta-log-federation--run-hook-safely 'meta-log-federation-started-hook)
       (run-hooks 'meta-log-federation-peers-changed-hook)
       t)))
@@ -421,22 +425,28 @@ departure first."
      'meta-log-mqtt-message-received-hook topic content)))
 
 (defun meta-log-federation--dropped (result)
-  "Report the dropped message RESULT (rate-limited in the echo area)."
+  "Report the dropped message RESULT (rate-limited in the echo area).
+Replays are counted and passed to the hook but not shown: MQTT delivers
+at least once, so a retained presence met both live and retained, or a
+message resent after a reconnect, is a normal duplicate."
   (unless (plist-get result :quiet)
     (let ((reason (plist-get result :reason))
           (text (plist-get result :message))
           (now (float-time)))
       (meta-log-federation--run-hook-safely
        'meta-log-federation-dropped-functions reason text (plist-get result :peer))
-      (if (< (- now meta-log-federation--last-drop-report) 1.0)
-          (cl-incf meta-log-federation--unreported-drops)
+      (cond
+       ((equal reason "replay"))
+       ((< (- now meta-log-federation--last-drop-report) 1.0)
+        (cl-incf meta-log-federation--unreported-drops))
+       (t
         (meta-log-federation--log "dropped a message (%s): %s%s" reason text
                                   (if (> meta-log-federation--unreported-drops 0)
                                       (format " (and %d more not shown)"
                                               meta-log-federation--unreported-drops)
                                     ""))
         (setq meta-log-federation--last-drop-report now
-              meta-log-federation--unreported-drops 0)))))
+              meta-log-federation--unreported-drops 0))))))
 
 (defun meta-log-federation--run-transitions (transitions)
   "Run the hooks for the peer TRANSITIONS the node reported."
@@ -482,6 +492,15 @@ departure first."
     (if (and name (not (string-empty-p name)))
         (format "%s (%s)" name (meta-log-federation--short-id peer-id))
       (meta-log-federation--short-id peer-id))))
+
+(defun meta-log-federation--check-peer-id (peer-id)
+  "Signal `meta-log-federation-unknown-peer' unless PEER-ID is 64 lowercase hex."
+  (unless (and (stringp peer-id)
+               (let ((case-fold-search nil))
+                 (string-match-p "\\`[0-9a-f]\\{64\\}\\'" peer-id)))
+    (signal 'meta-log-federation-unknown-peer
+            (list (format "%S is not a peer id (64 hex characters): see `meta-log-federation-discover-peers'"
+                          peer-id)))))
 
 (defun meta-log-federation--require-running ()
   "Signal `meta-log-federation-not-running' unless federation is running."
@@ -551,6 +570,7 @@ itself, `meta-log-federation-too-large' when the event would exceed
    (list (meta-log-federation--read-peer "Send a message to: ")
          (read-string "Message: ")))
   (meta-log-federation--require-running)
+  (meta-log-federation--check-peer-id peer-id)
   (unless (stringp payload)
     (signal 'wrong-type-argument (list 'stringp payload)))
   (let ((id (meta-log-federation--federation-send-peer-message peer-id payload)))
