@@ -130,8 +130,7 @@ saying what is wrong otherwise."
        url "a share is written canvasl://ORIGIN/NAME (ORIGIN: 64 lowercase hex characters)"))
     (let ((origin (substring rest 0 slash))
           (name (substring rest (1+ slash))))
-      (unless (let ((case-fold-search nil))
-                (string-match-p "\\`[0-9a-f]\\{64\\}\\'" origin))
+      (unless (meta-log-federation--peer-id-p origin)
         (meta-log-federation-links--refuse
          url "the origin of a share must be a peer id (64 lowercase hex characters)"))
       (let ((problem (meta-log-federation-links--name-problem name)))

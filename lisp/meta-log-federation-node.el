@@ -493,11 +493,15 @@ message resent after a reconnect, is a normal duplicate."
         (format "%s (%s)" name (meta-log-federation--short-id peer-id))
       (meta-log-federation--short-id peer-id))))
 
+(defun meta-log-federation--peer-id-p (object)
+  "Return non-nil if OBJECT is a peer id: 64 lowercase hexadecimal characters."
+  (and (stringp object)
+       (let ((case-fold-search nil))
+         (string-match-p "\\`[0-9a-f]\\{64\\}\\'" object))))
+
 (defun meta-log-federation--check-peer-id (peer-id)
   "Signal `meta-log-federation-unknown-peer' unless PEER-ID is 64 lowercase hex."
-  (unless (and (stringp peer-id)
-               (let ((case-fold-search nil))
-                 (string-match-p "\\`[0-9a-f]\\{64\\}\\'" peer-id)))
+  (unless (meta-log-federation--peer-id-p peer-id)
     (signal 'meta-log-federation-unknown-peer
             (list (format "%S is not a peer id (64 hex characters): see `meta-log-federation-discover-peers'"
                           peer-id)))))

@@ -90,3 +90,12 @@ pub fn opt<'e, T: emacs::FromLisp<'e>>(v: Option<Value<'e>>) -> Result<Option<T>
         _ => Ok(None),
     }
 }
+
+/// `((NAME . COUNT) ...)` from counters, for drop reasons and refusal reasons.
+pub fn counts_alist<'e>(env: &'e Env, counts: &[(&'static str, u64)]) -> Result<Value<'e>> {
+    let cells = counts
+        .iter()
+        .map(|(name, n)| env.cons(*name, i64::try_from(*n).unwrap_or(i64::MAX)))
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&cells[..])
+}

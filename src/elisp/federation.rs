@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::convert::{payload_from_lisp, CallTimer};
+use super::convert::{counts_alist, payload_from_lisp, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::identity::{identity_arg, now};
 use super::mqtt::{call_error, plist_get};
@@ -619,10 +619,6 @@ fn federation_counters(env: &Env) -> Result<Value<'_>> {
     guard(env, || {
         let (counts, drops, replay) =
             with_node(env, |n| Ok((n.counts(), n.drop_counts(), n.replay_len())))?;
-        let drops = drops
-            .iter()
-            .map(|(r, c)| env.cons(*r, *c as i64))
-            .collect::<Result<Vec<_>>>()?;
         env.list(
             &[
                 env.intern(":sent")?,
@@ -634,7 +630,7 @@ fn federation_counters(env: &Env) -> Result<Value<'_>> {
                 env.intern(":replay-size")?,
                 (replay as i64).into_lisp(env)?,
                 env.intern(":drops")?,
-                env.list(&drops[..])?,
+                counts_alist(env, &drops)?,
             ][..],
         )
     })

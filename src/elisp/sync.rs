@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::convert::CallTimer;
+use super::convert::{counts_alist, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::federation::{publish_sync, tags_from_lisp};
 use super::identity::now;
@@ -346,11 +346,7 @@ fn sync_refusals(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-refusals");
     guard(env, || {
         let r: Vec<(&'static str, u64)> = with_engine(env, |e| Ok(e.refusals().iter().collect()))?;
-        let v = r
-            .iter()
-            .map(|(k, n)| env.cons(*k, *n as i64))
-            .collect::<Result<Vec<_>>>()?;
-        env.list(&v[..])
+        counts_alist(env, &r)
     })
 }
 
