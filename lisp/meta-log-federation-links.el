@@ -107,6 +107,15 @@ control characters, `/', `\\', a leading `.', `..', or a drive prefix."
   "Return NAME with its %XX escapes decoded as UTF-8."
   (decode-coding-string (url-unhex-string name) 'utf-8 t))
 
+(defun meta-log-federation-links--check-text (url)
+  "Refuse URL unless it is a string free of control and invalid characters."
+  (unless (stringp url)
+    (meta-log-federation-links--refuse url "a link is a string"))
+  (let ((bad (meta-log-federation-links--bad-char url)))
+    (when bad
+      (meta-log-federation-links--refuse
+       url "it contains a control or invalid character (U+%04X)" bad))))
+
 (defun meta-log-federation--parse-canvasl-url (url)
   "Check the share link URL, canvasl://ORIGIN/NAME; return (ORIGIN . NAME).
 ORIGIN must be a peer id (64 lowercase hexadecimal characters) and NAME
@@ -114,12 +123,7 @@ a share name the sync engine accepts (see
 `meta-log-federation-links--name-problem').  A NAME with %XX escapes must
 also be acceptable once decoded.  Signal `meta-log-federation-error'
 saying what is wrong otherwise."
-  (unless (stringp url)
-    (meta-log-federation-links--refuse url "a link is a string"))
-  (let ((bad (meta-log-federation-links--bad-char url)))
-    (when bad
-      (meta-log-federation-links--refuse
-       url "it contains a control or invalid character (U+%04X)" bad)))
+  (meta-log-federation-links--check-text url)
   (unless (string-prefix-p "canvasl://" url t)
     (meta-log-federation-links--refuse
      url "a share is written canvasl://ORIGIN/NAME (ORIGIN: 64 lowercase hex characters)"))
@@ -150,12 +154,7 @@ the link rebuilt from those parts (what federation is started with).
 Refused: other schemes, passwords, paths, query strings, fragments,
 control characters and malformed hosts or ports.  Signal
 `meta-log-federation-error' saying what is wrong."
-  (unless (stringp url)
-    (meta-log-federation-links--refuse url "a link is a string"))
-  (let ((bad (meta-log-federation-links--bad-char url)))
-    (when bad
-      (meta-log-federation-links--refuse
-       url "it contains a control or invalid character (U+%04X)" bad)))
+  (meta-log-federation-links--check-text url)
   (unless (string-prefix-p "mqtt://" url t)
     (meta-log-federation-links--refuse
      url "a broker link is written mqtt://HOST[:PORT] (other schemes are not followed)"))

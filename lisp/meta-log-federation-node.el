@@ -584,36 +584,36 @@ itself, `meta-log-federation-too-large' when the event would exceed
 
 ;;;; Trust
 
+(defun meta-log-federation--trust-decision (function peer-id done interactive)
+  "Apply the trust decision FUNCTION to PEER-ID and return its value.
+The decision is saved by the module; displays are refreshed.  When
+INTERACTIVE, say \"PEER DONE\" in the echo area."
+  (meta-log-federation--require-running)
+  (meta-log-federation--check-peer-id peer-id)
+  (prog1 (funcall function peer-id)
+    (run-hooks 'meta-log-federation-peers-changed-hook)
+    (when interactive
+      (message "meta-log-federation: %s %s" (meta-log-federation--peer-label peer-id) done))))
+
 (defun meta-log-federation-trust-peer (peer-id)
   "Trust PEER-ID: accept its messages under every policy (saved)."
   (interactive (list (meta-log-federation--read-peer "Trust peer: ")))
-  (meta-log-federation--require-running)
-  (meta-log-federation--federation-trust peer-id)
-  (run-hooks 'meta-log-federation-peers-changed-hook)
-  (when (called-interactively-p 'interactive)
-    (message "meta-log-federation: %s is trusted" (meta-log-federation--peer-label peer-id)))
-  t)
+  (meta-log-federation--trust-decision #'meta-log-federation--federation-trust peer-id
+                                       "is trusted" (called-interactively-p 'interactive)))
 
 (defun meta-log-federation-untrust-peer (peer-id)
   "Forget any trust decision about PEER-ID (saved).
 Return non-nil if there was one."
   (interactive (list (meta-log-federation--read-peer "Forget trust in peer: ")))
-  (meta-log-federation--require-running)
-  (prog1 (meta-log-federation--federation-untrust peer-id)
-    (run-hooks 'meta-log-federation-peers-changed-hook)
-    (when (called-interactively-p 'interactive)
-      (message "meta-log-federation: trust in %s forgotten"
-               (meta-log-federation--peer-label peer-id)))))
+  (meta-log-federation--trust-decision #'meta-log-federation--federation-untrust peer-id
+                                       "is no longer trusted or blocked"
+                                       (called-interactively-p 'interactive)))
 
 (defun meta-log-federation-block-peer (peer-id)
   "Block PEER-ID: drop everything it sends from now on (saved)."
   (interactive (list (meta-log-federation--read-peer "Block peer: ")))
-  (meta-log-federation--require-running)
-  (meta-log-federation--federation-block peer-id)
-  (run-hooks 'meta-log-federation-peers-changed-hook)
-  (when (called-interactively-p 'interactive)
-    (message "meta-log-federation: %s is blocked" (meta-log-federation--peer-label peer-id)))
-  t)
+  (meta-log-federation--trust-decision #'meta-log-federation--federation-block peer-id
+                                       "is blocked" (called-interactively-p 'interactive)))
 
 ;;;; Counters
 

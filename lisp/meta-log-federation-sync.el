@@ -269,6 +269,16 @@ started from, so neither side's edits are lost."
         (puthash (file-truename file) (plist-get share :url) meta-log-federation--shared-files)
         (meta-log-federation--sync-watch (file-name-directory file))))))
 
+(defconst meta-log-federation--sync-hooks
+  '((after-save-hook . meta-log-federation--sync-after-save)
+    (first-change-hook . meta-log-federation--sync-first-change)
+    (after-revert-hook . meta-log-federation--sync-release)
+    (kill-buffer-hook . meta-log-federation--sync-kill-buffer)
+    (meta-log-federation-mqtt-connected-hook . meta-log-federation--sync-on-connect)
+    (meta-log-federation-connect-peer-functions . meta-log-federation--sync-with-peer)
+    (meta-log-federation-peer-online-functions . meta-log-federation--sync-offer-to))
+  "Hooks that sync adds its functions to while it runs: (HOOK . FUNCTION).")
+
 (defun meta-log-federation--sync-start ()
   "Open the sync engine for the running federation and catch up."
   (let ((sync-dir (meta-log-federation--sync-dir))
@@ -278,13 +288,8 @@ started from, so neither side's edits are lost."
     (setq meta-log-federation--sync-receiver #'meta-log-federation--sync-receive)
     (meta-log-federation--sync-refresh-shared-files)
     (meta-log-federation--sync-watch sync-dir)
-    (add-hook 'after-save-hook #'meta-log-federation--sync-after-save)
-    (add-hook 'first-change-hook #'meta-log-federation--sync-first-change)
-    (add-hook 'after-revert-hook #'meta-log-federation--sync-release)
-    (add-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
-    (add-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
-    (add-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
-    (add-hook 'meta-log-federation-peer-online-functions #'meta-log-federation--sync-offer-to)
+    (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
+      (add-hook hook function))
     (dolist (buffer (buffer-list))
       (with-current-buffer buffer
         (when (buffer-modified-p) (meta-log-federation--sync-first-change))))))
@@ -314,13 +319,8 @@ started from, so neither side's edits are lost."
   (setq meta-log-federation--sync-watches nil
         meta-log-federation--sync-receiver nil)
   (clrhash meta-log-federation--shared-files)
-  (remove-hook 'after-save-hook #'meta-log-federation--sync-after-save)
-  (remove-hook 'first-change-hook #'meta-log-federation--sync-first-change)
-  (remove-hook 'after-revert-hook #'meta-log-federation--sync-release)
-  (remove-hook 'kill-buffer-hook #'meta-log-federation--sync-kill-buffer)
-  (remove-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--sync-on-connect)
-  (remove-hook 'meta-log-federation-connect-peer-functions #'meta-log-federation--sync-with-peer)
-  (remove-hook 'meta-log-federation-peer-online-functions #'meta-log-federation--sync-offer-to)
+  (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
+    (remove-hook hook function))
   (when (fboundp 'meta-log-federation--sync-close)
     (meta-log-federation--sync-close)))
 
