@@ -99,3 +99,13 @@ pub fn counts_alist<'e>(env: &'e Env, counts: &[(&'static str, u64)]) -> Result<
         .collect::<Result<Vec<_>>>()?;
     env.list(&cells[..])
 }
+
+/// A plist `(:KEY VALUE ...)` from (keyword, value) pairs.
+pub fn plist<'e>(env: &'e Env, pairs: Vec<(&str, Value<'e>)>) -> Result<Value<'e>> {
+    let mut items = Vec::with_capacity(pairs.len() * 2);
+    for (key, value) in pairs {
+        items.push(env.intern(key)?);
+        items.push(value);
+    }
+    env.list(&items[..])
+}

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::convert::{counts_alist, payload_from_lisp, CallTimer};
+use super::convert::{counts_alist, payload_from_lisp, plist, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::identity::{identity_arg, now};
 use super::mqtt::{call_error, plist_get};
@@ -386,25 +386,18 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
             content.as_str().into_lisp(env)?,
         ),
     };
-    env.list(
-        &[
-            env.intern(":status")?,
-            env.intern("accepted")?,
-            env.intern(":kind")?,
-            env.intern(kind)?,
-            env.intern(":from")?,
-            a.from().into_lisp(env)?,
-            env.intern(":content")?,
-            content,
-            env.intern(":tags")?,
-            tags_to_lisp(env, &a.event.tags)?,
-            env.intern(":id")?,
-            a.event.id.as_str().into_lisp(env)?,
-            env.intern(":sig")?,
-            a.event.sig.as_str().into_lisp(env)?,
-            env.intern(":transitions")?,
-            transitions_to_lisp(env, &a.transitions)?,
-        ][..],
+    plist(
+        env,
+        vec![
+            (":status", env.intern("accepted")?),
+            (":kind", env.intern(kind)?),
+            (":from", a.from().into_lisp(env)?),
+            (":content", content),
+            (":tags", tags_to_lisp(env, &a.event.tags)?),
+            (":id", a.event.id.as_str().into_lisp(env)?),
+            (":sig", a.event.sig.as_str().into_lisp(env)?),
+            (":transitions", transitions_to_lisp(env, &a.transitions)?),
+        ],
     )
 }
 
@@ -425,24 +418,22 @@ fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Re
         let r = with_node(env, |n| Ok(n.receive(&topic, &bytes, now())))?;
         match r {
             Ok(a) => accepted_to_lisp(env, &a),
-            Err(d) => env.list(
-                &[
-                    env.intern(":status")?,
-                    env.intern("dropped")?,
-                    env.intern(":reason")?,
-                    d.reason.as_str().into_lisp(env)?,
-                    env.intern(":message")?,
-                    d.message.as_str().into_lisp(env)?,
-                    env.intern(":quiet")?,
-                    d.is_quiet().into_lisp(env)?,
-                    env.intern(":peer")?,
-                    match &d.peer_id {
-                        Some(p) => p.as_str().into_lisp(env)?,
-                        None => env.intern("nil")?,
-                    },
-                    env.intern(":transitions")?,
-                    transitions_to_lisp(env, &d.transitions)?,
-                ][..],
+            Err(d) => plist(
+                env,
+                vec![
+                    (":status", env.intern("dropped")?),
+                    (":reason", d.reason.as_str().into_lisp(env)?),
+                    (":message", d.message.as_str().into_lisp(env)?),
+                    (":quiet", d.is_quiet().into_lisp(env)?),
+                    (
+                        ":peer",
+                        match &d.peer_id {
+                            Some(p) => p.as_str().into_lisp(env)?,
+                            None => env.intern("nil")?,
+                        },
+                    ),
+                    (":transitions", transitions_to_lisp(env, &d.transitions)?),
+                ],
             ),
         }
     })
@@ -464,31 +455,21 @@ fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'
         .iter()
         .map(|c| c.as_str().into_lisp(env))
         .collect::<Result<Vec<_>>>()?;
-    env.list(
-        &[
-            env.intern(":peer-id")?,
-            p.peer_id.as_str().into_lisp(env)?,
-            env.intern(":name")?,
-            p.name.as_str().into_lisp(env)?,
-            env.intern(":status")?,
-            env.intern(p.status.as_str())?,
-            env.intern(":last-seen")?,
-            (p.last_seen as i64).into_lisp(env)?,
-            env.intern(":software")?,
-            p.software.as_str().into_lisp(env)?,
-            env.intern(":protocol")?,
-            p.protocol.as_str().into_lisp(env)?,
-            env.intern(":capabilities")?,
-            env.list(&caps[..])?,
-            env.intern(":messages-in")?,
-            (p.messages_in as i64).into_lisp(env)?,
-            env.intern(":messages-out")?,
-            (p.messages_out as i64).into_lisp(env)?,
-            env.intern(":trust")?,
-            env.intern(p.trust.as_str())?,
-            env.intern(":address")?,
-            topic.into_lisp(env)?,
-        ][..],
+    plist(
+        env,
+        vec![
+            (":peer-id", p.peer_id.as_str().into_lisp(env)?),
+            (":name", p.name.as_str().into_lisp(env)?),
+            (":status", env.intern(p.status.as_str())?),
+            (":last-seen", (p.last_seen as i64).into_lisp(env)?),
+            (":software", p.software.as_str().into_lisp(env)?),
+            (":protocol", p.protocol.as_str().into_lisp(env)?),
+            (":capabilities", env.list(&caps[..])?),
+            (":messages-in", (p.messages_in as i64).into_lisp(env)?),
+            (":messages-out", (p.messages_out as i64).into_lisp(env)?),
+            (":trust", env.intern(p.trust.as_str())?),
+            (":address", topic.into_lisp(env)?),
+        ],
     )
 }
 
@@ -619,19 +600,15 @@ fn federation_counters(env: &Env) -> Result<Value<'_>> {
     guard(env, || {
         let (counts, drops, replay) =
             with_node(env, |n| Ok((n.counts(), n.drop_counts(), n.replay_len())))?;
-        env.list(
-            &[
-                env.intern(":sent")?,
-                (counts.sent as i64).into_lisp(env)?,
-                env.intern(":accepted")?,
-                (counts.accepted as i64).into_lisp(env)?,
-                env.intern(":dropped")?,
-                (counts.dropped as i64).into_lisp(env)?,
-                env.intern(":replay-size")?,
-                (replay as i64).into_lisp(env)?,
-                env.intern(":drops")?,
-                counts_alist(env, &drops)?,
-            ][..],
+        plist(
+            env,
+            vec![
+                (":sent", (counts.sent as i64).into_lisp(env)?),
+                (":accepted", (counts.accepted as i64).into_lisp(env)?),
+                (":dropped", (counts.dropped as i64).into_lisp(env)?),
+                (":replay-size", (replay as i64).into_lisp(env)?),
+                (":drops", counts_alist(env, &drops)?),
+            ],
         )
     })
 }

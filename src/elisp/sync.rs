@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use super::convert::{counts_alist, CallTimer};
+use super::convert::{counts_alist, plist, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::federation::{publish_sync, tags_from_lisp};
 use super::identity::now;
@@ -207,25 +207,21 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
         let shares = with_engine(env, |e| Ok(e.shares()))?;
         let mut v = Vec::new();
         for s in shares {
-            v.push(env.list(
-                &[
-                    env.intern(":url")?,
-                    s.url.into_lisp(env)?,
-                    env.intern(":path")?,
-                    s.path.to_string_lossy().into_owned().into_lisp(env)?,
-                    env.intern(":local")?,
-                    s.local.into_lisp(env)?,
-                    env.intern(":active")?,
-                    s.active.into_lisp(env)?,
-                    env.intern(":lines")?,
-                    (s.lines as i64).into_lisp(env)?,
-                    env.intern(":bytes")?,
-                    (s.bytes as i64).into_lisp(env)?,
-                    env.intern(":state-bytes")?,
-                    (s.state_bytes as i64).into_lisp(env)?,
-                    env.intern(":conflicts")?,
-                    (s.conflicts as i64).into_lisp(env)?,
-                ][..],
+            v.push(plist(
+                env,
+                vec![
+                    (":url", s.url.into_lisp(env)?),
+                    (
+                        ":path",
+                        s.path.to_string_lossy().into_owned().into_lisp(env)?,
+                    ),
+                    (":local", s.local.into_lisp(env)?),
+                    (":active", s.active.into_lisp(env)?),
+                    (":lines", (s.lines as i64).into_lisp(env)?),
+                    (":bytes", (s.bytes as i64).into_lisp(env)?),
+                    (":state-bytes", (s.state_bytes as i64).into_lisp(env)?),
+                    (":conflicts", (s.conflicts as i64).into_lisp(env)?),
+                ],
             )?);
         }
         env.list(&v[..])
@@ -315,25 +311,27 @@ fn sync_conflicts(env: &Env, share: String) -> Result<Value<'_>> {
                 .iter()
                 .map(|l| json(l).into_lisp(env))
                 .collect::<Result<Vec<_>>>()?;
-            out.push(env.list(
-                &[
-                    env.intern(":line")?,
-                    (c.line as i64).into_lisp(env)?,
-                    env.intern(":id")?,
-                    match &c.entry_key {
-                        Some(k) => k.id.clone().into_lisp(env)?,
-                        None => env.intern("nil")?,
-                    },
-                    env.intern(":field")?,
-                    match &c.field {
-                        Some(f) => f.as_str().into_lisp(env)?,
-                        None => env.intern("nil")?,
-                    },
-                    env.intern(":winner")?,
-                    json(&c.winner).into_lisp(env)?,
-                    env.intern(":losers")?,
-                    env.list(&losers[..])?,
-                ][..],
+            out.push(plist(
+                env,
+                vec![
+                    (":line", (c.line as i64).into_lisp(env)?),
+                    (
+                        ":id",
+                        match &c.entry_key {
+                            Some(k) => k.id.clone().into_lisp(env)?,
+                            None => env.intern("nil")?,
+                        },
+                    ),
+                    (
+                        ":field",
+                        match &c.field {
+                            Some(f) => f.as_str().into_lisp(env)?,
+                            None => env.intern("nil")?,
+                        },
+                    ),
+                    (":winner", json(&c.winner).into_lisp(env)?),
+                    (":losers", env.list(&losers[..])?),
+                ],
             )?);
         }
         env.list(&out[..])
