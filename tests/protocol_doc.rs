@@ -466,3 +466,373 @@ fn the_will_alone_takes_effect() {
         }]
     );
 }
+
+// ---- The automerge document of a share (§8): the decoded example is real. ----
+
+/// The automerge document as JSON: maps become objects (keys in automerge's
+/// order, which is by name), lists arrays, string scalars strings, booleans
+/// booleans. Anything else is not part of the schema the document gives.
+fn decode(doc: &automerge::Automerge) -> serde_json::Value {
+    use automerge::{ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+    fn value(doc: &automerge::Automerge, v: Value<'_>, id: ObjId) -> serde_json::Value {
+        match v {
+            Value::Object(ObjType::Map) => {
+                let mut m = serde_json::Map::new();
+                for k in doc.keys(&id) {
+                    let (v, child) = doc.get(&id, k.as_str()).unwrap().unwrap();
+                    m.insert(k.clone(), value(doc, v, child));
+                }
+                serde_json::Value::Object(m)
+            }
+            Value::Object(ObjType::List) => serde_json::Value::Array(
+                (0..doc.length(&id))
+                    .map(|i| {
+                        let (v, child) = doc.get(&id, i).unwrap().unwrap();
+                        value(doc, v, child)
+                    })
+                    .collect(),
+            ),
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Str(s) => serde_json::Value::String(s.to_string()),
+                ScalarValue::Boolean(b) => serde_json::Value::Bool(*b),
+                other => panic!("a scalar outside the schema: {other:?}"),
+            },
+            other => panic!("an object outside the schema: {other:?}"),
+        }
+    }
+    let mut root = serde_json::Map::new();
+    for k in doc.keys(ROOT) {
+        let (v, id) = doc.get(ROOT, k.as_str()).unwrap().unwrap();
+        root.insert(k.clone(), value(doc, v, id));
+    }
+    serde_json::Value::Object(root)
+}
+
+/// Renders a decoded share document by the rules §8 states, without the
+/// crate: the base text `t` as it is when the item has no override; else the
+/// base object with the overrides applied in name order (existing keys keep
+/// their place, new keys are appended, `""` removes), written compactly,
+/// followed by the base text's line ending.
+fn render_by_the_documented_rules(decoded: &serde_json::Value) -> String {
+    type Object = serde_json::Map<String, serde_json::Value>;
+    let mut out = String::new();
+    if decoded["bom"] == serde_json::Value::Bool(true) {
+        out.push('\u{feff}');
+    }
+    let lines = decoded["lines"].as_array().expect("`lines` is a list");
+    for (i, item) in lines.iter().enumerate() {
+        let item = item.as_object().expect("every item is a map");
+        let base = item.get("t").and_then(|t| t.as_str()).unwrap_or("");
+        let ending = if base.ends_with("\r\n") {
+            "\r\n"
+        } else if base.ends_with('\n') {
+            "\n"
+        } else {
+            ""
+        };
+        let content = &base[..base.len() - ending.len()];
+        let mut overrides: Vec<(&str, &str)> = item
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix('.')?, v.as_str()?)))
+            .collect();
+        overrides.sort();
+        let line = match serde_json::from_str::<Object>(content) {
+            Ok(mut object) if !overrides.is_empty() => {
+                for (field, json) in overrides {
+                    if json.is_empty() {
+                        object.shift_remove(field);
+                    } else if let Ok(v) = serde_json::from_str(json) {
+                        object.insert(field.to_string(), v);
+                    }
+                }
+                format!("{}{ending}", serde_json::to_string(&object).unwrap())
+            }
+            _ => base.to_string(),
+        };
+        out.push_str(&line);
+        if i + 1 < lines.len() && ending.is_empty() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The ```text or ```json block whose preceding line starts with `label`.
+fn block<'a>(blocks: &'a [Block], tag: &str, label: &str) -> &'a Block {
+    let found: Vec<&Block> = blocks
+        .iter()
+        .filter(|b| b.tag == tag && b.before.starts_with(label))
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "docs/PROTOCOL.md: expected one ```{tag} block introduced by {label:?}"
+    );
+    found[0]
+}
+
+/// A file in a ```text block: its lines, each ended by `\n`.
+fn file_text(b: &Block) -> String {
+    format!("{}\n", b.body)
+}
+
+/// §8's decoded document is what the crate builds: the origin imports the
+/// first text, a second peer joins and saves the second text, and the origin
+/// applies that change. The decoded automerge document equals the JSON block,
+/// both peers' files equal the rendered text, and the documented rendering
+/// rules give that text from the decoded document alone.
+#[test]
+fn decoded_share_document_is_what_the_crate_builds() {
+    use meta_log_federation_module::merge::SharedDoc;
+    let blocks = blocks(&doc());
+    let imported = file_text(block(
+        &blocks,
+        "text",
+        "Share text as the origin imports it",
+    ));
+    let saved = file_text(block(
+        &blocks,
+        "text",
+        "The same file as the second peer saves it",
+    ));
+    let decoded_block = block(&blocks, "json", "Decoded document after the edit");
+    let rendered = file_text(block(&blocks, "text", "Rendered text"));
+
+    let mut origin = SharedDoc::import(imported.as_bytes(), [1; 32]).expect("import");
+    let mut joiner = SharedDoc::new([2; 32]);
+    joiner
+        .apply_remote(&origin.changes_since(&[]).expect("whole document"))
+        .expect("join");
+    assert_eq!(joiner.text(), imported.as_bytes(), "the joiner's file");
+    let change = joiner
+        .apply_local_text(saved.as_bytes())
+        .expect("local save")
+        .expect("a change");
+    origin.apply_remote(&change).expect("apply the change");
+
+    let state = automerge::Automerge::load(&origin.save()).expect("load");
+    let decoded = decode(&state);
+    let documented: serde_json::Value = serde_json::from_str(&decoded_block.body)
+        .unwrap_or_else(|e| panic!("line {}: not JSON: {e}", decoded_block.line));
+    assert_eq!(
+        documented,
+        decoded,
+        "docs/PROTOCOL.md line {}: the decoded document differs; the crate builds\n{}",
+        decoded_block.line,
+        serde_json::to_string_pretty(&decoded).unwrap()
+    );
+    let text = |d: &SharedDoc| String::from_utf8(d.text()).expect("UTF-8");
+    assert_eq!(text(&origin), rendered, "the origin's file");
+    assert_eq!(text(&joiner), rendered, "the joiner's file");
+    assert_eq!(
+        render_by_the_documented_rules(&documented),
+        rendered,
+        "the rendering rules of §8 do not give the rendered text"
+    );
+}
+
+// ---- The defaults table of §11 is the code's. ----
+
+/// A default as the code has it: a number in the unit the table uses, or a
+/// string.
+#[derive(Debug, Clone, PartialEq)]
+enum Stated {
+    N(u64),
+    S(String),
+}
+
+/// The defaults the code exposes, under the names the table's "source"
+/// column uses.
+fn code_defaults() -> Vec<(&'static str, Stated)> {
+    use meta_log_federation_module::federation::protocol::{
+        DEFAULT_PREFIX, MAX_CAPABILITIES, MAX_FIELD_BYTES,
+    };
+    use meta_log_federation_module::sync::{
+        SyncConfig, EVENT_OVERHEAD, MAX_NAME_BYTES, MIN_CONTENT_BYTES,
+    };
+    use meta_log_federation_module::transport::options::ConnectOptions;
+    use meta_log_federation_module::transport::url;
+    use Stated::{N, S};
+    let c = Config::default();
+    let s = SyncConfig::default();
+    let o = ConnectOptions::new(url::parse("mqtt://localhost").unwrap(), "x");
+    let n = |v: usize| N(v as u64);
+    vec![
+        ("Config::max_event_bytes", n(c.max_event_bytes)),
+        ("Config::max_age_secs", N(c.max_age_secs)),
+        ("Config::max_future_secs", N(c.max_future_secs)),
+        ("Config::replay_capacity", n(c.replay_capacity)),
+        ("Config::stale_after_secs", N(c.stale_after_secs)),
+        ("Config::max_peers", n(c.max_peers)),
+        ("Config::policy", S(c.policy.as_str().to_string())),
+        ("DEFAULT_PREFIX", S(DEFAULT_PREFIX.to_string())),
+        ("MAX_FIELD_BYTES", n(MAX_FIELD_BYTES)),
+        ("MAX_CAPABILITIES", n(MAX_CAPABILITIES)),
+        ("nip44::MIN_PLAINTEXT", n(nip44::MIN_PLAINTEXT)),
+        ("nip44::MAX_PLAINTEXT", n(nip44::MAX_PLAINTEXT)),
+        ("ConnectOptions::keep_alive", N(o.keep_alive.as_secs())),
+        (
+            "ConnectOptions::min_backoff",
+            n(o.min_backoff.as_millis() as usize),
+        ),
+        ("ConnectOptions::max_backoff", N(o.max_backoff.as_secs())),
+        ("SyncConfig::max_content_bytes", n(s.max_content_bytes)),
+        ("EVENT_OVERHEAD", n(EVENT_OVERHEAD)),
+        ("MIN_CONTENT_BYTES", n(MIN_CONTENT_BYTES)),
+        (
+            "SyncConfig::max_incoming_content_bytes",
+            n(s.max_incoming_content_bytes),
+        ),
+        ("SyncConfig::max_payload_bytes", n(s.max_payload_bytes)),
+        ("SyncConfig::max_buffered_bytes", n(s.max_buffered_bytes)),
+        ("SyncConfig::max_transfers", n(s.max_transfers)),
+        ("SyncConfig::chunk_max_age_secs", N(s.chunk_max_age_secs)),
+        (
+            "SyncConfig::request_interval_secs",
+            N(s.request_interval_secs),
+        ),
+        ("SyncConfig::max_shares", n(s.max_shares)),
+        ("MAX_NAME_BYTES", n(MAX_NAME_BYTES)),
+    ]
+}
+
+/// Private constants the table names, read from their definition in
+/// `src/` (`const NAME: usize = VALUE;`).
+fn private_constant(name: &str) -> Option<u64> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut dirs = vec![root];
+    let needle = format!("const {name}: usize = ");
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if let Some(i) = text.find(&needle) {
+                    let value = &text[i + needle.len()..];
+                    let value: String = value[..value.find(';')?]
+                        .chars()
+                        .filter(|c| *c != '_')
+                        .collect();
+                    return Some(value.trim().parse().unwrap_or_else(|_| {
+                        panic!("{}: {name} is not a plain number", path.display())
+                    }));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// The default of an Elisp option, from its `defcustom` in `lisp/`: a number,
+/// a string, or a quoted symbol (as a string).
+fn defcustom_default(option: &str) -> Option<Stated> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lisp");
+    let needle = format!("(defcustom {option}");
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let Some(i) = text.find(&needle) else {
+            continue;
+        };
+        let rest = &text[i + needle.len()..];
+        // The name must end here (not be the prefix of a longer name).
+        if !rest.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let value = rest.split_whitespace().next()?;
+        return Some(if let Some(symbol) = value.strip_prefix('\'') {
+            Stated::S(symbol.to_string())
+        } else if let Some(s) = value.strip_prefix('"') {
+            Stated::S(s.trim_end_matches('"').to_string())
+        } else {
+            Stated::N(value.parse().ok()?)
+        });
+    }
+    None
+}
+
+/// The cell's text if it is exactly one `code` span.
+fn only_code(cell: &str) -> Option<&str> {
+    let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+    (!inner.contains('`')).then_some(inner)
+}
+
+/// The default a table cell states: its first number (thousands separated
+/// by commas), or its first `code` span when it has no number.
+fn stated_default(cell: &str) -> Stated {
+    let digits: String = cell
+        .chars()
+        .skip_while(|c| !c.is_ascii_digit())
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(|c| *c != ',')
+        .collect();
+    if let Ok(n) = digits.parse() {
+        return Stated::N(n);
+    }
+    let code = quoted(cell, "").unwrap_or_else(|| panic!("no default in {cell:?}"));
+    Stated::S(code.to_string())
+}
+
+/// Every row of §11's table states the default its source and its Elisp
+/// option have in the code, and every default the code exposes is in the
+/// table.
+#[test]
+fn limits_table_matches_the_code() {
+    let doc = doc();
+    let section = &doc[doc.find("## 11. Limits and settings").expect("§11")..];
+    let section = &section[..section.find("\n## ").expect("the end of §11")];
+    let mut rows = section.lines().filter(|l| l.starts_with('|')).map(|l| {
+        l.trim_matches('|')
+            .split(" | ")
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    });
+    let header = rows.next().expect("a table in §11");
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("§11's table has no column {name:?}"))
+    };
+    let (default, source, option) = (col("default"), col("source"), col("Elisp option"));
+    let code = code_defaults();
+    let mut named = Vec::new();
+    let mut rows_checked = 0;
+    for row in rows.skip(1) {
+        assert_eq!(row.len(), header.len(), "§11 row {row:?}");
+        let stated = stated_default(row[default]);
+        let mut checks = 0;
+        if let Some(name) = only_code(row[source]) {
+            let value = match code.iter().find(|(n, _)| *n == name) {
+                Some((_, v)) => Some(v.clone()),
+                None => private_constant(name).map(Stated::N),
+            }
+            .unwrap_or_else(|| panic!("§11: the source `{name}` is not known to the test"));
+            assert_eq!(stated, value, "§11: the default of `{name}`");
+            named.push(name);
+            checks += 1;
+        }
+        if let Some(name) = only_code(row[option]) {
+            let value = defcustom_default(name)
+                .unwrap_or_else(|| panic!("§11: no defcustom {name} in lisp/"));
+            assert_eq!(stated, value, "§11: the default of {name}");
+            checks += 1;
+        }
+        assert!(
+            checks > 0,
+            "§11: nothing in the code checks the row {row:?}"
+        );
+        rows_checked += 1;
+    }
+    assert!(
+        rows_checked >= code.len(),
+        "§11 has only {rows_checked} rows"
+    );
+    for (name, _) in &code {
+        assert!(
+            named.contains(name),
+            "§11 does not give the default of `{name}`"
+        );
+    }
+}
