@@ -829,9 +829,11 @@ fn limits_table_matches_the_code() {
         rows_checked >= code.len(),
         "§11 has only {rows_checked} rows"
     );
-    for (name, _) in &code {
+    // Private constants the test reads from the source; the table must keep them.
+    let private = ["DONE_MEMORY", "MAX_REQUEST_HASHES", "HAVE_HASHES"];
+    for name in code.iter().map(|(n, _)| *n).chain(private) {
         assert!(
-            named.contains(name),
+            named.contains(&name),
             "§11 does not give the default of `{name}`"
         );
     }
