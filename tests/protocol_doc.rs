@@ -4,6 +4,11 @@
 //! plaintext, the NIP-44 intermediate values follow from the steps the
 //! document describes, and the code still builds exactly these events.
 //!
+//! The rest of the document is held to the code too: the decoded share
+//! document of §8.2 is what the merge layer builds and renders, the
+//! newcomer's offer of §8.5 runs as described through the sync engine, and
+//! every default in the table of §11 is the code's.
+//!
 //! Format the test relies on (see the "Example events" section):
 //! * the line before every ```json block holding an event (an object with a
 //!   "sig") reads ``... Topic `T`, retain `true|false`, QoS `0|1`; bob:
@@ -837,4 +842,131 @@ fn limits_table_matches_the_code() {
             "§11 does not give the default of `{name}`"
         );
     }
+}
+
+// ---- §8.5: the newcomer's offer, step by step, through the real engine. ----
+
+/// The contents §8.5 quotes, in order, with ALICE-ID replaced by `alice`.
+fn offer_contents(doc: &str, alice: &str) -> Vec<serde_json::Value> {
+    let start = doc.find("### 8.5 ").expect("§8.5");
+    let section = &doc[start..];
+    let section = &section[..section.find("\n### ").expect("the end of §8.5")];
+    section
+        .split('`')
+        .filter(|s| s.starts_with("{\"v\":1,"))
+        .map(|s| serde_json::from_str(&s.replace("ALICE-ID", alice)).expect("a JSON content"))
+        .collect()
+}
+
+/// `content` has the documented fields, in the documented order, with the
+/// documented values (`…` stands for any value).
+fn assert_content_like(content: &str, documented: &serde_json::Value, step: &str) {
+    let content: serde_json::Value = serde_json::from_str(content).expect("JSON content");
+    let (got, want) = (
+        content.as_object().unwrap(),
+        documented.as_object().unwrap(),
+    );
+    let keys =
+        |m: &serde_json::Map<String, serde_json::Value>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        keys(got),
+        keys(want),
+        "§8.5 step {step}: the fields of {content}"
+    );
+    for (k, v) in want {
+        if v != "…" {
+            assert_eq!(&got[k], v, "§8.5 step {step}: `{k}` of {content}");
+        }
+    }
+}
+
+/// The one action of `actions` that publishes, with its kind, content and tags.
+fn published(
+    actions: &[meta_log_federation_module::sync::Action],
+    step: &str,
+) -> (SyncKind, String, Vec<Vec<String>>) {
+    use meta_log_federation_module::sync::Action;
+    let p: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Publish {
+                kind,
+                content,
+                tags,
+            } => Some((*kind, content.clone(), tags.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(p.len(), 1, "§8.5 step {step}: one event, not {actions:?}");
+    p.into_iter().next().unwrap()
+}
+
+/// §8.5 as the engine does it: alice (the origin) offers her share to bob
+/// with a request addressed to him, bob asks her for the whole document with
+/// empty heads, alice answers with a full response addressed to bob, and bob
+/// creates the share with alice's text.
+#[test]
+fn newcomer_offer_runs_as_documented() {
+    use meta_log_federation_module::sync::{Action, SyncEngine};
+    let (alice_id, bob_id) = (identity(ALICE).peer_id(), identity(BOB).peer_id());
+    let documented = offer_contents(&doc(), &alice_id);
+    assert_eq!(
+        documented.len(),
+        2,
+        "§8.5 quotes the offer and bob's request"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let open = |who: &str, id: &str, actor: u8| {
+        let d = dir.path().join(who);
+        SyncEngine::open(&d.join("sync"), &d.join("state"), id, [actor; 32]).unwrap()
+    };
+    let (mut alice, mut bob) = (open("alice", &alice_id, 1), open("bob", &bob_id, 2));
+    let now = 1_767_225_600;
+    let file = dir.path().join("board.canvasl");
+    std::fs::write(&file, "@version 1.0\n{\"id\":\"a\",\"x\":1}\n").unwrap();
+    alice.share(&file, None, now).unwrap();
+    // One more change, so that alice has a `have` beyond her heads.
+    std::fs::write(&file, "@version 1.0\n{\"id\":\"a\",\"x\":2}\n").unwrap();
+    alice
+        .local_file_changed(file.to_str().unwrap(), now)
+        .unwrap();
+    let p = |peer: &str| vec![vec!["p".to_string(), peer.to_string()]];
+
+    // Step 2: the offer.
+    let (kind, offer, tags) = published(&alice.offer(&bob_id, now), "2");
+    assert_eq!((kind, &tags), (SyncKind::Request, &p(&bob_id)), "step 2");
+    assert_content_like(&offer, &documented[0], "2");
+    // Step 3: bob asks the origin for the whole document.
+    let actions = bob.handle(&alice_id, kind, &offer, &tags, now).unwrap();
+    let (kind, request, tags) = published(&actions, "3");
+    assert_eq!((kind, &tags), (SyncKind::Request, &p(&alice_id)), "step 3");
+    assert_content_like(&request, &documented[1], "3");
+    // Step 4: the whole document, to bob.
+    let actions = alice.handle(&bob_id, kind, &request, &tags, now).unwrap();
+    let (kind, response, tags) = published(&actions, "4");
+    assert_eq!((kind, &tags), (SyncKind::Response, &p(&bob_id)), "step 4");
+    let r: serde_json::Value = serde_json::from_str(&response).unwrap();
+    assert_eq!((&r["op"], &r["full"]), (&"response".into(), &true.into()));
+    // Step 5: bob creates the share at SYNC-DIR/ALICE-ID/board.canvasl.
+    let actions = bob.handle(&alice_id, kind, &response, &tags, now).unwrap();
+    let want = dir
+        .path()
+        .join("bob/sync")
+        .canonicalize()
+        .unwrap()
+        .join(&alice_id)
+        .join("board.canvasl");
+    assert!(
+        actions.iter().any(|a| matches!(a,
+            Action::Updated { path, created: true, .. } if *path == want)),
+        "step 5: {actions:?}"
+    );
+    assert_eq!(std::fs::read(&want).unwrap(), std::fs::read(&file).unwrap());
+    // Step 3 again: a request for an unknown share from another peer than
+    // its origin is ignored.
+    let mut carol = open("carol", &"c".repeat(64), 3);
+    assert!(carol
+        .handle(&bob_id, SyncKind::Request, &offer, &[], now)
+        .unwrap()
+        .is_empty());
 }
