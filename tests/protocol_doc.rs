@@ -751,7 +751,9 @@ fn defcustom_default(option: &str) -> Option<Stated> {
         } else if let Some(s) = value.strip_prefix('"') {
             Stated::S(s.trim_end_matches('"').to_string())
         } else {
-            Stated::N(value.parse().ok()?)
+            Stated::N(value.parse().unwrap_or_else(|_| {
+                panic!("the default of {option} is not a plain number, string or symbol")
+            }))
         });
     }
     None
