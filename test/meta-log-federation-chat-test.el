@@ -18,9 +18,9 @@
 (require 'meta-log-federation-chat-history)
 (require 'meta-log-federation-inbox)
 
-(defun meta-log-federation-chat-test-bob ()
-  "Start a peer \"bob\" and wait until this Emacs knows it; return its process."
-  (let* ((bob (meta-log-federation-test-start-peer "bob"))
+(defun meta-log-federation-chat-test-bob (&optional name)
+  "Start a peer NAME (\"bob\") and wait until this Emacs knows it; return its process."
+  (let* ((bob (meta-log-federation-test-start-peer (or name "bob")))
          (bob-id (process-get bob 'peer-id)))
     (should (meta-log-federation-wait-until
              (lambda () (meta-log-federation-peer bob-id)) 20))
@@ -53,9 +53,11 @@
     (let* ((meta-log-federation-peer-message-functions nil)
            (meta-log-mqtt-peer-message-hook nil)
            (meta-log-federation-chat-notify '(echo-area conversation))
-           (bob (meta-log-federation-chat-test-bob))
+           ;; A name with a %-directive, a space and a right-to-left override.
+           (bob (meta-log-federation-chat-test-bob "b%s o\u202eb"))
            (bob-id (process-get bob 'peer-id))
-           (label (meta-log-federation--peer-label bob-id)))
+           (shown-name (string-replace "\u202e" "" (process-get bob 'name)))
+           (label (concat shown-name " (" (substring bob-id 0 12) ")")))
       ;; Bob sends back a %-directive and a right-to-left override.
       (meta-log-federation-send-peer-message bob-id "echo:hi %s there\u202e!")
       (should (meta-log-federation-wait-until
@@ -63,7 +65,8 @@
                20))
       (let ((buffer (meta-log-federation-chat-test-buffer bob-id)))
         (should (equal (buffer-name buffer)
-                       (concat "*meta-log-federation: " (process-get bob 'name) "*")))
+                       (concat "*meta-log-federation: "
+                               (replace-regexp-in-string "[% ]" "_" shown-name) "*")))
         (with-current-buffer buffer
           (should (eq major-mode 'meta-log-federation-chat-mode))
           (should-not (string-search "\u202e" (buffer-string)))
@@ -79,7 +82,17 @@
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
            (bob (meta-log-federation-chat-test-bob))
            (bob-id (process-get bob 'peer-id))
-           (buffer (meta-log-federation-chat bob-id)))
+           (buffer nil))
+      ;; The peers buffer's m opens the conversation with the peer at point.
+      (with-current-buffer (meta-log-federation-list-peers)
+        (goto-char (point-min))
+        (while (and (not (equal (tabulated-list-get-id) bob-id)) (not (eobp)))
+          (forward-line 1))
+        (should (equal (tabulated-list-get-id) bob-id))
+        (setq buffer (call-interactively
+                      (lookup-key meta-log-federation-peer-list-mode-map "m"))))
+      (should (eq (window-buffer (selected-window)) buffer))
+      (should (eq buffer (meta-log-federation-chat-test-buffer bob-id)))
       (meta-log-federation-chat-test-type buffer "hello from the buffer")
       (should (equal (meta-log-federation-wait-until
                       (lambda () (meta-log-federation-test-peer-line
