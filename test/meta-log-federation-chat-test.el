@@ -19,7 +19,7 @@
 (require 'meta-log-federation-inbox)
 
 (defun meta-log-federation-chat-test-bob (&optional name)
-  "Start a peer NAME (\"bob\") and wait until this Emacs knows it; return its process."
+  "Start a peer NAME (default \"bob\"); return its process once it is known."
   (let* ((bob (meta-log-federation-test-start-peer (or name "bob")))
          (bob-id (process-get bob 'peer-id)))
     (should (meta-log-federation-wait-until
