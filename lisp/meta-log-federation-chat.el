@@ -31,7 +31,6 @@
 (require 'rx)
 (require 'seq)
 (require 'subr-x)
-(require 'text-property-search)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
 (require 'meta-log-federation-peer-list)
@@ -90,6 +89,11 @@ unread in `meta-log-federation-inbox').  The empty list shows nothing;
   "Functions called with (PEER-ID) after a conversation changed.
 The inbox and the history file follow conversations this way.")
 
+;;;; Conversation buffers' state
+
+(defvar-local meta-log-federation-chat--shown-label nil
+  "How the peer of this buffer is shown (computed once per redisplay).")
+
 ;;;; Text from the network
 
 (defconst meta-log-federation-chat--unsafe-regexp
@@ -100,16 +104,24 @@ The inbox and the history file follow conversations this way.")
            (#x3fff80 . #x3fffff)))
   "Characters removed from peer-supplied text before it is shown.")
 
+(defconst meta-log-federation-chat--rewrite-regexp
+  (concat "[\t\r\u2028\u2029]\\|" meta-log-federation-chat--unsafe-regexp)
+  "Characters that `meta-log-federation-chat--safe-text' removes or replaces.")
+
 (defun meta-log-federation-chat--safe-text (text &optional width)
   "Return TEXT, a string from a peer, safe to show.
 Control characters (but newlines), bidirectional controls and
 invisible marks are removed, tabs and line separators become spaces
 and newlines, text properties are dropped.  With WIDTH, return one line
 of at most WIDTH characters, ending in \"…\" when cut."
-  (let* ((s (substring-no-properties (if (stringp text) text (format "%s" text))))
-         (s (replace-regexp-in-string "[\t]" " " s t t))
-         (s (replace-regexp-in-string "\r\n?\\|[\u2028\u2029]" "\n" s t t))
-         (s (replace-regexp-in-string meta-log-federation-chat--unsafe-regexp "" s t t)))
+  (let ((s (if (stringp text) text (format "%s" text))))
+    (when (or (text-properties-at 0 s) (next-property-change 0 s))
+      (setq s (substring-no-properties s)))
+    ;; Most text needs no change: check once before rewriting it.
+    (when (string-match-p meta-log-federation-chat--rewrite-regexp s)
+      (setq s (replace-regexp-in-string "[\t]" " " s t t)
+            s (replace-regexp-in-string "\r\n?\\|[\u2028\u2029]" "\n" s t t)
+            s (replace-regexp-in-string meta-log-federation-chat--unsafe-regexp "" s t t)))
     (if (not width)
         s
       (truncate-string-to-width
@@ -154,7 +166,9 @@ of at most WIDTH characters, ending in \"…\" when cut."
   (entries nil :documentation "The entries, newest first.")
   (count 0 :documentation "Length of ENTRIES.")
   (unread 0 :documentation "Received messages not yet seen.")
-  (buffer nil :documentation "The conversation buffer, if made."))
+  (buffer nil :documentation "The conversation buffer, if made.")
+  (pending nil :documentation "Entries not yet shown in the buffer, newest first.")
+  (redraw nil :documentation "Non-nil when the buffer must be drawn again."))
 
 (defvar meta-log-federation-chat--conversations (make-hash-table :test #'equal)
   "Conversations of this session, by peer id.")
@@ -183,31 +197,107 @@ of at most WIDTH characters, ending in \"…\" when cut."
   (let ((c (meta-log-federation-chat--conversation peer-id)))
     (if c (meta-log-federation-chat-conversation-unread c) 0)))
 
-(defun meta-log-federation-chat--changed (peer-id)
-  "Tell the followers of conversations that PEER-ID's changed."
-  (meta-log-federation--run-hook-safely 'meta-log-federation-chat-changed-functions peer-id))
-
 (defun meta-log-federation-chat--add (peer-id entry)
-  "Add ENTRY to the conversation with PEER-ID, show it, and return it."
+  "Add ENTRY to the conversation with PEER-ID and return it.
+It is shown at the next redisplay (`meta-log-federation-chat--flush')."
   (let ((c (meta-log-federation-chat--conversation peer-id t)))
     (push entry (meta-log-federation-chat-conversation-entries c))
+    (push entry (meta-log-federation-chat-conversation-pending c))
     (cl-incf (meta-log-federation-chat-conversation-count c))
-    (let ((buffer (meta-log-federation-chat-conversation-buffer c)))
-      (if (> (meta-log-federation-chat-conversation-count c)
+    (when (> (meta-log-federation-chat-conversation-count c)
              (+ meta-log-federation-chat-max-messages
                 (max 1 (/ meta-log-federation-chat-max-messages 10))))
-          ;; Trim in batches, so a long conversation is not redrawn per message.
-          (progn
-            (setf (meta-log-federation-chat-conversation-entries c)
-                  (seq-take (meta-log-federation-chat-conversation-entries c)
-                            meta-log-federation-chat-max-messages)
-                  (meta-log-federation-chat-conversation-count c)
-                  meta-log-federation-chat-max-messages)
-            (when (buffer-live-p buffer)
-              (meta-log-federation-chat--redraw buffer c)))
-        (when (buffer-live-p buffer)
-          (meta-log-federation-chat--insert-entry buffer entry))))
+      ;; Trim in batches, so a long conversation is not redrawn per message.
+      (setf (meta-log-federation-chat-conversation-entries c)
+            (seq-take (meta-log-federation-chat-conversation-entries c)
+                      meta-log-federation-chat-max-messages)
+            (meta-log-federation-chat-conversation-count c)
+            meta-log-federation-chat-max-messages
+            (meta-log-federation-chat-conversation-pending c) nil
+            (meta-log-federation-chat-conversation-redraw c) t))
+    (meta-log-federation-chat--changed peer-id)
     entry))
+
+;;;; Redisplay, coalesced
+
+;; A burst of messages costs one redisplay, not one per message: the
+;; store takes each message at once, buffers, echo area and followers
+;; catch up on a short timer (the way vterm renders a burst of output).
+
+(defconst meta-log-federation-chat--delay 0.1
+  "Seconds between a change and its redisplay.")
+
+(defvar meta-log-federation-chat--dirty nil
+  "Peer ids whose conversation changed since the last redisplay.")
+
+(defvar meta-log-federation-chat--notice nil
+  "The newest received message to announce, as (FROM . TEXT), or nil.")
+
+(defvar meta-log-federation-chat--notice-count 0
+  "Received messages to announce since the last redisplay.")
+
+(defvar meta-log-federation-chat--timer nil
+  "Timer of the next redisplay.")
+
+(defun meta-log-federation-chat--schedule ()
+  "Redisplay soon, unless it is already planned."
+  (unless (timerp meta-log-federation-chat--timer)
+    (setq meta-log-federation-chat--timer
+          (run-at-time meta-log-federation-chat--delay nil
+                       #'meta-log-federation-chat--flush))))
+
+(defun meta-log-federation-chat--changed (peer-id)
+  "Note that PEER-ID's conversation changed; displays follow shortly."
+  (unless (member peer-id meta-log-federation-chat--dirty)
+    (push peer-id meta-log-federation-chat--dirty))
+  (meta-log-federation-chat--schedule))
+
+(defun meta-log-federation-chat--show-pending (peer-id)
+  "Show the new entries of PEER-ID's conversation in its buffer.
+The buffer is made when the conversation has new entries."
+  (let ((c (meta-log-federation-chat--conversation peer-id)))
+    (when c
+      (let ((buffer (meta-log-federation-chat-conversation-buffer c))
+            (pending (meta-log-federation-chat-conversation-pending c)))
+        (cond ((not (buffer-live-p buffer))
+               ;; Made from the whole conversation, pending entries included.
+               (when (or pending (meta-log-federation-chat-conversation-redraw c))
+                 (meta-log-federation-chat--buffer peer-id)))
+              ((meta-log-federation-chat-conversation-redraw c)
+               (meta-log-federation-chat--redraw buffer c))
+              (pending
+               (with-current-buffer buffer
+                 (setq meta-log-federation-chat--shown-label
+                       (meta-log-federation-chat--label peer-id)))
+               (dolist (entry (reverse pending))
+                 (meta-log-federation-chat--insert-entry buffer entry))))
+        (setf (meta-log-federation-chat-conversation-pending c) nil
+              (meta-log-federation-chat-conversation-redraw c) nil)))))
+
+(defun meta-log-federation-chat--flush ()
+  "Show what changed since the last redisplay: buffers, notice, followers."
+  (when (timerp meta-log-federation-chat--timer)
+    (cancel-timer meta-log-federation-chat--timer))
+  (setq meta-log-federation-chat--timer nil)
+  (let ((dirty (reverse meta-log-federation-chat--dirty))
+        (notice meta-log-federation-chat--notice)
+        (count meta-log-federation-chat--notice-count))
+    (setq meta-log-federation-chat--dirty nil
+          meta-log-federation-chat--notice nil
+          meta-log-federation-chat--notice-count 0)
+    (dolist (peer dirty)
+      (meta-log-federation--safe-funcall
+       #'meta-log-federation-chat--show-pending 'conversation peer))
+    (when notice
+      (message "%s" (concat "message from " (meta-log-federation-chat--label (car notice)) ": "
+                            (meta-log-federation-chat--safe-text
+                             (cdr notice) meta-log-federation-chat-echo-width)
+                            (if (> count 1)
+                                (format "  (and %d more: M-x meta-log-federation-inbox)"
+                                        (1- count))
+                              ""))))
+    (dolist (peer dirty)
+      (meta-log-federation--run-hook-safely 'meta-log-federation-chat-changed-functions peer))))
 
 (defun meta-log-federation-chat--find-entry (peer-id id)
   "Return the entry of the message ID sent to PEER-ID, or nil."
@@ -222,22 +312,21 @@ of at most WIDTH characters, ending in \"…\" when cut."
   "Show the message TEXT that the peer FROM sent, as the options say.
 Called by federation for each verified, decrypted peer message."
   (when (stringp text)
-    (let ((shown nil))
+    (let ((safe (meta-log-federation-chat--safe-text text))
+          (shown nil))
       (when (memq 'conversation meta-log-federation-chat-notify)
-        (let* ((c (meta-log-federation-chat--conversation from t))
-               (buffer (meta-log-federation-chat--buffer from)))
+        (let ((c (meta-log-federation-chat--conversation from t)))
           (meta-log-federation-chat--add
            from (meta-log-federation-chat-entry-create
-                 :direction 'in :time (float-time)
-                 :text (meta-log-federation-chat--safe-text text) :state 'received))
-          (setq shown (get-buffer-window buffer 'visible))
+                 :direction 'in :time (float-time) :text safe :state 'received))
+          (setq shown (let ((buffer (meta-log-federation-chat-conversation-buffer c)))
+                        (and (buffer-live-p buffer) (get-buffer-window buffer 'visible))))
           (unless shown
-            (cl-incf (meta-log-federation-chat-conversation-unread c)))
-          (meta-log-federation-chat--changed from)))
+            (cl-incf (meta-log-federation-chat-conversation-unread c)))))
       (when (and (memq 'echo-area meta-log-federation-chat-notify) (not shown))
-        (message "%s" (concat "message from " (meta-log-federation-chat--label from) ": "
-                              (meta-log-federation-chat--safe-text
-                               text meta-log-federation-chat-echo-width)))))))
+        (setq meta-log-federation-chat--notice (cons from safe))
+        (cl-incf meta-log-federation-chat--notice-count)
+        (meta-log-federation-chat--schedule)))))
 
 ;;;; Delivery
 
@@ -252,6 +341,7 @@ Called by federation for each verified, decrypted peer message."
             (and reason (meta-log-federation-chat--safe-text reason 200)))
       (let ((buffer (meta-log-federation-chat-conversation-buffer
                      (meta-log-federation-chat--conversation peer-id))))
+        ;; An entry not shown yet will be shown with its new state.
         (when (buffer-live-p buffer)
           (meta-log-federation-chat--redraw-state buffer entry)))
       (meta-log-federation-chat--changed peer-id))))
@@ -288,7 +378,8 @@ the reason is shown; the text stays in the conversation."
        (message "meta-log-federation: message to %s not sent: %s"
                 (meta-log-federation-chat--label peer-id) (error-message-string err))))
     (meta-log-federation-chat--add peer-id entry)
-    (meta-log-federation-chat--changed peer-id)
+    ;; What the person typed shows at once.
+    (meta-log-federation-chat--flush)
     entry))
 
 ;;;; The conversation buffer
@@ -363,7 +454,7 @@ and press RET to send it, encrypted, to the peer.
          (out (eq (meta-log-federation-chat-entry-direction entry) 'out))
          (who (if out
                   (propertize "you" 'face 'meta-log-federation-chat-self)
-                (propertize (meta-log-federation-chat--label meta-log-federation-chat--peer)
+                (propertize meta-log-federation-chat--shown-label
                             'face 'meta-log-federation-chat-peer)))
          (body (string-join (split-string (meta-log-federation-chat-entry-text entry) "\n")
                             (concat "\n" indent))))
@@ -395,16 +486,28 @@ and press RET to send it, encrypted, to the peer.
       (meta-log-federation-chat--insert-history
        (meta-log-federation-chat--entry-text entry)))))
 
+(defun meta-log-federation-chat--state-region (entry)
+  "Return (BEG . END) of the state shown for ENTRY in this buffer, or nil.
+Receipts concern recent messages, so the search goes from the end."
+  (let ((end meta-log-federation-chat--prompt-start)
+        (found nil))
+    (while (and (not found) (> end (point-min)))
+      (let ((beg (previous-single-property-change end 'meta-log-federation-chat-state
+                                                  nil (point-min))))
+        (if (eq (get-text-property beg 'meta-log-federation-chat-state) entry)
+            (setq found (cons beg end))
+          (setq end beg))))
+    found))
+
 (defun meta-log-federation-chat--redraw-state (buffer entry)
   "Show the new state of the outgoing ENTRY in BUFFER."
   (with-current-buffer buffer
-    (save-excursion
-      (goto-char (point-min))
-      (let ((match (text-property-search-forward 'meta-log-federation-chat-state entry #'eq))
-            (inhibit-read-only t))
-        (when match
-          (goto-char (prop-match-beginning match))
-          (delete-region (prop-match-beginning match) (prop-match-end match))
+    (let ((region (meta-log-federation-chat--state-region entry))
+          (inhibit-read-only t))
+      (when region
+        (save-excursion
+          (goto-char (car region))
+          (delete-region (car region) (cdr region))
           (insert (propertize (meta-log-federation-chat--state-text entry)
                               'meta-log-federation-chat-state entry
                               'read-only t 'front-sticky '(read-only))))))))
@@ -417,9 +520,10 @@ and press RET to send it, encrypted, to the peer.
           (at-input (>= (point) meta-log-federation-chat--input-start))
           (column (- (point) meta-log-federation-chat--input-start)))
       (erase-buffer)
-      (setq meta-log-federation-chat--last-day nil)
-      (insert (propertize (concat "Conversation with "
-                                  (meta-log-federation-chat--label meta-log-federation-chat--peer)
+      (setq meta-log-federation-chat--last-day nil
+            meta-log-federation-chat--shown-label
+            (meta-log-federation-chat--label meta-log-federation-chat--peer))
+      (insert (propertize (concat "Conversation with " meta-log-federation-chat--shown-label
                                   "\npeer id " meta-log-federation-chat--peer
                                   "\nType a message after the prompt and press RET to send it.\n\n")
                           'face 'shadow 'read-only t 'front-sticky '(read-only)))

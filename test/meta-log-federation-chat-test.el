@@ -41,6 +41,14 @@
   "Return the text of the *Messages* buffer (batch Emacs logs the echo area there)."
   (with-current-buffer (messages-buffer) (buffer-string)))
 
+(defun meta-log-federation-chat-test-inbox-unread (peer-id)
+  "Return the unread count the inbox shows for PEER-ID, leaving point on its line."
+  (goto-char (point-min))
+  (while (and (not (equal (tabulated-list-get-id) peer-id)) (not (eobp)))
+    (forward-line 1))
+  (and (equal (tabulated-list-get-id) peer-id)
+       (aref (tabulated-list-get-entry) 1)))
+
 (defun meta-log-federation-chat-test-type (buffer text)
   "Type TEXT after the prompt of the conversation BUFFER and press RET."
   (with-current-buffer buffer
@@ -120,22 +128,19 @@
       (should (meta-log-federation-wait-until
                (lambda () (= 2 (meta-log-federation-chat-unread bob-id))) 20))
       (with-current-buffer inbox
-        ;; The inbox followed the messages by itself.
-        (goto-char (point-min))
-        (while (and (not (equal (tabulated-list-get-id) bob-id)) (not (eobp)))
-          (forward-line 1))
-        (should (equal (tabulated-list-get-id) bob-id))
-        (should (equal (aref (tabulated-list-get-entry) 1) "2"))
+        ;; The inbox follows the messages by itself.
+        (should (meta-log-federation-wait-until
+                 (lambda () (equal (meta-log-federation-chat-test-inbox-unread bob-id) "2"))
+                 10))
         (should (string-search "echoed:" (aref (tabulated-list-get-entry) 3)))
         ;; RET opens the conversation, which marks it read.
         (let ((conversation (call-interactively #'meta-log-federation-inbox-open)))
           (should (eq conversation (meta-log-federation-chat-test-buffer bob-id)))))
       (should (= 0 (meta-log-federation-chat-unread bob-id)))
       (with-current-buffer inbox
-        (goto-char (point-min))
-        (while (and (not (equal (tabulated-list-get-id) bob-id)) (not (eobp)))
-          (forward-line 1))
-        (should (equal (aref (tabulated-list-get-entry) 1) "0"))))))
+        (should (meta-log-federation-wait-until
+                 (lambda () (equal (meta-log-federation-chat-test-inbox-unread bob-id) "0"))
+                 10))))))
 
 (ert-deftest chat::a-failing-send-and-delivery-receipts-are-recorded ()
   (meta-log-federation-test-with-federation
@@ -232,6 +237,30 @@
         (with-temp-buffer
           (insert-file-contents file)
           (should (equal (buffer-string) "{not json")))))))
+
+(ert-deftest chat::a-burst-is-shown-at-once-and-old-messages-are-forgotten ()
+  (let* ((meta-log-federation-chat-max-messages 10)
+         (meta-log-federation-chat-notify '(echo-area conversation))
+         (meta-log-federation-chat--conversations (make-hash-table :test #'equal))
+         (peer (make-string 64 ?f))
+         (buffer nil))
+    (unwind-protect
+        (progn
+          (dotimes (i 12)
+            (meta-log-federation-chat--received peer (format "m%d." (1+ i))))
+          (meta-log-federation-chat--flush)
+          (setq buffer (meta-log-federation-chat-test-buffer peer))
+          (should (buffer-live-p buffer))
+          (with-current-buffer buffer
+            (should (= 10 (how-many "^\\[.*: m[0-9]+\\.$" (point-min) (point-max))))
+            (should (string-search ": m3." (buffer-string)))
+            (should (string-search ": m12." (buffer-string)))
+            (should-not (string-search ": m2." (buffer-string))))
+          ;; One notice for the burst, naming the newest message.
+          (should (string-search "message from ffffffffffff: m12.  (and 11 more"
+                                 (meta-log-federation-chat-test-messages-log)))
+          (should (= 12 (meta-log-federation-chat-unread peer))))
+      (when (buffer-live-p buffer) (kill-buffer buffer)))))
 
 (ert-deftest chat::peer-text-is-made-safe-to-show ()
   (should (equal (meta-log-federation-chat--safe-text "a\e[31mb\u202ec\td\r\ne\u2066")
