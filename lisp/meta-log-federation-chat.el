@@ -336,8 +336,8 @@ Called by federation for each verified, decrypted peer message."
   "Record that the message ID to PEER-ID is now in STATE, for REASON."
   (let ((entry (meta-log-federation-chat--find-entry peer-id id)))
     (when (and entry
-               ;; A late receipt does not turn a failure into a success.
-               (not (eq (meta-log-federation-chat-entry-state entry) 'failed)))
+               ;; Delivered is a fact: a later failure report does not undo it.
+               (not (eq (meta-log-federation-chat-entry-state entry) 'delivered)))
       (setf (meta-log-federation-chat-entry-state entry) state
             (meta-log-federation-chat-entry-reason entry)
             (and reason (meta-log-federation-chat--safe-text reason 200)))
@@ -449,7 +449,8 @@ and press RET to send it, encrypted, to the peer.
     (_ "")))
 
 (defun meta-log-federation-chat--entry-text (entry)
-  "Return the lines showing ENTRY, without text properties for history."
+  "Return the lines showing ENTRY: time, who, text and, if sent, its state.
+The state is marked with the property `meta-log-federation-chat-state'."
   (let* ((time (meta-log-federation-chat-entry-time entry))
          (stamp (format-time-string meta-log-federation-chat-time-format time))
          (indent (make-string (+ 3 (length stamp)) ?\s))
@@ -540,7 +541,10 @@ Receipts concern recent messages, so the search goes from the end."
         (meta-log-federation-chat--insert-entry buffer entry))
       (goto-char (if at-input
                      (min (point-max) (+ meta-log-federation-chat--input-start (max 0 column)))
-                   (point-max))))))
+                   (point-max)))
+      ;; Windows showing the buffer would otherwise be left at its top.
+      (dolist (window (get-buffer-window-list buffer nil t))
+        (set-window-point window (point))))))
 
 (defun meta-log-federation-chat--buffer (peer-id)
   "Return the conversation buffer of PEER-ID, making it if needed."
