@@ -65,7 +65,10 @@
            (bob (meta-log-federation-chat-test-bob "b%s o\u202eb"))
            (bob-id (process-get bob 'peer-id))
            (shown-name (string-replace "\u202e" "" (process-get bob 'name)))
-           (label (concat shown-name " (" (substring bob-id 0 12) ")")))
+           ;; The display helper's label, made safe: with the short id, no override.
+           (label (meta-log-federation-chat--label bob-id)))
+      (should (string-search (concat "(" (substring bob-id 0 12) ")") label))
+      (should-not (string-search "\u202e" label))
       ;; Bob sends back a %-directive and a right-to-left override.
       (meta-log-federation-send-peer-message bob-id "echo:hi %s there\u202e!")
       (should (meta-log-federation-wait-until
