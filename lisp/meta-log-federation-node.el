@@ -54,6 +54,7 @@
 (declare-function meta-log-federation-mqtt-connected-p "meta-log-federation-module")
 (declare-function meta-log-federation-identity-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation-mode-line-mode "meta-log-federation-peer-list")
+(declare-function meta-log-federation-chat--received "meta-log-federation-chat")
 
 ;;;; Options
 
@@ -411,6 +412,10 @@ departure first."
       ('message
        (setq meta-log-federation-messages-received
              (1+ meta-log-federation-messages-received))
+       ;; Shown to the person whatever hooks are installed (chat.el).
+       (when (fboundp 'meta-log-federation-chat--received)
+         (meta-log-federation--safe-funcall
+          #'meta-log-federation-chat--received 'message from content))
        (meta-log-federation--run-hook-safely
         'meta-log-federation-peer-message-functions from content)
        (meta-log-federation--run-hook-safely

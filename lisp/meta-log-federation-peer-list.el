@@ -10,7 +10,7 @@
 ;; `meta-log-federation-list-peers' shows every known peer: name, short
 ;; id, status, last seen, trust, messages in and out.  It refreshes by
 ;; itself when peers change.  Keys: t trust, u forget trust, b block,
-;; m message, g refresh.
+;; m conversation, g refresh.
 ;;
 ;; `meta-log-federation-mode-line-mode' shows the connection state and
 ;; the number of peers online in the mode line; federation turns it on
@@ -22,6 +22,9 @@
 (require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
+
+(autoload 'meta-log-federation-peer-list-open-conversation "meta-log-federation-chat"
+  "Open the conversation with the peer on this line of the peers buffer." t)
 
 (defcustom meta-log-federation-show-in-mode-line t
   "If non-nil, federation shows its state in the mode line while it runs."
@@ -70,7 +73,7 @@
     (define-key map "t" #'meta-log-federation-peer-list-trust)
     (define-key map "u" #'meta-log-federation-peer-list-untrust)
     (define-key map "b" #'meta-log-federation-peer-list-block)
-    (define-key map "m" #'meta-log-federation-peer-list-message)
+    (define-key map "m" #'meta-log-federation-peer-list-open-conversation)
     map)
   "Keymap of `meta-log-federation-peer-list-mode'.")
 
