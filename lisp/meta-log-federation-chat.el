@@ -363,6 +363,25 @@ Called by federation for each verified, decrypted peer message."
 
 ;;;; Sending
 
+(defvar meta-log-federation-chat--sending nil
+  "Non-nil while `meta-log-federation-chat-send' sends.
+It records the message itself, so `meta-log-federation-chat--sent'
+must not record it a second time.")
+
+(defun meta-log-federation-chat--sent (peer-id text id)
+  "Record TEXT, sent to PEER-ID as event ID from outside a conversation.
+Called by `meta-log-federation-send-peer-message', so that messages
+sent by a command or by code show in the conversation too, when
+`meta-log-federation-chat-notify' keeps conversations.  The text is
+made safe to show, like a peer's."
+  (when (and (not meta-log-federation-chat--sending)
+             (memq 'conversation meta-log-federation-chat-notify))
+    (meta-log-federation-chat--add
+     peer-id (meta-log-federation-chat-entry-create
+              :direction 'out :time (float-time)
+              :text (meta-log-federation-chat--safe-text text)
+              :id id :state 'sent))))
+
 (defun meta-log-federation-chat-send (peer-id text)
   "Send TEXT to PEER-ID and record it in the conversation; return the entry.
 A send that signals (federation not running, not connected, message
@@ -372,7 +391,8 @@ the reason is shown; the text stays in the conversation."
                 :direction 'out :time (float-time) :text text)))
     (condition-case err
         (setf (meta-log-federation-chat-entry-id entry)
-              (meta-log-federation-send-peer-message peer-id text)
+              (let ((meta-log-federation-chat--sending t))
+                (meta-log-federation-send-peer-message peer-id text))
               (meta-log-federation-chat-entry-state entry) 'sent)
       (error
        (setf (meta-log-federation-chat-entry-state entry) 'failed

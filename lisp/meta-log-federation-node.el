@@ -55,6 +55,7 @@
 (declare-function meta-log-federation-identity-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation-mode-line-mode "meta-log-federation-peer-list")
 (declare-function meta-log-federation-chat--received "meta-log-federation-chat")
+(declare-function meta-log-federation-chat--sent "meta-log-federation-chat")
 
 ;;;; Options
 
@@ -583,6 +584,10 @@ itself, `meta-log-federation-too-large' when the event would exceed
   (unless (stringp payload)
     (signal 'wrong-type-argument (list 'stringp payload)))
   (let ((id (meta-log-federation--federation-send-peer-message peer-id payload)))
+    ;; Shown in the conversation, whoever sent it (chat.el).
+    (when (fboundp 'meta-log-federation-chat--sent)
+      (meta-log-federation--safe-funcall
+       #'meta-log-federation-chat--sent 'send-peer-message peer-id payload id))
     (when (called-interactively-p 'interactive)
       (message "meta-log-federation: sent to %s" (meta-log-federation--peer-label peer-id)))
     id))

@@ -114,6 +114,16 @@
         ;; The input line is empty again, the message is in the history.
         (should (equal (meta-log-federation-chat-input) ""))
         (should (string-search "you: hello from the buffer  (sent)" (buffer-string)))
+        ;; Recorded once, not again by the send function it calls.
+        (should (= 1 (how-many "hello from the buffer" (point-min) (point-max)))))
+      ;; A message sent by code, not typed here, shows in the conversation too.
+      (meta-log-federation-send-peer-message bob-id "sent by code")
+      (should (meta-log-federation-wait-until
+               (lambda ()
+                 (with-current-buffer buffer
+                   (string-search "you: sent by code" (buffer-string))))
+               5))
+      (with-current-buffer buffer
         ;; The history cannot be edited; the input line can.
         (goto-char (point-min))
         (should-error (insert "x") :type 'text-read-only)
