@@ -101,7 +101,9 @@ pub mod action;
 mod chunk;
 pub mod engine;
 mod files;
+pub mod health;
 mod inbound;
+mod recover;
 pub mod share_id;
 mod store;
 mod wire;
@@ -110,6 +112,8 @@ mod wire;
 mod test_util;
 #[cfg(test)]
 mod tests_bus;
+#[cfg(test)]
+mod tests_damage;
 #[cfg(test)]
 mod tests_engine;
 #[cfg(test)]
@@ -121,6 +125,7 @@ mod tests_units;
 
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
+pub use health::{ShareState, ShareStatus};
 pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
