@@ -22,6 +22,7 @@
 (require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
+(require 'meta-log-federation-sync-status)
 
 (defcustom meta-log-federation-show-in-mode-line t
   "If non-nil, federation shows its state in the mode line while it runs."
@@ -141,7 +142,8 @@
   "Return the mode line text: connection state and peers online."
   (cond ((not (meta-log-federation-running-p)) "")
         ((meta-log-federation-connected-p)
-         (format " Fed[%d]" (meta-log-federation-peers-online)))
+         (concat (format " Fed[%d]" (meta-log-federation-peers-online))
+                 (meta-log-federation-sync-mode-line-problem)))
         (t " Fed[offline]")))
 
 (defvar meta-log-federation--mode-line-entry
