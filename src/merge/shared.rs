@@ -704,7 +704,11 @@ impl SharedDoc {
     /// heads. Candidates are the current heads and the versions ending at each of up to
     /// `max_candidates` changes, newest first (breadth-first from the heads). Reads at old
     /// heads cost a walk of the document each: keep `max_candidates` modest.
-    pub fn closest_version(&self, text: &[u8], max_candidates: usize) -> Result<Vec<u8>, MergeError> {
+    pub fn closest_version(
+        &self,
+        text: &[u8],
+        max_candidates: usize,
+    ) -> Result<Vec<u8>, MergeError> {
         let (_, lines) = lines_of(text)?;
         let strip = |l: &str| l.trim_end_matches(['\n', '\r']).to_owned();
         let mut target: HashMap<String, i64> = HashMap::new();

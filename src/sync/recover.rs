@@ -113,10 +113,10 @@ impl SyncEngine {
         } else {
             format!(
                 "its merge state was damaged ({detail}); it was kept aside as {}",
-                kept.as_ref()
-                    .map_or_else(|| state_path.display().to_string(), |p| p
-                        .display()
-                        .to_string())
+                kept.as_ref().map_or_else(
+                    || state_path.display().to_string(),
+                    |p| p.display().to_string()
+                )
             )
         };
         let then = if bytes.is_some() {
@@ -135,7 +135,9 @@ impl SyncEngine {
         };
         self.notices.push(Action::Warning {
             share: Some(id.clone()),
-            message: format!("{what}. {then}. M-x meta-log-federation-sync-status shows its state."),
+            message: format!(
+                "{what}. {then}. M-x meta-log-federation-sync-status shows its state."
+            ),
         });
         for e in failures {
             let a = self.write_failed(id, e)?;
@@ -273,10 +275,7 @@ pub(crate) fn load_manifest(
             path.display(),
             k.display()
         ),
-        _ => format!(
-            "the list of shared files {} was missing",
-            path.display()
-        ),
+        _ => format!("the list of shared files {} was missing", path.display()),
     };
     message.push_str(&format!(
         ". It was rebuilt from the merge states{}: {} share(s){}",

@@ -115,7 +115,9 @@ pub(crate) fn salvage_manifest(bytes: &[u8]) -> Vec<ManifestEntry> {
             continue;
         };
         // The path and flag belong to this entry only if they come before the next share.
-        let next_share = text[pos..].find("\"share\"").map_or(text.len(), |i| i + pos);
+        let next_share = text[pos..]
+            .find("\"share\"")
+            .map_or(text.len(), |i| i + pos);
         let path = value_after(pos, "path")
             .filter(|(e, _)| *e <= next_share)
             .and_then(|(_, v)| v.as_str().map(PathBuf::from))

@@ -9,7 +9,8 @@ use super::test_util::{read, Bus, R};
 use super::tests_bus::edit_entry;
 use super::{Action, ShareId, ShareState, SyncConfig, SyncEngine, SyncError};
 
-const BASE: &str = "@version 1.0\n{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\",\"x\":2}\n{\"id\":\"c\",\"x\":3}\n";
+const BASE: &str =
+    "@version 1.0\n{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\",\"x\":2}\n{\"id\":\"c\",\"x\":3}\n";
 
 fn pair() -> Bus {
     let mut bus = Bus::new(2, 7, &SyncConfig::default());
@@ -99,9 +100,16 @@ fn both_edits_survive(lost: usize, damage: impl Fn(&Path)) -> R {
     restart(&mut bus, lost);
     for p in &files {
         let t = text(p);
-        assert!(t.contains("{\"id\":\"a\",\"x\":100}"), "other's edit in {t}");
+        assert!(
+            t.contains("{\"id\":\"a\",\"x\":100}"),
+            "other's edit in {t}"
+        );
         assert!(t.contains("{\"id\":\"c\",\"x\":300}"), "own edit in {t}");
-        assert_eq!(t.matches("\"id\":\"b\"").count(), 1, "no duplicate line: {t}");
+        assert_eq!(
+            t.matches("\"id\":\"b\"").count(),
+            1,
+            "no duplicate line: {t}"
+        );
         assert_eq!(t.lines().count(), 4, "{t}");
     }
     assert_eq!(read(&p0), read(&p1));
@@ -215,7 +223,11 @@ fn a_damaged_manifest_is_kept_aside_and_rebuilt_and_sync_goes_on() -> R {
         restart(&mut bus, node);
         let w: Vec<&String> = bus.warnings[n..].iter().map(|(_, m)| m).collect();
         assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("shares.json") && w[0].contains("kept aside"), "{}", w[0]);
+        assert!(
+            w[0].contains("shares.json") && w[0].contains("kept aside"),
+            "{}",
+            w[0]
+        );
         let kept = kept_aside(&bus.nodes[node].state_dir(), "shares.json");
         assert_eq!(kept.len(), 1);
         assert_eq!(read(&kept[0]), &good[..good.len() - 20]);
@@ -260,7 +272,10 @@ fn an_own_share_lost_with_the_manifest_resumes_its_history_when_shared_again() -
     std::fs::remove_file(manifest(&bus, 0).with_extension("json.bak"))?;
     restart(&mut bus, 0);
     let w = &bus.warnings.last().expect("warning").1;
-    assert!(w.contains(&share.url()) && w.contains("share that file again"), "{w}");
+    assert!(
+        w.contains(&share.url()) && w.contains("share that file again"),
+        "{w}"
+    );
     assert!(bus.nodes[0].engine().shares().is_empty());
     edit_entry(&p0, 1, "x", json!(5));
     bus.on(0, |e, now| e.share(&p0, None, now))?;
@@ -344,9 +359,9 @@ fn a_full_disk_keeps_the_old_file_reports_and_the_retry_writes_it() -> R {
         assert!(st.pending_write.is_some() && st.write_attempts >= 1);
         // Still full: the retry fails again and says so.
         let again = bus.nodes[1].engine().retry_writes(0);
-        assert!(again.iter().any(
-            |a| matches!(a, Action::WriteFailed { attempt, .. } if *attempt >= 2)
-        ));
+        assert!(again
+            .iter()
+            .any(|a| matches!(a, Action::WriteFailed { attempt, .. } if *attempt >= 2)));
         assert_eq!(read(&p1), before);
         // Space returns: the retry alone writes the file, no remote edit needed.
         std::fs::remove_file(mnt.join("filler"))?;
