@@ -150,19 +150,35 @@ impl SyncEngine {
             file_sha256: hash,
             pending_sha256: if write { on_disk } else { None },
         };
-        // The file is written only once the state describing it is on disk. If the state
-        // cannot be written, the new meta stays in memory (the disk keeps the old state and
-        // the old file, which agree) and the retry writes both: reverting it would make the
-        // retry take a local save in again, twice.
-        live.state.meta = meta;
+        // The file is written only once the state describing it is on disk. When a write
+        // fails, the meta kept in memory must describe the file as it now is, so that a save
+        // made before the retry is merged three-way, and taken in once:
+        // * the file had not changed since the last write or read (a remote change, or changes
+        //   merged while held): the old meta, whose heads the file still corresponds to;
+        // * the file was just taken in (a local save): the new meta, which includes the save.
+        // The retry writes the state from memory, then the file.
+        let old_meta = std::mem::replace(&mut live.state.meta, meta);
+        let unchanged_file = on_disk == Some(old_meta.file_sha256);
+        let restore = |e: &mut SyncEngine| {
+            if unchanged_file {
+                if let Some(l) = e.shares.get_mut(id).and_then(|s| s.live.as_mut()) {
+                    l.state.meta = StateMeta {
+                        pending_sha256: None,
+                        ..old_meta.clone()
+                    };
+                }
+            }
+        };
         let written = self.write_state_or_report(id)?;
         if !written.is_empty() {
+            restore(self);
             return Ok(written);
         }
         if !write {
             return Ok(Vec::new());
         }
         if let Err(e) = write_synced_file(&path, &text) {
+            restore(self);
             return Ok(vec![self.write_failed(id, e)?]);
         }
         self.write_succeeded(id);

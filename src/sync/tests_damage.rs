@@ -383,6 +383,53 @@ fn a_full_disk_keeps_the_old_file_reports_and_the_retry_writes_it() -> R {
 }
 
 #[test]
+fn a_save_made_while_a_remote_change_waits_to_be_written_keeps_both() -> R {
+    with_tmpfs(|mnt| {
+        let mut bus = pair();
+        let (share, p0, _p1) = shared(&mut bus);
+        // Node 1's synced files on the tmpfs (its state stays on the ordinary disk).
+        down(&mut bus, 1);
+        let sync = bus.nodes[1].sync_dir();
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&sync)
+            .arg(mnt.join("sync"))
+            .status()?;
+        std::fs::remove_dir_all(&sync)?;
+        std::os::unix::fs::symlink(mnt.join("sync"), &sync)?;
+        restart(&mut bus, 1);
+        let p1 = mnt.join("sync").join(share.origin()).join(share.name());
+        fill(mnt);
+        edit_entry(&p0, 1, "x", json!(77));
+        let f = p0.to_string_lossy().into_owned();
+        bus.on(0, |e, now| e.local_file_changed(&f, now))?;
+        bus.run();
+        assert_eq!(bus.nodes[1].engine().pending_writes(), 1);
+        // Space returns and the user saves another entry before the retry runs.
+        std::fs::remove_file(mnt.join("filler"))?;
+        edit_entry(&p1, 3, "x", json!(33));
+        let f = p1.to_string_lossy().into_owned();
+        bus.on(1, |e, now| e.local_file_changed(&f, now))?;
+        bus.run();
+        for p in [&p0, &p1] {
+            let t = text(p);
+            assert!(
+                t.contains("{\"id\":\"a\",\"x\":77}"),
+                "remote edit kept: {t}"
+            );
+            assert!(
+                t.contains("{\"id\":\"c\",\"x\":33}"),
+                "local edit kept: {t}"
+            );
+            assert_eq!(t.lines().count(), 4, "{t}");
+        }
+        assert_eq!(bus.nodes[1].engine().pending_writes(), 0);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[test]
 fn a_failed_write_of_a_local_save_is_retried_without_taking_the_save_in_twice() -> R {
     with_tmpfs(|mnt| {
         // Node 0's state directory on the tmpfs.
