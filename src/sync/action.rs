@@ -116,7 +116,10 @@ pub enum SyncError {
         detail: String,
     },
     /// A saved state or manifest cannot be read.
-    #[error("the sync state {path} is damaged ({detail}); move it away to start that share over")]
+    #[error(
+        "the sync state {path} is damaged ({detail}); it is kept aside and rebuilt when the \
+         share is loaded (see M-x meta-log-federation-sync-status)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,

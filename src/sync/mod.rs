@@ -54,6 +54,14 @@
 //! * Without a hold, a buffer that was not reverted after an [`Action::Updated`] and is then
 //!   saved over the new file is a genuine edit of that file: what it lacks is removed.
 //!
+//! # Damage and failed writes
+//!
+//! A damaged or missing state file or manifest is kept aside and rebuilt without losing an
+//! edit (`recover`); a write that fails (full disk, permissions) is an
+//! [`Action::WriteFailed`], leaves the old file intact and is retried by
+//! [`SyncEngine::retry_writes`]; [`SyncEngine::status`] tells how each share is doing
+//! (`health`). See docs/FEDERATION_GUIDE.md, "What survives what".
+//!
 //! # Content (JSON, `"v":1`)
 //!
 //! Binary fields are standard Base64 with padding. `share` is always `canvasl://ORIGIN/NAME`.
