@@ -55,9 +55,10 @@
     0))
 
 (defmacro meta-log-federation-damage-test-shared (&rest body)
-  "Run BODY with federation on, a canvas `file' shared as `url' and peer `bob' in step.
-Also binds `me' (this peer's id), `name' (the share's name) and
-`bob-file' (Bob's copy)."
+  "Run BODY with federation on and a canvas shared with a peer.
+The canvas is `file', shared as `url'; the peer is `bob'.  Also
+binds `me' (this peer's id), `name' (the share's name) and `bob-file'
+\(Bob's copy)."
   (declare (indent 0) (debug t))
   `(meta-log-federation-test-with-federation
      (let* ((file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
