@@ -22,6 +22,7 @@
 (require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
+(require 'meta-log-federation-sync-status)
 
 (autoload 'meta-log-federation-peer-list-open-conversation "meta-log-federation-chat"
   "Open the conversation with the peer on this line of the peers buffer." t)
@@ -144,7 +145,8 @@
   "Return the mode line text: connection state and peers online."
   (cond ((not (meta-log-federation-running-p)) "")
         ((meta-log-federation-connected-p)
-         (format " Fed[%d]" (meta-log-federation-peers-online)))
+         (concat (format " Fed[%d]" (meta-log-federation-peers-online))
+                 (meta-log-federation-sync-mode-line-problem)))
         (t " Fed[offline]")))
 
 (defvar meta-log-federation--mode-line-entry

@@ -30,6 +30,7 @@
 (require 'filenotify)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
+(require 'meta-log-federation-sync-status)
 
 (declare-function meta-log-federation--sync-open "meta-log-federation-module")
 (declare-function meta-log-federation--sync-close "meta-log-federation-module")
@@ -45,6 +46,7 @@
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
 (declare-function meta-log-federation--sync-refusals "meta-log-federation-module")
+(declare-function meta-log-federation--sync-status "meta-log-federation-module")
 
 (defcustom meta-log-federation-sync-directory
   (locate-user-emacs-file "meta-log/sync/")
@@ -135,7 +137,9 @@ new (a share just received).")
       (`(warning ,url ,text)
        (display-warning 'meta-log-federation
                         (if url (format "%s: %s" url text) text)
-                        :warning))))
+                        :warning))
+      (`(write-failed ,url ,file ,text ,attempt)
+       (meta-log-federation--sync-write-failed url file text attempt))))
   actions)
 
 (defun meta-log-federation--sync-refresh-buffer (file)
@@ -163,7 +167,7 @@ unmodified buffers."
   (condition-case err
       (meta-log-federation--sync-handle kind from content tags)
     (meta-log-federation-error
-     (meta-log-federation--log "sync: %s" (error-message-string err))
+     (meta-log-federation--sync-report-failure "taking in a peer's change" err)
      nil)))
 
 ;;;; Local changes
@@ -212,8 +216,8 @@ started from, so neither side's edits are lost."
       (condition-case err
           (meta-log-federation--sync-run-actions (meta-log-federation--sync-file-changed url))
         (meta-log-federation-error
-         (message "meta-log-federation: %s was not synced: %s"
-                  (buffer-name) (error-message-string err)))))))
+         (meta-log-federation--sync-report-failure
+          (format "syncing the save of %s" (buffer-name)) err))))))
 
 (defun meta-log-federation--sync-watch (directory)
   "Watch DIRECTORY: other programs may edit shared files there."
@@ -284,15 +288,33 @@ started from, so neither side's edits are lost."
   (let ((sync-dir (meta-log-federation--sync-dir))
         (state-dir (file-name-as-directory
                     (expand-file-name meta-log-federation-sync-state-directory))))
-    (meta-log-federation--sync-open sync-dir state-dir meta-log-federation-max-event-size)
-    (setq meta-log-federation--sync-receiver #'meta-log-federation--sync-receive)
-    (meta-log-federation--sync-refresh-shared-files)
-    (meta-log-federation--sync-watch sync-dir)
-    (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
-      (add-hook hook function))
-    (dolist (buffer (buffer-list))
-      (with-current-buffer buffer
-        (when (buffer-modified-p) (meta-log-federation--sync-first-change))))))
+    (setq meta-log-federation--sync-start-error nil)
+    (condition-case err
+        (meta-log-federation--sync-open sync-dir state-dir meta-log-federation-max-event-size)
+      (meta-log-federation-error
+       ;; Federation goes on; the mode line and the status say sync does not.
+       (setq meta-log-federation--sync-start-error (error-message-string err))
+       (display-warning 'meta-log-federation
+                        (format "CanvasL sync could not start: %s"
+                                meta-log-federation--sync-start-error)
+                        :error)
+       (meta-log-federation--sync-update-mode-line)))
+    (when (meta-log-federation-sync-running-p)
+      (meta-log-federation--sync-start-1 sync-dir))))
+
+(defun meta-log-federation--sync-start-1 (sync-dir)
+  "Start syncing once the engine is open; the peers' files go to SYNC-DIR."
+  (setq meta-log-federation--sync-receiver #'meta-log-federation--sync-receive)
+  (meta-log-federation--sync-refresh-shared-files)
+  (meta-log-federation--sync-watch sync-dir)
+  (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
+    (add-hook hook function))
+  (dolist (buffer (buffer-list))
+    (with-current-buffer buffer
+      (when (buffer-modified-p) (meta-log-federation--sync-first-change))))
+  ;; Load every share now, so a damaged or missing state is rebuilt, and
+  ;; its warning shown, at start rather than at the first event.
+  (meta-log-federation--sync-run-actions (cdr (meta-log-federation--sync-status))))
 
 (defun meta-log-federation--sync-on-connect ()
   "Take in offline edits and ask the peers for what we missed."
@@ -318,6 +340,7 @@ started from, so neither side's edits are lost."
     (ignore-errors (file-notify-rm-watch (cdr w))))
   (setq meta-log-federation--sync-watches nil
         meta-log-federation--sync-receiver nil)
+  (meta-log-federation--sync-status-reset)
   (clrhash meta-log-federation--shared-files)
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
     (remove-hook hook function))

@@ -42,6 +42,19 @@ fn with_engine<T>(
     }
 }
 
+/// [`with_engine`] for an operation that returns actions: the engine's notices (a damaged
+/// state found and rebuilt, see `SyncEngine::take_notices`) follow them, so each is told once.
+fn engine_actions(
+    env: &Env,
+    f: impl FnOnce(&mut SyncEngine) -> std::result::Result<Vec<Action>, SyncError>,
+) -> Result<Vec<Action>> {
+    with_engine(env, |e| {
+        let mut a = f(e)?;
+        a.extend(e.take_notices());
+        Ok(a)
+    })
+}
+
 fn kind_name(k: SyncKind) -> &'static str {
     match k {
         SyncKind::Change => "change",
@@ -52,11 +65,13 @@ fn kind_name(k: SyncKind) -> &'static str {
 
 /// Publishes the engine's events and turns the other actions into Lisp:
 /// `(updated URL FILE CREATED)`, `(refused REASON DETAIL)`,
-/// `(warning URL-OR-NIL MESSAGE)`. A publication that fails (no
-/// connection, full queue) becomes a warning: the change is in the merge
-/// state already and reaches the peers at the next catch-up.
+/// `(warning URL-OR-NIL MESSAGE)`, `(write-failed URL FILE MESSAGE ATTEMPT)`.
+/// A publication that fails (no connection, full queue) becomes a warning:
+/// the change is in the merge state already and reaches the peers at the
+/// next catch-up.
 fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
     let mut out = Vec::new();
+    let mut sent = Vec::new();
     for a in actions {
         match a {
             Action::Publish {
@@ -64,7 +79,7 @@ fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
                 content,
                 tags,
             } => {
-                if let Err(e) = publish_sync(kind, &content, tags) {
+                if let Err(e) = publish_sync(kind, &content, tags.clone()) {
                     out.push(env.list((
                         env.intern("warning")?,
                         env.intern("nil")?,
@@ -73,8 +88,22 @@ fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
                             kind_name(kind)
                         ),
                     ))?);
+                } else {
+                    sent.push(content);
                 }
             }
+            Action::WriteFailed {
+                share,
+                path,
+                message,
+                attempt,
+            } => out.push(env.list((
+                env.intern("write-failed")?,
+                share.url(),
+                path.to_string_lossy().into_owned(),
+                message,
+                attempt as i64,
+            ))?),
             Action::Updated {
                 share,
                 path,
@@ -96,6 +125,14 @@ fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
                 },
                 message,
             ))?),
+        }
+    }
+    if !sent.is_empty() {
+        if let Some(e) = lock(&ENGINE).as_mut() {
+            let now = now();
+            for c in &sent {
+                e.note_published(c, now);
+            }
         }
     }
     env.list(&out[..])
@@ -163,7 +200,7 @@ fn sync_running_p() -> Result<bool> {
 fn sync_startup(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-startup");
     guard(env, || {
-        let a = with_engine(env, |e| e.startup(now()))?;
+        let a = engine_actions(env, |e| e.startup(now()))?;
         run_actions(env, a)
     })
 }
@@ -180,7 +217,8 @@ fn sync_share<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<Valu
     };
     guard(env, || {
         let (url, actions) = with_engine(env, |e| {
-            let actions = e.share(&path, name.as_deref(), now())?;
+            let mut actions = e.share(&path, name.as_deref(), now())?;
+            actions.extend(e.take_notices());
             let url = e.resolve(&path.to_string_lossy())?.url();
             Ok((url, actions))
         })?;
@@ -193,7 +231,7 @@ fn sync_share<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<Valu
 fn sync_unshare(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-unshare");
     guard(env, || {
-        let a = with_engine(env, |e| e.unshare(&share))?;
+        let a = engine_actions(env, |e| e.unshare(&share))?;
         run_actions(env, a)
     })
 }
@@ -235,7 +273,7 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
 fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-file-changed");
     guard(env, || {
-        let a = with_engine(env, |e| e.local_file_changed(&share, now()))?;
+        let a = engine_actions(env, |e| e.local_file_changed(&share, now()))?;
         run_actions(env, a)
     })
 }
@@ -250,7 +288,7 @@ fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'
     let _t = CallTimer::start("sync-hold");
     let hold = hold.is_not_nil();
     guard(env, || {
-        let a = with_engine(env, |e| e.hold_writes(&share, hold))?;
+        let a = engine_actions(env, |e| e.hold_writes(&share, hold))?;
         run_actions(env, a)
     })
 }
@@ -274,7 +312,14 @@ fn sync_handle<'e>(
     };
     let tags = tags_from_lisp(env, tags)?;
     guard(env, || {
-        let a = with_engine(env, |e| e.handle(&from, kind, &content, &tags, now()))?;
+        let a = engine_actions(env, |e| {
+            let now = now();
+            let a = e.handle(&from, kind, &content, &tags, now)?;
+            if !a.iter().any(|a| matches!(a, Action::Refused { .. })) {
+                e.note_received(&content, now);
+            }
+            Ok(a)
+        })?;
         run_actions(env, a)
     })
 }
@@ -289,7 +334,7 @@ fn sync_catch_up<'e>(env: &'e Env, share: Value<'e>) -> Result<Value<'e>> {
         None
     };
     guard(env, || {
-        let a = with_engine(env, |e| e.catch_up(share.as_deref(), now()))?;
+        let a = engine_actions(env, |e| e.catch_up(share.as_deref(), now()))?;
         run_actions(env, a)
     })
 }
@@ -355,5 +400,88 @@ fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
     guard(env, || {
         let a = with_engine(env, |e| Ok(e.offer(&peer_id, now())))?;
         run_actions(env, a)
+    })
+}
+
+/// Retry the writes that failed (a full disk, permissions); return the actions.
+///
+/// A write that fails again gives another `write-failed' action.
+#[defun(name = "-sync-retry-writes")]
+fn sync_retry_writes(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-retry-writes");
+    guard(env, || {
+        let a = engine_actions(env, |e| Ok(e.retry_writes(now())))?;
+        run_actions(env, a)
+    })
+}
+
+/// Return how many shares have a failed write waiting to be retried (0 when sync is closed).
+#[defun(name = "-sync-pending-writes")]
+fn sync_pending_writes() -> Result<i64> {
+    Ok(lock(&ENGINE)
+        .as_ref()
+        .map_or(0, |e| e.pending_writes() as i64))
+}
+
+/// Return how every share is doing, as plists.
+///
+/// Each has :url :path :state (healthy, rebuilding, rebuilt or unshared)
+/// :kept-aside (where a damaged state was kept, or nil) :last-sent
+/// :last-received (Unix times or nil) :pending-write (the file and error
+/// of a write being retried, or nil) :write-attempts and :errors (the
+/// last few, oldest first).  Also returns the notices raised by loading:
+/// (STATUS . ACTIONS).
+#[defun(name = "-sync-status")]
+fn sync_status(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-status");
+    guard(env, || {
+        let (status, notices) = with_engine(env, |e| {
+            let s = e.status();
+            Ok((s, e.take_notices()))
+        })?;
+        let opt_time = |t: Option<u64>| -> Result<Value<'_>> {
+            match t {
+                Some(t) => (t as i64).into_lisp(env),
+                None => env.intern("nil"),
+            }
+        };
+        let mut v = Vec::new();
+        for s in status {
+            let errors = s
+                .errors
+                .into_iter()
+                .map(|m| m.into_lisp(env))
+                .collect::<Result<Vec<_>>>()?;
+            v.push(plist(
+                env,
+                vec![
+                    (":url", s.share.url().into_lisp(env)?),
+                    (
+                        ":path",
+                        s.path.to_string_lossy().into_owned().into_lisp(env)?,
+                    ),
+                    (":state", env.intern(s.state.as_str())?),
+                    (
+                        ":kept-aside",
+                        match s.kept_aside {
+                            Some(p) => p.to_string_lossy().into_owned().into_lisp(env)?,
+                            None => env.intern("nil")?,
+                        },
+                    ),
+                    (":last-sent", opt_time(s.last_sent)?),
+                    (":last-received", opt_time(s.last_received)?),
+                    (
+                        ":pending-write",
+                        match s.pending_write {
+                            Some((p, m)) => env.list((p.to_string_lossy().into_owned(), m))?,
+                            None => env.intern("nil")?,
+                        },
+                    ),
+                    (":write-attempts", (s.write_attempts as i64).into_lisp(env)?),
+                    (":errors", env.list(&errors[..])?),
+                ],
+            )?);
+        }
+        env.cons(env.list(&v[..])?, run_actions(env, notices)?)
     })
 }

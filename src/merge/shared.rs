@@ -696,6 +696,69 @@ impl SharedDoc {
         Ok((known, unknown))
     }
 
+    /// The version of this document's history whose text is closest to `text`, as heads (32
+    /// bytes each): the base to give [`SharedDoc::apply_local_text_based_on`] for a file whose
+    /// own base is unknown (its merge state was lost). Closest means the fewest lines present
+    /// in one and not the other (counted as multisets, line endings ignored); of equally close
+    /// versions the newest wins, so a file equal to the current text is based on the current
+    /// heads. Candidates are the current heads and the versions ending at each of up to
+    /// `max_candidates` changes, newest first (breadth-first from the heads). Reads at old
+    /// heads cost a walk of the document each: keep `max_candidates` modest.
+    pub fn closest_version(
+        &self,
+        text: &[u8],
+        max_candidates: usize,
+    ) -> Result<Vec<u8>, MergeError> {
+        let (_, lines) = lines_of(text)?;
+        let strip = |l: &str| l.trim_end_matches(['\n', '\r']).to_owned();
+        let mut target: HashMap<String, i64> = HashMap::new();
+        for l in &lines {
+            *target.entry(strip(l)).or_insert(0) += 1;
+        }
+        let heads = self.doc.get_heads();
+        let mut candidates: Vec<Vec<ChangeHash>> = vec![heads.clone()];
+        let mut seen: std::collections::HashSet<ChangeHash> = heads.iter().copied().collect();
+        let mut frontier = heads.clone();
+        while !frontier.is_empty() && candidates.len() <= max_candidates {
+            let mut next = Vec::new();
+            for h in &frontier {
+                if heads.len() > 1 || !heads.contains(h) {
+                    candidates.push(vec![*h]);
+                }
+                if let Some(meta) = self.doc.get_change_meta_by_hash(h) {
+                    for d in meta.deps {
+                        if seen.insert(d) {
+                            next.push(d);
+                        }
+                    }
+                }
+            }
+            frontier = next;
+        }
+        candidates.truncate(max_candidates.max(1));
+        let mut best: Option<(i64, &Vec<ChangeHash>)> = None;
+        for c in &candidates {
+            let Ok(Some((Value::Object(ObjType::List), list))) = self.doc.get_at(ROOT, LINES, c)
+            else {
+                continue;
+            };
+            let mut counts = target.clone();
+            for item in self.doc.list_range_at(&list, .., c) {
+                if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+                    let line = render_item_at(&self.doc, &item.id(), c);
+                    *counts.entry(strip(&line)).or_insert(0) -= 1;
+                }
+            }
+            let score: i64 = counts.values().map(|v| v.abs()).sum();
+            if best.is_none_or(|(b, _)| score < b) {
+                best = Some((score, c));
+            }
+        }
+        Ok(best
+            .map(|(_, c)| c.iter().flat_map(|h| h.0).collect())
+            .unwrap_or_default())
+    }
+
     #[cfg(test)]
     pub(crate) fn inner(&self) -> &Automerge {
         &self.doc

@@ -48,6 +48,20 @@ pub enum Action {
         /// What happened and what to do.
         message: String,
     },
+    /// A file of a share (its merge state or the synced file) could not be written (a full
+    /// disk, permissions). The old file is intact; the write is retried by
+    /// [`super::SyncEngine::retry_writes`] until it succeeds. Reported on every failed attempt
+    /// (`attempt` counts them, 1 for the first), so the caller can warn once and back off.
+    WriteFailed {
+        /// The share.
+        share: ShareId,
+        /// The file that could not be written.
+        path: PathBuf,
+        /// What went wrong (the system's error).
+        message: String,
+        /// Failed attempts in a row, 1 for the first.
+        attempt: u32,
+    },
 }
 
 /// Errors of the engine's operations. Each message says what to fix.
@@ -102,7 +116,10 @@ pub enum SyncError {
         detail: String,
     },
     /// A saved state or manifest cannot be read.
-    #[error("the sync state {path} is damaged ({detail}); move it away to start that share over")]
+    #[error(
+        "the sync state {path} is damaged ({detail}); it is kept aside and rebuilt when the \
+         share is loaded (see M-x meta-log-federation-sync-status)"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,

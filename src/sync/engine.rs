@@ -68,6 +68,12 @@ pub struct SyncEngine {
     pub(crate) requests: HashMap<(ShareId, Option<String>), (Vec<u8>, u64)>,
     /// Last whole-document response per (share, requester), when.
     pub(crate) full_responses: HashMap<(ShareId, String), u64>,
+    /// How each share is doing (see `super::health`).
+    pub(crate) health: HashMap<ShareId, super::health::Health>,
+    /// Warnings not tied to an operation's answer (see [`SyncEngine::take_notices`]).
+    pub(crate) notices: Vec<Action>,
+    /// Write failures so far (to tell whether a retry failed again).
+    pub(crate) write_failures_seen: u64,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -122,7 +128,8 @@ impl SyncEngine {
         config.check()?;
         let store = Store::open(sync_dir, state_dir)?;
         let mut shares = BTreeMap::new();
-        for mut entry in store.read_manifest()? {
+        let (entries, manifest_notice) = super::recover::load_manifest(&store, identity_peer_id)?;
+        for mut entry in entries {
             if entry.share.origin() != identity_peer_id {
                 // Never trust a stored path for a share from the network.
                 entry.path = store.remote_path_lexical(&entry.share);
@@ -151,6 +158,15 @@ impl SyncEngine {
             refusals: Refusals::default(),
             requests: HashMap::new(),
             full_responses: HashMap::new(),
+            health: HashMap::new(),
+            notices: manifest_notice
+                .map(|message| Action::Warning {
+                    share: None,
+                    message,
+                })
+                .into_iter()
+                .collect(),
+            write_failures_seen: 0,
         })
     }
 
@@ -252,6 +268,22 @@ impl SyncEngine {
         let id = ShareId::new(&self.me, &name)?;
         if self.shares.contains_key(&id) {
             return Err(SyncError::NameTaken(id));
+        }
+        if self.has_orphan_state(&id) {
+            // Its entry was lost with a damaged manifest: resume its history.
+            self.shares.insert(
+                id.clone(),
+                Share {
+                    entry: ManifestEntry {
+                        share: id.clone(),
+                        path: canon,
+                        unshared: true,
+                    },
+                    live: None,
+                    held: false,
+                },
+            );
+            return self.resume(&id, now);
         }
         let bytes = read_file(&canon)?
             .ok_or_else(|| SyncError::io("read", &canon, std::io::ErrorKind::NotFound.into()))?;
@@ -421,9 +453,11 @@ impl SyncEngine {
             match self.absorb_file(&id) {
                 Ok(a) => out.extend(a),
                 Err(e) => {
+                    let message = e.to_string();
+                    self.note_error(&id, &message);
                     out.push(Action::Warning {
                         share: Some(id.clone()),
-                        message: e.to_string(),
+                        message,
                     });
                     continue;
                 }

@@ -3,7 +3,6 @@
 //! `super::inbound`.
 
 use crate::federation::SyncKind;
-use crate::merge::SharedDoc;
 
 use super::action::{Action, SyncError};
 use super::chunk::{split, SplitError};
@@ -26,13 +25,8 @@ impl SyncEngine {
             Some(s) => s.live.is_some(),
         };
         if !loaded {
-            let state = self.store.read_state(id)?;
-            let doc = SharedDoc::load(&state.crdt_bytes(), self.actor).map_err(|e| {
-                SyncError::Corrupt {
-                    path: self.store.state_path(id).unwrap_or_default(),
-                    detail: e.to_string(),
-                }
-            })?;
+            // A damaged or missing state is rebuilt (see `super::recover`), never fatal.
+            let (doc, state) = self.load_or_rebuild(id)?;
             if let Some(s) = self.shares.get_mut(id) {
                 s.live = Some(Live {
                     doc,
@@ -55,6 +49,10 @@ impl SyncEngine {
     pub(crate) fn absorb_file(&mut self, id: &ShareId) -> Result<Vec<Action>, SyncError> {
         let path = self.file_path(id)?;
         self.live(id)?;
+        if self.is_rebuilding(id) {
+            // The file holds this peer's edits; it is merged once the peers' version is here.
+            return self.finish_rebuild(id);
+        }
         let Some(bytes) = read_file(&path)? else {
             return Ok(self
                 .save_and_write(id, None, false, None)?
@@ -121,12 +119,20 @@ impl SyncEngine {
         appended: Option<&[u8]>,
         compact: bool,
         on_disk: Option<[u8; 32]>,
-    ) -> Result<Option<Action>, SyncError> {
+    ) -> Result<Vec<Action>, SyncError> {
         let path = self.file_path(id)?;
         let held = on_disk.is_some() && self.shares.get(id).is_some_and(|s| s.held);
+        let rebuilding = self.is_rebuilding(id);
         let live = self.live(id)?;
         if let Some(a) = appended {
             live.state.tail.extend_from_slice(a);
+        }
+        if rebuilding {
+            // Keep what arrived; the file is merged, not overwritten (see `super::recover`).
+            if live.doc.is_joined() && !held {
+                return self.finish_rebuild(id);
+            }
+            return self.write_state_or_report(id);
         }
         if compact || live.state.tail.len() > COMPACT_SLACK + live.state.base.len() / 4 {
             live.state.base = live.doc.save();
@@ -134,10 +140,7 @@ impl SyncEngine {
         }
         if held {
             // The file stays as it is, and so does what the state says about it.
-            if let Some(l) = self.shares.get(id).and_then(|s| s.live.as_ref()) {
-                self.store.write_state(id, &l.state)?;
-            }
-            return Ok(None);
+            return self.write_state_or_report(id);
         }
         let text = live.doc.text();
         let hash = sha256(&text);
@@ -147,31 +150,68 @@ impl SyncEngine {
             file_sha256: hash,
             pending_sha256: if write { on_disk } else { None },
         };
-        // The recorded meta changes only once the state holding it is on disk: until then the
-        // file keeps matching the old one.
+        // The file is written only once the state describing it is on disk. When a write
+        // fails, the meta kept in memory must describe the file as it now is, so that a save
+        // made before the retry is merged three-way, and taken in once:
+        // * the file had not changed since the last write or read (a remote change, or changes
+        //   merged while held): the old meta, whose heads the file still corresponds to;
+        // * the file was just taken in (a local save): the new meta, which includes the save.
+        // The retry writes the state from memory, then the file.
         let old_meta = std::mem::replace(&mut live.state.meta, meta);
-        let result = {
-            let live = self.shares.get(id).and_then(|s| s.live.as_ref());
-            match live {
-                Some(l) => self.store.write_state(id, &l.state),
-                None => Err(SyncError::UnknownShare(id.url())),
+        let unchanged_file = on_disk == Some(old_meta.file_sha256);
+        let restore = |e: &mut SyncEngine| {
+            if unchanged_file {
+                if let Some(l) = e.shares.get_mut(id).and_then(|s| s.live.as_mut()) {
+                    l.state.meta = StateMeta {
+                        pending_sha256: None,
+                        ..old_meta.clone()
+                    };
+                }
             }
         };
-        let live = self.live(id)?;
-        if let Err(e) = result {
-            live.state.meta = old_meta;
-            return Err(e);
+        let written = self.write_state_or_report(id)?;
+        if !written.is_empty() {
+            restore(self);
+            return Ok(written);
         }
         if !write {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        write_synced_file(&path, &text)?;
+        if let Err(e) = write_synced_file(&path, &text) {
+            restore(self);
+            return Ok(vec![self.write_failed(id, e)?]);
+        }
+        self.write_succeeded(id);
+        let live = self.live(id)?;
         live.stamp = stamp_of(&path);
-        Ok(Some(Action::Updated {
+        Ok(vec![Action::Updated {
             share: id.clone(),
             path,
             created: on_disk.is_none(),
-        }))
+        }])
+    }
+
+    /// Saves the loaded state of `id`; a failed write becomes [`Action::WriteFailed`] (and is
+    /// retried by [`SyncEngine::retry_writes`]). Empty when it was written.
+    pub(crate) fn write_state_or_report(&mut self, id: &ShareId) -> Result<Vec<Action>, SyncError> {
+        let result = match self.shares.get(id).and_then(|s| s.live.as_ref()) {
+            Some(l) => self.store.write_state(id, &l.state),
+            None => Err(SyncError::UnknownShare(id.url())),
+        };
+        match result {
+            Ok(_) => {
+                if self
+                    .health
+                    .get(id)
+                    .and_then(|h| h.write_failure.as_ref())
+                    .is_some_and(|f| f.path == self.store.state_path(id).unwrap_or_default())
+                {
+                    self.write_succeeded(id);
+                }
+                Ok(Vec::new())
+            }
+            Err(e) => Ok(vec![self.write_failed(id, e)?]),
+        }
     }
 
     /// Publish actions carrying `data` (chunked if needed).

@@ -54,6 +54,14 @@
 //! * Without a hold, a buffer that was not reverted after an [`Action::Updated`] and is then
 //!   saved over the new file is a genuine edit of that file: what it lacks is removed.
 //!
+//! # Damage and failed writes
+//!
+//! A damaged or missing state file or manifest is kept aside and rebuilt without losing an
+//! edit (`recover`); a write that fails (full disk, permissions) is an
+//! [`Action::WriteFailed`], leaves the old file intact and is retried by
+//! [`SyncEngine::retry_writes`]; [`SyncEngine::status`] tells how each share is doing
+//! (`health`). See docs/FEDERATION_GUIDE.md, "What survives what".
+//!
 //! # Content (JSON, `"v":1`)
 //!
 //! Binary fields are standard Base64 with padding. `share` is always `canvasl://ORIGIN/NAME`.
@@ -101,7 +109,9 @@ pub mod action;
 mod chunk;
 pub mod engine;
 mod files;
+pub mod health;
 mod inbound;
+mod recover;
 pub mod share_id;
 mod store;
 mod wire;
@@ -110,6 +120,8 @@ mod wire;
 mod test_util;
 #[cfg(test)]
 mod tests_bus;
+#[cfg(test)]
+mod tests_damage;
 #[cfg(test)]
 mod tests_engine;
 #[cfg(test)]
@@ -121,6 +133,7 @@ mod tests_units;
 
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
+pub use health::{ShareState, ShareStatus};
 pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
 pub use wire::{escaped_len, CONTENT_VERSION};
 

@@ -72,6 +72,73 @@ pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
     }
 }
 
+/// Renames a damaged file to `NAME.damaged-TIMESTAMP` beside it (UTC, RFC 3339, with a
+/// number added if that name exists) so that nothing is thrown away; returns the new path, or
+/// `None` if there was no file.
+pub(crate) fn keep_aside(path: &Path) -> Result<Option<PathBuf>, SyncError> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = path.with_file_name(format!("{name}.damaged-{stamp}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&target).is_ok() {
+        n += 1;
+        target = path.with_file_name(format!("{name}.damaged-{stamp}-{n}"));
+    }
+    fs::rename(path, &target).map_err(|e| SyncError::io("keep aside (rename)", path, e))?;
+    Ok(Some(target))
+}
+
+/// What can still be read of a damaged manifest: each `"share"` string value and the
+/// `"path"` and `"unshared"` values after it, in order (a truncated or partly overwritten
+/// file keeps most of them). Entries that do not check out are left out.
+pub(crate) fn salvage_manifest(bytes: &[u8]) -> Vec<ManifestEntry> {
+    let text = String::from_utf8_lossy(bytes);
+    let value_after = |from: usize, key: &str| -> Option<(usize, serde_json::Value)> {
+        let at = text[from..].find(&format!("\"{key}\""))? + from;
+        let colon = text[at..].find(':')? + at + 1;
+        let mut it =
+            serde_json::Deserializer::from_str(&text[colon..]).into_iter::<serde_json::Value>();
+        let v = it.next()?.ok()?;
+        Some((colon + it.byte_offset(), v))
+    };
+    let mut out: Vec<ManifestEntry> = Vec::new();
+    let mut pos = 0;
+    while let Some((end, v)) = value_after(pos, "share") {
+        pos = end;
+        let Some(share) = v.as_str().and_then(|u| ShareId::parse(u).ok()) else {
+            continue;
+        };
+        // The path and flag belong to this entry only if they come before the next share.
+        let next_share = text[pos..]
+            .find("\"share\"")
+            .map_or(text.len(), |i| i + pos);
+        let path = value_after(pos, "path")
+            .filter(|(e, _)| *e <= next_share)
+            .and_then(|(_, v)| v.as_str().map(PathBuf::from))
+            .filter(|p| p.is_absolute());
+        let unshared = value_after(pos, "unshared")
+            .filter(|(e, _)| *e <= next_share)
+            .and_then(|(_, v)| v.as_bool())
+            .unwrap_or(false);
+        if let Some(path) = path {
+            if !out.iter().any(|e| e.share == share) {
+                out.push(ManifestEntry {
+                    share,
+                    path,
+                    unshared,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// One share in the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ManifestEntry {
@@ -280,9 +347,20 @@ impl Store {
         self.state_dir.join(MANIFEST_FILE)
     }
 
+    /// The copy of the manifest written after each successful write of it
+    /// (`state_dir/shares.json.bak`): a second source when the manifest is damaged.
+    pub(crate) fn manifest_backup_path(&self) -> PathBuf {
+        self.state_dir.join(format!("{MANIFEST_FILE}.bak"))
+    }
+
     /// The manifest (empty if there is none yet).
     pub(crate) fn read_manifest(&self) -> Result<Vec<ManifestEntry>, SyncError> {
-        let path = self.manifest_path();
+        self.read_manifest_at(&self.manifest_path())
+    }
+
+    /// A manifest at `path` (empty if there is none).
+    pub(crate) fn read_manifest_at(&self, path: &Path) -> Result<Vec<ManifestEntry>, SyncError> {
+        let path = path.to_path_buf();
         let Some(bytes) = read_file(&path)? else {
             return Ok(Vec::new());
         };
@@ -328,7 +406,43 @@ impl Store {
         };
         let mut bytes = serde_json::to_vec_pretty(&raw).unwrap_or_default();
         bytes.push(b'\n');
-        write_file(&self.manifest_path(), &bytes)
+        write_file(&self.manifest_path(), &bytes)?;
+        // The backup only helps recovery: failing to write it must not fail the operation.
+        let _ = write_file(&self.manifest_backup_path(), &bytes);
+        Ok(())
+    }
+
+    /// The shares whose state files are in the state directory (`ORIGIN/NAME.automerge`,
+    /// damaged ones included: their names are enough to rebuild them).
+    pub(crate) fn state_files(&self) -> Vec<ShareId> {
+        let mut out = Vec::new();
+        let Ok(origins) = fs::read_dir(&self.state_dir) else {
+            return out;
+        };
+        for origin in origins.flatten() {
+            let Ok(names) = fs::read_dir(origin.path()) else {
+                continue;
+            };
+            let origin = origin.file_name().to_string_lossy().into_owned();
+            for f in names.flatten() {
+                let f = f.file_name().to_string_lossy().into_owned();
+                if let Some(name) = f.strip_suffix(STATE_SUFFIX) {
+                    if let Ok(id) = ShareId::new(&origin, name) {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Marker of a share being rebuilt after its state was lost
+    /// (`state_dir/ORIGIN/NAME.automerge.rebuilding`, holding the path of the damaged state
+    /// kept aside, if any). Present from the rebuild until the peers' version was merged.
+    pub(crate) fn rebuild_marker(&self, share: &ShareId) -> Result<PathBuf, SyncError> {
+        let dir = Self::origin_dir(&self.state_dir, share)?;
+        Self::file_in(dir, &format!("{}{STATE_SUFFIX}.rebuilding", share.name()))
     }
 
     /// A share's state file.

@@ -184,6 +184,7 @@ impl Bus {
                 Action::Updated { share, created, .. } => self.updated.push((from, share, created)),
                 Action::Refused { reason, detail } => self.refused.push((from, reason, detail)),
                 Action::Warning { message, .. } => self.warnings.push((from, message)),
+                Action::WriteFailed { message, .. } => self.warnings.push((from, message)),
             }
         }
     }
