@@ -455,7 +455,8 @@ message resent after a reconnect, is a normal duplicate."
       (pcase tr
         (`(came-online ,peer ,name)
          (meta-log-federation--log "peer %s (%s) is online"
-                                   name (meta-log-federation--short-id peer))
+                                   (meta-log-federation--safe-name name)
+                                   (meta-log-federation--short-id peer))
          (meta-log-federation--run-hook-safely
           'meta-log-federation-peer-online-functions peer name)
          (meta-log-federation--run-hook-safely
@@ -474,8 +475,8 @@ message resent after a reconnect, is a normal duplicate."
         (`(key-conflict ,new ,name ,known)
          (display-warning
           'meta-log-federation
-          (format "The name %S, known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
-                  name known new)
+          (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by another key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
+                  (meta-log-federation--safe-name name) known new)
           :warning))))
     (run-hooks 'meta-log-federation-peers-changed-hook)))
 
@@ -485,13 +486,43 @@ message resent after a reconnect, is a normal duplicate."
   "Return the first 12 characters of PEER-ID."
   (if (> (length peer-id) 12) (substring peer-id 0 12) peer-id))
 
+(defconst meta-log-federation--max-shown-name 48
+  "Most characters of a peer's display name shown anywhere.")
+
+(defun meta-log-federation--safe-name (name)
+  "Return NAME, text a peer sent, made safe to show as one line.
+Control, line and paragraph separator and invisible format characters
+\(which the module already refuses) become \\uXXXX escapes, so a name can
+never break a line, reorder text or hide characters; a long name is cut
+with an ellipsis.  Nil or an empty NAME gives \"?\".  Insert the result
+with \"%s\", never as a format string."
+  (if (or (not (stringp name)) (string-empty-p name))
+      "?"
+    (let ((safe (if (not (string-match-p "[^[:ascii:]]\\|[[:cntrl:]]" name))
+                    name                ; the usual case, quickly
+                  (mapconcat
+                 (lambda (c)
+                   (if (memq (get-char-code-property c 'general-category)
+                             '(Cc Cf Zl Zp Cs Co Cn))
+                       (format "\\u%04X" c)
+                     (char-to-string c)))
+                 name ""))))
+      (if (> (length safe) meta-log-federation--max-shown-name)
+          (concat (substring safe 0 (1- meta-log-federation--max-shown-name)) "…")
+        safe))))
+
 (defun meta-log-federation--peer-label (peer-id)
-  "Return \"NAME (SHORT-ID)\" for PEER-ID."
+  "Return \"NAME (SHORT-ID)\" for PEER-ID, safe to show anywhere.
+This is the one place a peer's name is made fit for display: NAME is
+what the peer announced, passed through `meta-log-federation--safe-name',
+and the short id always follows it, because a name alone proves nothing."
   (let ((name (and (meta-log-federation-running-p)
+                   (meta-log-federation--peer-id-p peer-id)
                    (plist-get (meta-log-federation--federation-peer peer-id) :name))))
-    (if (and name (not (string-empty-p name)))
-        (format "%s (%s)" name (meta-log-federation--short-id peer-id))
-      (meta-log-federation--short-id peer-id))))
+    (if (and (stringp name) (not (string-empty-p name)))
+        (format "%s (%s)" (meta-log-federation--safe-name name)
+                (meta-log-federation--short-id peer-id))
+      (meta-log-federation--short-id (format "%s" peer-id)))))
 
 (defun meta-log-federation--peer-id-p (object)
   "Return non-nil if OBJECT is a peer id: 64 lowercase hexadecimal characters."
@@ -551,8 +582,7 @@ PREDICATE, if non-nil, filters the peer plists offered."
                                   (meta-log-federation--federation-peers)))
          (table (mapcar (lambda (p)
                           (cons (format "%s  %s  [%s]"
-                                        (let ((n (plist-get p :name)))
-                                          (if (string-empty-p n) "?" n))
+                                        (meta-log-federation--safe-name (plist-get p :name))
                                         (plist-get p :peer-id)
                                         (plist-get p :status))
                                 (plist-get p :peer-id)))

@@ -171,6 +171,7 @@
 
 pub mod dropped;
 pub mod inbound;
+pub mod names;
 pub mod node;
 pub mod outbound;
 pub mod peers;
