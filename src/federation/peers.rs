@@ -178,7 +178,7 @@ impl PeerTable {
         }
     }
 
-    /// How many peers [`PeerTable::make_room`] dropped.
+    /// How many peers were dropped to make room for newcomers.
     pub fn evicted(&self) -> u64 {
         self.evicted
     }

@@ -72,6 +72,14 @@ impl ReplayJournal {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // Private like the trust and identity files beside it.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
         let mut j = ReplayJournal {
             path: path.to_path_buf(),
             file: None,
@@ -140,7 +148,7 @@ mod tests {
     #[test]
     fn survives_a_crash_and_drops_expired_and_damaged_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let path = journal_path(&dir.path().join("trust.json"));
+        let path = journal_path(&dir.path().join("new/trust.json"));
         assert!(path.ends_with("trust.replay"));
         let mut set = ReplaySet::new(100, 100, 600);
         let mut j = ReplayJournal::open(&path, &mut set, 1000).unwrap();

@@ -253,6 +253,9 @@ impl SyncEngine {
         if self.shares.contains_key(&id) {
             return Err(SyncError::NameTaken(id));
         }
+        if let Some(other) = self.colliding_share(&id) {
+            return Err(SyncError::NameTaken(other));
+        }
         let bytes = read_file(&canon)?
             .ok_or_else(|| SyncError::io("read", &canon, std::io::ErrorKind::NotFound.into()))?;
         let doc = SharedDoc::import(&bytes, self.actor)
