@@ -243,27 +243,56 @@ Set by the CanvasL sync module.")
 
 ;;;; Identity
 
+(defcustom meta-log-federation-offer-passphrase t
+  "If non-nil, interactive init offers to protect a new identity with a passphrase.
+That is, `meta-log-federation-init' asks when it creates the identity file.
+Batch Emacs and daemons (Docker) are never asked: they create the file
+unencrypted (mode 600), or load one made beforehand with
+`meta-log-federation-identity-new' and passed in
+`meta-log-federation-identity'."
+  :type 'boolean
+  :group 'meta-log-federation)
+
+(defun meta-log-federation--may-ask-p ()
+  "Return non-nil when a person can answer a question now."
+  (and (not noninteractive) (not (daemonp))))
+
+(defun meta-log-federation--new-identity-passphrase (file)
+  "Ask whether to protect the new identity FILE; return a passphrase or nil."
+  (when (and meta-log-federation-offer-passphrase
+             (meta-log-federation--may-ask-p)
+             (y-or-n-p (format "Protect the new identity %s with a passphrase (asked at each start)? "
+                               (abbreviate-file-name file))))
+    (let ((pass (read-passwd "Passphrase for the new identity: " t)))
+      (if (equal pass "") nil pass))))
+
 (defun meta-log-federation--load-or-create-identity ()
   "Return the identity in `meta-log-federation-identity-file'.
-Create it when the file is missing."
+Create it when the file is missing, interactively offering to protect
+it with a passphrase (see `meta-log-federation-offer-passphrase')."
   (let ((file (expand-file-name meta-log-federation-identity-file)))
     (if (not (file-exists-p file))
-        (let ((identity (meta-log-federation-identity-create file)))
+        (let* ((pass (meta-log-federation--new-identity-passphrase file))
+               (encrypted (and pass t))
+               (identity (meta-log-federation--with-passphrase
+                          pass (lambda (p) (meta-log-federation-identity-create file p)))))
           (meta-log-federation--log
-           "created peer identity %s in %s (recovery phrase in clear: back the file up, or use `meta-log-federation-identity-new' for an encrypted one)"
+           (if encrypted
+               "created peer identity %s in %s (encrypted: back the file up and remember the passphrase)"
+             "created peer identity %s in %s (recovery phrase in clear: back the file up, or use `meta-log-federation-identity-new' for an encrypted one)")
            (meta-log-federation-identity-peer-id identity)
            (abbreviate-file-name file))
           identity)
       (condition-case err
           (meta-log-federation-identity-load file)
         (meta-log-federation-bad-passphrase
-         (if noninteractive
+         (if (not (meta-log-federation--may-ask-p))
              (signal (car err)
                      (list (format "%s is encrypted: load it with `meta-log-federation-identity-load' and pass it to `meta-log-federation-init' through `meta-log-federation-identity'"
                                    file)))
-           (meta-log-federation-identity-load
-            file (read-passwd (format "Passphrase of %s: "
-                                      (abbreviate-file-name file))))))))))
+           (meta-log-federation--with-passphrase
+            (read-passwd (format "Passphrase of %s: " (abbreviate-file-name file)))
+            (lambda (pass) (meta-log-federation-identity-load file pass)))))))))
 
 ;;;; Starting and stopping
 

@@ -191,5 +191,58 @@
       (clrhash meta-log-federation--blackboard-written)
       (delete-directory dir t))))
 
+(ert-deftest hostile::a-readable-identity-file-is-warned-about ()
+  "Loading an identity file other users can read gives a warning saying how to fix it."
+  (let* ((dir (make-temp-file "id-" t))
+         (file (expand-file-name "id.org" dir))
+         (warnings nil))
+    (unwind-protect
+        (cl-letf (((symbol-function 'display-warning)
+                   (lambda (_type message &rest _) (push message warnings))))
+          (meta-log-federation-identity-create file)
+          (meta-log-federation-identity-load file)
+          (should-not warnings)
+          (set-file-modes file #o644)
+          (should (meta-log-federation-identity-p (meta-log-federation-identity-load file)))
+          (should (= 1 (length warnings)))
+          (should (string-match-p "chmod 600" (car warnings)))
+          (should (string-match-p "0644" (car warnings))))
+      (delete-directory dir t))))
+
+(ert-deftest hostile::interactive-init-offers-a-passphrase-and-wipes-it ()
+  "A person creating an identity is offered a passphrase; batch is never asked."
+  (let* ((dir (make-temp-file "id-" t))
+         (meta-log-federation-identity-file (expand-file-name "id.org" dir))
+         (typed (copy-sequence "correct horse battery"))
+         (asked nil))
+    (unwind-protect
+        (progn
+          ;; Batch: no question, an unencrypted file, as before.
+          (cl-letf (((symbol-function 'y-or-n-p) (lambda (&rest _) (setq asked t))))
+            (meta-log-federation--load-or-create-identity))
+          (should-not asked)
+          (should (string-match-p ":ENCRYPTION: none"
+                                  (with-temp-buffer
+                                    (insert-file-contents meta-log-federation-identity-file)
+                                    (buffer-string))))
+          (delete-file meta-log-federation-identity-file)
+          ;; A person at the keyboard: asked, and the file is encrypted.
+          (cl-letf (((symbol-function 'meta-log-federation--may-ask-p) (lambda () t))
+                    ((symbol-function 'y-or-n-p) (lambda (&rest _) (setq asked t)))
+                    ((symbol-function 'read-passwd) (lambda (&rest _) typed)))
+            (should (meta-log-federation-identity-p
+                     (meta-log-federation--load-or-create-identity))))
+          (should asked)
+          (should (string-match-p ":ENCRYPTION: argon2id"
+                                  (with-temp-buffer
+                                    (insert-file-contents meta-log-federation-identity-file)
+                                    (buffer-string))))
+          ;; The typed passphrase was wiped from memory.
+          (should-not (string-match-p "horse" typed))
+          (should (meta-log-federation-identity-p
+                   (meta-log-federation-identity-load meta-log-federation-identity-file
+                                                      "correct horse battery"))))
+      (delete-directory dir t))))
+
 (provide 'meta-log-federation-hostile-test)
 ;;; meta-log-federation-hostile-test.el ends here

@@ -29,3 +29,12 @@ fn write_file_atomic(
         Err(e) => signal(env, Kind::General, format!("cannot write {file}: {e}")),
     }
 }
+
+/// Return a warning if the identity FILE can be read by other users, else nil.
+///
+/// The warning says what to do (chmod 600).  Internal: the identity loader shows it.
+#[defun(name = "-identity-file-exposure")]
+fn identity_file_exposure(file: String) -> Result<Option<String>> {
+    let _t = CallTimer::start("identity-file-exposure");
+    Ok(crate::identity::file::exposure_warning(Path::new(&file)))
+}

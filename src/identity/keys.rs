@@ -52,6 +52,12 @@ pub struct Identity {
     passphrase: Zeroizing<String>,
 }
 
+/// Overwrites the secret key and chain code of an extended private key.
+fn wipe_xpriv(x: &mut Xpriv) {
+    x.private_key.non_secure_erase();
+    x.chain_code = bitcoin::bip32::ChainCode::from([0u8; 32]);
+}
+
 /// Parses a BIP-32 path, giving [`IdentityError::BadPath`] on failure.
 fn parse_path(path: &str) -> Result<DerivationPath> {
     let bad = |reason: &str| IdentityError::BadPath {
@@ -92,12 +98,15 @@ impl Identity {
         let canonical = mnemonic::canonical(mnemonic)?;
         let dpath = parse_path(path)?;
         let seed = Zeroizing::new(mnemonic::to_seed(&canonical, passphrase)?);
-        let master = Xpriv::new_master(NetworkKind::Main, &seed[..])
+        let mut master = Xpriv::new_master(NetworkKind::Main, &seed[..])
             .map_err(|e| IdentityError::Crypto(format!("BIP-32 master key: {e}")))?;
-        let child = master
-            .derive_priv(secp(), &dpath)
-            .map_err(|e| IdentityError::Crypto(format!("BIP-32 derivation: {e}")))?;
+        let child = master.derive_priv(secp(), &dpath);
+        // The extended keys hold secrets; `Xpriv` does not wipe itself.
+        wipe_xpriv(&mut master);
+        let mut child =
+            child.map_err(|e| IdentityError::Crypto(format!("BIP-32 derivation: {e}")))?;
         let keypair = Keypair::from_secret_key(secp(), &child.private_key);
+        wipe_xpriv(&mut child);
         Ok(Identity {
             keypair,
             path: dpath.to_string_with_m(),
