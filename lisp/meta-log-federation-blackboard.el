@@ -136,7 +136,7 @@ Create the drawer or the line if missing; change nothing if equal."
 ;;;; Peer entries
 
 (defvar meta-log-federation--blackboard-written (make-hash-table :test 'equal)
-  "Peer id -> the entry text last written for it in the blackboard.
+  "Peer id -> (PLIST . ENTRY-TEXT) last written for it in the blackboard.
 Only peers whose entry text changed are rewritten.")
 
 (defun meta-log-federation--org-value (text)
@@ -276,13 +276,17 @@ Without a buffer, the file is replaced atomically through an exclusive
 
 (defun meta-log-federation--changed-peers (peers)
   "Return the PEERS whose blackboard entry differs from the one last written.
-Remember the new entries."
+Remember the new entries.  A peer whose plist is unchanged is not even
+rendered again."
   (cl-remove-if
    (lambda (peer)
      (let* ((id (plist-get peer :peer-id))
-            (text (meta-log-federation--peer-entry-text peer)))
-       (prog1 (equal (gethash id meta-log-federation--blackboard-written) text)
-         (puthash id text meta-log-federation--blackboard-written))))
+            (known (gethash id meta-log-federation--blackboard-written)))
+       (or (equal (car known) peer)
+           (let ((text (meta-log-federation--peer-entry-text peer)))
+             (puthash id (cons (copy-sequence peer) text)
+                      meta-log-federation--blackboard-written)
+             (equal (cdr known) text)))))
    peers))
 
 (defun meta-log-federation--record-peers (peers only-changed)
