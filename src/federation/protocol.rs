@@ -317,9 +317,24 @@ pub fn tag_value<'a>(tags: &'a [Vec<String>], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Cuts a message quoting untrusted input to a readable length.
-pub(crate) fn shorten(mut s: String) -> String {
+/// Cuts a message quoting untrusted input to a readable length, and
+/// escapes any control, separator or format character in it (`\u{…}`), so
+/// a quoted value can never break a line or reorder the text it is in.
+pub(crate) fn shorten(s: String) -> String {
     const MAX: usize = 200;
+    let mut s = if names::check_text("", &s).is_ok() {
+        s
+    } else {
+        s.chars()
+            .map(|c| {
+                if names::check_text("", c.encode_utf8(&mut [0; 4])).is_ok() {
+                    c.to_string()
+                } else {
+                    c.escape_unicode().to_string()
+                }
+            })
+            .collect()
+    };
     if s.len() > MAX {
         let mut cut = MAX;
         while !s.is_char_boundary(cut) {
@@ -390,6 +405,13 @@ mod tests {
         assert!(TopicKind::Presence.allows(u32::from(KIND_DEPARTURE)));
         assert!(!TopicKind::Sync.allows(u32::from(KIND_PRESENCE)));
         assert!(!TopicKind::Messages.allows(70_000));
+    }
+
+    #[test]
+    fn quoted_input_cannot_break_lines() {
+        assert_eq!(shorten("a\nb\u{202e}c".into()), "a\\u{a}b\\u{202e}c");
+        assert_eq!(shorten("plain".into()), "plain");
+        assert!(shorten("x".repeat(500)).ends_with('…'));
     }
 
     #[test]
