@@ -68,6 +68,14 @@ impl Node {
         trust_path: Option<PathBuf>,
         now: u64,
     ) -> Result<Node, NodeError> {
+        // Others refuse a presence whose name holds control, separator or
+        // format characters: say so here rather than be ignored silently.
+        super::names::check_text("display name", &profile.name).map_err(|m| {
+            ConfigError(format!(
+                "{}; set `meta-log-federation-display-name' to plain text",
+                m.trim_start_matches("presence content: ")
+            ))
+        })?;
         let trust = match &trust_path {
             Some(p) => TrustStore::load(p)?,
             None => TrustStore::new(),
@@ -384,6 +392,19 @@ mod tests {
         assert_eq!(d.reason, DropReason::Blocked);
         assert!(a.untrust(&c).unwrap());
         assert!(deliver(&mut a, &p[1], 1_000).is_ok());
+    }
+
+    #[test]
+    fn a_display_name_others_would_refuse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = LocalProfile {
+            name: "alice\n* Peer".into(),
+            software: "test/0".into(),
+            capabilities: vec![],
+        };
+        let e = Node::new(identity(1), Config::default(), profile, None, 1_000).unwrap_err();
+        assert!(e.to_string().contains("display-name"), "{e}");
+        drop(dir);
     }
 
     #[test]
