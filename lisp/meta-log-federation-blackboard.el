@@ -289,6 +289,12 @@ rendered again."
              (equal (cdr known) text)))))
    peers))
 
+(defun meta-log-federation--announced-peers (peers)
+  "Return the PEERS that announced themselves (a presence was accepted).
+Keys that only sent other events are kept out of the blackboard, so a
+flood of throwaway keys cannot fill it."
+  (cl-remove-if (lambda (p) (equal (plist-get p :software) "")) peers))
+
 (defun meta-log-federation--record-peers (peers only-changed)
   "Record PEERS in the blackboard; with ONLY-CHANGED, only those that changed.
 A missing blackboard is created and every peer written to it.  Return
@@ -310,7 +316,7 @@ Return the blackboard file's name."
   (interactive)
   (unless meta-log-federation--blackboard
     (user-error "Federation is not running: call `meta-log-federation-init' first"))
-  (let ((peers (meta-log-federation-peers)))
+  (let ((peers (meta-log-federation--announced-peers (meta-log-federation-peers))))
     (when peer-id
       (setq peers (cl-remove-if-not (lambda (p) (equal (plist-get p :peer-id) peer-id))
                                     peers)))
@@ -333,7 +339,8 @@ Return the blackboard file's name."
   (setq meta-log-federation--blackboard-timer nil)
   (when (and meta-log-federation--blackboard (meta-log-federation-running-p))
     (condition-case err
-        (meta-log-federation--record-peers (meta-log-federation-peers) t)
+        (meta-log-federation--record-peers
+         (meta-log-federation--announced-peers (meta-log-federation-peers)) t)
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)

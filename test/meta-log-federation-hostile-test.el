@@ -92,10 +92,30 @@
       (should (meta-log-federation-wait-until
                (lambda () (member sly-id (meta-log-federation-discover-peers))) 10))
       (should (equal (plist-get (meta-log-federation-peer sly-id) :name) linky))
+      ;; A key that never announces itself, sending one valid signed event:
+      ;; accepted, but neither pinned in trust.json nor put in the blackboard.
+      (let* ((stranger (meta-log-federation-test-hostile-identity))
+             (stranger-id (meta-log-federation-identity-peer-id stranger)))
+        (meta-log-federation-test-mosquitto-pub
+         "canvasl/sync"
+         (meta-log-federation-sign-event stranger 4771 "{}" '(("v" "1") ("t" "sync"))))
+        (should (meta-log-federation-wait-until
+                 (lambda () (member stranger-id (meta-log-federation-discover-peers))) 10))
+        (meta-log-federation--save-trust)
+        (should-not (string-search stranger-id
+                                   (with-temp-buffer
+                                     (insert-file-contents meta-log-federation-trust-file)
+                                     (buffer-string))))
+        (meta-log-federation-sync-blackboard)
+        (should-not (string-search stranger-id
+                                   (with-temp-buffer
+                                     (insert-file-contents blackboard)
+                                     (buffer-string)))))
       (meta-log-federation-sync-blackboard)
       ;; Three peers' worth of structure and nothing else: the top heading,
       ;; Peers, CanvasL State and one entry per peer; one drawer each.
-      (let ((expected-peers (length (meta-log-federation-discover-peers))))
+      (let ((expected-peers (length (meta-log-federation--announced-peers
+                                     (meta-log-federation-peers)))))
         (should (equal (meta-log-federation-test-org-structure blackboard)
                        (list (+ 3 expected-peers) (1+ expected-peers) 0 0))))
       (with-temp-buffer
