@@ -189,23 +189,23 @@
   (let* ((dir (make-temp-file "bb-" t))
          (file (expand-file-name "bb.org" dir))
          (meta-log-federation--blackboard file)
-         (peers (cl-loop for i below 2000
+         (peers (cl-loop for i below 500
                          collect (list :peer-id (format "%064x" i) :name (format "p%d" i)
                                        :status 'online :trust 'pinned :last-seen 0
                                        :address "x"))))
     (unwind-protect
         (progn
           (clrhash meta-log-federation--blackboard-written)
-          (should (= 2000 (length (meta-log-federation--record-peers peers t))))
+          (should (= 500 (length (meta-log-federation--record-peers peers t))))
           (should (= (logand (file-modes file) #o777) #o600))
           (should (null (meta-log-federation--record-peers peers t)))
-          (setf (plist-get (nth 1500 peers) :status) 'stale)
+          (setf (plist-get (nth 400 peers) :status) 'stale)
           (should (equal (mapcar (lambda (p) (plist-get p :peer-id))
                                  (meta-log-federation--record-peers peers t))
-                         (list (format "%064x" 1500))))
+                         (list (format "%064x" 400))))
           (with-temp-buffer
             (insert-file-contents file)
-            (should (= 2000 (how-many "^:PEER_STATUS: " (point-min) (point-max))))
+            (should (= 500 (how-many "^:PEER_STATUS: " (point-min) (point-max))))
             (should (= 1 (how-many "^:PEER_STATUS: stale" (point-min) (point-max)))))
           (should (equal (directory-files dir nil "\\`[^.]") '("bb.org"))))
       (clrhash meta-log-federation--blackboard-written)
