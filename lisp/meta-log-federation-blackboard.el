@@ -24,7 +24,13 @@
 ;; of the file untouched.  When a buffer visits the file, the update is
 ;; made in that buffer (point and window stay where they are) and saved
 ;; only if the buffer had no unsaved edits; otherwise the user's next
-;; save writes both.  Without a buffer, the file is replaced atomically.
+;; save writes both.  Without a buffer, the file is replaced atomically
+;; (exclusive 0600 temporary file, fsync, rename).
+;;
+;; Peer entries are found by their PEER_ID property, never by heading
+;; text, and only peers whose entry changed are rewritten.  Everything a
+;; peer sent is escaped (`meta-log-federation--org-value') so that no
+;; name can add a heading, drawer, block or link.
 
 ;;; Code:
 
@@ -33,6 +39,9 @@
 
 (declare-function meta-log-federation-peers "meta-log-federation-node")
 (declare-function meta-log-federation-running-p "meta-log-federation-node")
+(declare-function meta-log-federation--peer-id-p "meta-log-federation-node")
+(declare-function meta-log-federation--log "meta-log-federation-custom")
+(declare-function meta-log-federation--write-file-atomic "meta-log-federation-module")
 (defvar meta-log-federation-peers-changed-hook)
 
 (defcustom meta-log-federation-blackboard-delay 1.0
@@ -58,17 +67,19 @@ Changes arriving meanwhile are written together."
   (let ((file (expand-file-name file)))
     (unless (file-exists-p file)
       (make-directory (file-name-directory file) t)
-      (with-temp-file file
-        (insert "#+TITLE: Federation Blackboard\n\n"
-                "* Federation Blackboard\n"
-                ":PROPERTIES:\n"
-                ":FEDERATION_VERSION: 1.0\n"
-                (format ":BLACKBOARD_ID: blackboard-%s\n"
-                        (substring (secure-hash 'sha256 (format "%s%s%s" (random) (float-time) (emacs-pid))) 0 12))
-                (format ":LAST_SYNC: %s\n" (meta-log-federation--iso-time nil))
-                ":END:\n"
-                "** Peers\n"
-                "** CanvasL State\n")))
+      (meta-log-federation--write-file-atomic
+       file
+       (concat "#+TITLE: Federation Blackboard\n\n"
+               "* Federation Blackboard\n"
+               ":PROPERTIES:\n"
+               ":FEDERATION_VERSION: 1.0\n"
+               (format ":BLACKBOARD_ID: blackboard-%s\n"
+                       (substring (secure-hash 'sha256 (format "%s%s%s" (random) (float-time) (emacs-pid))) 0 12))
+               (format ":LAST_SYNC: %s\n" (meta-log-federation--iso-time nil))
+               ":END:\n"
+               "** Peers\n"
+               "** CanvasL State\n")
+       nil))
     file))
 
 (defun meta-log-federation--iso-time (time)
@@ -122,12 +133,51 @@ Create the drawer or the line if missing; change nothing if equal."
           (goto-char drawer-end)
           (insert (format ":%s: %s\n" name value)))))))
 
+;;;; Peer entries
+
+(defvar meta-log-federation--blackboard-written (make-hash-table :test 'equal)
+  "Peer id -> (PLIST . ENTRY-TEXT) last written for it in the blackboard.
+Only peers whose entry text changed are rewritten.")
+
+(defun meta-log-federation--org-value (text)
+  "Return TEXT, possibly sent by a peer, safe as one Org property value.
+Characters that could end the line, hide text or start Org markup
+\(links, macros, inline source blocks) are escaped: control and format
+characters as \\uXXXX, and % [ ] { } < > as %XX."
+  (if (not (string-match-p "[^[:ascii:]]\\|[[:cntrl:]]\\|[][%{}<>]" text))
+      text                              ; the usual case, quickly
+    (meta-log-federation--org-escape text)))
+
+(defun meta-log-federation--org-escape (text)
+  "Return TEXT with every character `meta-log-federation--org-value' fears escaped."
+  (mapconcat
+   (lambda (c)
+     (cond ((memq (get-char-code-property c 'general-category)
+                  '(Cc Cf Zl Zp Cs Co Cn))
+            (format "\\u%04X" c))
+           ((memq c '(?% ?\[ ?\] ?{ ?} ?< ?>)) (format "%%%02X" c))
+           (t (char-to-string c))))
+   text ""))
+
 (defun meta-log-federation--peer-value (peer key)
-  "Return the blackboard text of KEY in the PEER plist."
+  "Return the blackboard text of KEY in the PEER plist, escaped."
   (let ((v (plist-get peer key)))
-    (cond ((eq key :last-seen) (if (and v (> v 0)) (meta-log-federation--iso-time v) ""))
-          ((symbolp v) (if v (symbol-name v) ""))
-          (t (format "%s" v)))))
+    (meta-log-federation--org-value
+     (cond ((eq key :last-seen) (if (and v (> v 0)) (meta-log-federation--iso-time v) ""))
+           ((symbolp v) (if v (symbol-name v) ""))
+           (t (format "%s" v))))))
+
+(defun meta-log-federation--peer-entry-text (peer)
+  "Return the heading and property drawer of PEER, as Org text."
+  (let ((id (plist-get peer :peer-id)))
+    (unless (meta-log-federation--peer-id-p id)
+      (error "Not a peer id: %S" id))
+    (concat (format "*** Peer: %s\n:PROPERTIES:\n" id)
+            (mapconcat (lambda (prop)
+                         (format ":%s: %s\n" (car prop)
+                                 (meta-log-federation--peer-value peer (cdr prop))))
+                       meta-log-federation--blackboard-properties "")
+            ":END:\n")))
 
 (defun meta-log-federation--goto-peers-heading ()
   "Move to the \"Peers\" heading, creating the headings it needs.
@@ -140,26 +190,72 @@ Return the end of the Peers subtree."
     (meta-log-federation--find-or-insert-heading "^\\*\\* Peers[ \t]*$" "** Peers\n" top-end))
   (meta-log-federation--heading-end 2))
 
+(defun meta-log-federation--index-peer-entries (end)
+  "Return a hash table PEER_ID -> (START . DRAWER-END) of entries up to END.
+Point is on the Peers heading.  An entry is a third-level heading whose
+property drawer, right below it, has a PEER_ID; the first entry of each
+peer wins.  DRAWER-END is the end of its :END: line.  One pass: linear
+in the size of the Peers subtree."
+  (let ((index (make-hash-table :test 'equal))
+        (case-fold-search nil))
+    (save-excursion
+      (forward-line 1)
+      (while (re-search-forward "^\\*\\*\\* " end t)
+        (let ((start (line-beginning-position)))
+          (forward-line 1)
+          (when (looking-at "[ \t]*:PROPERTIES:[ \t]*$")
+            (let ((drawer-start (point))
+                  (drawer-end (save-excursion
+                                (and (re-search-forward "^[ \t]*:END:[ \t]*$" end t)
+                                     (min (1+ (point)) (point-max))))))
+              (when drawer-end
+                (goto-char drawer-start)
+                (when (and (re-search-forward
+                            "^[ \t]*:PEER_ID:[ \t]*\\([0-9a-f]\\{64\\}\\)[ \t]*$"
+                            drawer-end t)
+                           (not (gethash (match-string 1) index)))
+                  (puthash (match-string 1) (cons start drawer-end) index))
+                (goto-char drawer-end)))))))
+    index))
+
 (defun meta-log-federation--update-blackboard-text (peers)
-  "Record PEERS in the current buffer's Org blackboard text."
+  "Record PEERS in the current buffer's Org blackboard text.
+Each peer's entry is found by its PEER_ID property, never by heading
+text, and only its heading and property drawer are rewritten (notes
+below them stay); a peer without an entry gets one at the end of
+\"Peers\".  Linear in the size of the text and the number of PEERS."
   (save-excursion
     (save-restriction
       (widen)
-      (meta-log-federation--goto-peers-heading)
-      (dolist (peer peers)
-        (let ((peers-end (meta-log-federation--goto-peers-heading)))
-          (meta-log-federation--find-or-insert-heading
-           (format "^\\*\\*\\* Peer: %s[ \t]*$" (regexp-quote (plist-get peer :peer-id)))
-           (format "*** Peer: %s\n" (plist-get peer :peer-id))
-           peers-end)
-          (dolist (prop meta-log-federation--blackboard-properties)
-            (meta-log-federation--set-property
-             (car prop) (meta-log-federation--peer-value peer (cdr prop)))))))))
+      (let* ((peers-end (copy-marker (meta-log-federation--goto-peers-heading) t))
+             (index (meta-log-federation--index-peer-entries peers-end))
+             (updates nil)
+             (new nil))
+        (dolist (peer peers)
+          (let ((place (gethash (plist-get peer :peer-id) index))
+                (text (meta-log-federation--peer-entry-text peer)))
+            (if place
+                (push (list (car place) (cdr place) text) updates)
+              (push text new))))
+        ;; From the end backwards, so the positions still to use stay valid.
+        (dolist (u (sort updates (lambda (a b) (> (car a) (car b)))))
+          (pcase-let ((`(,start ,end ,text) u))
+            (unless (equal (buffer-substring-no-properties start end) text)
+              (goto-char start)
+              (delete-region start end)
+              (insert text))))
+        (when new
+          (goto-char peers-end)
+          (unless (bolp) (insert "\n"))
+          (insert (apply #'concat (nreverse new))))
+        (set-marker peers-end nil)))))
 
 ;;;; Writing to the file or its buffer
 
 (defun meta-log-federation--write-blackboard (file peers)
-  "Record PEERS in the blackboard FILE, respecting a buffer visiting it."
+  "Record PEERS in the blackboard FILE, respecting a buffer visiting it.
+Without a buffer, the file is replaced atomically through an exclusive
+0600 temporary file, synced to disk and renamed (by the module)."
   (let ((buffer (find-buffer-visiting file)))
     (if buffer
         (with-current-buffer buffer
@@ -172,13 +268,47 @@ Return the end of the Peers subtree."
               (let ((save-silently t)
                     (inhibit-message t))
                 (save-buffer)))))
-      (let ((temp (make-temp-name (concat file ".tmp"))))
-        (with-temp-buffer
-          (insert-file-contents file)
-          (meta-log-federation--update-blackboard-text peers)
-          (let ((coding-system-for-write 'utf-8-unix))
-            (write-region nil nil temp nil 'silent)))
-        (rename-file temp file t)))))
+      (let ((text (with-temp-buffer
+                    (insert-file-contents file)
+                    (meta-log-federation--update-blackboard-text peers)
+                    (buffer-string))))
+        (meta-log-federation--write-file-atomic file text t)))))
+
+(defun meta-log-federation--changed-peers (peers)
+  "Return the PEERS whose blackboard entry differs from the one last written.
+Remember the new entries.  A peer whose plist is unchanged is not even
+rendered again."
+  (cl-remove-if
+   (lambda (peer)
+     (let* ((id (plist-get peer :peer-id))
+            (known (gethash id meta-log-federation--blackboard-written)))
+       (or (equal (car known) peer)
+           (let ((text (meta-log-federation--peer-entry-text peer)))
+             (puthash id (cons (copy-sequence peer) text)
+                      meta-log-federation--blackboard-written)
+             (equal (cdr known) text)))))
+   peers))
+
+(defun meta-log-federation--announced-peers (peers)
+  "Return the PEERS that announced themselves (a presence was accepted).
+Keys that only sent other events are kept out of the blackboard, so a
+flood of throwaway keys cannot fill it."
+  (cl-remove-if (lambda (p) (equal (plist-get p :software) "")) peers))
+
+(defun meta-log-federation--record-peers (peers only-changed)
+  "Record PEERS in the blackboard; with ONLY-CHANGED, only those that changed.
+A missing blackboard is created and every peer written to it.  Return
+the peers written."
+  (let ((file meta-log-federation--blackboard))
+    (unless (file-exists-p file)
+      (clrhash meta-log-federation--blackboard-written)
+      (setq only-changed nil))
+    (meta-log-federation-create-blackboard file)
+    (let ((changed (meta-log-federation--changed-peers peers)))
+      (when only-changed (setq peers changed))
+      (when peers
+        (meta-log-federation--write-blackboard file peers))
+      peers)))
 
 (defun meta-log-federation-sync-blackboard (&optional peer-id)
   "Record the known peers in the blackboard now; only PEER-ID if given.
@@ -186,12 +316,11 @@ Return the blackboard file's name."
   (interactive)
   (unless meta-log-federation--blackboard
     (user-error "Federation is not running: call `meta-log-federation-init' first"))
-  (let ((peers (meta-log-federation-peers)))
+  (let ((peers (meta-log-federation--announced-peers (meta-log-federation-peers))))
     (when peer-id
       (setq peers (cl-remove-if-not (lambda (p) (equal (plist-get p :peer-id) peer-id))
                                     peers)))
-    (meta-log-federation-create-blackboard meta-log-federation--blackboard)
-    (meta-log-federation--write-blackboard meta-log-federation--blackboard peers)
+    (meta-log-federation--record-peers peers nil)
     (when (called-interactively-p 'interactive)
       (message "meta-log-federation: %d peers recorded in %s" (length peers)
                (abbreviate-file-name meta-log-federation--blackboard)))
@@ -210,12 +339,14 @@ Return the blackboard file's name."
   (setq meta-log-federation--blackboard-timer nil)
   (when (and meta-log-federation--blackboard (meta-log-federation-running-p))
     (condition-case err
-        (meta-log-federation-sync-blackboard)
+        (meta-log-federation--record-peers
+         (meta-log-federation--announced-peers (meta-log-federation-peers)) t)
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)
   "Keep the blackboard FILE up to date from now on."
   (setq meta-log-federation--blackboard (meta-log-federation-create-blackboard file))
+  (clrhash meta-log-federation--blackboard-written)
   (add-hook 'meta-log-federation-peers-changed-hook #'meta-log-federation--blackboard-soon))
 
 (defun meta-log-federation-blackboard-stop ()

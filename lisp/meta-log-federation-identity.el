@@ -46,6 +46,7 @@
 (declare-function meta-log-federation--identity-create "meta-log-federation-module")
 (declare-function meta-log-federation--identity-load "meta-log-federation-module")
 (declare-function meta-log-federation--identity-save "meta-log-federation-module")
+(declare-function meta-log-federation--identity-file-exposure "meta-log-federation-module")
 (declare-function meta-log-federation--sign-event "meta-log-federation-module")
 (declare-function meta-log-federation-verify-event "meta-log-federation-module")
 (declare-function meta-log-federation-verify-event-reason "meta-log-federation-module")
@@ -130,7 +131,27 @@ PASSPHRASE is needed when FILE is encrypted.  Signals
 `meta-log-federation-corrupt-identity-file' when FILE is damaged,
 truncated or edited, and `meta-log-federation-identity-error' when it
 cannot be read.  Never modifies FILE."
-  (meta-log-federation--identity-load (expand-file-name file) passphrase))
+  (let* ((file (expand-file-name file))
+         (identity (meta-log-federation--identity-load file passphrase)))
+    (meta-log-federation--warn-if-exposed file)
+    identity))
+
+(defun meta-log-federation--warn-if-exposed (file)
+  "Warn when the identity FILE can be read by other users."
+  (let ((warning (and (fboundp 'meta-log-federation--identity-file-exposure)
+                      (meta-log-federation--identity-file-exposure file))))
+    (when warning
+      (display-warning 'meta-log-federation warning :warning))
+    warning))
+
+(defun meta-log-federation--with-passphrase (passphrase function)
+  "Call FUNCTION with PASSPHRASE, then wipe PASSPHRASE from memory.
+PASSPHRASE is a string typed by the person (or nil); `clear-string'
+overwrites it, so the secret does not linger in the Lisp heap."
+  (unwind-protect
+      (funcall function passphrase)
+    (when (stringp passphrase)
+      (clear-string passphrase))))
 
 (defun meta-log-federation-identity-save (identity file &optional passphrase overwrite)
   "Save IDENTITY in FILE and return FILE's absolute name.
@@ -161,11 +182,16 @@ none).  Show the new peer id and return the identity."
                          (file-name-directory meta-log-federation-identity-file)
                          meta-log-federation-identity-file)
          (meta-log-federation--read-new-passphrase)))
-  (let ((identity (meta-log-federation-identity-create file passphrase)))
+  (let* ((encrypted (and passphrase t))
+         (identity (if (called-interactively-p 'any)
+                       (meta-log-federation--with-passphrase
+                        passphrase
+                        (lambda (pass) (meta-log-federation-identity-create file pass)))
+                     (meta-log-federation-identity-create file passphrase))))
     (message "New peer identity %s in %s%s; back this file up, it holds the recovery phrase"
              (meta-log-federation-identity-peer-id identity)
              (abbreviate-file-name (expand-file-name file))
-             (if passphrase " (encrypted)" ""))
+             (if encrypted " (encrypted)" ""))
     identity))
 
 (defun meta-log-federation-identity-show (&optional file passphrase)
@@ -188,9 +214,9 @@ Return the identity."
               (meta-log-federation-identity-load file passphrase)
             (meta-log-federation-bad-passphrase
              (if (and asking (null passphrase))
-                 (meta-log-federation-identity-load
-                  file (read-passwd (format "Passphrase of %s: "
-                                            (abbreviate-file-name file))))
+                 (meta-log-federation--with-passphrase
+                  (read-passwd (format "Passphrase of %s: " (abbreviate-file-name file)))
+                  (lambda (pass) (meta-log-federation-identity-load file pass)))
                (signal (car err) (cdr err)))))))
     (message "Peer id %s\npublic key %s\npath %s (%s)"
              (meta-log-federation-identity-peer-id identity)

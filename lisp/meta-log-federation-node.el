@@ -245,27 +245,56 @@ Set by the CanvasL sync module.")
 
 ;;;; Identity
 
+(defcustom meta-log-federation-offer-passphrase t
+  "If non-nil, interactive init offers to protect a new identity with a passphrase.
+That is, `meta-log-federation-init' asks when it creates the identity file.
+Batch Emacs and daemons (Docker) are never asked: they create the file
+unencrypted (mode 600), or load one made beforehand with
+`meta-log-federation-identity-new' and passed in
+`meta-log-federation-identity'."
+  :type 'boolean
+  :group 'meta-log-federation)
+
+(defun meta-log-federation--may-ask-p ()
+  "Return non-nil when a person can answer a question now."
+  (and (not noninteractive) (not (daemonp))))
+
+(defun meta-log-federation--new-identity-passphrase (file)
+  "Ask whether to protect the new identity FILE; return a passphrase or nil."
+  (when (and meta-log-federation-offer-passphrase
+             (meta-log-federation--may-ask-p)
+             (y-or-n-p (format "Protect the new identity %s with a passphrase (asked at each start)? "
+                               (abbreviate-file-name file))))
+    (let ((pass (read-passwd "Passphrase for the new identity: " t)))
+      (if (equal pass "") nil pass))))
+
 (defun meta-log-federation--load-or-create-identity ()
   "Return the identity in `meta-log-federation-identity-file'.
-Create it when the file is missing."
+Create it when the file is missing, interactively offering to protect
+it with a passphrase (see `meta-log-federation-offer-passphrase')."
   (let ((file (expand-file-name meta-log-federation-identity-file)))
     (if (not (file-exists-p file))
-        (let ((identity (meta-log-federation-identity-create file)))
+        (let* ((pass (meta-log-federation--new-identity-passphrase file))
+               (encrypted (and pass t))
+               (identity (meta-log-federation--with-passphrase
+                          pass (lambda (p) (meta-log-federation-identity-create file p)))))
           (meta-log-federation--log
-           "created peer identity %s in %s (recovery phrase in clear: back the file up, or use `meta-log-federation-identity-new' for an encrypted one)"
+           (if encrypted
+               "created peer identity %s in %s (encrypted: back the file up and remember the passphrase)"
+             "created peer identity %s in %s (recovery phrase in clear: back the file up, or use `meta-log-federation-identity-new' for an encrypted one)")
            (meta-log-federation-identity-peer-id identity)
            (abbreviate-file-name file))
           identity)
       (condition-case err
           (meta-log-federation-identity-load file)
         (meta-log-federation-bad-passphrase
-         (if noninteractive
+         (if (not (meta-log-federation--may-ask-p))
              (signal (car err)
                      (list (format "%s is encrypted: load it with `meta-log-federation-identity-load' and pass it to `meta-log-federation-init' through `meta-log-federation-identity'"
                                    file)))
-           (meta-log-federation-identity-load
-            file (read-passwd (format "Passphrase of %s: "
-                                      (abbreviate-file-name file))))))))))
+           (meta-log-federation--with-passphrase
+            (read-passwd (format "Passphrase of %s: " (abbreviate-file-name file)))
+            (lambda (pass) (meta-log-federation-identity-load file pass)))))))))
 
 ;;;; Starting and stopping
 
@@ -461,7 +490,8 @@ message resent after a reconnect, is a normal duplicate."
       (pcase tr
         (`(came-online ,peer ,name)
          (meta-log-federation--log "peer %s (%s) is online"
-                                   name (meta-log-federation--short-id peer))
+                                   (meta-log-federation--safe-name name)
+                                   (meta-log-federation--short-id peer))
          (meta-log-federation--run-hook-safely
           'meta-log-federation-peer-online-functions peer name)
          (meta-log-federation--run-hook-safely
@@ -480,8 +510,8 @@ message resent after a reconnect, is a normal duplicate."
         (`(key-conflict ,new ,name ,known)
          (display-warning
           'meta-log-federation
-          (format "The name %S, known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
-                  name known new)
+          (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by another key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
+                  (meta-log-federation--safe-name name) known new)
           :warning))))
     (run-hooks 'meta-log-federation-peers-changed-hook)))
 
@@ -491,13 +521,43 @@ message resent after a reconnect, is a normal duplicate."
   "Return the first 12 characters of PEER-ID."
   (if (> (length peer-id) 12) (substring peer-id 0 12) peer-id))
 
+(defconst meta-log-federation--max-shown-name 48
+  "Most characters of a peer's display name shown anywhere.")
+
+(defun meta-log-federation--safe-name (name)
+  "Return NAME, text a peer sent, made safe to show as one line.
+Control, line and paragraph separator and invisible format characters
+\(which the module already refuses) become \\uXXXX escapes, so a name can
+never break a line, reorder text or hide characters; a long name is cut
+with an ellipsis.  Nil or an empty NAME gives \"?\".  Insert the result
+with \"%s\", never as a format string."
+  (if (or (not (stringp name)) (string-empty-p name))
+      "?"
+    (let ((safe (if (not (string-match-p "[^[:ascii:]]\\|[[:cntrl:]]" name))
+                    name                ; the usual case, quickly
+                  (mapconcat
+                 (lambda (c)
+                   (if (memq (get-char-code-property c 'general-category)
+                             '(Cc Cf Zl Zp Cs Co Cn))
+                       (format "\\u%04X" c)
+                     (char-to-string c)))
+                 name ""))))
+      (if (> (length safe) meta-log-federation--max-shown-name)
+          (concat (substring safe 0 (1- meta-log-federation--max-shown-name)) "…")
+        safe))))
+
 (defun meta-log-federation--peer-label (peer-id)
-  "Return \"NAME (SHORT-ID)\" for PEER-ID."
+  "Return \"NAME (SHORT-ID)\" for PEER-ID, safe to show anywhere.
+This is the one place a peer's name is made fit for display: NAME is
+what the peer announced, passed through `meta-log-federation--safe-name',
+and the short id always follows it, because a name alone proves nothing."
   (let ((name (and (meta-log-federation-running-p)
+                   (meta-log-federation--peer-id-p peer-id)
                    (plist-get (meta-log-federation--federation-peer peer-id) :name))))
-    (if (and name (not (string-empty-p name)))
-        (format "%s (%s)" name (meta-log-federation--short-id peer-id))
-      (meta-log-federation--short-id peer-id))))
+    (if (and (stringp name) (not (string-empty-p name)))
+        (format "%s (%s)" (meta-log-federation--safe-name name)
+                (meta-log-federation--short-id peer-id))
+      (meta-log-federation--short-id (format "%s" peer-id)))))
 
 (defun meta-log-federation--peer-id-p (object)
   "Return non-nil if OBJECT is a peer id: 64 lowercase hexadecimal characters."
@@ -557,8 +617,7 @@ PREDICATE, if non-nil, filters the peer plists offered."
                                   (meta-log-federation--federation-peers)))
          (table (mapcar (lambda (p)
                           (cons (format "%s  %s  [%s]"
-                                        (let ((n (plist-get p :name)))
-                                          (if (string-empty-p n) "?" n))
+                                        (meta-log-federation--safe-name (plist-get p :name))
                                         (plist-get p :peer-id)
                                         (plist-get p :status))
                                 (plist-get p :peer-id)))

@@ -49,7 +49,7 @@
   "Return the `tabulated-list-entries' item of PEER."
   (let ((name (plist-get peer :name)))
     (list (plist-get peer :peer-id)
-          (vector (if (string-empty-p name) "?" name)
+          (vector (meta-log-federation--safe-name name)
                   (meta-log-federation--short-id (plist-get peer :peer-id))
                   (propertize (symbol-name (plist-get peer :status))
                               'face (pcase (plist-get peer :status)

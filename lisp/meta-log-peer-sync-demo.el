@@ -58,8 +58,9 @@ Return its canvasl:// URL."
   (let ((peers (meta-log-federation-peers)))
     (message "meta-log-peer-sync-demo: %s"
              (if peers
-                 (mapconcat (lambda (p) (format "%s (%s, %s)" (plist-get p :name)
-                                                (substring (plist-get p :peer-id) 0 12)
+                 (mapconcat (lambda (p) (format "%s (%s)"
+                                                (meta-log-federation--peer-label
+                                                 (plist-get p :peer-id))
                                                 (plist-get p :status)))
                             peers ", ")
                "no peers yet"))
@@ -70,7 +71,7 @@ Return its canvasl:// URL."
   (interactive (list (meta-log-federation--read-peer "Connect to peer: ")))
   (let ((peer (meta-log-federation-connect-to-peer peer-id)))
     (message "meta-log-peer-sync-demo: %s is %s; catching up"
-             (plist-get peer :name) (plist-get peer :status))
+             (meta-log-federation--peer-label peer-id) (plist-get peer :status))
     peer))
 
 (provide 'meta-log-peer-sync-demo)

@@ -6,6 +6,7 @@ mod convert;
 mod errors;
 mod events;
 mod federation;
+mod files;
 mod identity;
 mod mqtt;
 mod sync;

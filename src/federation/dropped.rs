@@ -38,11 +38,14 @@ pub enum DropReason {
     UnknownKind,
     /// Missing or different protocol version.
     ProtocolVersion,
+    /// Refused to bound memory: the replay memory is full of young ids, or
+    /// the sender holds its share of it (a flood).
+    Flood,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::TooLarge,
         DropReason::Malformed,
         DropReason::BadSignature,
@@ -58,6 +61,7 @@ impl DropReason {
         DropReason::OwnEvent,
         DropReason::UnknownKind,
         DropReason::ProtocolVersion,
+        DropReason::Flood,
     ];
 
     /// The stable short name, e.g. `bad-signature`.
@@ -78,6 +82,7 @@ impl DropReason {
             DropReason::OwnEvent => "own-event",
             DropReason::UnknownKind => "unknown-kind",
             DropReason::ProtocolVersion => "protocol-version",
+            DropReason::Flood => "flood",
         }
     }
 
@@ -144,7 +149,7 @@ impl std::error::Error for Dropped {}
 /// Drop counts per reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DropCounters {
-    counts: [u64; 15],
+    counts: [u64; 16],
 }
 
 impl DropCounters {
@@ -183,7 +188,7 @@ mod tests {
         let mut d = names.clone();
         d.sort();
         d.dedup();
-        assert_eq!(d.len(), 15);
+        assert_eq!(d.len(), 16);
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
@@ -193,7 +198,7 @@ mod tests {
         assert_eq!(c.get(DropReason::Replay), 2);
         assert_eq!(c.total(), 2);
         assert!(c.list().contains(&("replay", 2)));
-        assert_eq!(c.list().len(), 15);
+        assert_eq!(c.list().len(), 16);
         let d = Dropped::new(DropReason::OwnEvent, "ours");
         assert!(d.is_quiet());
         assert_eq!(d.to_string(), "own-event: ours");

@@ -13,7 +13,7 @@ use super::protocol::{
     KIND_PRESENCE, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST, KIND_SYNC_RESPONSE, PROTOCOL_VERSION,
     TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
 };
-use super::replay::{id_bytes, ReplaySet};
+use super::replay::{id_bytes, Refusal, ReplaySet};
 use super::trust::{TrustError, TrustPolicy, TrustState, TrustStore, Verdict};
 use super::{Config, ConfigError};
 
@@ -138,7 +138,11 @@ impl Inbound {
         Ok(Inbound {
             me: identity.peer_id(),
             identity,
-            replay: ReplaySet::new(config.replay_capacity),
+            replay: ReplaySet::new(
+                config.replay_capacity,
+                config.replay_per_sender(),
+                config.max_age_secs,
+            ),
             peers: PeerTable::new(config.stale_after_secs, config.max_peers),
             topics,
             trust,
@@ -253,7 +257,24 @@ impl Inbound {
                 ),
             ));
         }
+        let age = now.saturating_sub(ev.created_at);
         match &presence {
+            // A key nobody knows may only introduce itself with a fresh
+            // presence: an old one (replayed after a restart) cannot pin it.
+            Some(_)
+                if age > self.config.max_age_secs
+                    && self.trust.state(&ev.pubkey) == TrustState::Unknown
+                    && !self.peers.contains(&ev.pubkey) =>
+            {
+                return Err(fail(
+                    DropReason::TooOld,
+                    format!(
+                        "presence of an unknown key is {age} s old (limit {} s); \
+                         a new peer must announce itself afresh",
+                        self.config.max_age_secs
+                    ),
+                ));
+            }
             Some(p) => {
                 if let Some(last) = self.peers.presence_key(&ev.pubkey) {
                     if p.order_key(ev.created_at) < last {
@@ -265,7 +286,6 @@ impl Inbound {
                 }
             }
             None => {
-                let age = now.saturating_sub(ev.created_at);
                 if age > self.config.max_age_secs {
                     return Err(fail(
                         DropReason::TooOld,
@@ -279,11 +299,35 @@ impl Inbound {
         }
         // 6. Duplicate id.
         let id = id_bytes(&ev.id);
-        if self.replay.contains(&id) {
-            return Err(fail(
-                DropReason::Replay,
-                "event already received (replay or duplicate delivery)".into(),
-            ));
+        let sender = id_bytes(&ev.pubkey);
+        match self.replay.check(&id, &sender, now) {
+            Ok(()) => {}
+            Err(Refusal::Seen) => {
+                return Err(fail(
+                    DropReason::Replay,
+                    "event already received (replay or duplicate delivery)".into(),
+                ))
+            }
+            Err(Refusal::Full) => {
+                return Err(fail(
+                    DropReason::Flood,
+                    format!(
+                        "the replay memory holds {} young event ids; new events are refused \
+                         until they expire (a flood?)",
+                        self.replay.capacity()
+                    ),
+                ))
+            }
+            Err(Refusal::SenderQuota) => {
+                return Err(fail(
+                    DropReason::Flood,
+                    format!(
+                        "the sender sent more than {} events within {} s; dropped (a flood?)",
+                        self.replay.per_sender(),
+                        self.replay.window()
+                    ),
+                ))
+            }
         }
         // 7. Topic, kind, tags and signer agree.
         let Some(route) = self.topics.parse(topic) else {
@@ -345,21 +389,31 @@ impl Inbound {
             }
             Verdict::Untrusted(m) => return Err(fail(DropReason::Untrusted, m)),
             Verdict::Conflict { name, known } => {
-                // Hold the key, unless the store is full of other keys (then
-                // it stays unknown, and a full store pins no new key anyway).
-                if self.trust.entry(&ev.pubkey).is_some()
-                    || self.trust.len() < self.config.max_peers
-                {
-                    self.trust.hold(&ev.pubkey, &name, now);
+                // Under TOFU a new or pinned key is held. A trusted key, or
+                // any key under the other policies, keeps its state: only
+                // this presence (its claim to the name) is refused.
+                let state = self.trust.state(&ev.pubkey);
+                let held = self.config.policy == TrustPolicy::Tofu
+                    && matches!(state, TrustState::Unknown | TrustState::Pinned)
+                    && self
+                        .trust
+                        .hold(&ev.pubkey, &name, now, self.config.max_peers);
+                if held {
                     self.peers.set_trust(&ev.pubkey, TrustState::Conflict);
                 }
+                let consequence = if held || state == TrustState::Conflict {
+                    "nothing from the new key is accepted until you trust it"
+                } else {
+                    "its presence is refused; forget the other key if this one replaces it"
+                };
                 let mut d = fail(
                     DropReason::Untrusted,
                     super::protocol::shorten(format!(
-                        "WARNING: display name `{name}` belongs to peer {known}, but peer {} \
-                         announced it with a different key; nothing from the new key is accepted \
-                         until you trust it",
-                        ev.pubkey
+                        "WARNING: peer {}… announced display name `{}`, which (or a look-alike \
+                         of which) belongs to peer {}…; {consequence}",
+                        &ev.pubkey[..12],
+                        name.escape_debug(),
+                        &known[..known.len().min(12)],
                     )),
                 );
                 d.transitions.push(Transition::KeyConflict {
@@ -370,7 +424,7 @@ impl Inbound {
                 return Err(d);
             }
         };
-        if self.peers.is_full_for(&ev.pubkey) {
+        if self.peers.is_full_for(&ev.pubkey) && !self.peers.make_room() {
             return Err(fail(
                 DropReason::Untrusted,
                 format!(
@@ -412,11 +466,15 @@ impl Inbound {
                 }
             }
         };
-        // Accepted: remember it.
-        self.replay.insert(id);
-        if pin {
-            self.trust.pin(&ev.pubkey, name.as_deref(), now);
+        // Accepted: remember it. Only a presence pins a key: any other
+        // event from an unknown key is accepted under TOFU but leaves no
+        // trace in the trust store, so a flood of keys cannot fill it.
+        self.replay.remember(id, sender, ev.created_at);
+        if pin && is_presence {
+            self.trust
+                .pin(&ev.pubkey, name.as_deref(), now, self.config.max_peers);
         }
+        self.trust.touch(&ev.pubkey, now);
         let trust = self.trust.state(&ev.pubkey);
         let transitions = match &body {
             Body::Presence(p) => self
@@ -522,9 +580,26 @@ impl Inbound {
         &self.counters
     }
 
+    /// How many peers were dropped from the full peer table to make room
+    /// (unknown or automatically pinned ones, least recently seen first).
+    pub fn peers_evicted(&self) -> u64 {
+        self.peers.evicted()
+    }
+
     /// How many event ids the duplicate memory holds now.
     pub fn replay_len(&self) -> usize {
         self.replay.len()
+    }
+
+    /// The duplicate memory (restored from and saved to its journal by
+    /// [`Node`](super::Node)).
+    pub fn replay_set(&self) -> &ReplaySet {
+        &self.replay
+    }
+
+    /// The duplicate memory, mutable.
+    pub fn replay_set_mut(&mut self) -> &mut ReplaySet {
+        &mut self.replay
     }
 
     /// Our peer id.

@@ -11,7 +11,9 @@
 //! * [`outbound`] — [`Outbound`], builders of signed events to publish.
 //! * [`peers`] — [`PeerTable`] and [`Transition`]s.
 //! * [`trust`] — [`TrustPolicy`], [`TrustStore`].
-//! * [`replay`] — [`ReplaySet`], the bounded duplicate-id memory.
+//! * [`replay`] — [`ReplaySet`], the bounded duplicate-id memory, and
+//!   [`replay_journal`], its copy on disk.
+//! * [`names`] — what a display name may hold, and look-alike skeletons.
 //! * [`dropped`] — [`Dropped`], [`DropReason`], [`DropCounters`].
 //!
 //! # Protocol, version 1
@@ -108,9 +110,15 @@
 //! 4. `v` tag → `protocol-version`; kind → `unknown-kind`; presence
 //!    content → `malformed` (or `protocol-version`);
 //! 5. `created_at`: more than 900 s in the future → `in-future`; older than
-//!    600 s → `too-old`, **except presence and departure events**, see below;
-//! 6. event id already accepted → `replay` (bounded memory, default
-//!    100,000 ids, oldest forgotten first);
+//!    600 s → `too-old`, **except presence and departure events of a known
+//!    key**, see below (an unknown key must announce itself with a fresh
+//!    presence, so a replayed old presence cannot pin a key);
+//! 6. event id already accepted → `replay`: every accepted id is remembered
+//!    until its `created_at` leaves the 600 s window (so never forgotten
+//!    while it could pass the age check), across restarts too (a journal
+//!    beside the trust file); memory is bounded (default 100,000 ids, a
+//!    tenth per sender): when full, or when the sender holds its share,
+//!    new events are refused → `flood`;
 //! 7. topic, kind, `t` tag, signer and `p` tag agree → `wrong-topic`; a
 //!    message for another peer → `not-for-us`;
 //! 8. trust policy → `blocked` or `untrusted`;
@@ -159,9 +167,12 @@
 //! ## Trust
 //!
 //! See [`trust`]: TOFU by default, an allowlist, or open; blocking always
-//! wins. Under TOFU a display name already held by one key and announced by
-//! a new key holds the new key (`untrusted`) and raises a
-//! [`Transition::KeyConflict`] warning.
+//! wins. A display name already held by one key (compared as a look-alike
+//! skeleton, see [`names`]) and announced by another key raises a
+//! [`Transition::KeyConflict`] warning under every policy; under TOFU a
+//! new key is held (`untrusted`), a trusted key only has that presence
+//! refused. Only a presence pins a key, at a bounded rate, and a full
+//! store replaces the least recently seen automatic pin.
 //!
 //! ## Own events and shared identities
 //!
@@ -171,11 +182,13 @@
 
 pub mod dropped;
 pub mod inbound;
+pub mod names;
 pub mod node;
 pub mod outbound;
 pub mod peers;
 pub mod protocol;
 pub mod replay;
+pub mod replay_journal;
 pub mod trust;
 
 #[cfg(test)]
@@ -234,6 +247,12 @@ impl Default for Config {
 pub struct ConfigError(pub String);
 
 impl Config {
+    /// Most ids one sender may hold in the replay memory: a tenth of it,
+    /// so a single key cannot fill it for everyone.
+    pub fn replay_per_sender(&self) -> usize {
+        (self.replay_capacity / 10).max(1)
+    }
+
     /// Checks the settings and returns the topic names they imply.
     pub fn topics(&self) -> Result<Topics, ConfigError> {
         if self.max_event_bytes < 1024 {

@@ -12,6 +12,7 @@ use crate::identity::Identity;
 use super::inbound::{Accepted, Inbound, SyncKind};
 use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
 use super::peers::{PeerInfo, Transition};
+use super::replay_journal::{journal_path, ReplayJournal};
 use super::trust::{TrustError, TrustPolicy, TrustStore};
 use super::{Config, ConfigError, Dropped};
 
@@ -24,6 +25,14 @@ pub enum NodeError {
     /// The trust file could not be read.
     #[error(transparent)]
     Trust(#[from] TrustError),
+    /// The replay journal beside the trust file could not be read or written.
+    #[error("replay journal {path}: {source}; check the directory's permissions")]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// Totals of what a node sent and accepted.
@@ -43,6 +52,9 @@ pub struct Node {
     inbound: Inbound,
     outbound: Outbound,
     trust_path: Option<PathBuf>,
+    journal: Option<ReplayJournal>,
+    /// The last failure to append to the journal, reported by the next save.
+    journal_error: Option<String>,
     counts: NodeCounts,
 }
 
@@ -56,16 +68,38 @@ impl Node {
         trust_path: Option<PathBuf>,
         now: u64,
     ) -> Result<Node, NodeError> {
+        // Others refuse a presence whose name holds control, separator or
+        // format characters: say so here rather than be ignored silently.
+        super::names::check_text("display name", &profile.name).map_err(|m| {
+            ConfigError(format!(
+                "{}; set `meta-log-federation-display-name' to plain text",
+                m.trim_start_matches("presence content: ")
+            ))
+        })?;
         let trust = match &trust_path {
             Some(p) => TrustStore::load(p)?,
             None => TrustStore::new(),
         };
         let outbound = Outbound::new(identity.clone(), &config, profile, now)?;
-        let inbound = Inbound::new(identity, config, trust)?;
+        let mut inbound = Inbound::new(identity, config, trust)?;
+        // The replay memory survives restarts: ids accepted before (even
+        // just before a crash) are refused again while young.
+        let journal = match &trust_path {
+            Some(p) => {
+                let path = journal_path(p);
+                Some(
+                    ReplayJournal::open(&path, inbound.replay_set_mut(), now)
+                        .map_err(|source| NodeError::Journal { path, source })?,
+                )
+            }
+            None => None,
+        };
         Ok(Node {
             inbound,
             outbound,
             trust_path,
+            journal,
+            journal_error: None,
             counts: NodeCounts::default(),
         })
     }
@@ -137,7 +171,14 @@ impl Node {
     pub fn receive(&mut self, topic: &str, payload: &[u8], now: u64) -> Result<Accepted, Dropped> {
         let r = self.inbound.accept(topic, payload, now);
         match &r {
-            Ok(_) => self.counts.accepted += 1,
+            Ok(a) => {
+                self.counts.accepted += 1;
+                if let Some(j) = &mut self.journal {
+                    if let Err(e) = j.append(&a.event.id, &a.event.pubkey, a.event.created_at) {
+                        self.journal_error = Some(format!("{}: {e}", j.path().display()));
+                    }
+                }
+            }
             Err(_) => self.counts.dropped += 1,
         }
         r
@@ -187,14 +228,45 @@ impl Node {
         self.inbound.set_policy(policy);
     }
 
-    /// Saves the trust file if anything changed (TOFU pins included).
+    /// Saves the trust file if anything changed (TOFU pins included), and
+    /// compacts the replay journal when it has grown; reports a failure to
+    /// write the journal since the last save.
     pub fn save_trust(&mut self) -> Result<(), TrustError> {
-        match &self.trust_path {
+        let journal = self.save_journal();
+        let trust = match &self.trust_path {
             Some(p) if self.inbound.trust_store().is_dirty() => {
                 let p = p.clone();
                 self.inbound.trust_store_mut().save(&p)
             }
             _ => Ok(()),
+        };
+        trust.and(journal)
+    }
+
+    fn save_journal(&mut self) -> Result<(), TrustError> {
+        let Some(j) = &mut self.journal else {
+            return Ok(());
+        };
+        let set = self.inbound.replay_set();
+        let compacted = if j.wants_compaction(set) {
+            j.compact(set)
+        } else {
+            Ok(())
+        };
+        let failed = self.journal_error.take().or_else(|| {
+            compacted
+                .err()
+                .map(|e| format!("{}: {e}", j.path().display()))
+        });
+        match failed {
+            None => Ok(()),
+            Some(m) => Err(TrustError::Io {
+                path: j.path().to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "the replay journal could not be written ({m}); replays of events \
+                     accepted since are refused only until Emacs restarts"
+                )),
+            }),
         }
     }
 
@@ -320,6 +392,19 @@ mod tests {
         assert_eq!(d.reason, DropReason::Blocked);
         assert!(a.untrust(&c).unwrap());
         assert!(deliver(&mut a, &p[1], 1_000).is_ok());
+    }
+
+    #[test]
+    fn a_display_name_others_would_refuse_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = LocalProfile {
+            name: "alice\n* Peer".into(),
+            software: "test/0".into(),
+            capabilities: vec![],
+        };
+        let e = Node::new(identity(1), Config::default(), profile, None, 1_000).unwrap_err();
+        assert!(e.to_string().contains("display-name"), "{e}");
+        drop(dir);
     }
 
     #[test]

@@ -136,12 +136,16 @@ impl Transition {
     }
 }
 
-/// Known peers, at most `max_peers` of them.
+/// Known peers, at most `max_peers` of them. When full, a newcomer takes
+/// the place of the least recently seen peer that nobody decided about
+/// (trust unknown or pinned automatically); trusted, held and blocked
+/// peers always stay.
 #[derive(Debug, Clone)]
 pub struct PeerTable {
     peers: HashMap<String, PeerInfo>,
     stale_after: u64,
     max_peers: usize,
+    evicted: u64,
 }
 
 impl PeerTable {
@@ -151,7 +155,32 @@ impl PeerTable {
             peers: HashMap::new(),
             stale_after,
             max_peers,
+            evicted: 0,
         }
+    }
+
+    /// Drops the least recently seen undecided peer to make room for a new
+    /// one; `false` if every known peer is trusted, held or blocked.
+    pub(crate) fn make_room(&mut self) -> bool {
+        let victim = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.trust, TrustState::Unknown | TrustState::Pinned))
+            .min_by(|a, b| (a.last_seen, &a.peer_id).cmp(&(b.last_seen, &b.peer_id)))
+            .map(|p| p.peer_id.clone());
+        match victim {
+            Some(id) => {
+                self.peers.remove(&id);
+                self.evicted += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How many peers were dropped to make room for newcomers.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// One peer.

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::names;
 use crate::transport::topic::{validate_topic, TopicError};
 
 /// The protocol version this code speaks, carried in every event as
@@ -256,11 +257,22 @@ pub struct Presence {
 }
 
 impl Presence {
-    /// Parses and checks presence content: JSON shape, field lengths, and
-    /// `since <= created_at`. The caller checks `peer_id` and `protocol`.
+    /// Parses and checks presence content: JSON shape, field lengths, no
+    /// control, separator or format character in any text field (see
+    /// [`super::names`]), and `since <= created_at`; the name is returned in
+    /// NFKC form. The caller checks `peer_id` and `protocol`.
     pub fn parse(content: &str, created_at: u64) -> Result<Presence, String> {
-        let p: Presence =
+        let mut p: Presence =
             serde_json::from_str(content).map_err(|e| shorten(format!("presence content: {e}")))?;
+        names::check_text("name", &p.name)?;
+        names::check_text("software", &p.software)?;
+        for c in &p.capabilities {
+            names::check_text("capability", c)?;
+        }
+        if let Some(r) = &p.reason {
+            names::check_text("reason", r)?;
+        }
+        p.name = names::normalize_name(&p.name);
         let long = [&p.peer_id, &p.name, &p.software, &p.protocol]
             .into_iter()
             .chain(p.capabilities.iter())
@@ -305,9 +317,24 @@ pub fn tag_value<'a>(tags: &'a [Vec<String>], name: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
-/// Cuts a message quoting untrusted input to a readable length.
-pub(crate) fn shorten(mut s: String) -> String {
+/// Cuts a message quoting untrusted input to a readable length, and
+/// escapes any control, separator or format character in it (`\u{…}`), so
+/// a quoted value can never break a line or reorder the text it is in.
+pub(crate) fn shorten(s: String) -> String {
     const MAX: usize = 200;
+    let mut s = if names::check_text("", &s).is_ok() {
+        s
+    } else {
+        s.chars()
+            .map(|c| {
+                if names::check_text("", c.encode_utf8(&mut [0; 4])).is_ok() {
+                    c.to_string()
+                } else {
+                    c.escape_unicode().to_string()
+                }
+            })
+            .collect()
+    };
     if s.len() > MAX {
         let mut cut = MAX;
         while !s.is_char_boundary(cut) {
@@ -381,6 +408,13 @@ mod tests {
     }
 
     #[test]
+    fn quoted_input_cannot_break_lines() {
+        assert_eq!(shorten("a\nb\u{202e}c".into()), "a\\u{a}b\\u{202e}c");
+        assert_eq!(shorten("plain".into()), "plain");
+        assert!(shorten("x".repeat(500)).ends_with('…'));
+    }
+
+    #[test]
     fn presence_parsing() {
         let p = Presence {
             peer_id: ID.into(),
@@ -402,6 +436,18 @@ mod tests {
         assert!(Presence::parse(&json.replace("online", "away"), 10).is_err());
         let long = json.replace("alice", &"a".repeat(MAX_FIELD_BYTES + 1));
         assert!(Presence::parse(&long, 10).is_err());
+        for bad in ["a\nb", "a\u{2028}b", "x\u{202e}", "al\u{ad}ice", "a\u{85}"] {
+            let quoted = serde_json::to_string(bad).unwrap();
+            let j = json.replace("\"alice\"", &quoted);
+            assert!(
+                Presence::parse(&j, 10).unwrap_err().contains("name"),
+                "{bad}"
+            );
+        }
+        let j = json.replace("\"x/1\"", "\"x\\n* H\"");
+        assert!(Presence::parse(&j, 10).unwrap_err().contains("software"));
+        let wide = json.replace("\"alice\"", "\"\u{ff41}lice \"");
+        assert_eq!(Presence::parse(&wide, 10).unwrap().name, "alice");
         let mut many = p.clone();
         many.capabilities = vec!["c".into(); MAX_CAPABILITIES + 1];
         assert!(Presence::parse(&serde_json::to_string(&many).unwrap(), 10).is_err());

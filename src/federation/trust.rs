@@ -3,13 +3,24 @@
 //!
 //! # Policies
 //!
-//! * [`TrustPolicy::Tofu`] (default): trust on first use. The first event
-//!   from a new key pins it (with its display name once it announces one).
-//!   If a display name already pinned or trusted for one key shows up with
-//!   a **different** key, that key is held ([`TrustState::Conflict`]):
-//!   nothing from it is accepted until the user trusts it, and the pipeline
-//!   reports a loud [`Transition::KeyConflict`](super::Transition). Names are
-//!   compared after trimming and lower-casing.
+//! * [`TrustPolicy::Tofu`] (default): trust on first use. A new key's
+//!   presence pins it with its display name (other events from it are
+//!   accepted but pin nothing, so keys that never announce themselves leave
+//!   no trace). If a display name already pinned or trusted for one key
+//!   shows up with a **different** key, that key is held
+//!   ([`TrustState::Conflict`]): nothing from it is accepted until the user
+//!   trusts it, and the pipeline reports a loud
+//!   [`Transition::KeyConflict`](super::Transition). Names are compared as
+//!   look-alike skeletons ([`names::skeleton`]).
+//!
+//! The name check applies under every policy and to trusted keys too
+//! (trust covers a key, not a name): their conflicting presence is refused
+//! with the same warning, without changing their state.
+//!
+//! New automatic entries (pins, holds) are rate limited ([`PIN_BURST`],
+//! then one per [`PIN_INTERVAL_SECS`]); a full store replaces the
+//! automatic entry heard from least recently, never a trusted or blocked
+//! peer.
 //! * [`TrustPolicy::Allowlist`]: only peers the user trusted explicitly.
 //! * [`TrustPolicy::Open`]: everyone (still subject to signatures etc.).
 //!
@@ -33,7 +44,7 @@
 //! the entry was created (Unix seconds). The policy is not stored: it is a
 //! user option passed in [`Config`](super::Config).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::Read;
@@ -43,6 +54,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use super::names;
 use super::protocol::{is_peer_id, MAX_FIELD_BYTES};
 
 /// The `format` value of trust store files.
@@ -175,15 +187,64 @@ pub(crate) enum Verdict {
     Conflict { name: String, known: String },
 }
 
+/// New automatic entries (pins and holds) allowed at once…
+pub const PIN_BURST: u64 = 64;
+/// …and then one per this many seconds, so a flood of keys can neither
+/// fill the store quickly nor make `trust.json` grow fast. A peer that is
+/// not pinned for lack of budget is still accepted under TOFU; its next
+/// presence (every heartbeat) pins it.
+pub const PIN_INTERVAL_SECS: u64 = 1;
+
+/// A token bucket of new automatic entries.
+#[derive(Debug, Clone, Default)]
+struct PinBudget {
+    spent: u64,
+    since: u64,
+}
+
+impl PinBudget {
+    fn take(&mut self, now: u64) -> bool {
+        let refilled = now.saturating_sub(self.since) / PIN_INTERVAL_SECS.max(1);
+        if refilled > 0 {
+            self.spent = self.spent.saturating_sub(refilled);
+            self.since = now;
+        }
+        if self.spent >= PIN_BURST {
+            return false;
+        }
+        self.spent += 1;
+        true
+    }
+}
+
 /// Peer trust states, loaded from and saved to a file.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Bounded: when `max_entries` peers are stored, a new automatic entry
+/// (a TOFU pin or hold) replaces the automatic entry heard from least
+/// recently; explicitly trusted or blocked peers are never replaced.
+#[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     peers: BTreeMap<String, TrustEntry>,
     dirty: bool,
+    /// When each stored peer was last heard from (memory only; `since`
+    /// after a load), to choose which automatic entry to replace.
+    seen: HashMap<String, u64>,
+    /// The look-alike skeleton of each stored name.
+    skeletons: HashMap<String, String>,
+    budget: PinBudget,
+    evicted: u64,
 }
 
+impl PartialEq for TrustStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.peers == other.peers
+    }
+}
+
+impl Eq for TrustStore {}
+
 fn norm(name: &str) -> String {
-    name.trim().to_lowercase()
+    names::skeleton(name)
 }
 
 fn check_id(peer_id: &str) -> Result<(), TrustError> {
@@ -251,10 +312,12 @@ impl TrustStore {
                 return Err(corrupt(format!("peer {id} has an overlong name")));
             }
         }
-        Ok(TrustStore {
+        let mut store = TrustStore {
             peers: file.peers,
-            dirty: false,
-        })
+            ..TrustStore::default()
+        };
+        store.reindex();
+        Ok(store)
     }
 
     /// Saves the store atomically (temporary file with mode 0600 in the same
@@ -317,6 +380,73 @@ impl TrustStore {
         self.peers.is_empty()
     }
 
+    fn reindex(&mut self) {
+        self.seen = self
+            .peers
+            .iter()
+            .map(|(id, e)| (id.clone(), e.since))
+            .collect();
+        self.skeletons = self
+            .peers
+            .iter()
+            .filter_map(|(id, e)| e.name.as_deref().map(|n| (id.clone(), norm(n))))
+            .collect();
+    }
+
+    fn remove(&mut self, peer_id: &str) -> bool {
+        self.seen.remove(peer_id);
+        self.skeletons.remove(peer_id);
+        let removed = self.peers.remove(peer_id).is_some();
+        self.dirty |= removed;
+        removed
+    }
+
+    fn set_name(&mut self, peer_id: &str, name: &str) {
+        if let Some(e) = self.peers.get_mut(peer_id) {
+            if e.name.as_deref() != Some(name) {
+                e.name = Some(name.to_string());
+                self.skeletons.insert(peer_id.to_string(), norm(name));
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Notes that `peer_id` was heard from at `now` (for eviction).
+    pub(crate) fn touch(&mut self, peer_id: &str, now: u64) {
+        if let Some(t) = self.seen.get_mut(peer_id) {
+            *t = (*t).max(now);
+        }
+    }
+
+    /// How many automatic entries were replaced to make room.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Makes room for one new automatic entry: `false` if the store is full
+    /// of explicit decisions (or the rate of new entries is exceeded).
+    fn room_for_new(&mut self, max_entries: usize, now: u64) -> bool {
+        if !self.budget.take(now) {
+            return false;
+        }
+        while self.peers.len() >= max_entries.max(1) {
+            let victim = self
+                .peers
+                .iter()
+                .filter(|(_, e)| matches!(e.state, TrustState::Pinned | TrustState::Conflict))
+                .min_by_key(|(id, e)| self.seen.get(id.as_str()).copied().unwrap_or(e.since))
+                .map(|(id, _)| id.clone());
+            match victim {
+                Some(id) => {
+                    self.remove(&id);
+                    self.evicted += 1;
+                }
+                None => return false,
+            }
+        }
+        true
+    }
+
     fn set(&mut self, peer_id: &str, state: TrustState, now: u64) -> Result<(), TrustError> {
         check_id(peer_id)?;
         let e = self.peers.entry(peer_id.to_string()).or_insert(TrustEntry {
@@ -325,6 +455,7 @@ impl TrustStore {
             since: now,
         });
         e.state = state;
+        self.seen.entry(peer_id.to_string()).or_insert(now);
         self.dirty = true;
         Ok(())
     }
@@ -344,110 +475,124 @@ impl TrustStore {
     /// under TOFU lets it be pinned anew). Returns whether it was stored.
     pub fn untrust(&mut self, peer_id: &str) -> Result<bool, TrustError> {
         check_id(peer_id)?;
-        let removed = self.peers.remove(peer_id).is_some();
-        self.dirty |= removed;
-        Ok(removed)
+        Ok(self.remove(peer_id))
     }
 
     /// Decides about an event from `peer_id`, which announces display name
     /// `name` (presence events only). Changes nothing.
+    ///
+    /// The look-alike check applies under every policy and to explicitly
+    /// trusted keys too: trust covers a key, not a name.
     pub(crate) fn check(
         &self,
         policy: TrustPolicy,
         peer_id: &str,
         name: Option<&str>,
-        max_entries: usize,
+        _max_entries: usize,
     ) -> Verdict {
         let state = self.state(peer_id);
         if state == TrustState::Blocked {
             return Verdict::Blocked;
         }
+        if policy == TrustPolicy::Allowlist && state != TrustState::Trusted {
+            return Verdict::Untrusted("the peer is not on the allowlist".into());
+        }
+        if policy == TrustPolicy::Tofu && state == TrustState::Conflict {
+            return Verdict::Untrusted(
+                "the peer's key is held: its display name belongs to another key; \
+                 trust it explicitly if it is genuine"
+                    .into(),
+            );
+        }
+        if let Some(known) = name.and_then(|n| self.name_owner(n, peer_id)) {
+            return Verdict::Conflict {
+                name: name.unwrap_or_default().to_string(),
+                known: known.to_string(),
+            };
+        }
         match policy {
-            TrustPolicy::Open => Verdict::Accept { pin: false },
-            TrustPolicy::Allowlist => {
-                if state == TrustState::Trusted {
-                    Verdict::Accept { pin: false }
-                } else {
-                    Verdict::Untrusted("the peer is not on the allowlist".into())
-                }
-            }
-            TrustPolicy::Tofu => match state {
-                TrustState::Trusted => Verdict::Accept { pin: true },
-                TrustState::Conflict => Verdict::Untrusted(
-                    "the peer's key is held: its display name belongs to another key; \
-                     trust it explicitly if it is genuine"
-                        .into(),
-                ),
-                _ => {
-                    if let Some(known) = name.and_then(|n| self.name_owner(n, peer_id)) {
-                        return Verdict::Conflict {
-                            name: name.unwrap_or_default().to_string(),
-                            known: known.to_string(),
-                        };
-                    }
-                    if state == TrustState::Unknown && self.peers.len() >= max_entries {
-                        return Verdict::Untrusted(format!(
-                            "the trust store is full ({max_entries} peers); new peers are refused"
-                        ));
-                    }
-                    Verdict::Accept { pin: true }
-                }
-            },
+            TrustPolicy::Open | TrustPolicy::Allowlist => Verdict::Accept { pin: false },
+            TrustPolicy::Tofu => Verdict::Accept { pin: true },
         }
     }
 
-    /// Another pinned or trusted key that holds display name `name`.
+    /// Another pinned or trusted key that holds display name `name` or one
+    /// that looks like it (same [`names::skeleton`]).
     fn name_owner(&self, name: &str, peer_id: &str) -> Option<&str> {
         let n = norm(name);
         if n.is_empty() {
             return None;
         }
-        self.peers
+        self.skeletons
             .iter()
-            .find(|(id, e)| {
-                id.as_str() != peer_id
-                    && matches!(e.state, TrustState::Pinned | TrustState::Trusted)
-                    && e.name.as_deref().map(norm).as_deref() == Some(n.as_str())
-            })
+            .filter(|(id, sk)| id.as_str() != peer_id && **sk == n)
+            .filter(|(id, _)| matches!(self.state(id), TrustState::Pinned | TrustState::Trusted))
             .map(|(id, _)| id.as_str())
+            .min()
     }
 
-    /// Remembers `peer_id` on first use, or records its newly announced name.
-    pub(crate) fn pin(&mut self, peer_id: &str, name: Option<&str>, now: u64) {
+    /// Remembers `peer_id` on first use (its presence), or records its
+    /// newly announced name. Returns whether the peer is stored: a new pin
+    /// may wait for the rate of new entries, or find the store full of
+    /// explicit decisions.
+    pub(crate) fn pin(
+        &mut self,
+        peer_id: &str,
+        name: Option<&str>,
+        now: u64,
+        max_entries: usize,
+    ) -> bool {
         let name = name.filter(|n| !norm(n).is_empty());
-        match self.peers.get_mut(peer_id) {
-            Some(e) => {
-                if let Some(n) = name {
-                    if e.name.as_deref() != Some(n) {
-                        e.name = Some(n.to_string());
-                        self.dirty = true;
-                    }
-                }
+        if self.peers.contains_key(peer_id) {
+            if let Some(n) = name {
+                self.set_name(peer_id, n);
             }
-            None => {
-                self.peers.insert(
-                    peer_id.to_string(),
-                    TrustEntry {
-                        state: TrustState::Pinned,
-                        name: name.map(str::to_string),
-                        since: now,
-                    },
-                );
-                self.dirty = true;
-            }
+            self.touch(peer_id, now);
+            return true;
         }
+        if !self.room_for_new(max_entries, now) {
+            return false;
+        }
+        self.peers.insert(
+            peer_id.to_string(),
+            TrustEntry {
+                state: TrustState::Pinned,
+                name: None,
+                since: now,
+            },
+        );
+        self.seen.insert(peer_id.to_string(), now);
+        self.dirty = true;
+        if let Some(n) = name {
+            self.set_name(peer_id, n);
+        }
+        true
     }
 
-    /// Holds `peer_id` after a name collision.
-    pub(crate) fn hold(&mut self, peer_id: &str, name: &str, now: u64) {
-        let e = self.peers.entry(peer_id.to_string()).or_insert(TrustEntry {
-            state: TrustState::Conflict,
-            name: None,
-            since: now,
-        });
-        e.state = TrustState::Conflict;
-        e.name = Some(name.to_string());
+    /// Holds `peer_id` after a name collision; `false` if it could not be
+    /// stored (rate of new entries, or a store full of explicit decisions).
+    pub(crate) fn hold(&mut self, peer_id: &str, name: &str, now: u64, max_entries: usize) -> bool {
+        if !self.peers.contains_key(peer_id) {
+            if !self.room_for_new(max_entries, now) {
+                return false;
+            }
+            self.peers.insert(
+                peer_id.to_string(),
+                TrustEntry {
+                    state: TrustState::Conflict,
+                    name: None,
+                    since: now,
+                },
+            );
+            self.seen.insert(peer_id.to_string(), now);
+        }
+        if let Some(e) = self.peers.get_mut(peer_id) {
+            e.state = TrustState::Conflict;
+        }
         self.dirty = true;
+        self.set_name(peer_id, name);
+        self.touch(peer_id, now);
+        true
     }
 }
 
@@ -486,7 +631,7 @@ mod tests {
             s.check(TrustPolicy::Tofu, &a, Some("alice"), 10),
             Verdict::Accept { pin: true }
         );
-        s.pin(&a, Some("Alice"), 5);
+        s.pin(&a, Some("Alice"), 5, 10);
         assert_eq!(s.state(&a), TrustState::Pinned);
         // Same name (case and spaces aside), new key: conflict.
         assert_eq!(
@@ -496,14 +641,20 @@ mod tests {
                 known: a.clone()
             }
         );
-        s.hold(&b, "alice", 6);
+        s.hold(&b, "alice", 6, 10);
         assert!(matches!(
             s.check(TrustPolicy::Tofu, &b, None, 10),
             Verdict::Untrusted(_)
         ));
         s.trust(&b, 7).unwrap();
-        assert_eq!(
+        // Trust covers the key, not the name: a trusted key claiming a name
+        // that another key holds is still a conflict.
+        assert!(matches!(
             s.check(TrustPolicy::Tofu, &b, Some("alice"), 10),
+            Verdict::Conflict { .. }
+        ));
+        assert_eq!(
+            s.check(TrustPolicy::Tofu, &b, Some("bob"), 10),
             Verdict::Accept { pin: true }
         );
         assert_eq!(
@@ -518,11 +669,6 @@ mod tests {
         assert!(s.untrust(&b).unwrap());
         assert!(!s.untrust(&b).unwrap());
         assert_eq!(s.state(&b), TrustState::Unknown);
-        // Full store refuses new peers under TOFU.
-        assert!(matches!(
-            s.check(TrustPolicy::Tofu, &id('c'), None, 1),
-            Verdict::Untrusted(m) if m.contains("full")
-        ));
         assert!(matches!(
             s.trust("nope", 1),
             Err(TrustError::InvalidPeerId(_))
@@ -532,15 +678,78 @@ mod tests {
     }
 
     #[test]
+    fn look_alikes_conflict_under_every_policy() {
+        let mut s = TrustStore::new();
+        let (a, b) = (id('a'), id('b'));
+        s.pin(&a, Some("alice"), 1, 100);
+        s.trust(&b, 2).unwrap();
+        for twin in [
+            "alice\u{200b}",
+            "\u{0430}lice",
+            "\u{ff41}lice",
+            "alice\u{202e}",
+            "al\u{ad}ice",
+        ] {
+            for p in [TrustPolicy::Tofu, TrustPolicy::Allowlist, TrustPolicy::Open] {
+                let v = s.check(p, &b, Some(twin), 100);
+                assert!(
+                    matches!(&v, Verdict::Conflict { known, .. } if *known == a),
+                    "{twin:?} under {p}: {v:?}"
+                );
+            }
+        }
+        assert_eq!(
+            s.check(TrustPolicy::Open, &b, Some("bob"), 100),
+            Verdict::Accept { pin: false }
+        );
+    }
+
+    #[test]
+    fn a_flood_of_keys_cannot_crowd_out_newcomers_or_explicit_decisions() {
+        let key = |n: u32| format!("{n:064x}");
+        let mut s = TrustStore::new();
+        let max = 50;
+        s.trust(&key(1_000_000), 0).unwrap();
+        s.block(&key(1_000_001), 0).unwrap();
+        // 10,000 throwaway keys announce themselves, one per second.
+        let mut pinned = 0;
+        for n in 0..10_000u32 {
+            if s.pin(&key(n), Some(&format!("x{n}")), u64::from(n), max) {
+                pinned += 1;
+            }
+            assert!(s.len() <= max);
+        }
+        assert!(pinned > max, "{pinned}");
+        assert_eq!(s.len(), max);
+        assert!(s.evicted() > 0);
+        // The explicit decisions are still there.
+        assert_eq!(s.state(&key(1_000_000)), TrustState::Trusted);
+        assert_eq!(s.state(&key(1_000_001)), TrustState::Blocked);
+        // A burst faster than the rate pins only a bounded number…
+        let burst = (0..1_000u32)
+            .filter(|n| s.pin(&key(20_000 + n), None, 20_000, max))
+            .count();
+        assert_eq!(burst as u64, PIN_BURST);
+        // …and a genuine newcomer is pinned once the rate allows.
+        assert!(s.pin(&key(99_999), Some("newcomer"), 20_100, max));
+        assert_eq!(s.state(&key(99_999)), TrustState::Pinned);
+        // A store full of explicit decisions refuses to grow instead.
+        let mut full = TrustStore::new();
+        full.trust(&key(1), 0).unwrap();
+        assert!(!full.pin(&key(2), None, 0, 1));
+        assert_eq!(full.len(), 1);
+    }
+
+    #[test]
     fn round_trip_atomic_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trust.json");
         assert!(TrustStore::load(&path).unwrap().is_empty());
         let mut s = TrustStore::new();
-        s.pin(&id('a'), Some("alice"), 1);
+        s.pin(&id('a'), Some("alice"), 1, 10);
         s.trust(&id('b'), 2).unwrap();
         s.block(&id('c'), 3).unwrap();
-        s.hold(&id('d'), "alice", 4);
+        s.hold(&id('d'), "alice", 4, 10);
         assert!(s.is_dirty());
         s.save(&path).unwrap();
         assert!(!s.is_dirty());

@@ -16,11 +16,21 @@ use super::mnemonic;
 /// The NIP-06 derivation path (account 0): `m/44'/1237'/0'/0/0`.
 pub const DEFAULT_PATH: &str = "m/44'/1237'/0'/0/0";
 
-/// The process-wide signing context (created once, randomised by the
-/// library on creation).
+/// The process-wide signing context, created once and randomised with 32
+/// bytes from the operating system (blinding against side channels; the
+/// library does not do it by itself without its `rand` feature). Should the
+/// OS refuse randomness, the context stays unblinded, which costs side-channel
+/// hardening only, never correctness.
 pub(crate) fn secp() -> &'static Secp256k1<All> {
     static CTX: OnceLock<Secp256k1<All>> = OnceLock::new();
-    CTX.get_or_init(Secp256k1::new)
+    CTX.get_or_init(|| {
+        let mut ctx = Secp256k1::new();
+        let mut seed = Zeroizing::new([0u8; 32]);
+        if getrandom::getrandom(&mut seed[..]).is_ok() {
+            ctx.seeded_randomize(&seed);
+        }
+        ctx
+    })
 }
 
 /// The process-wide verification context, shared by every verification.
@@ -40,6 +50,12 @@ pub struct Identity {
     path: String,
     mnemonic: Zeroizing<String>,
     passphrase: Zeroizing<String>,
+}
+
+/// Overwrites the secret key and chain code of an extended private key.
+fn wipe_xpriv(x: &mut Xpriv) {
+    x.private_key.non_secure_erase();
+    x.chain_code = bitcoin::bip32::ChainCode::from([0u8; 32]);
 }
 
 /// Parses a BIP-32 path, giving [`IdentityError::BadPath`] on failure.
@@ -82,18 +98,34 @@ impl Identity {
         let canonical = mnemonic::canonical(mnemonic)?;
         let dpath = parse_path(path)?;
         let seed = Zeroizing::new(mnemonic::to_seed(&canonical, passphrase)?);
-        let master = Xpriv::new_master(NetworkKind::Main, &seed[..])
+        let mut master = Xpriv::new_master(NetworkKind::Main, &seed[..])
             .map_err(|e| IdentityError::Crypto(format!("BIP-32 master key: {e}")))?;
-        let child = master
-            .derive_priv(secp(), &dpath)
-            .map_err(|e| IdentityError::Crypto(format!("BIP-32 derivation: {e}")))?;
+        let child = master.derive_priv(secp(), &dpath);
+        // The extended keys hold secrets; `Xpriv` does not wipe itself.
+        wipe_xpriv(&mut master);
+        let mut child =
+            child.map_err(|e| IdentityError::Crypto(format!("BIP-32 derivation: {e}")))?;
         let keypair = Keypair::from_secret_key(secp(), &child.private_key);
+        wipe_xpriv(&mut child);
         Ok(Identity {
             keypair,
             path: dpath.to_string_with_m(),
             mnemonic: canonical,
             passphrase: Zeroizing::new(passphrase.to_string()),
         })
+    }
+
+    /// An identity for the secret key `secret` (tests that need many keys
+    /// fast: no recovery phrase, so it cannot be saved).
+    #[cfg(test)]
+    pub(crate) fn from_secret_for_tests(secret: [u8; 32]) -> Identity {
+        let sk = bitcoin::secp256k1::SecretKey::from_slice(&secret).expect("valid secret key");
+        Identity {
+            keypair: Keypair::from_secret_key(secp(), &sk),
+            path: DEFAULT_PATH.to_string(),
+            mnemonic: Zeroizing::new(String::new()),
+            passphrase: Zeroizing::new(String::new()),
+        }
     }
 
     /// The peer id: the 32-byte x-only (BIP-340) public key as 64 lowercase

@@ -61,7 +61,11 @@ type Result<T> = std::result::Result<T, Nip44Error>;
 /// The conversation key between our `keypair` and the peer whose x-only
 /// public key (peer id) is `peer_xonly_hex`.
 pub fn conversation_key(keypair: &Keypair, peer_xonly_hex: &str) -> Result<[u8; 32]> {
-    conversation_key_from_secret(&keypair.secret_key(), peer_xonly_hex)
+    // `secret_key()` is a copy of the secret: wipe it once used.
+    let mut secret = keypair.secret_key();
+    let r = conversation_key_from_secret(&secret, peer_xonly_hex);
+    secret.non_secure_erase();
+    r
 }
 
 /// Conversation keys already computed, per peer (an ECDH costs tens of

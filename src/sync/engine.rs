@@ -269,6 +269,9 @@ impl SyncEngine {
         if self.shares.contains_key(&id) {
             return Err(SyncError::NameTaken(id));
         }
+        if let Some(other) = self.colliding_share(&id) {
+            return Err(SyncError::NameTaken(other));
+        }
         if self.has_orphan_state(&id) {
             // Its entry was lost with a damaged manifest: resume its history.
             self.shares.insert(

@@ -9,9 +9,14 @@ use crate::merge::SharedDoc;
 use super::action::{Action, SyncError};
 use super::chunk::ChunkOutcome;
 use super::engine::{stamp_of, Live, Share, SyncEngine};
-use super::share_id::ShareId;
+use super::share_id::{folded_name, ShareId};
 use super::store::{read_file, sha256, write_synced_file, ManifestEntry, StateFile, StateMeta};
 use super::wire::{parse, Content, Of, Op, ParseLimits};
+
+/// How long after a request its responses are accepted, in request intervals…
+const RESPONSE_WINDOW_INTERVALS: u64 = 10;
+/// …and at least this many seconds (a large answer comes in many chunks).
+const MIN_RESPONSE_WINDOW_SECS: u64 = 300;
 
 /// Most hashes accepted in one request (`heads` + `have`).
 const MAX_REQUEST_HASHES: usize = 1024;
@@ -241,6 +246,36 @@ impl SyncEngine {
         true
     }
 
+    /// Another share of the same origin whose name is `share`'s after case
+    /// folding and NFC ([`folded_name`]): both would be one file on macOS or
+    /// Windows.
+    pub(crate) fn colliding_share(&self, share: &ShareId) -> Option<ShareId> {
+        let folded = folded_name(share.name());
+        self.shares
+            .keys()
+            .find(|id| {
+                id.origin() == share.origin()
+                    && id.name() != share.name()
+                    && folded_name(id.name()) == folded
+            })
+            .cloned()
+    }
+
+    /// Whether we sent a request for `share` to `from` (or to everyone) within
+    /// [`RESPONSE_WINDOW_INTERVALS`] request intervals before `now`.
+    fn asked(&self, share: &ShareId, from: &str, now: u64) -> bool {
+        let window = self
+            .config
+            .request_interval_secs
+            .saturating_mul(RESPONSE_WINDOW_INTERVALS)
+            .max(MIN_RESPONSE_WINDOW_SECS);
+        [Some(from.to_string()), None].into_iter().any(|to| {
+            self.requests
+                .get(&(share.clone(), to))
+                .is_some_and(|(_, at)| now <= at.saturating_add(window))
+        })
+    }
+
     /// Automerge bytes for a share: apply them, or create the share.
     #[allow(clippy::too_many_arguments)]
     fn on_data(
@@ -254,6 +289,25 @@ impl SyncEngine {
         now: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), SyncError> {
+        if of == Of::Response {
+            // A response is applied only by the peer that asked for it, and
+            // only if it did ask that peer (or everyone) lately: an answer
+            // nobody asked for writes nothing.
+            if target != Some(self.me.as_str()) {
+                return Ok(());
+            }
+            if !self.asked(share, from, now) {
+                self.refuse(
+                    out,
+                    "unsolicited",
+                    format!(
+                        "{share} from {}: a response to no request of ours",
+                        &from[..12]
+                    ),
+                );
+                return Ok(());
+            }
+        }
         match self.shares.get(share).map(|s| s.entry.unshared) {
             Some(true) => Ok(()),
             Some(false) => self.apply_data(from, share, data, now, out),
@@ -326,6 +380,14 @@ impl SyncEngine {
         now: u64,
         out: &mut Vec<Action>,
     ) -> Result<(), SyncError> {
+        if let Some(other) = self.colliding_share(share) {
+            self.refuse(
+                out,
+                "name-collision",
+                format!("{share}: its name differs from {other} only in case or normalisation"),
+            );
+            return Ok(());
+        }
         if self.shares.len() >= self.config.max_shares {
             self.refuse(
                 out,

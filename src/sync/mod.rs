@@ -127,6 +127,8 @@ mod tests_engine;
 #[cfg(test)]
 mod tests_federation;
 #[cfg(test)]
+mod tests_hostile;
+#[cfg(test)]
 mod tests_large;
 #[cfg(test)]
 mod tests_units;

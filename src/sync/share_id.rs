@@ -3,6 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use unicode_normalization::UnicodeNormalization;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 use crate::federation::protocol::is_peer_id;
 
 /// The URL scheme of a share.
@@ -46,6 +49,10 @@ pub enum NameError {
     /// The name does not end with `.canvasl` or `.jsonl`.
     #[error("the share name must end with .canvasl or .jsonl")]
     Extension,
+    /// The name contains an invisible format character or a line or
+    /// paragraph separator (display spoofing).
+    #[error("the share name contains an invisible format character or separator (U+{0:04X})")]
+    Format(u32),
 }
 
 impl NameError {
@@ -59,12 +66,13 @@ impl NameError {
             NameError::Separator => "name-separator",
             NameError::Dots => "name-dots",
             NameError::Extension => "name-extension",
+            NameError::Format(_) => "name-format",
         }
     }
 }
 
 /// Checks a share name: one plain path component, non-empty, at most [`MAX_NAME_BYTES`] bytes,
-/// ending with `.canvasl` or `.jsonl`, without `/`, `\`, control characters, a leading `.` or
+/// ending with `.canvasl` or `.jsonl`, without `/`, `\`, control or format characters, a leading `.` or
 /// `..`, and not absolute (a Windows drive prefix such as `C:` counts as absolute). Every name
 /// from the network goes through this before it is used in a path.
 pub fn check_share_name(name: &str) -> Result<(), NameError> {
@@ -76,6 +84,16 @@ pub fn check_share_name(name: &str) -> Result<(), NameError> {
     }
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(NameError::Control(u32::from(c)));
+    }
+    if let Some(c) = name.chars().find(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    }) {
+        return Err(NameError::Format(u32::from(c)));
     }
     let b = name.as_bytes();
     let drive = b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':';
@@ -95,6 +113,15 @@ pub fn check_share_name(name: &str) -> Result<(), NameError> {
         return Err(NameError::Extension);
     }
     Ok(())
+}
+
+/// The form in which two share names of one origin must differ: NFC, then
+/// lower case. Names equal in this form would be one file on a case- or
+/// normalisation-insensitive file system (macOS, Windows), so the second
+/// one is refused.
+pub fn folded_name(name: &str) -> String {
+    let nfc: String = name.nfc().collect();
+    nfc.to_lowercase().nfc().collect()
 }
 
 /// Why a share URL could not be read.

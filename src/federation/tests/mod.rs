@@ -5,6 +5,7 @@ pub(super) use std::collections::HashSet;
 use std::sync::OnceLock;
 
 mod fuzz;
+mod hostile;
 mod messages;
 mod pipeline;
 mod presence;
@@ -60,6 +61,20 @@ pub(super) fn inbound(id: &Identity, policy: TrustPolicy) -> Inbound {
         ..Config::default()
     };
     Inbound::new(id.clone(), config, TrustStore::new()).unwrap()
+}
+
+/// An inbound side for `id` whose trust store already pins `known` (as if
+/// they had announced themselves before a restart).
+pub(super) fn inbound_knowing(id: &Identity, policy: TrustPolicy, known: &[&Identity]) -> Inbound {
+    let mut trust = TrustStore::new();
+    for k in known {
+        assert!(trust.pin(&k.peer_id(), None, T0, 100));
+    }
+    let config = Config {
+        policy,
+        ..Config::default()
+    };
+    Inbound::new(id.clone(), config, trust).unwrap()
 }
 
 pub(super) fn outbound(id: &Identity, name: &str, now: u64) -> Outbound {

@@ -200,8 +200,9 @@ fn signer_must_match_the_topic() {
 #[test]
 fn replays_are_dropped_and_memory_is_bounded() {
     let a = outbound(alice(), "alice", T0);
+    let c = outbound(carol(), "carol", T0);
     let config = Config {
-        replay_capacity: 8,
+        replay_capacity: 20,
         policy: TrustPolicy::Open,
         ..Config::default()
     };
@@ -213,19 +214,32 @@ fn replays_are_dropped_and_memory_is_bounded() {
     let p = a.presence(T0).unwrap();
     assert!(feed(&mut b, &p, T0).is_ok());
     assert_eq!(reason(feed(&mut b, &p, T0 + 5)), "replay");
+    // One sender may hold a tenth of the memory (2 ids): the rest of its
+    // flood is refused and counted, never pushing out young ids.
     for n in 1..50 {
         let s = a
             .sync(SyncKind::Change, &n.to_string(), vec![], T0)
             .unwrap();
-        assert!(feed(&mut b, &s, T0).is_ok());
-        assert!(b.replay_len() <= 8);
+        assert_eq!(reason(feed(&mut b, &s, T0)), "flood");
     }
-    assert_eq!(b.replay_len(), 8);
-    // The first event was forgotten; inside the age window it would pass
-    // again, which is the documented price of bounded memory; once older
-    // than the window it is refused by age.
+    // Others fill the rest; when full, new events are refused.
+    let mut accepted = 0;
+    for n in 0..50 {
+        let s = c
+            .sync(SyncKind::Change, &n.to_string(), vec![], T0)
+            .unwrap();
+        let _ = feed(&mut b, &s, T0).map(|_| accepted += 1);
+        assert!(b.replay_len() <= 20);
+    }
+    assert_eq!(accepted, 2);
+    assert_eq!(reason(feed(&mut b, &first, T0 + 599)), "replay");
+    // Once older than the window, the age check refuses it and its id is
+    // forgotten, making room.
     assert_eq!(reason(feed(&mut b, &first, T0 + 601)), "too-old");
-    assert_eq!(b.counters().get(DropReason::Replay), 2);
+    let later = a.sync(SyncKind::Change, "later", vec![], T0 + 601).unwrap();
+    assert!(feed(&mut b, &later, T0 + 601).is_ok());
+    assert_eq!(b.counters().get(DropReason::Replay), 3);
+    assert_eq!(b.counters().get(DropReason::Flood), 49 + 48);
 }
 
 #[test]
@@ -397,10 +411,19 @@ fn every_drop_reason_is_reachable() {
     let _ = b.accept(&sync, &e, T0); // unknown-kind
     let e = raw(alice(), 1, "", &[], T0);
     let _ = b.accept(&sync, &e, T0); // protocol-version
+    let tiny = Config {
+        replay_capacity: 1,
+        ..Config::default()
+    };
+    let mut t = Inbound::new(bob().clone(), tiny, TrustStore::new()).unwrap();
+    let _ = feed(&mut t, &p, T0);
+    let _ = feed(&mut t, &s, T0); // flood
+    assert_eq!(t.counters().get(DropReason::Flood), 1);
     let counts = b.drop_counts();
-    assert_eq!(counts.len(), 15);
+    assert_eq!(counts.len(), 16);
     for (name, n) in &counts {
-        assert_eq!(*n, 1, "{name}: {counts:?}");
+        let expected = u64::from(*name != "flood");
+        assert_eq!(*n, expected, "{name}: {counts:?}");
     }
     let names: HashSet<&str> = counts.iter().map(|(n, _)| *n).collect();
     for r in [
@@ -419,6 +442,7 @@ fn every_drop_reason_is_reachable() {
         "own-event",
         "unknown-kind",
         "protocol-version",
+        "flood",
     ] {
         assert!(names.contains(r), "{r}");
     }

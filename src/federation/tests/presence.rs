@@ -30,7 +30,7 @@ fn the_will_rule() {
         PeerStatus::Offline
     );
     // An old online (session 1) arriving after the will changes nothing.
-    let mut c = inbound(carol(), TrustPolicy::Tofu);
+    let mut c = inbound_knowing(carol(), TrustPolicy::Tofu, &[alice()]);
     assert!(feed(&mut c, &will1, later).is_ok());
     assert_eq!(reason(feed(&mut c, &p1, later)), "too-old");
     // Session 2 comes online; session 1's will can no longer take it down.
@@ -124,8 +124,15 @@ fn peer_table_online_stale_offline() {
     assert_eq!(tr[0].kind(), "went-offline");
     assert_eq!(b.peers()[0].status, PeerStatus::Offline);
     assert!(b.tick(T0 + 10_000).is_empty());
-    // A newcomer learns of an old retained online as stale, at once.
-    let mut c = inbound(carol(), TrustPolicy::Tofu);
+    // An old retained presence cannot introduce an unknown key…
+    let mut fresh = inbound(carol(), TrustPolicy::Tofu);
+    assert_eq!(
+        reason(feed(&mut fresh, &a.presence(T0).unwrap(), T0 + 1000)),
+        "too-old"
+    );
+    assert_eq!(fresh.trust_store().len(), 0);
+    // …but of a known peer, a newcomer learns it as stale, at once.
+    let mut c = inbound_knowing(carol(), TrustPolicy::Tofu, &[alice()]);
     let acc = feed(&mut c, &a.presence(T0).unwrap(), T0 + 1000).unwrap();
     assert!(acc.transitions.is_empty());
     assert_eq!(c.peers()[0].status, PeerStatus::Stale);

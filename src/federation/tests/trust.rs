@@ -33,17 +33,25 @@ fn trust_policies() {
     b.trust_peer(&id, T0).unwrap();
     b.block_peer(&id, T0).unwrap();
     assert_eq!(reason(feed(&mut b, &s2, T0)), "blocked");
-    // TOFU: pinned on first use; blocked wins.
+    // TOFU: any signed event is accepted, but only a presence pins the
+    // key (so keys that never announce themselves leave no trace); blocked
+    // wins.
     let mut b = inbound(bob(), TrustPolicy::Tofu);
     assert!(feed(&mut b, &s, T0).is_ok());
+    assert_eq!(b.trust_store().state(&id), TrustState::Unknown);
+    assert!(feed(&mut b, &p, T0).is_ok());
     assert_eq!(b.trust_store().state(&id), TrustState::Pinned);
     b.block_peer(&id, T0).unwrap();
-    assert_eq!(reason(feed(&mut b, &p, T0)), "blocked");
+    assert_eq!(
+        reason(feed(&mut b, &a.presence(T0 + 1).unwrap(), T0)),
+        "blocked"
+    );
     assert!(b.trust_peer("not-an-id", T0).is_err());
     // Policy can change at run time.
     b.set_policy(TrustPolicy::Open);
     assert_eq!(b.config().policy, TrustPolicy::Open);
-    // A full peer table refuses new peers.
+    // A full peer table makes room by dropping the least recently seen
+    // peer nobody decided about; one of explicit decisions refuses.
     let config = Config {
         max_peers: 1,
         policy: TrustPolicy::Open,
@@ -52,7 +60,11 @@ fn trust_policies() {
     let mut c = Inbound::new(carol().clone(), config, TrustStore::new()).unwrap();
     assert!(feed(&mut c, &p, T0).is_ok());
     let m = outbound(mallory(), "mallory", T0).presence(T0).unwrap();
-    let r = feed(&mut c, &m, T0).unwrap_err();
+    assert!(feed(&mut c, &m, T0).is_ok());
+    assert_eq!(c.peer_ids(), vec![mallory().peer_id()]);
+    assert_eq!(c.peers_evicted(), 1);
+    c.trust_peer(&mallory().peer_id(), T0).unwrap();
+    let r = feed(&mut c, &a.presence(T0 + 2).unwrap(), T0 + 2).unwrap_err();
     assert_eq!(r.reason, DropReason::Untrusted);
     assert!(r.message.contains("full"));
     // Blocked still wins over "full".
@@ -89,7 +101,7 @@ fn tofu_name_collision_warns_and_holds_the_new_key() {
     assert_eq!(
         d.transitions,
         vec![Transition::KeyConflict {
-            name: " alice".into(),
+            name: "alice".into(),
             known_peer_id: alice().peer_id(),
             new_peer_id: mallory().peer_id(),
         }]
@@ -107,10 +119,21 @@ fn tofu_name_collision_warns_and_holds_the_new_key() {
     assert_eq!(store.state(&mallory().peer_id()), TrustState::Conflict);
     let mut b2 = Inbound::new(bob().clone(), Config::default(), store).unwrap();
     assert_eq!(reason(feed(&mut b2, &s, T0)), "untrusted");
-    // The user decides the new key is genuine.
+    // The user decides the new key is genuine: its events are accepted,
+    // but trust covers the key, not the name, so its claim to the name is
+    // refused (and warned about) while the old key still holds it…
     b2.trust_peer(&mallory().peer_id(), T0).unwrap();
     assert!(feed(&mut b2, &s, T0).is_ok());
-    assert!(feed(&mut b2, &fake.presence(T0).unwrap(), T0).is_ok());
+    let d = feed(&mut b2, &fake.presence(T0).unwrap(), T0).unwrap_err();
+    assert_eq!(d.transitions[0].kind(), "key-conflict");
+    assert!(d.message.contains("forget the other key"), "{}", d.message);
+    assert_eq!(
+        b2.trust_store().state(&mallory().peer_id()),
+        TrustState::Trusted
+    );
+    // …until the user forgets the old key.
+    b2.untrust_peer(&alice().peer_id()).unwrap();
+    assert!(feed(&mut b2, &fake.presence(T0 + 1).unwrap(), T0 + 1).is_ok());
     // A key pinned earlier without a name is held when it takes a known name.
     let mut c = inbound(carol(), TrustPolicy::Tofu);
     assert!(feed(&mut c, &real.presence(T0).unwrap(), T0).is_ok());
