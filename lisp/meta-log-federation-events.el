@@ -16,6 +16,7 @@
 
 ;;; Code:
 
+(require 'cl-lib)
 (require 'meta-log-federation-custom)
 
 (declare-function meta-log-federation--set-wakeup-process "meta-log-federation-module")
@@ -84,21 +85,66 @@ CONTEXT says what was being handled, for the report."
                    (mapcar (lambda (_) (make-vector 5 nil))
                            (number-sequence 1 (meta-log-federation--drain-slots)))))))
 
-(defun meta-log-federation-dispatch-pending ()
-  "Drain every waiting event from the module and dispatch it.
-Return the number of events dispatched."
-  (let ((buffer (meta-log-federation--drain-buffer))
+(defcustom meta-log-federation-dispatch-budget 0.02
+  "Seconds of event handling Emacs does before it looks at input again.
+When the module has queued more events than fit in this time (a flood,
+a burst), the rest are handled in later slices from a timer, so typing
+and redisplay go on in between.  Order is kept."
+  :type 'number
+  :group 'meta-log-federation)
+
+(defvar meta-log-federation--backlog nil
+  "Events drained from the module but not yet dispatched, oldest first.
+They are copies: the drain buffer's vectors are reused.")
+
+(defvar meta-log-federation--slice-timer nil
+  "Timer that dispatches the next slice of waiting events, or nil.")
+
+(defun meta-log-federation--schedule-slice ()
+  "Dispatch the next slice of waiting events soon, after input."
+  (unless (timerp meta-log-federation--slice-timer)
+    (setq meta-log-federation--slice-timer
+          (run-at-time 0 nil #'meta-log-federation--dispatch-slice))))
+
+(defun meta-log-federation--dispatch-slice ()
+  "Dispatch waiting events for at most `meta-log-federation-dispatch-budget'."
+  (setq meta-log-federation--slice-timer nil)
+  (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget))
+
+(defun meta-log-federation-dispatch-pending (&optional budget)
+  "Drain waiting events from the module and dispatch them, in order.
+With BUDGET (seconds), stop once that time is spent (after at least
+one event) and leave the rest to a timer; without it, dispatch every
+waiting event.  Return the number of events dispatched."
+  (let ((deadline (and budget (+ (float-time) budget)))
+        (buffer (meta-log-federation--drain-buffer))
         (count 0)
-        (n 0))
-    (while (> (setq n (meta-log-federation--drain-events-into buffer)) 0)
-      (setq count (+ count n))
-      (dotimes (i n)
-        (meta-log-federation--dispatch-event (aref buffer i))))
+        (n 0)
+        (deferred nil))
+    (cl-flet ((spent-p () (and deadline (> count 0) (> (float-time) deadline))))
+      (while (and meta-log-federation--backlog (not (spent-p)))
+        (meta-log-federation--dispatch-event (pop meta-log-federation--backlog))
+        (setq count (1+ count)))
+      (while (and (null meta-log-federation--backlog) (not deferred) (not (spent-p))
+                  (> (setq n (meta-log-federation--drain-events-into buffer)) 0))
+        (dotimes (i n)
+          (if (or deferred (spent-p))
+              (push (copy-sequence (aref buffer i)) deferred)
+            (meta-log-federation--dispatch-event (aref buffer i))
+            (setq count (1+ count)))))
+      (when deferred
+        (setq meta-log-federation--backlog
+              (nconc meta-log-federation--backlog (nreverse deferred))))
+      ;; Stopped early: the module writes no new wake-up byte for events
+      ;; it queued before this drain, so a timer takes the next slice.
+      (when (spent-p)
+        (meta-log-federation--schedule-slice)))
     count))
 
 (defun meta-log-federation--wakeup-filter (_process _output)
-  "Filter of the wake-up pipe: drain and dispatch the module's events."
-  (meta-log-federation-dispatch-pending))
+  "Filter of the wake-up pipe: drain and dispatch the module's events.
+At most `meta-log-federation-dispatch-budget' seconds at a time."
+  (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget))
 
 (defun meta-log-federation--ensure-wakeup ()
   "Create the wake-up pipe and hand it to the module, unless it exists."
