@@ -412,6 +412,17 @@ impl TrustStore {
             .map(|(id, _)| id.as_str())
     }
 
+    /// For a held key ([`TrustState::Conflict`]), the pinned or trusted key
+    /// whose display name it claims (the key it would replace); `None` for
+    /// any other entry, or when that key is gone.
+    pub fn conflict_owner(&self, peer_id: &str) -> Option<&str> {
+        let e = self.peers.get(peer_id)?;
+        if e.state != TrustState::Conflict {
+            return None;
+        }
+        self.name_owner(e.name.as_deref()?, peer_id)
+    }
+
     /// Remembers `peer_id` on first use, or records its newly announced name.
     pub(crate) fn pin(&mut self, peer_id: &str, name: Option<&str>, now: u64) {
         let name = name.filter(|n| !norm(n).is_empty());
@@ -497,6 +508,8 @@ mod tests {
             }
         );
         s.hold(&b, "alice", 6);
+        assert_eq!(s.conflict_owner(&b), Some(a.as_str()));
+        assert_eq!(s.conflict_owner(&a), None);
         assert!(matches!(
             s.check(TrustPolicy::Tofu, &b, None, 10),
             Verdict::Untrusted(_)
