@@ -20,6 +20,7 @@
 
 (require 'meta-log-federation)
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-init (&optional broker)
   "Set up this Emacs as a peer in one step: identity, federation, announcement.
 BROKER is the broker URL (default: META_LOG_MQTT_BROKER, else
@@ -36,6 +37,7 @@ Return this peer's id."
              (if (meta-log-federation-connected-p) "online" "waiting for the broker"))
     id))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-sync-canvasl (file)
   "Share the CanvasL FILE with the federation, or sync it now if it is shared.
 Return its canvasl:// URL."
@@ -52,6 +54,7 @@ Return its canvasl:// URL."
     (message "meta-log-peer-sync-demo: %s syncs as %s" (abbreviate-file-name file) url)
     url))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-discover-peers ()
   "Show the known peers and return their ids."
   (interactive)
@@ -65,6 +68,7 @@ Return its canvasl:// URL."
                "no peers yet"))
     (mapcar (lambda (p) (plist-get p :peer-id)) peers)))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-connect-peer (peer-id)
   "Catch up with PEER-ID; return its details."
   (interactive (list (meta-log-federation--read-peer "Connect to peer: ")))
