@@ -29,6 +29,9 @@ Return this peer's id."
   (interactive)
   (meta-log-federation-init nil broker)
   (meta-log-federation-wait-until #'meta-log-federation-connected-p 10)
+  ;; Show the connection's own messages ("connected to ...") now, so the
+  ;; line below is the last one in the echo area, not overwritten by them.
+  (meta-log-federation-dispatch-pending)
   (let ((id (plist-get (meta-log-federation-get-local-peer-identity) :peer-id)))
     (when (meta-log-federation-connected-p)
       (meta-log-federation-announce-peer))

@@ -296,7 +296,10 @@ mod tests {
         assert_eq!(b.counts().dropped, 1);
         // b's own presence echoed back is an echo, not a drop.
         for p in b.announce(1_011).unwrap() {
-            assert_eq!(deliver(&mut b, &p, 1_011).unwrap_err().reason, DropReason::OwnEvent);
+            assert_eq!(
+                deliver(&mut b, &p, 1_011).unwrap_err().reason,
+                DropReason::OwnEvent
+            );
         }
         assert_eq!(b.counts().dropped, 1);
         assert_eq!(b.counts().echoes, 2);

@@ -330,6 +330,15 @@ fn describe(e: &rumqttc::ConnectionError) -> String {
              client id"
         ),
         E::Io(io) => format!("network error: {io}"),
+        // A broker that dies mid-session shows up as a read error inside rumqttc's state
+        // machine; say it in the same words as a failed connect.
+        E::MqttState(
+            rumqttc::StateError::Io(io)
+            | rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io)),
+        ) => format!("network error: {io}"),
+        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
+            "network error: the broker closed the connection".into()
+        }
         E::NetworkTimeout => "network timeout".into(),
         other => other.to_string(),
     }
