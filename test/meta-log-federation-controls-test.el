@@ -182,6 +182,38 @@ The collection offered and its annotations are in
         (should (= (plist-get c :dropped)
                    (apply #'+ (mapcar #'cdr (plist-get c :drops)))))))))
 
+;;;; Commands that say what they did
+
+(ert-deftest controls::catch-up-and-refusals-say-what-they-did ()
+  (meta-log-federation-test-with-federation
+    (let* ((said nil)
+           (file (expand-file-name "board.canvasl" (make-temp-file "share-" t))))
+      (copy-file (expand-file-name "../examples/demo.canvasl"
+                                   (file-name-directory
+                                    (locate-library "meta-log-federation-test-helpers")))
+                 file)
+      (let ((url (meta-log-federation-share-canvasl file)))
+        (cl-letf (((symbol-function 'called-interactively-p) (lambda (&rest _) t))
+                  ((symbol-function 'message)
+                   (lambda (format-string &rest args)
+                     (push (apply #'format format-string args) said))))
+          (should (> (call-interactively #'meta-log-federation-canvasl-catch-up) 0))
+          (let ((line (car said)))
+            (should (string-search "asked" line))
+            (should (string-search "every shared file (1)" line))
+            (should (string-match-p "[1-9][0-9]* sync requests? sent" line)))
+          ;; One share, by its URL.
+          (meta-log-federation-canvasl-catch-up url)
+          (should (string-search url (car said)))
+          ;; Refusals: a buffer listing every reason.
+          (let ((refusals (call-interactively #'meta-log-federation-sync-refusals))
+                (buffer (get-buffer meta-log-federation--sync-refusals-buffer)))
+            (should buffer)
+            (with-current-buffer buffer
+              (dolist (r refusals)
+                (should (string-search (format "%s" (car r)) (buffer-string))))
+              (should (string-search "refused" (buffer-string))))))))))
+
 ;;;; Broker passwords from auth-source
 
 (defun meta-log-federation-test-password-broker ()
@@ -249,8 +281,11 @@ Return (PROCESS . PORT)."
             (cl-letf (((symbol-function 'y-or-n-p) (lambda (&rest _) t)))
               (browse-url link))
             (should (meta-log-federation-wait-until #'meta-log-federation-connected-p 10))
-            (should (equal meta-log-federation-mqtt-broker
-                           (format "mqtt://alice:***@127.0.0.1:%d" port)))
+            ;; The connection's event names the broker, password masked.
+            (should (meta-log-federation-wait-until
+                     (lambda () (equal meta-log-federation-mqtt-broker
+                                       (format "mqtt://alice:***@127.0.0.1:%d" port)))
+                     10))
             (meta-log-federation-shutdown))
           (should-not (assoc "auth" errors))
           ;; A wrong password: one clear error, then no more attempts.
