@@ -308,6 +308,13 @@ Return (PROCESS . PORT)."
                   (should w)
                   (should (string-search "auth-sources" w))
                   (should (string-search (format "port %d" port) w)))))
+            (meta-log-federation-shutdown)
+            ;; Doing what the warning says (fix the entry, start again) works:
+            ;; the refused password was not kept in auth-source's cache.
+            (with-temp-file authinfo
+              (insert (format "machine 127.0.0.1 port %d login alice password s3cret\n" port)))
+            (meta-log-federation-init nil link)
+            (should (meta-log-federation-wait-until #'meta-log-federation-connected-p 10))
             (meta-log-federation-shutdown)))
       (meta-log-federation-shutdown)
       (delete-process (car broker)))))
