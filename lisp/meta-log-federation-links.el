@@ -13,9 +13,12 @@
 ;;                          (`meta-log-federation-open-canvasl-url'); when
 ;;                          it is not here yet, asks ORIGIN for it through
 ;;                          sync and opens it when it arrives.
-;;   mqtt://HOST[:PORT]     offers to start federation with that broker
+;;   mqtt://[USER@]HOST[:PORT]
+;;                          offers to start federation with that broker
 ;;                          (`meta-log-federation-open-mqtt-url'), after
-;;                          asking.
+;;                          asking.  A link never holds a password: with
+;;                          a USER, the password comes from `auth-sources'
+;;                          (see `meta-log-federation-auth-broker-url').
 ;;
 ;; A link never runs code and never writes a file: a canvasl:// link is
 ;; checked with the sync engine's own rules for share names, and the file
@@ -173,7 +176,7 @@ control characters and malformed hosts or ports.  Signal
               authority (substring authority (1+ at))))
       (when (string-search ":" user)
         (meta-log-federation-links--refuse
-         url "a password in a link is refused: set `meta-log-federation-mqtt-broker-url' instead"))
+         url "a password in a link is refused: write mqtt://USER@HOST:PORT and keep the password in `auth-sources' (e.g. ~/.authinfo.gpg: machine HOST port PORT login USER password ...)"))
       (unless (string-match-p "\\`[A-Za-z0-9._~-]+\\'" user)
         (meta-log-federation-links--refuse
          url "the user name may only hold letters, digits and . _ ~ -")))
@@ -330,7 +333,10 @@ must lie in the sync directory.  Federation must be running."
 ;;;###autoload
 (defun meta-log-federation-open-mqtt-url (url)
   "Offer to start federation with the broker of the link URL, mqtt://HOST[:PORT].
-Nothing happens without confirmation; when federation already runs,
+The link may name a user, mqtt://USER@HOST[:PORT]: the password then
+comes from `auth-sources' (an entry for HOST, PORT and USER; asked for,
+and offered to be saved, when there is none).  Nothing happens without
+confirmation; when federation already runs,
 say so and change nothing.  Return what `meta-log-federation-init'
 returns, or nil."
   (interactive (list (read-string "Broker link: " "mqtt://")))

@@ -30,6 +30,7 @@
 (require 'meta-log-federation-events)
 (require 'meta-log-federation-mqtt)
 (require 'meta-log-federation-identity)
+(require 'meta-log-federation-auth)
 
 (declare-function meta-log-federation--federation-start "meta-log-federation-module")
 (declare-function meta-log-federation--federation-stop "meta-log-federation-module")
@@ -49,6 +50,7 @@
 (declare-function meta-log-federation--federation-save-trust "meta-log-federation-module")
 (declare-function meta-log-federation--federation-counters "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
+(declare-function meta-log-federation--federation-trust-entries "meta-log-federation-module")
 (declare-function meta-log-federation-embedded-broker-url "meta-log-federation-broker")
 (declare-function meta-log-federation--mqtt-active-p "meta-log-federation-module")
 (declare-function meta-log-federation-mqtt-connected-p "meta-log-federation-module")
@@ -327,7 +329,9 @@ BLACKBOARD-FILE is the Org blackboard (default: META_LOG_FEDERATION_BLACKBOARD,
 else `meta-log-federation-blackboard-file'); it is created if missing.
 MQTT-BROKER is the broker URL (default: META_LOG_MQTT_BROKER, else
 `meta-log-federation-mqtt-broker-url'; \"embedded\" or nil means the
-embedded broker).  The identity comes from
+embedded broker).  A URL with a user and no password,
+mqtt://USER@HOST:PORT, takes the password from `auth-sources' (see
+`meta-log-federation-auth-broker-url').  The identity comes from
 `meta-log-federation-identity-file', created on first use, unless
 `meta-log-federation-identity' already holds one (it is cleared when
 federation stops).  Return t; when
@@ -340,7 +344,8 @@ federation already runs, say so, change nothing and return nil."
         nil)
     (when (meta-log-federation--mqtt-active-p)
       (user-error "An MQTT connection made with `meta-log-federation-mqtt-connect' is open: disconnect it first"))
-    (let* ((url (meta-log-federation--broker-url mqtt-broker))
+    (let* ((url (meta-log-federation-auth-broker-url
+                 (meta-log-federation--broker-url mqtt-broker)))
            (blackboard (meta-log-federation--blackboard-file blackboard-file))
            (identity (or meta-log-federation-identity
                          (meta-log-federation--load-or-create-identity)))
@@ -483,6 +488,14 @@ message resent after a reconnect, is a normal duplicate."
         (setq meta-log-federation--last-drop-report now
               meta-log-federation--unreported-drops 0))))))
 
+(defun meta-log-federation--conflict-warning (new name known)
+  "Return the warning for the NEW key that claims NAME, held by KNOWN.
+It says which command resolves the conflict, and with which key."
+  (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If the new key is genuine (the peer made a new identity), run M-x meta-log-federation-trust-peer and choose %s (state conflict; the list of peers, M-x meta-log-federation-list-peers, shows it too); if you did not expect this, run M-x meta-log-federation-block-peer and choose the same key."
+          (meta-log-federation--safe-name name) known new
+          (format "%s  %s" (meta-log-federation--safe-name name)
+                  (meta-log-federation--short-id new))))
+
 (defun meta-log-federation--run-transitions (transitions)
   "Run the hooks for the peer TRANSITIONS the node reported."
   (when transitions
@@ -510,8 +523,7 @@ message resent after a reconnect, is a normal duplicate."
         (`(key-conflict ,new ,name ,known)
          (display-warning
           'meta-log-federation
-          (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by another key %s.  Nothing from the new key is accepted until you trust it (M-x meta-log-federation-trust-peer); if you did not expect this, block it."
-                  (meta-log-federation--safe-name name) known new)
+          (meta-log-federation--conflict-warning new name known)
           :warning))))
     (run-hooks 'meta-log-federation-peers-changed-hook)))
 
@@ -592,7 +604,8 @@ Interactively, show how many are online."
 (defun meta-log-federation-peers ()
   "Return the known peers with their details, as a list of plists.
 Keys: :peer-id :name :status (online, offline or stale) :last-seen
-:software :protocol :capabilities :messages-in :messages-out :trust
+:software :protocol :capabilities :messages-in (peer messages received)
+:sync-in (sync events received) :messages-out (peer messages sent) :trust
 :address."
   (meta-log-federation--require-running)
   (meta-log-federation--federation-peers))
@@ -609,22 +622,85 @@ Keys: :peer-id :name :status (online, offline or stale) :last-seen
                 :key (lambda (p) (plist-get p :status)))
     0))
 
-(defun meta-log-federation--read-peer (prompt &optional predicate)
-  "Read a known peer with completion, showing PROMPT; return its id.
-PREDICATE, if non-nil, filters the peer plists offered."
+(defun meta-log-federation-trust-entries ()
+  "Return every key the trust store knows, as a list of plists.
+Keys: :peer-id, :name (the display name it was pinned with or claims,
+or nil), :state (pinned, trusted, conflict or blocked), :since and
+:replaces (for a held key, state `conflict', the key whose name it
+claims).  Held and blocked keys are listed even when no peer with that
+key is known."
   (meta-log-federation--require-running)
-  (let* ((peers (cl-remove-if-not (or predicate #'identity)
-                                  (meta-log-federation--federation-peers)))
-         (table (mapcar (lambda (p)
-                          (cons (format "%s  %s  [%s]"
-                                        (meta-log-federation--safe-name (plist-get p :name))
-                                        (plist-get p :peer-id)
-                                        (plist-get p :status))
-                                (plist-get p :peer-id)))
-                        peers)))
+  (meta-log-federation--federation-trust-entries))
+
+(defun meta-log-federation--known-keys (&optional predicate)
+  "Return every key known to the peer table or the trust store.
+The value is a list of plists with :peer-id, :name, :state (trust
+state) and :status (online, offline, stale, or nil for a key the peer
+table does not hold).  PREDICATE, if non-nil, filters them."
+  (let ((keys (make-hash-table :test #'equal))
+        (order nil))
+    (dolist (p (meta-log-federation--federation-peers))
+      (let ((id (plist-get p :peer-id)))
+        (push id order)
+        (puthash id (list :peer-id id :name (plist-get p :name)
+                          :state (plist-get p :trust) :status (plist-get p :status))
+                 keys)))
+    (dolist (e (meta-log-federation--federation-trust-entries))
+      (let* ((id (plist-get e :peer-id))
+             (known (gethash id keys)))
+        (if known
+            (when (string-empty-p (or (plist-get known :name) ""))
+              (puthash id (plist-put known :name (plist-get e :name)) keys))
+          (push id order)
+          (puthash id (list :peer-id id :name (plist-get e :name)
+                            :state (plist-get e :state) :status nil)
+                   keys))))
+    (cl-remove-if-not (or predicate #'identity)
+                      (mapcar (lambda (id) (gethash id keys)) (nreverse order)))))
+
+(defun meta-log-federation--key-candidate (key)
+  "Return the completion string of KEY: \"NAME  SHORT-ID\"."
+  (format "%s  %s" (meta-log-federation--safe-name (plist-get key :name))
+          (meta-log-federation--short-id (plist-get key :peer-id))))
+
+(defun meta-log-federation--read-peer (prompt &optional predicate)
+  "Read a peer with completion, showing PROMPT; return its id.
+Every key the peer table or the trust store knows is offered (known,
+held and blocked), shown as NAME and short id, annotated with its
+trust state and status.  A full peer id (64 hex characters) or an
+unambiguous prefix of a known one is also accepted.  PREDICATE, if
+non-nil, filters the key plists offered (see
+`meta-log-federation--known-keys')."
+  (meta-log-federation--require-running)
+  (let* ((keys (meta-log-federation--known-keys predicate))
+         (table (mapcar (lambda (k) (cons (meta-log-federation--key-candidate k) k)) keys))
+         (annotate (lambda (candidate)
+                     (let ((k (cdr (assoc candidate table))))
+                       (when k
+                         (format "  [%s%s]" (plist-get k :state)
+                                 (if (plist-get k :status)
+                                     (format ", %s" (plist-get k :status))
+                                   ""))))))
+         (collection (lambda (string pred action)
+                       (if (eq action 'metadata)
+                           `(metadata (category . meta-log-federation-peer)
+                                      (annotation-function . ,annotate))
+                         (complete-with-action action table string pred)))))
     (unless table
       (user-error "No peer known yet: wait for peers to announce themselves"))
-    (cdr (assoc (completing-read prompt table nil t) table))))
+    (let* ((answer (string-trim (completing-read prompt collection nil 'confirm)))
+           (hit (cdr (assoc answer table))))
+      (cond
+       (hit (plist-get hit :peer-id))
+       ((meta-log-federation--peer-id-p answer) answer)
+       (t
+        (let ((ids (cl-remove-if-not (lambda (k) (and (>= (length answer) 4)
+                                                      (string-prefix-p answer (plist-get k :peer-id))))
+                                     keys)))
+          (if (= (length ids) 1)
+              (plist-get (car ids) :peer-id)
+            (user-error "%S is not a known peer: choose one from the list or give its full id (64 hex characters)"
+                        answer))))))))
 
 ;;;; Messages
 
@@ -688,19 +764,21 @@ Return non-nil if there was one."
 
 (defun meta-log-federation-counters ()
   "Return the federation's counters as a plist; show them interactively.
-Keys: :sent, :accepted, :dropped, :replay-size, :messages-received and
-:drops, an alist (REASON . COUNT) of every reason a message is dropped
-for."
+Keys: :sent, :accepted, :dropped (events a check refused), :echoes (our
+own events echoed back by the broker: normal MQTT behaviour, not
+drops), :replay-size, :messages-received and :drops, an alist (REASON
+. COUNT) of every reason a message is dropped for."
   (interactive)
   (meta-log-federation--require-running)
   (let ((c (append (meta-log-federation--federation-counters)
                    (list :messages-received meta-log-federation-messages-received))))
     (when (called-interactively-p 'interactive)
-      (message "meta-log-federation: sent %d, accepted %d, dropped %d%s"
+      (message "meta-log-federation: sent %d, accepted %d, dropped %d%s (own events echoed back by the broker, not drops: %d)"
                (plist-get c :sent) (plist-get c :accepted) (plist-get c :dropped)
                (mapconcat (lambda (d) (format " %s:%d" (car d) (cdr d)))
                           (cl-remove-if #'zerop (plist-get c :drops) :key #'cdr)
-                          "")))
+                          "")
+               (plist-get c :echoes)))
     c))
 
 (defun meta-log-federation-drop-count (reason)

@@ -8,9 +8,12 @@
 ;;; Commentary:
 
 ;; `meta-log-federation-list-peers' shows every known peer: name, short
-;; id, status, last seen, trust, messages in and out.  It refreshes by
-;; itself when peers change.  Keys: t trust, u forget trust, b block,
-;; m conversation, g refresh.
+;; id, status, last seen, trust, peer messages in and out, sync events
+;; in.  A key held because it claims a name another key holds (trust
+;; state `conflict') has a row of its own, saying which name it claims
+;; and which key it would replace; so has a blocked key no peer uses
+;; now.  It refreshes by itself when peers change.  Keys: t trust,
+;; u forget trust, b block, m conversation, g refresh.
 ;;
 ;; `meta-log-federation-mode-line-mode' shows the connection state and
 ;; the number of peers online in the mode line; federation turns it on
@@ -19,6 +22,7 @@
 ;;; Code:
 
 (require 'tabulated-list)
+(require 'cl-lib)
 (require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
@@ -45,29 +49,62 @@
             ((< s 86400) (format "%dh ago" (/ s 3600)))
             (t (format-time-string "%F" time))))))
 
+(defun meta-log-federation--trust-face (trust)
+  "Return the face the trust state TRUST is shown with."
+  (if (memq trust '(blocked conflict)) 'error 'default))
+
 (defun meta-log-federation--peer-entry (peer)
   "Return the `tabulated-list-entries' item of PEER."
-  (let ((name (plist-get peer :name)))
-    (list (plist-get peer :peer-id)
-          (vector (meta-log-federation--safe-name name)
-                  (meta-log-federation--short-id (plist-get peer :peer-id))
-                  (propertize (symbol-name (plist-get peer :status))
-                              'face (pcase (plist-get peer :status)
-                                      ('online 'success)
-                                      ('stale 'warning)
-                                      (_ 'shadow)))
-                  (meta-log-federation--age (truncate (plist-get peer :last-seen)))
-                  (propertize (symbol-name (plist-get peer :trust))
-                              'face (if (memq (plist-get peer :trust) '(blocked conflict))
-                                        'error
-                                      'default))
-                  (number-to-string (plist-get peer :messages-in))
-                  (number-to-string (plist-get peer :messages-out))))))
+  (list (plist-get peer :peer-id)
+        (vector (meta-log-federation--safe-name (plist-get peer :name))
+                (meta-log-federation--short-id (plist-get peer :peer-id))
+                (propertize (symbol-name (plist-get peer :status))
+                            'face (pcase (plist-get peer :status)
+                                    ('online 'success)
+                                    ('stale 'warning)
+                                    (_ 'shadow)))
+                (meta-log-federation--age (truncate (plist-get peer :last-seen)))
+                (propertize (symbol-name (plist-get peer :trust))
+                            'face (meta-log-federation--trust-face (plist-get peer :trust)))
+                (number-to-string (plist-get peer :messages-in))
+                (number-to-string (plist-get peer :messages-out))
+                (number-to-string (or (plist-get peer :sync-in) 0))
+                "")))
+
+(defun meta-log-federation--held-key-entry (entry)
+  "Return the row of the trust store ENTRY, a key the peer table lacks.
+A held key (state `conflict') says which name it claims and which key
+it would replace."
+  (let ((state (plist-get entry :state))
+        (replaces (plist-get entry :replaces)))
+    (list (plist-get entry :peer-id)
+          (vector (meta-log-federation--safe-name (plist-get entry :name))
+                  (meta-log-federation--short-id (plist-get entry :peer-id))
+                  (propertize "-" 'face 'shadow)
+                  "never"
+                  (propertize (symbol-name state)
+                              'face (meta-log-federation--trust-face state))
+                  "0" "0" "0"
+                  (if (eq state 'conflict)
+                      (format "claims %s, held; would replace %s"
+                              (meta-log-federation--safe-name (plist-get entry :name))
+                              (if replaces (meta-log-federation--short-id replaces) "?"))
+                    "")))))
 
 (defun meta-log-federation--peer-list-entries ()
-  "Return the rows of the peer list."
+  "Return the rows of the peer list.
+Every peer the peer table knows, then every held (`conflict') or
+blocked key of the trust store that the peer table lacks."
   (when (meta-log-federation-running-p)
-    (mapcar #'meta-log-federation--peer-entry (meta-log-federation-peers))))
+    (let* ((peers (meta-log-federation-peers))
+           (ids (mapcar (lambda (p) (plist-get p :peer-id)) peers)))
+      (append
+       (mapcar #'meta-log-federation--peer-entry peers)
+       (mapcar #'meta-log-federation--held-key-entry
+               (cl-remove-if (lambda (e)
+                               (or (member (plist-get e :peer-id) ids)
+                                   (not (memq (plist-get e :state) '(conflict blocked)))))
+                             (meta-log-federation-trust-entries)))))))
 
 (defvar meta-log-federation-peer-list-mode-map
   (let ((map (make-sparse-keymap)))
@@ -81,10 +118,17 @@
 (define-derived-mode meta-log-federation-peer-list-mode tabulated-list-mode
   "Federation Peers"
   "Major mode listing the federation's peers.
+\"In\" and \"Out\" count peer messages received from and sent to each
+peer; \"Sync in\" counts the CanvasL sync events received from it.  A
+row with trust `conflict' is a key held because it claims a name
+another key holds: its note names the key it would replace; trust it
+with \\[meta-log-federation-peer-list-trust] if it is genuine, block it with \\[meta-log-federation-peer-list-block] if not.
+
 \\{meta-log-federation-peer-list-mode-map}"
   (setq tabulated-list-format
         [("Name" 18 t) ("Id" 13 t) ("Status" 8 t) ("Last seen" 12 nil)
-         ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)])
+         ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)
+         ("Sync in" 8 nil :right-align t) ("Note" 0 nil)])
   (setq tabulated-list-sort-key '("Name" . nil))
   (setq tabulated-list-entries #'meta-log-federation--peer-list-entries)
   (add-hook 'tabulated-list-revert-hook #'ignore nil t)

@@ -28,6 +28,7 @@
 
 (require 'cl-lib)
 (require 'filenotify)
+(require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
 (require 'meta-log-federation-sync-status)
@@ -436,18 +437,65 @@ show them."
                            (mapconcat #'identity (plist-get c :losers) ", ")))))))
     conflicts))
 
+(defun meta-log-federation--online-peer-labels ()
+  "Return the labels of the peers online now."
+  (mapcar (lambda (p) (meta-log-federation--peer-label (plist-get p :peer-id)))
+          (cl-remove-if-not (lambda (p) (eq (plist-get p :status) 'online))
+                            (meta-log-federation-peers))))
+
+(defun meta-log-federation--catch-up-report (what sent online)
+  "Return what a catch-up of WHAT did: SENT requests, to the ONLINE peer labels."
+  (format "meta-log-federation: asked %s for what this Emacs misses of %s (%d sync request%s sent on the sync topic)%s"
+          (if online
+              (format "the %d peer%s online (%s)" (length online)
+                      (if (cdr online) "s" "") (string-join online ", "))
+              "every peer (none is online now)")
+          what sent (if (= sent 1) "" "s")
+          (cond ((zerop sent) "; nothing to ask: no share is active")
+                ((null online) "; peers are asked again when they come online")
+                (t ""))))
+
 (defun meta-log-federation-canvasl-catch-up (&optional file-or-url)
-  "Ask the peers for what we miss of FILE-OR-URL (default: every share)."
-  (interactive)
+  "Ask the peers for what we miss of FILE-OR-URL (default: every share).
+The requests go out on the sync topic, so every peer online may
+answer.  Interactively, with a prefix argument, read the share to catch
+up; say what was asked of whom.  Return the number of requests sent."
+  (interactive (list (and current-prefix-arg
+                          (meta-log-federation--read-shared "Catch up share: "))))
   (meta-log-federation--sync-require)
-  (meta-log-federation--sync-run-actions
-   (meta-log-federation--sync-catch-up (and file-or-url (meta-log-federation--share-arg file-or-url))))
-  t)
+  (let* ((before (plist-get (meta-log-federation-counters) :sent))
+         (_ (meta-log-federation--sync-run-actions
+             (meta-log-federation--sync-catch-up
+              (and file-or-url (meta-log-federation--share-arg file-or-url)))))
+         (sent (- (plist-get (meta-log-federation-counters) :sent) before)))
+    (when (called-interactively-p 'interactive)
+      (message "%s" (meta-log-federation--catch-up-report
+                     (or file-or-url
+                         (format "every shared file (%d)"
+                                 (length (meta-log-federation-shared-canvasl-files))))
+                     sent (meta-log-federation--online-peer-labels))))
+    sent))
+
+(defconst meta-log-federation--sync-refusals-buffer "*meta-log-federation sync refusals*"
+  "Name of the buffer listing refused sync messages.")
 
 (defun meta-log-federation-sync-refusals ()
-  "Return the counts of refused sync messages, an alist (REASON . COUNT)."
+  "Return the counts of refused sync messages, an alist (REASON . COUNT).
+Interactively, show them in a buffer, the reasons that occurred first."
+  (interactive)
   (meta-log-federation--sync-require)
-  (meta-log-federation--sync-refusals))
+  (let ((refusals (meta-log-federation--sync-refusals)))
+    (when (called-interactively-p 'interactive)
+      (with-help-window meta-log-federation--sync-refusals-buffer
+        (let ((seen (cl-remove-if #'zerop refusals :key #'cdr)))
+          (princ (if seen
+                     (format "%d sync message%s refused since federation started:\n\n"
+                             (apply #'+ (mapcar #'cdr seen)) (if (cdr seen) "s" ""))
+                   "No sync message was refused since federation started.\n\n"))
+          (dolist (r (append seen (cl-remove-if-not #'zerop refusals :key #'cdr)))
+            (princ (format "%8d  %s\n" (cdr r) (car r))))
+          (princ "\nEach refusal is also logged in *Messages* and passed to\n`meta-log-federation-sync-refused-functions'.\n"))))
+    refusals))
 
 (provide 'meta-log-federation-sync)
 ;;; meta-log-federation-sync.el ends here

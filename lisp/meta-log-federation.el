@@ -46,6 +46,26 @@
 (require 'meta-log-federation-sync)
 (require 'meta-log-federation-links)
 
+;; The commands the guides list, autoloaded from this file (which loads
+;; the module and every part), so `M-x' finds them before anything is
+;; loaded.  The broker can be stopped without the module or federation:
+;; its command loads only the broker's file, also after a plain `require'.
+;;;###autoload
+(dolist (command '(meta-log-federation-init meta-log-federation-shutdown
+                   meta-log-federation-stats meta-log-federation-list-peers
+                   meta-log-federation-discover-peers meta-log-federation-send-peer-message
+                   meta-log-federation-trust-peer meta-log-federation-untrust-peer
+                   meta-log-federation-block-peer meta-log-federation-counters
+                   meta-log-federation-share-canvasl meta-log-federation-unshare-canvasl
+                   meta-log-federation-shared-canvasl-files meta-log-federation-canvasl-conflicts
+                   meta-log-federation-canvasl-catch-up meta-log-federation-sync-refusals
+                   meta-log-federation-sync-blackboard meta-log-federation-identity-new
+                   meta-log-federation-identity-show meta-log-federation-links-install
+                   meta-log-federation-links-uninstall))
+  (autoload command "meta-log-federation" nil t))
+;;;###autoload
+(autoload 'meta-log-federation-embedded-broker-stop "meta-log-federation-broker" nil t)
+
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
 (declare-function meta-log-federation--stats "meta-log-federation-module")
 

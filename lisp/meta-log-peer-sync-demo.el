@@ -20,6 +20,7 @@
 
 (require 'meta-log-federation)
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-init (&optional broker)
   "Set up this Emacs as a peer in one step: identity, federation, announcement.
 BROKER is the broker URL (default: META_LOG_MQTT_BROKER, else
@@ -28,6 +29,9 @@ Return this peer's id."
   (interactive)
   (meta-log-federation-init nil broker)
   (meta-log-federation-wait-until #'meta-log-federation-connected-p 10)
+  ;; Show the connection's own messages ("connected to ...") now, so the
+  ;; line below is the last one in the echo area, not overwritten by them.
+  (meta-log-federation-dispatch-pending)
   (let ((id (plist-get (meta-log-federation-get-local-peer-identity) :peer-id)))
     (when (meta-log-federation-connected-p)
       (meta-log-federation-announce-peer))
@@ -36,6 +40,7 @@ Return this peer's id."
              (if (meta-log-federation-connected-p) "online" "waiting for the broker"))
     id))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-sync-canvasl (file)
   "Share the CanvasL FILE with the federation, or sync it now if it is shared.
 Return its canvasl:// URL."
@@ -52,6 +57,7 @@ Return its canvasl:// URL."
     (message "meta-log-peer-sync-demo: %s syncs as %s" (abbreviate-file-name file) url)
     url))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-discover-peers ()
   "Show the known peers and return their ids."
   (interactive)
@@ -66,6 +72,7 @@ Return its canvasl:// URL."
                "no peers yet"))
     (mapcar (lambda (p) (plist-get p :peer-id)) peers)))
 
+;;;###autoload
 (defun meta-log-peer-sync-demo-connect-peer (peer-id)
   "Catch up with PEER-ID; return its details."
   (interactive (list (meta-log-federation--read-peer "Connect to peer: ")))

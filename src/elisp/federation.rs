@@ -466,6 +466,7 @@ fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'
             (":protocol", p.protocol.as_str().into_lisp(env)?),
             (":capabilities", env.list(&caps[..])?),
             (":messages-in", (p.messages_in as i64).into_lisp(env)?),
+            (":sync-in", (p.sync_in as i64).into_lisp(env)?),
             (":messages-out", (p.messages_out as i64).into_lisp(env)?),
             (":trust", env.intern(p.trust.as_str())?),
             (":address", topic.into_lisp(env)?),
@@ -476,8 +477,8 @@ fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'
 /// Return the known peers as a list of plists, sorted by peer id.
 ///
 /// Keys: :peer-id :name :status (online, offline, stale) :last-seen (Unix
-/// time) :software :protocol :capabilities :messages-in :messages-out
-/// :trust (unknown, pinned, trusted, conflict, blocked) :address (the
+/// time) :software :protocol :capabilities :messages-in (peer messages
+/// received) :sync-in (sync events received) :messages-out :trust (unknown, pinned, trusted, conflict, blocked) :address (the
 /// topic that messages to the peer go to).
 #[defun(name = "-federation-peers")]
 fn federation_peers(env: &Env) -> Result<Value<'_>> {
@@ -592,8 +593,9 @@ fn federation_save_trust(env: &Env) -> Result<()> {
 
 /// Return the federation's counters as a plist.
 ///
-/// Keys: :sent :accepted :dropped :replay-size and :drops, an alist of
-/// (REASON . COUNT) for every drop reason.
+/// Keys: :sent :accepted :dropped :echoes (our own events echoed back
+/// by the broker: normal, not drops) :replay-size and :drops, an alist
+/// of (REASON . COUNT) for every reason a check drops for.
 #[defun(name = "-federation-counters")]
 fn federation_counters(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("federation-counters");
@@ -606,10 +608,68 @@ fn federation_counters(env: &Env) -> Result<Value<'_>> {
                 (":sent", (counts.sent as i64).into_lisp(env)?),
                 (":accepted", (counts.accepted as i64).into_lisp(env)?),
                 (":dropped", (counts.dropped as i64).into_lisp(env)?),
+                (":echoes", (counts.echoes as i64).into_lisp(env)?),
                 (":replay-size", (replay as i64).into_lisp(env)?),
                 (":drops", counts_alist(env, &drops)?),
             ],
         )
+    })
+}
+
+/// Return every key the trust store knows, as a list of plists.
+///
+/// Keys: :peer-id, :name (the display name it was pinned with or
+/// claims, or nil), :state (pinned, trusted, conflict or blocked),
+/// :since (Unix time the entry was made) and :replaces (for a held key,
+/// state conflict: the pinned or trusted key whose name it claims, else
+/// nil).  Held and blocked keys that are not in the peer table are
+/// listed too.
+#[defun(name = "-federation-trust-entries")]
+fn federation_trust_entries(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-trust-entries");
+    guard(env, || {
+        let entries = with_node(env, |n| {
+            let store = n.trust_store();
+            Ok(store
+                .entries()
+                .map(|(id, e)| {
+                    (
+                        id.to_string(),
+                        e.clone(),
+                        store.conflict_owner(id).map(str::to_string),
+                    )
+                })
+                .collect::<Vec<_>>())
+        })?;
+        let nil = env.intern("nil")?;
+        let v = entries
+            .iter()
+            .map(|(id, e, owner)| {
+                plist(
+                    env,
+                    vec![
+                        (":peer-id", id.as_str().into_lisp(env)?),
+                        (
+                            ":name",
+                            match &e.name {
+                                Some(n) => n.as_str().into_lisp(env)?,
+                                None => nil,
+                            },
+                        ),
+                        (":state", env.intern(e.state.as_str())?),
+                        (":since", (e.since as i64).into_lisp(env)?),
+                        (
+                            ":replaces",
+                            match owner {
+                                Some(o) => o.as_str().into_lisp(env)?,
+                                None => nil,
+                            },
+                        ),
+                    ],
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&v[..])
     })
 }
 

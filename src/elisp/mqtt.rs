@@ -7,7 +7,7 @@ use crate::transport::client::ClientCallError;
 use crate::transport::connection::{self, ConnectError};
 use crate::transport::options::{default_client_id, ConnectOptions, Will};
 use crate::transport::url;
-use emacs::{defun, Env, Result, Value};
+use emacs::{defun, Env, IntoLisp, Result, Value};
 use std::time::Duration;
 
 pub(super) fn plist_get<'e>(
@@ -251,4 +251,46 @@ fn resource_counts(env: &Env) -> Result<Value<'_>> {
         crate::runtime::thread_count() as i64,
         crate::runtime::fd_count() as i64,
     )
+}
+
+/// Parse the broker URL and return its parts as a plist.
+///
+/// Keys: :tls (non-nil for mqtts://), :host, :port (the default port
+/// when the URL has none), :user (or nil) and :password-p (non-nil when
+/// the URL holds a password; the password itself is never returned).
+/// A malformed URL signals `meta-log-federation-bad-url'.
+///
+/// Internal: used to look broker credentials up in `auth-sources'.
+#[defun(name = "-mqtt-parse-url")]
+fn mqtt_parse_url(env: &Env, url: String) -> Result<Value<'_>> {
+    guard(env, || {
+        let u = match url::parse(&url) {
+            Ok(u) => u,
+            Err(e) => return signal(env, Kind::BadUrl, e.to_string()),
+        };
+        let nil = env.intern("nil")?;
+        super::convert::plist(
+            env,
+            vec![
+                (":tls", if u.tls { env.intern("t")? } else { nil }),
+                (":host", u.host.clone().into_lisp(env)?),
+                (":port", i64::from(u.port).into_lisp(env)?),
+                (
+                    ":user",
+                    match &u.username {
+                        Some(n) => n.clone().into_lisp(env)?,
+                        None => nil,
+                    },
+                ),
+                (
+                    ":password-p",
+                    if u.password.is_some() {
+                        env.intern("t")?
+                    } else {
+                        nil
+                    },
+                ),
+            ],
+        )
+    })
 }

@@ -164,17 +164,28 @@ impl DropCounters {
         self.counts[reason.index()]
     }
 
-    /// Every reason with its count (zeros included), in a fixed order.
+    /// Every reason a check drops for, with its count (zeros included), in a
+    /// fixed order. Our own echoes are not in it: they are not drops but
+    /// normal MQTT traffic, counted apart ([`DropCounters::echoes`]).
     pub fn list(&self) -> Vec<(&'static str, u64)> {
         DropReason::ALL
             .iter()
+            .filter(|r| !r.is_quiet())
             .map(|r| (r.as_str(), self.get(*r)))
             .collect()
     }
 
-    /// Total drops.
+    /// Our own events echoed back by the broker.
+    pub fn echoes(&self) -> u64 {
+        self.get(DropReason::OwnEvent)
+    }
+
+    /// Total drops by a check (echoes not included).
     pub fn total(&self) -> u64 {
-        self.counts.iter().fold(0u64, |a, b| a.saturating_add(*b))
+        DropReason::ALL
+            .iter()
+            .filter(|r| !r.is_quiet())
+            .fold(0u64, |a, r| a.saturating_add(self.get(*r)))
     }
 }
 
@@ -198,7 +209,11 @@ mod tests {
         assert_eq!(c.get(DropReason::Replay), 2);
         assert_eq!(c.total(), 2);
         assert!(c.list().contains(&("replay", 2)));
-        assert_eq!(c.list().len(), 16);
+        assert_eq!(c.list().len(), 15);
+        c.count(DropReason::OwnEvent);
+        assert_eq!(c.echoes(), 1);
+        assert_eq!(c.total(), 2);
+        assert!(!c.list().iter().any(|(n, _)| *n == "own-event"));
         let d = Dropped::new(DropReason::OwnEvent, "ours");
         assert!(d.is_quiet());
         assert_eq!(d.to_string(), "own-event: ours");

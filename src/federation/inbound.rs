@@ -483,9 +483,14 @@ impl Inbound {
             Body::Departure(p) => self
                 .peers
                 .apply_presence(p, ev.created_at, now, true, trust),
-            _ => self
-                .peers
-                .note_received(&ev.pubkey, ev.created_at, now, trust),
+            Body::Message { .. } => {
+                self.peers
+                    .note_received(&ev.pubkey, ev.created_at, now, trust, true)
+            }
+            Body::Sync { .. } => {
+                self.peers
+                    .note_received(&ev.pubkey, ev.created_at, now, trust, false)
+            }
         };
         Ok(Accepted {
             event: ev,

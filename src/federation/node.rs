@@ -14,7 +14,7 @@ use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
 use super::peers::{PeerInfo, Transition};
 use super::replay_journal::{journal_path, ReplayJournal};
 use super::trust::{TrustError, TrustPolicy, TrustStore};
-use super::{Config, ConfigError, Dropped};
+use super::{Config, ConfigError, DropReason, Dropped};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +42,10 @@ pub struct NodeCounts {
     pub sent: u64,
     /// Events accepted.
     pub accepted: u64,
-    /// Events dropped, quiet ones (our own echoes) included.
+    /// Events dropped by a check (our own echoes are not drops).
     pub dropped: u64,
+    /// Our own events, echoed back by the broker (normal MQTT behaviour).
+    pub echoes: u64,
 }
 
 /// One federation peer: identity, peer table, trust and replay memory.
@@ -179,6 +181,7 @@ impl Node {
                     }
                 }
             }
+            Err(d) if d.reason == DropReason::OwnEvent => self.counts.echoes += 1,
             Err(_) => self.counts.dropped += 1,
         }
         r
@@ -270,6 +273,12 @@ impl Node {
         }
     }
 
+    /// The trust store: every key it knows (pinned, trusted, held, blocked),
+    /// including keys that are not in the peer table.
+    pub fn trust_store(&self) -> &TrustStore {
+        self.inbound.trust_store()
+    }
+
     /// Drop counts per reason, zeros included.
     pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
         self.inbound.drop_counts()
@@ -294,7 +303,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::federation::{Body, DropReason, PeerStatus};
+    use crate::federation::{Body, PeerStatus};
 
     fn identity(n: u8) -> Identity {
         crate::federation::tests::ident(n as usize - 1).clone()
@@ -357,6 +366,16 @@ mod tests {
         assert_eq!(b.peer(a.peer_id()).unwrap().status, PeerStatus::Offline);
         assert_eq!(b.counts().accepted, 4);
         assert_eq!(b.counts().dropped, 1);
+        // b's own presence echoed back is an echo, not a drop.
+        for p in b.announce(1_011).unwrap() {
+            assert_eq!(
+                deliver(&mut b, &p, 1_011).unwrap_err().reason,
+                DropReason::OwnEvent
+            );
+        }
+        assert_eq!(b.counts().dropped, 1);
+        assert_eq!(b.counts().echoes, 2);
+        assert_eq!(b.peer(a.peer_id()).unwrap().messages_in, 1);
     }
 
     #[test]

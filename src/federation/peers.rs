@@ -61,8 +61,10 @@ pub struct PeerInfo {
     pub status: PeerStatus,
     /// Unix time of the newest accepted event from it.
     pub last_seen: u64,
-    /// Accepted events from it other than presence.
+    /// Accepted peer messages from it (what the person reads as "messages").
     pub messages_in: u64,
+    /// Accepted sync events from it (CanvasL changes, requests, responses).
+    pub sync_in: u64,
     /// Messages sent to it (counted by the outbound builders).
     pub messages_out: u64,
     /// Its trust state (filled in when listed).
@@ -278,6 +280,7 @@ impl PeerTable {
                 status: PeerStatus::Offline,
                 last_seen: 0,
                 messages_in: 0,
+                sync_in: 0,
                 messages_out: 0,
                 trust,
                 presence_key: None,
@@ -345,16 +348,22 @@ impl PeerTable {
         }
     }
 
-    /// Records an accepted non-presence event from `peer_id`.
+    /// Records an accepted non-presence event from `peer_id`: a peer
+    /// message when `message`, else a sync event.
     pub(crate) fn note_received(
         &mut self,
         peer_id: &str,
         created_at: u64,
         now: u64,
         trust: TrustState,
+        message: bool,
     ) -> Vec<Transition> {
         let (info, new) = self.entry(peer_id, trust);
-        info.messages_in += 1;
+        if message {
+            info.messages_in += 1;
+        } else {
+            info.sync_in += 1;
+        }
         info.last_seen = info.last_seen.max(created_at.min(now));
         if new || info.status == PeerStatus::Stale {
             info.status = PeerStatus::Online;
@@ -402,9 +411,13 @@ mod tests {
         );
         assert!(t.tick(1200).is_empty(), "reported once");
         // Activity brings it back.
-        let tr = t.note_received(&id, 1201, 1201, TrustState::Pinned);
+        let tr = t.note_received(&id, 1201, 1201, TrustState::Pinned, true);
         assert_eq!(tr[0].kind(), "came-online");
         assert_eq!(t.get(&id).unwrap().messages_in, 1);
+        // Sync traffic is counted apart from messages.
+        t.note_received(&id, 1202, 1202, TrustState::Pinned, false);
+        assert_eq!(t.get(&id).unwrap().messages_in, 1);
+        assert_eq!(t.get(&id).unwrap().sync_in, 1);
         t.tick(2000);
         let off = presence(AnnouncedStatus::Offline, 1000);
         let tr = t.apply_presence(&off, 1000, 2001, false, TrustState::Pinned);

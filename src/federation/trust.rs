@@ -531,6 +531,17 @@ impl TrustStore {
             .min()
     }
 
+    /// For a held key ([`TrustState::Conflict`]), the pinned or trusted key
+    /// whose display name it claims (the key it would replace); `None` for
+    /// any other entry, or when that key is gone.
+    pub fn conflict_owner(&self, peer_id: &str) -> Option<&str> {
+        let e = self.peers.get(peer_id)?;
+        if e.state != TrustState::Conflict {
+            return None;
+        }
+        self.name_owner(e.name.as_deref()?, peer_id)
+    }
+
     /// Remembers `peer_id` on first use (its presence), or records its
     /// newly announced name. Returns whether the peer is stored: a new pin
     /// may wait for the rate of new entries, or find the store full of
@@ -642,6 +653,8 @@ mod tests {
             }
         );
         s.hold(&b, "alice", 6, 10);
+        assert_eq!(s.conflict_owner(&b), Some(a.as_str()));
+        assert_eq!(s.conflict_owner(&a), None);
         assert!(matches!(
             s.check(TrustPolicy::Tofu, &b, None, 10),
             Verdict::Untrusted(_)

@@ -248,6 +248,8 @@ impl Client {
 enum Net {
     Ev(rumqttc::Event),
     Down(String),
+    /// The broker refused our credentials: retrying with the same ones cannot succeed.
+    Refused(String),
 }
 
 struct Conn {
@@ -310,6 +312,16 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// Whether the broker refused the connection for its credentials (bad user name or
+/// password, or not authorized): a refusal that retrying with the same ones cannot change.
+fn is_auth_refusal(e: &rumqttc::ConnectionError) -> bool {
+    use rumqttc::mqttbytes::v4::ConnectReturnCode as C;
+    matches!(
+        e,
+        rumqttc::ConnectionError::ConnectionRefused(C::BadUserNamePassword | C::NotAuthorized)
+    )
+}
+
 fn describe(e: &rumqttc::ConnectionError) -> String {
     use rumqttc::ConnectionError as E;
     match e {
@@ -318,6 +330,15 @@ fn describe(e: &rumqttc::ConnectionError) -> String {
              client id"
         ),
         E::Io(io) => format!("network error: {io}"),
+        // A broker that dies mid-session shows up as a read error inside rumqttc's state
+        // machine; say it in the same words as a failed connect.
+        E::MqttState(
+            rumqttc::StateError::Io(io)
+            | rumqttc::StateError::Deserialization(rumqttc::mqttbytes::Error::Io(io)),
+        ) => format!("network error: {io}"),
+        E::MqttState(rumqttc::StateError::ConnectionAborted) => {
+            "network error: the broker closed the connection".into()
+        }
         E::NetworkTimeout => "network timeout".into(),
         other => other.to_string(),
     }
@@ -339,6 +360,7 @@ impl Manager {
                 Step::Cmd(None) => self.begin_closing(),
                 Step::Net(Some(Net::Ev(ev))) => self.on_event(ev),
                 Step::Net(Some(Net::Down(reason))) => self.on_down(reason),
+                Step::Net(Some(Net::Refused(reason))) => self.on_refused(reason),
                 Step::Net(None) => self.on_down("the network task ended".into()),
                 Step::Reconnect => {
                     self.reconnect_at = None;
@@ -611,6 +633,39 @@ impl Manager {
         }
     }
 
+    /// The broker refused our credentials: stop retrying (the same user name and password
+    /// would be refused forever) and say so once, as an `auth` error, then as a final
+    /// disconnection. Queued messages stay queued until the connection is closed.
+    fn on_refused(&mut self, reason: String) {
+        self.conn = None;
+        self.stats.connected.store(false, Ordering::SeqCst);
+        self.reconnect_at = None;
+        let user = self.opts.url.username.as_deref().unwrap_or("");
+        let message = if user.is_empty() {
+            format!(
+                "{} refused the connection: {reason}. It needs a user name and password: \
+                 give the user in the URL (mqtt://USER@HOST:PORT) and the password in \
+                 auth-sources (~/.authinfo.gpg), then connect again",
+                self.opts.url.redacted()
+            )
+        } else {
+            format!(
+                "{} refused user `{user}`: {reason}. Not retrying: fix the password \
+                 (auth-sources entry for this host and port, or the URL) or the broker's \
+                 account, then connect again",
+                self.opts.url.redacted()
+            )
+        };
+        self.bus.push(Event::Error {
+            context: "auth".into(),
+            message: message.clone(),
+        });
+        self.bus.push(Event::Disconnected {
+            reason: message,
+            will_retry: false,
+        });
+    }
+
     async fn finish(mut self) {
         let unsent = self.queue.len() + self.awaiting_pkid.len() + self.inflight.len();
         if let Some(mut conn) = self.conn.take() {
@@ -653,7 +708,12 @@ async fn poll_loop(mut eventloop: EventLoop, tx: mpsc::UnboundedSender<Net>) {
                 }
             }
             Err(e) => {
-                let _ = tx.send(Net::Down(describe(&e)));
+                let net = if is_auth_refusal(&e) {
+                    Net::Refused(describe(&e))
+                } else {
+                    Net::Down(describe(&e))
+                };
+                let _ = tx.send(net);
                 return;
             }
         }
