@@ -347,7 +347,8 @@ fn unknown_kinds_versions_and_malformed_payloads() {
     assert!(b.peers().is_empty());
 }
 
-/// Every `Dropped` reason, reached through the public pipeline.
+/// Every `Dropped` reason, reached through the public pipeline: each call is dropped for the
+/// reason it was built to trigger, and that reason's counter (and only it) goes up by one.
 #[test]
 fn every_drop_reason_is_reachable() {
     let mut b = inbound(bob(), TrustPolicy::Tofu);
@@ -356,23 +357,45 @@ fn every_drop_reason_is_reachable() {
     let sync = topics.sync();
     let p = a.presence(T0).unwrap();
     let s = a.sync(SyncKind::Change, "x", vec![], T0).unwrap();
-    let _ = b.accept(&sync, &vec![b' '; 70_000], T0); // too-large
-    let _ = b.accept(&sync, b"{", T0); // malformed
+    let mut seen: Vec<&'static str> = Vec::new();
+    // Checks that `result` was dropped for `want`, that the counter of `want` is now 1 and that
+    // no other counter moved.
+    let mut check = |b: &Inbound, result: Result<Accepted, Dropped>, want: &'static str| {
+        assert_eq!(reason(result), want);
+        seen.push(want);
+        let counts = b.drop_counts();
+        for (name, n) in &counts {
+            let expected = u64::from(seen.contains(name));
+            assert_eq!(*n, expected, "after {want}: {name}: {counts:?}");
+        }
+    };
+    let r = b.accept(&sync, &vec![b' '; 70_000], T0);
+    check(&b, r, "too-large");
+    let r = b.accept(&sync, b"{", T0);
+    check(&b, r, "malformed");
     let mut ev = parse(&s);
     ev.content = "y".into();
-    let _ = b.accept(&sync, ev.to_json().as_bytes(), T0); // id-mismatch
+    let r = b.accept(&sync, ev.to_json().as_bytes(), T0);
+    check(&b, r, "id-mismatch");
     reid(&mut ev);
-    let _ = b.accept(&sync, ev.to_json().as_bytes(), T0); // bad-signature
-    let _ = feed(&mut b, &s, T0 + 601); // too-old
-    let _ = feed(&mut b, &s, T0 - 901); // in-future
-    let _ = feed(&mut b, &p, T0);
-    let _ = feed(&mut b, &p, T0); // replay
-    let _ = b.accept(&topics.announce(), &s.payload, T0); // wrong-topic
+    let r = b.accept(&sync, ev.to_json().as_bytes(), T0);
+    check(&b, r, "bad-signature");
+    let r = feed(&mut b, &s, T0 + 601);
+    check(&b, r, "too-old");
+    let r = feed(&mut b, &s, T0 - 901);
+    check(&b, r, "in-future");
+    assert_eq!(reason(feed(&mut b, &p, T0)), "ok");
+    let r = feed(&mut b, &p, T0);
+    check(&b, r, "replay");
+    let r = b.accept(&topics.announce(), &s.payload, T0);
+    check(&b, r, "wrong-topic");
     let fake = outbound(mallory(), "alice", T0);
-    let _ = feed(&mut b, &fake.presence(T0).unwrap(), T0); // untrusted
+    let r = feed(&mut b, &fake.presence(T0).unwrap(), T0);
+    check(&b, r, "untrusted");
     let c = outbound(carol(), "carol", T0);
     b.block_peer(&carol().peer_id(), T0).unwrap();
-    let _ = feed(&mut b, &c.presence(T0).unwrap(), T0); // blocked
+    let r = feed(&mut b, &c.presence(T0).unwrap(), T0);
+    check(&b, r, "blocked");
     let cp = bob().peer_id();
     let e = raw(
         alice(),
@@ -381,7 +404,8 @@ fn every_drop_reason_is_reachable() {
         &[&["v", "1"], &["t", "message"], &["p", &cp]],
         T0,
     );
-    let _ = b.accept(&topics.messages(&cp), &e, T0); // decrypt-failed
+    let r = b.accept(&topics.messages(&cp), &e, T0);
+    check(&b, r, "decrypt-failed");
     let other = carol().peer_id();
     let e = raw(
         alice(),
@@ -390,38 +414,22 @@ fn every_drop_reason_is_reachable() {
         &[&["v", "1"], &["t", "message"], &["p", &other]],
         T0,
     );
-    let _ = b.accept(&topics.messages(&other), &e, T0); // not-for-us
+    let r = b.accept(&topics.messages(&other), &e, T0);
+    check(&b, r, "not-for-us");
     let mine = outbound(bob(), "bob", T0).presence(T0).unwrap();
-    let _ = feed(&mut b, &mine, T0); // own-event
+    let r = feed(&mut b, &mine, T0);
+    check(&b, r, "own-event");
     let e = raw(alice(), 1, "", &[&["v", "1"]], T0);
-    let _ = b.accept(&sync, &e, T0); // unknown-kind
+    let r = b.accept(&sync, &e, T0);
+    check(&b, r, "unknown-kind");
     let e = raw(alice(), 1, "", &[], T0);
-    let _ = b.accept(&sync, &e, T0); // protocol-version
+    let r = b.accept(&sync, &e, T0);
+    check(&b, r, "protocol-version");
     let counts = b.drop_counts();
-    assert_eq!(counts.len(), 15);
-    for (name, n) in &counts {
-        assert_eq!(*n, 1, "{name}: {counts:?}");
-    }
+    assert_eq!(counts.len(), 15, "{counts:?}");
     let names: HashSet<&str> = counts.iter().map(|(n, _)| *n).collect();
-    for r in [
-        "too-large",
-        "malformed",
-        "bad-signature",
-        "id-mismatch",
-        "too-old",
-        "in-future",
-        "replay",
-        "wrong-topic",
-        "untrusted",
-        "blocked",
-        "decrypt-failed",
-        "not-for-us",
-        "own-event",
-        "unknown-kind",
-        "protocol-version",
-    ] {
-        assert!(names.contains(r), "{r}");
-    }
+    let seen: HashSet<&str> = seen.into_iter().collect();
+    assert_eq!(names, seen);
 }
 
 #[test]
