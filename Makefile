@@ -38,6 +38,12 @@ test:
 	$(MAKE) broker
 	FEATURES="$(TEST_FEATURES)" bin/test
 
+# The Rust tests too slow for every run (#[ignore], e.g. a 100,000-entry share through
+# shuffled chunks, about a minute in a debug build). .ci/run runs this after `make test`.
+.PHONY: test-large
+test-large:
+	$(CARGO) test --features "$(TEST_FEATURES)" -- --ignored
+
 
 lint:
 	$(CARGO) fmt --check
