@@ -76,6 +76,7 @@ fn main() {
     );
     let b_file = b.shares()[0].path.clone();
     let (mut send, mut recv, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut heap_after_edit = Vec::new();
     for i in 0..15u64 {
         let mut lines: Vec<String> = std::fs::read_to_string(&file)
             .expect("read")
@@ -94,7 +95,16 @@ fn main() {
         let (b_bytes, _) = deliver(ALICE, acts, &mut b, 2_000 + i);
         recv.push(t.elapsed().as_secs_f64() * 1e3);
         bytes.push(b_bytes);
+        heap_after_edit.push(live_heap_bytes());
     }
+    println!(
+        "sync engine, both peers' heap after each one-entry edit (MB): {}",
+        heap_after_edit
+            .iter()
+            .map(|h| format!("{:.0}", *h as f64 / 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     assert_eq!(
         std::fs::read(&file).expect("a"),
         std::fs::read(&b_file).expect("b")
