@@ -53,3 +53,9 @@ demo:
 clean:
 	$(CARGO) clean
 	rm -f $(MODULE) lisp/*.elc test/*.elc
+
+# The Rust tests too slow for every run (#[ignore], e.g. a 100,000-entry share through
+# shuffled chunks, about a minute in a debug build). .ci/run runs this after `make test`.
+.PHONY: test-large
+test-large:
+	$(CARGO) test --features "$(TEST_FEATURES)" -- --ignored

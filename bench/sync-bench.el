@@ -2,20 +2,24 @@
 
 ;;; Commentary:
 
-;; emacs --batch -Q -L lisp -L test -l bench/sync-bench.el PORT
+;; emacs --batch -Q -L lisp -L test -L bench -l bench/sync-bench.el PORT
 ;; This Emacs shares canvases (1,000 and 100,000 generated entries, and
 ;; the largest corpus file) with a second batch Emacs on the broker at
 ;; 127.0.0.1:PORT, then edits one entry at a time and saves, as a user
 ;; would.  Prints: time for the new peer to receive the whole canvas,
 ;; bytes published per one-entry edit (signed events, everything
 ;; included) against the whole file as the prototype sent it, time from
-;; the save here to the file updated there (p50, max).  Memory per
-;; shared file is measured by the merge benchmark (allocator counts).
+;; the save here to the file updated there (p50, max).  The bytes are
+;; those of the sync events this peer signed, as the broker sends them
+;; back to it; a marker published after each save, on the same
+;; connection, comes back after all of them.  Memory per shared file is
+;; measured by examples/sync_bench.rs (allocator counts).
 
 ;;; Code:
 
 (require 'meta-log-federation-test-helpers)
 (require 'cl-lib)
+(require 'meta-log-federation-bench-target)
 
 (defvar mlf-sync-port (string-to-number (pop command-line-args-left)))
 (setq meta-log-federation-test-broker-port mlf-sync-port
@@ -23,6 +27,23 @@
       large-file-warning-threshold nil)
 
 (defvar mlf-sync-sent 0 "Bytes of sync events published by this peer.")
+
+(defvar mlf-sync-markers 0 "Markers back from the broker.")
+
+(defun mlf-sync-count-own (me)
+  "Return a handler adding the size of each sync event signed by ME."
+  (lambda (_topic payload)
+    (let ((event (ignore-errors (json-parse-string payload :object-type 'alist))))
+      (when (equal (alist-get 'pubkey event) me)
+        (setq mlf-sync-sent (+ mlf-sync-sent (string-bytes payload)))))))
+
+(defun mlf-sync-flush ()
+  "Return once every event this peer published so far has come back.
+QoS 1 on one connection keeps order: the marker comes back last."
+  (let ((n mlf-sync-markers))
+    (meta-log-federation-mqtt-publish "bench/sync-marker" "marker" 1)
+    (unless (meta-log-federation-wait-until (lambda () (> mlf-sync-markers n)) 10)
+      (error "The marker did not come back"))))
 
 (defun mlf-sync-peer (name)
   "Start a peer NAME; return its process when ready, with property `dir'."
@@ -71,8 +92,10 @@
   "Return the median of XS."
   (nth (/ (length xs) 2) (sort (copy-sequence xs) #'<)))
 
-(defun mlf-sync-run (label file witness me edits)
-  "Share FILE (LABEL), measure its arrival at WITNESS and EDITS one-entry edits."
+(defun mlf-sync-run (label file witness me edits &optional latency-ms arrival-s)
+  "Share FILE (LABEL), measure its arrival at WITNESS and EDITS one-entry edits.
+LATENCY-MS is the target of the save -> update p50, ARRIVAL-S that of
+the whole canvas's arrival (nil: no target)."
   (let* ((size (file-attribute-size (file-attributes file)))
          (start (float-time))
          (url (meta-log-federation-share-canvasl file))
@@ -88,6 +111,7 @@
           (lines (with-temp-buffer (insert-file-contents file) (count-lines (point-min) (point-max)))))
       (with-current-buffer (find-file-noselect file)
         (dotimes (i edits)
+          (mlf-sync-flush)
           (let ((updates (mlf-sync-count witness (format "UPDATED %s nil" (regexp-quote url))))
                 (sent mlf-sync-sent)
                 (t0 (float-time)))
@@ -102,20 +126,30 @@
                      60)
               (error "Edit %d of %s never arrived" i url))
             (push (* 1000 (- (float-time) t0)) times)
-            ;; Our own events come back from the broker: wait for the echo to count them.
-            (meta-log-federation-wait-until (lambda () (> mlf-sync-sent sent)) 5)
+            ;; Our own events come back from the broker: all of them, once the marker has.
+            (mlf-sync-flush)
             (push (- mlf-sync-sent sent) bytes)))
         (kill-buffer))
       (let ((same (equal (with-temp-buffer (set-buffer-multibyte nil)
                                            (insert-file-contents-literally file) (buffer-string))
                          (with-temp-buffer (set-buffer-multibyte nil)
                                            (insert-file-contents-literally target) (buffer-string)))))
-        (princ (format "sync %s: %s bytes, %d lines; new peer received the whole canvas in %.0f ms; files identical after %d edits: %s\n"
-                       label size lines (* 1000 arrival) edits (if same "yes" "NO")))
-        (princ (format "sync %s: one-entry edit: %d bytes published (median; signed events, all included) vs %d for the whole file = %.0fx less; save -> file updated on the other peer: p50 %.1f ms, max %.1f ms\n"
+        (princ (format "sync %s: %s bytes, %d lines; share here -> whole canvas written on the other peer in %.0f ms %s; files identical after %d edits: %s\n"
+                       label size lines (* 1000 arrival)
+                       (if arrival-s
+                           (meta-log-federation-bench-target (format "< %d s" arrival-s)
+                                                             (< arrival arrival-s))
+                         "(no target)")
+                       edits (if same "yes" "NO")))
+        (princ (format "sync %s: one-entry edit: %d bytes published by this peer (median; its signed events, all included) vs %d for the whole file = %.0fx less %s\n"
                        label (mlf-sync-median bytes) size (/ (float size) (mlf-sync-median bytes))
-                       (mlf-sync-median times) (apply #'max times)))
-))))
+                       (meta-log-federation-bench-target "< 1 KB" (< (mlf-sync-median bytes) 1024))))
+        (princ (format "sync %s: save here -> file updated on the other peer: p50 %.1f ms, max %.1f ms %s\n"
+                       label (mlf-sync-median times) (apply #'max times)
+                       (if latency-ms
+                           (meta-log-federation-bench-target (format "p50 < %d ms" latency-ms)
+                                                             (< (mlf-sync-median times) latency-ms))
+                         "(no target)")))))))
 
 (let* ((dir (make-temp-file "mlf-sync-self-" t))
        (meta-log-federation-identity-file (expand-file-name "id.org" dir))
@@ -127,12 +161,11 @@
   (meta-log-federation-init (expand-file-name "bb.org" dir) (meta-log-federation-test-broker-url))
   (meta-log-federation-wait-until #'meta-log-federation-connected-p 10)
   (setq me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-  (meta-log-federation-mqtt-subscribe
-   "canvasl/sync"
-   (lambda (_topic payload)
-     (when (string-search me payload)
-       (setq mlf-sync-sent (+ mlf-sync-sent (string-bytes payload)))))
-   1)
+  (meta-log-federation-mqtt-subscribe "canvasl/sync" (mlf-sync-count-own me) 1)
+  (meta-log-federation-mqtt-subscribe "bench/sync-marker"
+                                      (lambda (_topic _payload)
+                                        (setq mlf-sync-markers (1+ mlf-sync-markers)))
+                                      1)
   (setq witness (mlf-sync-peer "sync-witness"))
   (meta-log-federation-wait-until
    (lambda () (cl-some (lambda (p) (eq (plist-get p :status) 'online)) (meta-log-federation-peers)))
@@ -144,8 +177,8 @@
                                             (file-attribute-size (file-attributes b))))))))
     (mlf-sync-generate small 1000)
     (mlf-sync-generate large 100000)
-    (mlf-sync-run "1,000 entries" small witness me 30)
-    (mlf-sync-run "100,000 entries" large witness me 15)
+    (mlf-sync-run "1,000 entries" small witness me 30 10)
+    (mlf-sync-run "100,000 entries" large witness me 15 100 3)
     (let ((copy (expand-file-name (file-name-nondirectory corpus) dir)))
       (copy-file corpus copy)
       (mlf-sync-run (format "corpus %s" (file-name-nondirectory corpus)) copy witness me 15)))

@@ -181,16 +181,22 @@ The calls are a list of (FUNCTION . ARGS), oldest first."
     (let* ((bob (meta-log-federation-test-start-peer "bob"))
            (bob-id (process-get bob 'peer-id))
            (url (links-test-url "wanted.canvasl" bob-id))
+           (other-url (links-test-url "other.canvasl" bob-id))
            (sync-dir (meta-log-federation--sync-dir))
            (file (expand-file-name (format "%s/wanted.canvasl" bob-id) sync-dir))
+           (other (expand-file-name (format "%s/other.canvasl" bob-id) sync-dir))
+           (arrived nil)
+           (meta-log-federation-canvasl-updated-functions
+            (list (lambda (_file url _created) (push url arrived))))
            (before nil)
            (meta-log-federation-links--pending nil))
       (should (meta-log-federation-wait-until
                (lambda () (meta-log-federation-peer bob-id)) 20))
       (setq before (and (file-directory-p sync-dir) (links-test-tree sync-dir)))
-      (let ((calls (links-test-recording (meta-log-federation-connect-to-peer find-file)
+      ;; Bob has no such share yet: the link asks him (for real) and waits.
+      (let ((calls (links-test-recording (find-file)
                      (should-not (meta-log-federation-open-canvasl-url url)))))
-        (should (equal calls (list (list 'meta-log-federation-connect-to-peer bob-id)))))
+        (should-not calls))
       ;; Nothing written; the one-shot hook waits for that share.
       (should (equal (and (file-directory-p sync-dir) (links-test-tree sync-dir)) before))
       (should (assoc url meta-log-federation-links--pending))
@@ -198,31 +204,31 @@ The calls are a list of (FUNCTION . ARGS), oldest first."
                     meta-log-federation-canvasl-updated-functions))
       (unwind-protect
           (progn
-            ;; Another share arriving opens nothing.
-            (let ((calls (links-test-recording (find-file-noselect pop-to-buffer)
-                           (meta-log-federation--run-hook-safely
-                            'meta-log-federation-canvasl-updated-functions
-                            (expand-file-name "other.canvasl" sync-dir)
-                            (links-test-url "other.canvasl" bob-id) t))))
-              (should-not calls))
             ;; A file outside the sync directory is never opened, even for that URL.
             (let ((calls (links-test-recording (find-file-noselect pop-to-buffer)
                            (meta-log-federation-links--arrived
                             (expand-file-name "wanted.canvasl" temporary-file-directory)
                             url t))))
               (should-not calls))
-            ;; The share arrives (as the engine writes it): it opens, once.
             (setq meta-log-federation-links--pending nil)
             (meta-log-federation-links--wait-for url)
-            (make-directory (file-name-directory file) t)
-            (write-region "@version 1.0\n" nil file)
-            (meta-log-federation--run-hook-safely
-             'meta-log-federation-canvasl-updated-functions file url t)
-            (should (equal (buffer-file-name (current-buffer)) file))
+            ;; Bob shares another canvas: it arrives here and is not opened.
+            (meta-log-federation-send-peer-message bob-id "share:other.canvasl")
+            (should (meta-log-federation-wait-until (lambda () (member other-url arrived)) 20))
+            (should (file-exists-p other))
+            (should-not (find-buffer-visiting other))
+            (should (assoc url meta-log-federation-links--pending))
+            ;; Bob shares the one asked for: it arrives and opens, once.
+            (meta-log-federation-send-peer-message bob-id "share:wanted.canvasl")
+            (should (meta-log-federation-wait-until (lambda () (find-buffer-visiting file)) 20))
+            (should (member url arrived))
+            (with-current-buffer (find-buffer-visiting file)
+              (should (string-search "wanted.canvasl from bob" (buffer-string))))
             (should-not meta-log-federation-links--pending)
             (should-not (memq #'meta-log-federation-links--arrived
                               meta-log-federation-canvasl-updated-functions)))
-        (let ((b (find-buffer-visiting file))) (when b (kill-buffer b)))
+        (dolist (f (list file other))
+          (let ((b (find-buffer-visiting f))) (when b (kill-buffer b))))
         (meta-log-federation-links--forget-pending)))))
 
 (ert-deftest links::own-origin-unknown-share-is-a-user-error ()

@@ -81,14 +81,18 @@
       (meta-log-federation-mqtt-subscribe "wc/+/leaf" (car plus))
       (meta-log-federation-test-subscribe-and-wait "wc/a/leaf" (car exact))
       (dolist (topic '("wc/a/leaf" "wc/b/leaf" "wc/b/other" "wc/x/y/leaf" "elsewhere/leaf"))
-        (meta-log-federation-mqtt-publish topic topic))
-      (should (meta-log-federation-wait-until
-               (lambda () (= 4 (length (funcall (cdr hash))))) 5))
-      (meta-log-federation-wait-until (lambda () nil) 0.2)
+        (meta-log-federation-mqtt-publish topic topic 1))
+      ;; A last message that every filter matches: once it has reached each
+      ;; handler, everything published before it has been delivered too (one
+      ;; connection, QoS 1: in order), so what is missing was never sent.
+      (meta-log-federation-mqtt-publish "wc/z/leaf" "end" 1)
+      (dolist (c (list hash second-on-hash plus))
+        (should (meta-log-federation-wait-until
+                 (lambda () (assoc "wc/z/leaf" (funcall (cdr c)))) 5)))
       (should (equal (mapcar #'car (funcall (cdr hash)))
-                     '("wc/a/leaf" "wc/b/leaf" "wc/b/other" "wc/x/y/leaf")))
+                     '("wc/a/leaf" "wc/b/leaf" "wc/b/other" "wc/x/y/leaf" "wc/z/leaf")))
       (should (equal (funcall (cdr hash)) (funcall (cdr second-on-hash))))
-      (should (equal (mapcar #'car (funcall (cdr plus))) '("wc/a/leaf" "wc/b/leaf")))
+      (should (equal (mapcar #'car (funcall (cdr plus))) '("wc/a/leaf" "wc/b/leaf" "wc/z/leaf")))
       (should (equal (mapcar #'car (funcall (cdr exact))) '("wc/a/leaf"))))))
 
 (ert-deftest mqtt::unsubscribe-stops-delivery ()
@@ -146,9 +150,15 @@
 
 (ert-deftest mqtt::oversized-payload-is-refused ()
   (meta-log-federation-test-with-connection (:max-packet-size 2048)
-    (let ((err (should-error (meta-log-federation-mqtt-publish "big/x" (make-string 4096 ?a)))))
-      (should (string-match-p "packet limit" (cadr err))))
-    (meta-log-federation-mqtt-publish "big/x" (make-string 1000 ?a))))
+    (let ((c (meta-log-federation-test-collector)))
+      (meta-log-federation-test-subscribe-and-wait "big/x" (car c) 1)
+      (let ((err (should-error (meta-log-federation-mqtt-publish "big/x" (make-string 4096 ?a)))))
+        (should (string-match-p "packet limit" (cadr err))))
+      ;; Under the limit: published, and it arrives whole, alone (the refused
+      ;; one, published before it on the same connection, never went out).
+      (meta-log-federation-mqtt-publish "big/x" (make-string 1000 ?a) 1)
+      (should (meta-log-federation-wait-until (lambda () (funcall (cdr c))) 5))
+      (should (equal (funcall (cdr c)) (list (cons "big/x" (make-string 1000 ?a))))))))
 
 (ert-deftest mqtt::third-party-client-both-ways ()
   (meta-log-federation-test-with-connection ()
@@ -187,32 +197,76 @@
 
 (declare-function meta-log-federation--features "meta-log-federation-module")
 
+;; What rustls says when it refuses a server's certificate: the issuer is
+;; not trusted, or the certificate is for another name.  Anything else (a
+;; refused connection, a timeout) is not the failure these tests look for.
+(defconst meta-log-federation-test-untrusted-regexp
+  "invalid peer certificate: UnknownIssuer"
+  "Matches the connection error of a server certificate from an unknown CA.")
+
+(defconst meta-log-federation-test-wrong-name-regexp
+  "invalid peer certificate: \\(NotValidForName\\|certificate not valid for name\\)"
+  "Matches the connection error of a certificate made for another host.")
+
+(defun meta-log-federation-test-skip-unless-tls ()
+  "Skip the current test when the module was built without TLS."
+  (unless (memq 'tls (meta-log-federation--features))
+    (ert-skip "the module was built without TLS (make module FEATURES=tls)")))
+
+(defun meta-log-federation-test-connection-error (url &rest options)
+  "Connect to URL with OPTIONS; return the connection error it reports.
+Fails the test if it connects instead, or reports nothing in 10 s."
+  (let ((meta-log-federation-mqtt-last-error nil))
+    (unwind-protect
+        (progn
+          (apply #'meta-log-federation-mqtt-connect url options)
+          (should (meta-log-federation-wait-until
+                   (lambda () meta-log-federation-mqtt-last-error) 10))
+          (should-not (meta-log-federation-mqtt-connected-p))
+          meta-log-federation-mqtt-last-error)
+      (meta-log-federation-shutdown))))
+
 (ert-deftest mqtt::tls-with-ca-file ()
-  (if (not (memq 'tls (meta-log-federation--features)))
-      ;; A build without TLS must say how to get it, at once.
-      (let ((err (should-error (meta-log-federation-mqtt-connect "mqtts://127.0.0.1:8883"))))
-        (should (string-match-p "FEATURES=tls" (cadr err))))
-    (let* ((broker (meta-log-federation-test-tls-broker-start))
-           (url (format "mqtts://127.0.0.1:%d" (cdr broker)))
-           (ca (expand-file-name "ca.crt" meta-log-federation-test-directory))
-           (c (meta-log-federation-test-collector)))
-      (unwind-protect
-          (progn
-            (meta-log-federation-mqtt-connect url :ca-file ca)
-            (should (meta-log-federation-wait-until #'meta-log-federation-mqtt-connected-p 10))
-            (meta-log-federation-test-subscribe-and-wait "tls/t" (car c) 1)
-            (meta-log-federation-mqtt-publish "tls/t" "over TLS" 1)
-            (should (meta-log-federation-wait-until (lambda () (funcall (cdr c))) 5))
-            (should (equal (funcall (cdr c)) '(("tls/t" . "over TLS"))))
-            (meta-log-federation-shutdown)
-            ;; Without our CA the server is not trusted: no connection, an error event.
-            (let ((meta-log-federation-mqtt-last-error nil))
-              (meta-log-federation-mqtt-connect url)
-              (should (meta-log-federation-wait-until
-                       (lambda () meta-log-federation-mqtt-last-error) 10))
-              (should-not (meta-log-federation-mqtt-connected-p))))
-        (meta-log-federation-shutdown)
-        (delete-process (car broker))))))
+  (meta-log-federation-test-skip-unless-tls)
+  (let* ((broker (meta-log-federation-test-tls-broker-start))
+         (url (format "mqtts://127.0.0.1:%d" (cdr broker)))
+         (ca (expand-file-name "ca.crt" meta-log-federation-test-directory))
+         (c (meta-log-federation-test-collector)))
+    (unwind-protect
+        (progn
+          (meta-log-federation-mqtt-connect url :ca-file ca)
+          (should (meta-log-federation-wait-until #'meta-log-federation-mqtt-connected-p 10))
+          (meta-log-federation-test-subscribe-and-wait "tls/t" (car c) 1)
+          (meta-log-federation-mqtt-publish "tls/t" "over TLS" 1)
+          (should (meta-log-federation-wait-until (lambda () (funcall (cdr c))) 5))
+          (should (equal (funcall (cdr c)) '(("tls/t" . "over TLS"))))
+          (meta-log-federation-shutdown)
+          ;; Without our CA the server is not trusted: the error is the
+          ;; certificate's, from a server that is up and answering.
+          (should (string-match-p meta-log-federation-test-untrusted-regexp
+                                  (meta-log-federation-test-connection-error url))))
+      (meta-log-federation-shutdown)
+      (delete-process (car broker)))))
+
+(ert-deftest mqtt::tls-certificate-for-another-name-is-refused ()
+  (meta-log-federation-test-skip-unless-tls)
+  ;; Signed by the CA we trust, but made for another host than 127.0.0.1.
+  (meta-log-federation-test-make-certificates)
+  (meta-log-federation-test-make-server-certificate
+   "elsewhere" "elsewhere.example" "DNS:elsewhere.example")
+  (let* ((broker (meta-log-federation-test-tls-broker-start "elsewhere"))
+         (ca (expand-file-name "ca.crt" meta-log-federation-test-directory)))
+    (unwind-protect
+        (let ((err (meta-log-federation-test-connection-error
+                    (format "mqtts://127.0.0.1:%d" (cdr broker)) :ca-file ca)))
+          (should (string-match-p meta-log-federation-test-wrong-name-regexp err)))
+      (delete-process (car broker)))))
+
+(ert-deftest mqtt::tls-missing-from-the-build-says-how-to-get-it ()
+  (when (memq 'tls (meta-log-federation--features))
+    (ert-skip "the module has TLS; this checks the message of a build without it"))
+  (let ((err (should-error (meta-log-federation-mqtt-connect "mqtts://127.0.0.1:8883"))))
+    (should (string-match-p "FEATURES=tls" (cadr err)))))
 
 (ert-deftest mqtt::failing-handler-is-reported-and-others-run ()
   (meta-log-federation-test-with-connection ()
@@ -316,22 +370,43 @@
     (let* ((c (meta-log-federation-test-collector))
            (url (meta-log-federation-test-broker-url))
            (out (generate-new-buffer " *exiting-peer*"))
-           (start (float-time))
-           (status (apply #'call-process (car (meta-log-federation-test-emacs-command))
-                          nil out nil
-                          (cdr (meta-log-federation-test-emacs-command
-                                '(require 'meta-log-federation)
-                                `(meta-log-federation-mqtt-connect
-                                  ,url :will-topic "will/clean" :will-payload "should not appear")
-                                '(meta-log-federation-wait-until #'meta-log-federation-mqtt-connected-p 10)
-                                '(meta-log-federation-mqtt-publish "will/bye" "bye" 1)
-                                '(kill-emacs 0))))))
-      (meta-log-federation-test-subscribe-and-wait "will/clean" (car c) 1)
-      (should (eq status 0))
-      (should (< (- (float-time) start) 15))
-      (meta-log-federation-wait-until (lambda () nil) 1.5)
-      (should-not (assoc "will/clean" (funcall (cdr c))))
-      (kill-buffer out))))
+           (child nil))
+      ;; Subscribed before the child starts: a will would reach us.
+      (meta-log-federation-mqtt-subscribe "will/clean" (car c) 1)
+      (meta-log-federation-test-subscribe-and-wait "will/bye" (car c) 1)
+      (setq child (make-process
+                   :name "exiting-peer" :buffer out :noquery t :sentinel #'ignore
+                   :command (meta-log-federation-test-emacs-command
+                             '(require 'meta-log-federation)
+                             `(meta-log-federation-mqtt-connect
+                               ,url :keep-alive 1 :will-topic "will/clean"
+                               :will-payload "should not appear")
+                             '(meta-log-federation-wait-until
+                               #'meta-log-federation-mqtt-connected-p 10)
+                             '(meta-log-federation-mqtt-publish "will/bye" "bye" 1)
+                             '(kill-emacs 0))))
+      (unwind-protect
+          (progn
+            ;; The child's last publish arrives, and it exits by itself, cleanly.
+            (should (meta-log-federation-wait-until
+                     (lambda () (assoc "will/bye" (funcall (cdr c)))) 20))
+            (should (equal (cdr (assoc "will/bye" (funcall (cdr c)))) "bye"))
+            (should (meta-log-federation-wait-until
+                     (lambda () (not (process-live-p child))) 15))
+            (should (eq (process-status child) 'exit))
+            (should (eq (process-exit-status child) 0))
+            ;; The broker saw its connection close before we saw the exit;
+            ;; a will would be sent then.  A marker published on the same
+            ;; topic now must arrive after it: once the marker is here, no
+            ;; will came before it.
+            (meta-log-federation-mqtt-publish "will/clean" "marker" 1)
+            (should (meta-log-federation-wait-until
+                     (lambda () (assoc "will/clean" (funcall (cdr c)))) 5))
+            (should (equal (mapcar #'cdr (cl-remove "will/clean" (funcall (cdr c))
+                                                    :key #'car :test-not #'equal))
+                           '("marker"))))
+        (when (process-live-p child) (delete-process child))
+        (kill-buffer out)))))
 
 (ert-deftest runtime::no-leaked-threads-or-descriptors-after-100-cycles ()
   (meta-log-federation-test-ensure-broker)

@@ -126,13 +126,19 @@
       (let ((bob-file (meta-log-federation-test-peer-file bob me name)))
         (should (meta-log-federation-wait-until
                  (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
-        ;; Both write the same field before seeing the other's write: Bob
-        ;; edits while this Emacs does not process events.
+        ;; Both write the same field before seeing the other's write.  Bob
+        ;; edits and saves (his change is on its way), and only then does
+        ;; this Emacs edit.  Until then it reads nothing but Bob's report
+        ;; lines: `accept-process-output' with JUST-THIS-ONE an integer runs
+        ;; neither other processes' filters (the module's wake-up pipe) nor
+        ;; timers, so Bob's change cannot be merged here before our edit.
         (meta-log-federation-send-peer-message bob-id (format "edit:%s|a|x|111" url))
         (let ((deadline (+ (float-time) 20)))
           (while (and (< (float-time) deadline)
-                      (not (meta-log-federation-test-peer-line bob "MSG .* edit:")))
-            (accept-process-output bob 0.05)))
+                      (not (meta-log-federation-test-peer-line bob "EDITED a")))
+            (accept-process-output bob 0.05 nil 1)))
+        (should (meta-log-federation-test-peer-line bob "EDITED a"))
+        (should-not (string-search "111" (meta-log-federation-test-file-string file)))
         (meta-log-federation-test-edit file "a" "x" "222")
         (should (meta-log-federation-wait-until
                  (lambda () (and (meta-log-federation-test-converged (list file bob-file))

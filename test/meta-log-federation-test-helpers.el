@@ -114,44 +114,61 @@ broker (meta-log-broker, rumqttd) instead of mosquitto.")
         (error "Openssl %S failed: %s" args (buffer-string))))))
 
 (defun meta-log-federation-test-make-certificates ()
-  "Make a test CA and a server certificate for 127.0.0.1; return the CA file."
+  "Make a test CA and a server certificate for 127.0.0.1; return the CA file.
+The server's key and certificate are server.key and server.crt."
   (let ((default-directory meta-log-federation-test-directory))
-    (meta-log-federation-test-openssl
-     "req" "-x509" "-newkey" "rsa:2048" "-nodes" "-days" "2" "-subj" "/CN=meta-log test CA"
-     "-keyout" "ca.key" "-out" "ca.crt"
-     "-addext" "basicConstraints=critical,CA:TRUE" "-addext" "keyUsage=keyCertSign,cRLSign")
-    (meta-log-federation-test-openssl
-     "req" "-newkey" "rsa:2048" "-nodes" "-subj" "/CN=127.0.0.1"
-     "-keyout" "server.key" "-out" "server.csr")
-    (with-temp-file "server.ext"
-      (insert "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n"
-              "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"))
-    (meta-log-federation-test-openssl
-     "x509" "-req" "-in" "server.csr" "-CA" "ca.crt" "-CAkey" "ca.key" "-CAcreateserial"
-     "-days" "2" "-extfile" "server.ext" "-out" "server.crt")
-    (dolist (f '("ca.crt" "server.crt" "server.key"))
-      (set-file-modes f #o644))
+    (unless (file-exists-p "ca.crt")
+      (meta-log-federation-test-openssl
+       "req" "-x509" "-newkey" "rsa:2048" "-nodes" "-days" "2" "-subj" "/CN=meta-log test CA"
+       "-keyout" "ca.key" "-out" "ca.crt"
+       "-addext" "basicConstraints=critical,CA:TRUE" "-addext" "keyUsage=keyCertSign,cRLSign")
+      (set-file-modes "ca.crt" #o644))
+    (meta-log-federation-test-make-server-certificate
+     "server" "127.0.0.1" "IP:127.0.0.1,DNS:localhost")
     (expand-file-name "ca.crt")))
 
-(defun meta-log-federation-test-tls-broker-start ()
-  "Start a second mosquitto that speaks TLS only; return (PROCESS . PORT)."
+(defun meta-log-federation-test-make-server-certificate (base common-name alt-names)
+  "Make BASE.key and BASE.crt, signed by the test CA, for COMMON-NAME.
+ALT-NAMES is the subjectAltName value, such as \"DNS:host\".  Return
+the certificate's file name."
+  (let ((default-directory meta-log-federation-test-directory)
+        (ext (concat base ".ext")))
+    (meta-log-federation-test-openssl
+     "req" "-newkey" "rsa:2048" "-nodes" "-subj" (concat "/CN=" common-name)
+     "-keyout" (concat base ".key") "-out" (concat base ".csr"))
+    (with-temp-file ext
+      (insert "subjectAltName=" alt-names "\nbasicConstraints=CA:FALSE\n"
+              "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"))
+    (meta-log-federation-test-openssl
+     "x509" "-req" "-in" (concat base ".csr") "-CA" "ca.crt" "-CAkey" "ca.key" "-CAcreateserial"
+     "-days" "2" "-extfile" ext "-out" (concat base ".crt"))
+    (dolist (f (list (concat base ".crt") (concat base ".key")))
+      (set-file-modes f #o644))
+    (expand-file-name (concat base ".crt"))))
+
+(defun meta-log-federation-test-tls-broker-start (&optional certificate-base)
+  "Start a second mosquitto that speaks TLS only; return (PROCESS . PORT).
+It presents CERTIFICATE-BASE.crt (default: server.crt, made for
+127.0.0.1 by the test CA)."
   (let* ((ca (meta-log-federation-test-make-certificates))
+         (base (or certificate-base "server"))
          (dir meta-log-federation-test-directory)
          (port (meta-log-federation-test-free-port))
-         (conf (expand-file-name "mosquitto-tls.conf" dir)))
+         (conf (expand-file-name (format "mosquitto-tls-%d.conf" port) dir))
+         (buffer (generate-new-buffer " *test-mosquitto-tls*")))
     (with-temp-file conf
       (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" port)
               (format "cafile %s\ncertfile %s\nkeyfile %s\n" ca
-                      (expand-file-name "server.crt" dir) (expand-file-name "server.key" dir))))
+                      (expand-file-name (concat base ".crt") dir)
+                      (expand-file-name (concat base ".key") dir))))
     (set-file-modes conf #o644)
-    (let ((proc (make-process :name "test-mosquitto-tls"
-                              :buffer (get-buffer-create " *test-mosquitto-tls*")
+    (let ((proc (make-process :name "test-mosquitto-tls" :buffer buffer
                               :command (list (meta-log-federation-test-mosquitto) "-c" conf)
                               :noquery t)))
       (unless (meta-log-federation-wait-until
                (lambda () (meta-log-federation-test-port-open-p port)) 10)
         (error "TLS mosquitto did not start: %s"
-               (with-current-buffer " *test-mosquitto-tls*" (buffer-string))))
+               (with-current-buffer buffer (buffer-string))))
       (cons proc port))))
 
 (defun meta-log-federation-test-broker-kill ()

@@ -17,7 +17,9 @@
 ;; "spy:PEER-ID" subscribes to PEER-ID's message topic as a plain
 ;; MQTT subscriber and reports whether it can read what passes there,
 ;; "edit:URL|ID|FIELD|JSON" edits an entry of a synced file in a buffer
-;; and saves it, then answers "edited:ID".  UPDATED URL CREATED FILE
+;; and saves it, reports EDITED ID, then answers "edited:ID";
+;; "share:NAME" writes a small canvas NAME in its directory, shares it,
+;; reports SHARED URL and answers "shared".  UPDATED URL CREATED FILE
 ;; reports each remote update of a synced file.
 
 ;;; Code:
@@ -61,6 +63,19 @@
       (insert (json-serialize entry)))
     (save-buffer)))
 
+(defun test-peer-share (name)
+  "Write a small canvas called NAME (a file name, no directory) and share it.
+Return the share's URL."
+  (let ((file (expand-file-name (file-name-nondirectory name)
+                                (expand-file-name "own/" test-peer-dir))))
+    (make-directory (file-name-directory file) t)
+    (with-temp-file file
+      (insert "@version 1.0\n@schema canvasl\n"
+              (json-serialize `((id . "w") (type . "text")
+                                (text . ,(format "%s from %s" name test-peer-name))))
+              "\n"))
+    (meta-log-federation-share-canvasl file)))
+
 (add-hook 'meta-log-federation-canvasl-updated-functions
           (lambda (file url created)
             (test-peer-say "UPDATED %s %s %s" url created file)))
@@ -96,7 +111,11 @@
                                 (share (cl-find url (meta-log-federation-shared-canvasl-files t)
                                                 :key (lambda (s) (plist-get s :url)) :test #'equal)))
                      (test-peer-edit-entry (plist-get share :path) id field value)
+                     (test-peer-say "EDITED %s" id)
                      (meta-log-federation-send-peer-message from (concat "edited:" id))))
+                  ((string-prefix-p "share:" text)
+                   (test-peer-say "SHARED %s" (test-peer-share (substring text 6)))
+                   (meta-log-federation-send-peer-message from "shared"))
                   ((string-prefix-p "echo:" text)
                    (meta-log-federation-send-peer-message
                     from (concat "echoed:" (substring text 5))))

@@ -702,11 +702,11 @@ fn code_defaults() -> Vec<(&'static str, Stated)> {
 }
 
 /// Private constants the table names, read from their definition in
-/// `src/` (`const NAME: usize = VALUE;`).
+/// `src/` (`const NAME: TYPE = VALUE;`, an integer type).
 fn private_constant(name: &str) -> Option<u64> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut dirs = vec![root];
-    let needle = format!("const {name}: usize = ");
+    let needle = format!("const {name}: ");
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
@@ -715,7 +715,9 @@ fn private_constant(name: &str) -> Option<u64> {
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
                 if let Some(i) = text.find(&needle) {
+                    // Past the type (`usize`, `u64`, ...) to the value.
                     let value = &text[i + needle.len()..];
+                    let value = &value[value.find('=')? + 1..];
                     let value: String = value[..value.find(';')?]
                         .chars()
                         .filter(|c| *c != '_')

@@ -108,20 +108,22 @@ pub fn bench_report() -> String {
     let batch_rate = per_second(EVENTS, batch_time);
     let bare_rate = per_second(events.len(), bare_time);
     let single_rate = per_second(EVENTS, single_time);
+    let ratio = 100.0 * batch_rate / bare_rate.max(1e-9);
+    let median_ms = median.as_secs_f64() * 1000.0;
     format!(
         "identity core benchmark ({EVENTS} events, {} build)\n\
          sign (NIP-01 id + BIP-340, aux rand):  {sign_rate:>10.0} signatures/s\n\
          verify_batch (JSON → checked event):   {batch_rate:>10.0} events/s ({ok}/{EVENTS} valid)\n\
          verify_json, one call per event:       {single_rate:>10.0} events/s ({single_ok} valid)\n\
          bare secp256k1 verify_schnorr:         {bare_rate:>10.0} verifications/s ({bare_ok} valid)\n\
-         verify_batch / bare:                   {:>10.1} %\n\
-         mnemonic → identity (median of 20):    {:>10.2} ms\n",
+         verify_batch / bare:                   {ratio:>10.1} % {}\n\
+         mnemonic → identity (median of 20):    {median_ms:>10.2} ms {}\n",
         if cfg!(debug_assertions) {
             "debug"
         } else {
             "release"
         },
-        100.0 * batch_rate / bare_rate.max(1e-9),
-        median.as_secs_f64() * 1000.0,
+        crate::merge::bench::target(">= 75%", ratio >= 75.0),
+        crate::merge::bench::target("< 50 ms", median_ms < 50.0),
     )
 }

@@ -306,17 +306,32 @@ mod tests {
     #[test]
     fn invalid_conversation_keys() {
         let v = vectors();
-        for c in v["v2"]["invalid"]["get_conversation_key"]
+        let cases = v["v2"]["invalid"]["get_conversation_key"]
             .as_array()
-            .unwrap()
-        {
+            .unwrap();
+        assert_eq!(cases.len(), 8);
+        // Each vector's note names the bad half: a bad `sec1` must be refused as a secret key
+        // (the only way a secret enters the crate), a bad `pub2` by the conversation key with
+        // a valid secret. No vector is skipped.
+        let (mut bad_secrets, mut bad_peers) = (0, 0);
+        for c in cases {
+            let note = c["note"].as_str().unwrap();
             let sec = SecretKey::from_slice(&h32(&c["sec1"]));
-            let result = match sec {
-                Err(_) => continue, // not a valid scalar: refused before ECDH
-                Ok(s) => conversation_key_from_secret(&s, c["pub2"].as_str().unwrap()),
-            };
-            assert!(result.is_err(), "{c}");
+            if note.starts_with("sec1") {
+                assert!(sec.is_err(), "secret accepted: {c}");
+                bad_secrets += 1;
+            } else {
+                assert!(note.starts_with("pub2"), "{c}");
+                let sec = sec.unwrap_or_else(|e| panic!("valid secret refused ({e}): {c}"));
+                let result = conversation_key_from_secret(&sec, c["pub2"].as_str().unwrap());
+                assert!(
+                    matches!(result, Err(Nip44Error::InvalidKey(_))),
+                    "{c}: {result:?}"
+                );
+                bad_peers += 1;
+            }
         }
+        assert_eq!((bad_secrets, bad_peers), (3, 5));
         let kp = Keypair::from_secret_key(secp(), &SecretKey::from_slice(&[1u8; 32]).unwrap());
         for bad in [
             "",

@@ -1,5 +1,5 @@
-//! A 100,000-entry canvas: the size of a one-entry edit, and (ignored by default, about 13 s in a
-//! debug build) a whole share through shuffled, duplicated chunks.
+//! A 100,000-entry canvas: the size of a one-entry edit, and (ignored by `cargo test`, run by
+//! `make test-large`, which `.ci/run` runs) a whole share through shuffled, duplicated chunks.
 
 use serde_json::json;
 
@@ -45,7 +45,7 @@ fn a_one_entry_edit_of_a_100k_canvas_is_a_small_event() -> R {
 }
 
 #[test]
-#[ignore = "large: about 13 s in a debug build"]
+#[ignore = "large: about a minute in a debug build; `make test-large` (run by .ci/run) runs it"]
 fn a_100k_canvas_shared_through_shuffled_duplicated_chunks() -> R {
     let text = generate_canvas(100_000, 42);
     let mut a = Node::new(1, SyncConfig::default());
