@@ -8,7 +8,8 @@
 ;;; Commentary:
 
 ;; `meta-log-federation-list-peers' shows every known peer: name, short
-;; id, status, last seen, trust, messages in and out.  It refreshes by
+;; id, status, last seen, trust, messages in and out, and the delivery
+;; state of the messages sent to it (waiting, delivered, failed).  It refreshes by
 ;; itself when peers change.  Keys: t trust, u forget trust, b block,
 ;; m message, g refresh.
 ;;
@@ -58,7 +59,8 @@
                                         'error
                                       'default))
                   (number-to-string (plist-get peer :messages-in))
-                  (number-to-string (plist-get peer :messages-out))))))
+                  (number-to-string (plist-get peer :messages-out))
+                  (meta-log-federation-outbox-peer-summary (plist-get peer :peer-id))))))
 
 (defun meta-log-federation--peer-list-entries ()
   "Return the rows of the peer list."
@@ -80,7 +82,8 @@
 \\{meta-log-federation-peer-list-mode-map}"
   (setq tabulated-list-format
         [("Name" 18 t) ("Id" 13 t) ("Status" 8 t) ("Last seen" 12 nil)
-         ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)])
+         ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)
+         ("Delivery" 30 nil)])
   (setq tabulated-list-sort-key '("Name" . nil))
   (setq tabulated-list-entries #'meta-log-federation--peer-list-entries)
   (add-hook 'tabulated-list-revert-hook #'ignore nil t)

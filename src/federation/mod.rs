@@ -13,6 +13,9 @@
 //! * [`trust`] — [`TrustPolicy`], [`TrustStore`].
 //! * [`replay`] — [`ReplaySet`], the bounded duplicate-id memory.
 //! * [`dropped`] — [`Dropped`], [`DropReason`], [`DropCounters`].
+//! * [`receipts`] — delivery receipts (kind 4773) and the log of accepted
+//!   peer messages; [`outbox`] — unacknowledged messages, resent until a
+//!   receipt or their expiry.
 //!
 //! # Protocol, version 1
 //!
@@ -173,8 +176,10 @@ pub mod dropped;
 pub mod inbound;
 pub mod node;
 pub mod outbound;
+pub mod outbox;
 pub mod peers;
 pub mod protocol;
+pub mod receipts;
 pub mod replay;
 pub mod trust;
 
@@ -183,8 +188,9 @@ mod tests;
 
 pub use dropped::{DropCounters, DropReason, Dropped};
 pub use inbound::{Accepted, Body, Inbound, SyncKind};
-pub use node::{Node, NodeCounts, NodeError};
+pub use node::{DeliveryPaths, DeliveryTick, Handled, Node, NodeCounts, NodeError};
 pub use outbound::{LocalProfile, Outbound, OutboundError, Publication};
+pub use outbox::{Outbox, OutboxSettings, Pending};
 pub use peers::{PeerInfo, PeerStatus, PeerTable, Transition};
 pub use protocol::{Presence, Route, Topics};
 pub use replay::ReplaySet;
