@@ -322,7 +322,8 @@ federation already runs, say so, change nothing and return nil."
             ;; Outbox first: messages left from an earlier session are resent once
             ;; connected.  A stable client id and a persistent session make the
             ;; broker keep our QoS 1 messages while we are away.
-            (meta-log-federation--outbox-open)
+            (meta-log-federation--outbox-open
+             (meta-log-federation-identity-peer-id identity))
             (meta-log-federation-mqtt-connect
              url :federation-will t :clean-session nil
              :client-id (meta-log-federation--federation-client-id))

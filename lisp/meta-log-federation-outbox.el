@@ -7,8 +7,8 @@
 
 ;;; Commentary:
 
-;; Every peer message this Emacs sends stays in an outbox (a 0600 file,
-;; `meta-log-federation-outbox-file') until the recipient answers with a
+;; Every peer message this Emacs sends stays in an outbox (a 0600 file
+;; in `meta-log-federation-delivery-directory') until the recipient answers with a
 ;; signed, encrypted delivery receipt.  Meanwhile it is resent, as the
 ;; very same event, after every reconnection and with a growing delay
 ;; (`meta-log-federation-outbox-resend-delay'), until the receipt comes
@@ -17,8 +17,8 @@
 ;; and `meta-log-federation-peer-message-failed-functions', and
 ;; `meta-log-federation-peer-message-state' answers for one message.
 ;;
-;; On the receiving side, the ids of accepted messages are kept in
-;; `meta-log-federation-received-file', so a resend after a restart of
+;; On the receiving side, the ids of accepted messages are kept in a
+;; file beside the outbox, so a resend after a restart of
 ;; this Emacs is recognised as a duplicate (and acknowledged again)
 ;; instead of reaching the message handlers twice.
 ;;
@@ -41,17 +41,14 @@
 
 ;;;; Options
 
-(defcustom meta-log-federation-outbox-file
-  (locate-user-emacs-file "meta-log/outbox.json")
-  "File where peer messages waiting for a delivery receipt are kept."
-  :type 'file
-  :group 'meta-log-federation)
-
-(defcustom meta-log-federation-received-file
-  (locate-user-emacs-file "meta-log/received.json")
-  "File of the ids of peer messages accepted recently.
-It lets a message resent after a restart be recognised as a duplicate."
-  :type 'file
+(defcustom meta-log-federation-delivery-directory
+  (locate-user-emacs-file "meta-log/delivery/")
+  "Directory of the delivery state, one pair of files per identity.
+PEER-ID-outbox.json holds the peer messages waiting for a delivery
+receipt; PEER-ID-received.json the ids of peer messages accepted
+recently, so that a message resent after a restart is recognised as a
+duplicate.  Both are written atomically with mode 0600."
+  :type 'directory
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-outbox-expiry 600
@@ -115,23 +112,27 @@ STATE is `sent', `delivered' or `failed'.")
 
 ;;;; Setting up and tearing down
 
-(defun meta-log-federation--outbox-settings ()
-  "Return the plist of delivery settings for the module."
-  (list :outbox-file meta-log-federation-outbox-file
-        :received-file meta-log-federation-received-file
+(defun meta-log-federation--delivery-file (peer-id what)
+  "Return the delivery file WHAT (\"outbox\" or \"received\") of PEER-ID."
+  (expand-file-name (format "%s-%s.json" peer-id what)
+                    meta-log-federation-delivery-directory))
+
+(defun meta-log-federation--outbox-settings (peer-id)
+  "Return the plist of delivery settings of PEER-ID for the module."
+  (list :outbox-file (meta-log-federation--delivery-file peer-id "outbox")
+        :received-file (meta-log-federation--delivery-file peer-id "received")
         :expiry meta-log-federation-outbox-expiry
         :resend-after meta-log-federation-outbox-resend-delay
         :resend-max meta-log-federation-outbox-resend-max-delay
         :capacity meta-log-federation-outbox-capacity))
 
-(defun meta-log-federation--outbox-open ()
-  "Load the outbox and start the delivery upkeep (the node must exist).
-Messages left unacknowledged by an earlier session are resent at the
-first connection."
-  (dolist (dir (list meta-log-federation-outbox-file meta-log-federation-received-file))
-    (make-directory (file-name-directory (expand-file-name dir)) t))
+(defun meta-log-federation--outbox-open (peer-id)
+  "Load the outbox of PEER-ID and start the delivery upkeep.
+The node must exist.  Messages left unacknowledged by an earlier
+session are resent at the first connection."
+  (make-directory meta-log-federation-delivery-directory t)
   (dolist (warning (meta-log-federation--federation-open-delivery
-                    (meta-log-federation--outbox-settings)))
+                    (meta-log-federation--outbox-settings peer-id)))
     (display-warning 'meta-log-federation warning :warning))
   (clrhash meta-log-federation--message-states)
   (clrhash meta-log-federation--delivery-counts)
