@@ -229,6 +229,8 @@ stopped while the broker restarts) or `receiver' (the sender is)."
                    (lambda () (>= (nth 1 (delivery-test--status bob)) 500)) 60))
           (delivery-test--kill meta-log-federation-test-broker-process)
           (signal-process late 'SIGSTOP)
+          ;; The broker died in the middle of the stream.
+          (should (< (nth 1 (delivery-test--status bob)) 2000))
           (let ((early-connects (delivery-test--connects early)))
             (meta-log-federation-wait-until #'ignore 2)
             (setq meta-log-federation-test-broker-process
