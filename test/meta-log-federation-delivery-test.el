@@ -170,48 +170,65 @@ Files go to a scratch directory; timed resends wait an hour."
      (should (meta-log-federation-wait-until #'meta-log-federation-connected-p 10))
      ,@body))
 
+(defun delivery-test--away ()
+  "Send 50 messages to a peer while it is shut down; check each arrives once.
+Runs on the test broker of the caller."
+  (delivery-test--as-peer
+    (let* ((delivered nil)
+           (failed nil)
+           (meta-log-federation-peer-message-delivered-functions
+            (list (lambda (id peer) (push (cons id peer) delivered))))
+           (meta-log-federation-peer-message-failed-functions
+            (list (lambda (id _peer reason) (push (cons id reason) failed))))
+           (bob (delivery-test--start-peer "bob"))
+           (bob-id (process-get bob 'peer-id))
+           (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (ids nil))
+      (should (meta-log-federation-wait-until
+               (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
+      ;; Bob shuts down cleanly (departure, clean MQTT disconnect), after
+      ;; acknowledging the very message that told it to.
+      (let ((quit (meta-log-federation-send-peer-message bob-id "quit")))
+        (should (meta-log-federation-wait-until (lambda () (not (process-live-p bob))) 20))
+        (should (meta-log-federation-wait-until (lambda () (assoc quit delivered)) 10))
+        (setq delivered nil))
+      (should (meta-log-federation-wait-until
+               (lambda () (eq (meta-log-federation-test-status bob-id) 'offline)) 20))
+      (dotimes (i 50)
+        (push (meta-log-federation-send-peer-message bob-id (format "away-%02d" i)) ids))
+      (should (= 50 (length (meta-log-federation-outbox))))
+      (should (eq 'sent (meta-log-federation-peer-message-state (car ids))))
+      ;; Give the messages time to reach the broker while Bob is away.
+      (meta-log-federation-wait-until #'ignore 1)
+      (should-not delivered)
+      (let ((bob2 (delivery-test--restart-peer bob)))
+        (should (meta-log-federation-wait-until (lambda () (= 50 (length delivered))) 30))
+        ;; Every one arrived, exactly once.
+        (dotimes (i 50)
+          (should (= 1 (delivery-test--count-lines bob2 (format "MSG %s away-%02d$" me i)))))
+        (should (= 50 (delivery-test--count-lines bob2 "MSG [0-9a-f]+ away-")))
+        (should (equal (sort (mapcar #'car delivered) #'string<) (sort (copy-sequence ids) #'string<)))
+        (should (cl-every (lambda (d) (equal (cdr d) bob-id)) delivered))
+        (should-not failed)
+        (should-not (meta-log-federation-outbox))
+        (should (eq 'delivered (meta-log-federation-peer-message-state (car ids))))
+        (should (equal "51 delivered" (meta-log-federation-outbox-peer-summary bob-id)))))))
+
 (ert-deftest delivery::fifty-messages-to-a-peer-that-was-away-arrive-once-and-are-delivered ()
   (delivery-test--with-broker (_conf "away")
-    (delivery-test--as-peer
-      (let* ((delivered nil)
-             (failed nil)
-             (meta-log-federation-peer-message-delivered-functions
-              (list (lambda (id peer) (push (cons id peer) delivered))))
-             (meta-log-federation-peer-message-failed-functions
-              (list (lambda (id _peer reason) (push (cons id reason) failed))))
-             (bob (delivery-test--start-peer "bob"))
-             (bob-id (process-get bob 'peer-id))
-             (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-             (ids nil))
-        (should (meta-log-federation-wait-until
-                 (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
-        ;; Bob shuts down cleanly (departure, clean MQTT disconnect), after
-        ;; acknowledging the very message that told it to.
-        (let ((quit (meta-log-federation-send-peer-message bob-id "quit")))
-          (should (meta-log-federation-wait-until (lambda () (not (process-live-p bob))) 20))
-          (should (meta-log-federation-wait-until (lambda () (assoc quit delivered)) 10))
-          (setq delivered nil))
-        (should (meta-log-federation-wait-until
-                 (lambda () (eq (meta-log-federation-test-status bob-id) 'offline)) 20))
-        (dotimes (i 50)
-          (push (meta-log-federation-send-peer-message bob-id (format "away-%02d" i)) ids))
-        (should (= 50 (length (meta-log-federation-outbox))))
-        (should (eq 'sent (meta-log-federation-peer-message-state (car ids))))
-        ;; Give the messages time to reach the broker while Bob is away.
-        (meta-log-federation-wait-until #'ignore 1)
-        (should-not delivered)
-        (let ((bob2 (delivery-test--restart-peer bob)))
-          (should (meta-log-federation-wait-until (lambda () (= 50 (length delivered))) 30))
-          ;; Every one arrived, exactly once.
-          (dotimes (i 50)
-            (should (= 1 (delivery-test--count-lines bob2 (format "MSG %s away-%02d$" me i)))))
-          (should (= 50 (delivery-test--count-lines bob2 "MSG [0-9a-f]+ away-")))
-          (should (equal (sort (mapcar #'car delivered) #'string<) (sort (copy-sequence ids) #'string<)))
-          (should (cl-every (lambda (d) (equal (cdr d) bob-id)) delivered))
-          (should-not failed)
-          (should-not (meta-log-federation-outbox))
-          (should (eq 'delivered (meta-log-federation-peer-message-state (car ids))))
-          (should (equal "51 delivered" (meta-log-federation-outbox-peer-summary bob-id))))))))
+    (delivery-test--away)))
+
+(ert-deftest delivery::the-embedded-broker-keeps-messages-for-a-peer-that-was-away ()
+  ;; rumqttd keeps persistent sessions in memory while it runs (not on disk).
+  (unless (meta-log-federation--broker-program)
+    (ert-skip "the embedded broker is not built: run `make broker'"))
+  (let ((meta-log-federation-test-broker-port (meta-log-federation-test-free-port))
+        (meta-log-federation-test-broker-process nil))
+    (meta-log-federation-test-embedded-broker-start meta-log-federation-test-broker-port)
+    (unwind-protect (delivery-test--away)
+      (meta-log-federation-test-stop-peers)
+      (ignore-errors (meta-log-federation-shutdown))
+      (delivery-test--kill meta-log-federation-test-broker-process))))
 
 (defun delivery-test--stream-run (conf first)
   "Stream 2,000 messages across a kill -9 of the broker started from CONF.
@@ -280,51 +297,51 @@ stopped while the broker restarts) or `receiver' (the sender is)."
            (edge-url (format "mqtt://127.0.0.1:%d" edge-port)))
       (unwind-protect
           (let ((meta-log-federation-heartbeat-interval 2))
-           (delivery-test--as-peer
-            (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-                   (delivered nil)
-                   (got nil)
-                   (meta-log-federation-peer-message-delivered-functions
-                    (list (lambda (id _peer) (push id delivered))))
-                   (meta-log-federation-peer-message-functions
-                    (list (lambda (from text) (push (cons from text) got))))
-                   (bob (delivery-test--start-peer
-                         "bob" nil edge-url '(meta-log-federation-heartbeat-interval 2)))
-                   (bob-id (process-get bob 'peer-id))
-                   (file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
-                   (name (file-name-nondirectory file)))
-              ;; This Emacs is on the hub, Bob on the edge: they meet through the bridge.
-              (should (meta-log-federation-wait-until
-                       (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 30))
-              (should (meta-log-federation-wait-until
-                       (lambda () (meta-log-federation-test-peer-line bob (concat "ONLINE " me)))
-                       30))
-              ;; A message across, its receipt back, and Bob's answer with its receipt.
-              (let ((id (meta-log-federation-send-peer-message bob-id "echo:over-the-bridge")))
-                (should (meta-log-federation-wait-until (lambda () (member id delivered)) 30))
-                (should (eq 'delivered (meta-log-federation-peer-message-state id))))
-              (should (meta-log-federation-wait-until
-                       (lambda () (equal (cdr (assoc bob-id got)) "echoed:over-the-bridge")) 30))
-              (should (meta-log-federation-wait-until
-                       (lambda () (meta-log-federation-test-peer-line
-                                   bob (format "DELIVERED [0-9a-f]+ %s" me)))
-                       30))
-              ;; A canvas shared on the hub reaches the edge; Bob's edit comes back.
-              (let* ((url (meta-log-federation-share-canvasl file))
-                     (bob-file (meta-log-federation-test-peer-file bob me name)))
+            (delivery-test--as-peer
+              (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+                     (delivered nil)
+                     (got nil)
+                     (meta-log-federation-peer-message-delivered-functions
+                      (list (lambda (id _peer) (push id delivered))))
+                     (meta-log-federation-peer-message-functions
+                      (list (lambda (from text) (push (cons from text) got))))
+                     (bob (delivery-test--start-peer
+                           "bob" nil edge-url '(meta-log-federation-heartbeat-interval 2)))
+                     (bob-id (process-get bob 'peer-id))
+                     (file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
+                     (name (file-name-nondirectory file)))
+                ;; This Emacs is on the hub, Bob on the edge: they meet through the bridge.
                 (should (meta-log-federation-wait-until
-                         (lambda () (meta-log-federation-test-converged (list file bob-file)))
-                         30))
-                (meta-log-federation-send-peer-message
-                 bob-id (format "edit:%s|b|text|\"edited across the bridge\"" url))
+                         (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 30))
                 (should (meta-log-federation-wait-until
-                         (lambda ()
-                           (and (string-search "edited across the bridge"
-                                               (meta-log-federation-test-file-string file))
-                                (meta-log-federation-test-converged (list file bob-file))))
+                         (lambda () (meta-log-federation-test-peer-line bob (concat "ONLINE " me)))
                          30))
-                (when (find-buffer-visiting file)
-                  (kill-buffer (find-buffer-visiting file)))))))
+                ;; A message across, its receipt back, and Bob's answer with its receipt.
+                (let ((id (meta-log-federation-send-peer-message bob-id "echo:over-the-bridge")))
+                  (should (meta-log-federation-wait-until (lambda () (member id delivered)) 30))
+                  (should (eq 'delivered (meta-log-federation-peer-message-state id))))
+                (should (meta-log-federation-wait-until
+                         (lambda () (equal (cdr (assoc bob-id got)) "echoed:over-the-bridge")) 30))
+                (should (meta-log-federation-wait-until
+                         (lambda () (meta-log-federation-test-peer-line
+                                     bob (format "DELIVERED [0-9a-f]+ %s" me)))
+                         30))
+                ;; A canvas shared on the hub reaches the edge; Bob's edit comes back.
+                (let* ((url (meta-log-federation-share-canvasl file))
+                       (bob-file (meta-log-federation-test-peer-file bob me name)))
+                  (should (meta-log-federation-wait-until
+                           (lambda () (meta-log-federation-test-converged (list file bob-file)))
+                           30))
+                  (meta-log-federation-send-peer-message
+                   bob-id (format "edit:%s|b|text|\"edited across the bridge\"" url))
+                  (should (meta-log-federation-wait-until
+                           (lambda ()
+                             (and (string-search "edited across the bridge"
+                                                 (meta-log-federation-test-file-string file))
+                                  (meta-log-federation-test-converged (list file bob-file))))
+                           30))
+                  (when (find-buffer-visiting file)
+                    (kill-buffer (find-buffer-visiting file)))))))
         (delivery-test--kill edge)))))
 
 (provide 'meta-log-federation-delivery-test)
