@@ -326,7 +326,8 @@ federation already runs, say so, change nothing and return nil."
              (meta-log-federation-identity-peer-id identity))
             (meta-log-federation-mqtt-connect
              url :federation-will t :clean-session nil
-             :client-id (meta-log-federation--federation-client-id))
+             :client-id (meta-log-federation--federation-client-id)
+             :subscribe filters)
             (dolist (filter filters)
               (meta-log-federation-mqtt-subscribe
                (car filter) #'meta-log-federation--receive (cadr filter))))

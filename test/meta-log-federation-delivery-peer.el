@@ -10,11 +10,13 @@
 ;;   CONNECTED N          the Nth (re)connection to the broker
 ;;   DELIVERED ID PEER    a receipt for one of our messages
 ;;   FAILED ID REASON     one of our messages given up
-;;   STATUS TOTAL DISTINCT DELIVERED FAILED SENT
+;;   SESSION-ERROR TEXT   the client gave way to another with its client id
+;;   STATUS TOTAL DISTINCT DELIVERED FAILED SENT REPLAYS
 ;;                        once a second when something changed: sequence
 ;;                        messages handled (TOTAL) and different ones
 ;;                        (DISTINCT), receipts and failures of ours, SENT
-;;                        sequence messages sent so far
+;;                        sequence messages sent so far, REPLAYS duplicates
+;;                        dropped before the handlers
 ;; With `delivery-peer-stream' set to (PEER-ID COUNT), it sends COUNT
 ;; messages "bench:seq:I" to PEER-ID, 20 every 20 ms, once PEER-ID is known.
 
@@ -41,6 +43,11 @@
             (cl-incf delivery-peer-connects)
             (delivery-peer-say "CONNECTED %d" delivery-peer-connects)))
 
+(add-hook 'meta-log-federation-error-functions
+          (lambda (context text)
+            (when (equal context "session")
+              (delivery-peer-say "SESSION-ERROR %s" text))))
+
 (add-hook 'meta-log-federation-peer-message-functions
           (lambda (_from text)
             (when (string-prefix-p "bench:seq:" text)
@@ -60,9 +67,12 @@
 
 (defun delivery-peer-status ()
   "Print a STATUS line when the counts changed."
-  (let ((line (format "STATUS %d %d %d %d %d" delivery-peer-total
+  (let ((line (format "STATUS %d %d %d %d %d %d" delivery-peer-total
                       (hash-table-count delivery-peer-seen) delivery-peer-delivered
-                      delivery-peer-failed delivery-peer-sent)))
+                      delivery-peer-failed delivery-peer-sent
+                      (if (meta-log-federation-running-p)
+                          (meta-log-federation-drop-count "replay")
+                        0))))
     (unless (equal line delivery-peer-last-status)
       (setq delivery-peer-last-status line)
       (delivery-peer-say "%s" line))))

@@ -85,8 +85,9 @@ and its port `meta-log-federation-test-broker-port' within BODY."
          (delivery-test--kill meta-log-federation-test-broker-process)))))
 
 (defun delivery-test--start-peer (name &optional dir broker-url forms)
-  "Start a batch Emacs peer NAME (unique per run) on BROKER-URL; return it when ready.
-BROKER-URL defaults to the test broker's.  With DIR, restart the peer
+  "Start a batch Emacs peer NAME on BROKER-URL; return it once it is ready.
+NAME is made unique in the run.  BROKER-URL defaults to the test
+broker's.  With DIR, restart the peer
 whose files are there, under the very NAME.  FORMS are extra variable
 and value pairs to set before the package loads.  Timed resends wait an
 hour (see the Commentary)."
@@ -134,11 +135,12 @@ A list of strings (group 1, 2, ...), or nil."
         (cl-loop for i from 1 while (match-beginning i) collect (match-string i))))))
 
 (defun delivery-test--status (proc)
-  "Return PROC's last STATUS as (TOTAL DISTINCT DELIVERED FAILED SENT), or zeros."
+  "Return PROC's last STATUS as (TOTAL DISTINCT DELIVERED FAILED SENT REPLAYS).
+Zeros before the first report."
   (or (mapcar #'string-to-number
               (delivery-test--last
-               proc "STATUS \\([0-9]+\\) \\([0-9]+\\) \\([0-9]+\\) \\([0-9]+\\) \\([0-9]+\\)"))
-      (list 0 0 0 0 0)))
+               proc (concat "STATUS" (apply #'concat (make-list 6 " \\([0-9]+\\)")))))
+      (list 0 0 0 0 0 0)))
 
 (defun delivery-test--connects (proc)
   "Return how many times PROC has connected to its broker."
@@ -215,7 +217,7 @@ Runs on the test broker of the caller."
         (should (equal "51 delivered" (meta-log-federation-outbox-peer-summary bob-id)))))))
 
 (ert-deftest delivery::fifty-messages-to-a-peer-that-was-away-arrive-once-and-are-delivered ()
-  (delivery-test--with-broker (_conf "away")
+  (delivery-test--with-broker (conf "away")
     (delivery-test--away)))
 
 (ert-deftest delivery::the-embedded-broker-keeps-messages-for-a-peer-that-was-away ()
@@ -263,8 +265,10 @@ stopped while the broker restarts) or `receiver' (the sender is)."
                    120))
           ;; A moment for late duplicates to show if the handlers saw any.
           (meta-log-federation-wait-until #'ignore 2)
-          (pcase-let ((`(,total ,distinct ,_ ,_ ,_) (delivery-test--status bob))
-                      (`(,_ ,_ ,delivered ,failed ,sent) (delivery-test--status alice)))
+          (pcase-let ((`(,total ,distinct ,_ ,_ ,_ ,replays) (delivery-test--status bob))
+                      (`(,_ ,_ ,delivered ,failed ,sent ,_) (delivery-test--status alice)))
+            (message "stream, %s reconnecting first: %d of 2000 handled once, %d duplicates dropped"
+                     first distinct replays)
             (should (= sent 2000))
             (should (= distinct 2000))
             (should (= total 2000))
@@ -280,7 +284,7 @@ stopped while the broker restarts) or `receiver' (the sender is)."
         (delivery-test--stream-run conf first)))))
 
 (ert-deftest delivery::peers-on-bridged-brokers-meet-message-with-receipts-and-sync ()
-  (delivery-test--with-broker (_conf "hub")
+  (delivery-test--with-broker (conf "hub")
     (let* ((hub-port meta-log-federation-test-broker-port)
            (edge-port (meta-log-federation-test-free-port))
            (edge (delivery-test--start-broker
@@ -343,6 +347,30 @@ stopped while the broker restarts) or `receiver' (the sender is)."
                   (when (find-buffer-visiting file)
                     (kill-buffer (find-buffer-visiting file)))))))
         (delivery-test--kill edge)))))
+
+(ert-deftest delivery::two-emacs-of-one-identity-stop-throwing-each-other-off ()
+  (delivery-test--with-broker (conf "twins")
+    (let* ((first (delivery-test--start-peer "twin"))
+           (dir2 (meta-log-federation-test-peer-dir "twin-copy")))
+      ;; A second Emacs with a copy of the first one's identity.
+      (copy-file (expand-file-name "identity.org" (process-get first 'dir))
+                 (expand-file-name "identity.org" dir2))
+      (let ((second (delivery-test--start-peer (process-get first 'name) dir2)))
+        (should (equal (process-get first 'peer-id) (process-get second 'peer-id)))
+        ;; The later one gives way, once, and says so.
+        (should (meta-log-federation-wait-until
+                 (lambda () (meta-log-federation-test-peer-line second "SESSION-ERROR .*"))
+                 20))
+        (should (string-match-p "another client uses the client id"
+                                (meta-log-federation-test-peer-line second "SESSION-ERROR \\(.*\\)")))
+        ;; From then on neither is thrown off: the connection counts stay put.
+        (meta-log-federation-wait-until #'ignore 2)
+        (let ((counts (list (delivery-test--connects first) (delivery-test--connects second))))
+          (meta-log-federation-wait-until #'ignore 4)
+          (should (equal counts (list (delivery-test--connects first)
+                                      (delivery-test--connects second)))))
+        (should-not (meta-log-federation-test-peer-line first "SESSION-ERROR"))
+        (should (= 1 (delivery-test--count-lines second "SESSION-ERROR")))))))
 
 (provide 'meta-log-federation-delivery-test)
 ;;; meta-log-federation-delivery-test.el ends here

@@ -283,7 +283,7 @@ impl Node {
                             .outbound
                             .encrypted_to(&peer, KIND_RECEIPT, &content, now)
                         {
-                            Ok(_p) => {} // BROKEN ON PURPOSE
+                            Ok(p) => t.publications.push(p),
                             Err(e) => t.errors.push(format!("receipt not sent: {e}")),
                         }
                     }

@@ -128,7 +128,20 @@ impl Client {
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let opts = Arc::new(opts);
-        let subs = Arc::new(Mutex::new(Vec::new()));
+        // Registered now, before the manager connects: the queue of a persistent session
+        // arrives right after the ConnAck, and a message without a subscription is dropped.
+        let initial: Vec<Subscription> = opts
+            .initial_subscriptions
+            .iter()
+            .enumerate()
+            .map(|(i, (filter, qos))| Subscription {
+                id: i as u64 + 1,
+                filter: filter.clone(),
+                qos: *qos,
+            })
+            .collect();
+        let first_free_id = initial.len() as u64 + 1;
+        let subs = Arc::new(Mutex::new(initial));
         let stats = Arc::new(Stats::default());
         let manager = Manager {
             opts: opts.clone(),
@@ -155,7 +168,7 @@ impl Client {
             subs,
             stats,
             opts,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_free_id),
             seq: AtomicU64::new(0),
         };
         (client, manager.run(rx))
