@@ -13,7 +13,8 @@
 //! client id (two Emacs of one identity) would throw each other off for ever, each reconnect
 //! ending the other's connection. So when a connection ends within [`TAKEOVER_WINDOW`] of its
 //! ConnAck [`TAKEOVER_LIMIT`] times in a row, this client says so and goes on with a unique
-//! client id and a clean session: the one that started later gives way, the other keeps the
+//! client id and a clean session. The one that gives way is normally the one that started
+//! later (when the other had been connected for longer than the window); the other keeps the
 //! persistent session.
 
 use super::options::ConnectOptions;
