@@ -617,7 +617,7 @@ mod tests {
             .encrypted_to(
                 a.peer_id(),
                 KIND_RECEIPT,
-                &receipts::content(&[m.event_id.clone()]),
+                &receipts::content(std::slice::from_ref(&m.event_id)),
                 1_001,
             )
             .unwrap();
