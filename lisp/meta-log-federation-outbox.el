@@ -107,6 +107,9 @@ STATE is `sent', `delivered' or `failed'.")
 (defvar meta-log-federation--delivery-counts (make-hash-table :test #'equal)
   "Peer id -> (DELIVERED . FAILED) counts of this session.")
 
+(defvar meta-log-federation--outbox-waiting (make-hash-table :test #'equal)
+  "Peer id -> messages waiting for its receipt, as of the last upkeep.")
+
 (defvar meta-log-federation--delivery-errors-shown nil
   "Delivery error texts already shown as warnings in this session.")
 
@@ -136,6 +139,7 @@ session are resent at the first connection."
     (display-warning 'meta-log-federation warning :warning))
   (clrhash meta-log-federation--message-states)
   (clrhash meta-log-federation--delivery-counts)
+  (clrhash meta-log-federation--outbox-waiting)
   (setq meta-log-federation--delivery-errors-shown nil)
   (dolist (p (meta-log-federation--federation-outbox))
     (puthash (plist-get p :id) (list 'sent (plist-get p :peer) nil)
@@ -174,6 +178,9 @@ session are resent at the first connection."
   (when (meta-log-federation-running-p)
     (condition-case err
         (let ((r (meta-log-federation--federation-delivery-tick)))
+          (clrhash meta-log-federation--outbox-waiting)
+          (dolist (w (plist-get r :waiting))
+            (puthash (car w) (cdr w) meta-log-federation--outbox-waiting))
           (dolist (f (plist-get r :failed))
             (apply #'meta-log-federation--note-failed f))
           (dolist (e (plist-get r :errors))
@@ -189,15 +196,24 @@ session are resent at the first connection."
     (if delivered (cl-incf (car c)) (cl-incf (cdr c)))
     (puthash peer c meta-log-federation--delivery-counts)))
 
+(defun meta-log-federation--count-waiting (peer delta)
+  "Add DELTA to the count of messages to PEER waiting for a receipt."
+  (let ((n (max 0 (+ delta (gethash peer meta-log-federation--outbox-waiting 0)))))
+    (if (zerop n)
+        (remhash peer meta-log-federation--outbox-waiting)
+      (puthash peer n meta-log-federation--outbox-waiting))))
+
 (defun meta-log-federation--note-sent (id peer)
   "Record that message ID went to PEER and waits for its receipt."
-  (puthash id (list 'sent peer nil) meta-log-federation--message-states))
+  (puthash id (list 'sent peer nil) meta-log-federation--message-states)
+  (meta-log-federation--count-waiting peer 1))
 
 (defun meta-log-federation--note-delivered (pairs)
   "Report the messages in PAIRS, a list of (ID PEER), as delivered."
   (dolist (pair pairs)
     (pcase-let ((`(,id ,peer) pair))
       (puthash id (list 'delivered peer nil) meta-log-federation--message-states)
+      (meta-log-federation--count-waiting peer -1)
       (meta-log-federation--count-delivery peer t)
       (meta-log-federation--run-hook-safely
        'meta-log-federation-peer-message-delivered-functions id peer)))
@@ -207,6 +223,7 @@ session are resent at the first connection."
 (defun meta-log-federation--note-failed (id peer reason)
   "Report message ID to PEER as failed for REASON."
   (puthash id (list 'failed peer reason) meta-log-federation--message-states)
+  (meta-log-federation--count-waiting peer -1)
   (meta-log-federation--count-delivery peer nil)
   (meta-log-federation--log "a message to %s failed: %s"
                             (meta-log-federation--short-peer peer) reason)
@@ -243,8 +260,7 @@ how many wait."
   "Return a short text of the delivery state of messages to PEER.
 Such as \"2 waiting, 5 delivered, 1 failed\"; \"\" when nothing was
 sent to PEER in this session."
-  (let* ((waiting (cl-count peer (meta-log-federation-outbox)
-                            :key (lambda (p) (plist-get p :peer)) :test #'equal))
+  (let* ((waiting (gethash peer meta-log-federation--outbox-waiting 0))
          (c (gethash peer meta-log-federation--delivery-counts))
          (parts (delq nil (list (and (> waiting 0) (format "%d waiting" waiting))
                                 (and c (> (car c) 0) (format "%d delivered" (car c)))

@@ -259,16 +259,23 @@ stopped while the broker restarts) or `receiver' (the sender is)."
             ;; Let the early one work a while alone (the sender streams on).
             (meta-log-federation-wait-until #'ignore 2))
           (signal-process late 'SIGCONT)
-          (should (meta-log-federation-wait-until
-                   (lambda () (and (= 2000 (nth 1 (delivery-test--status bob)))
-                                   (= 2000 (nth 2 (delivery-test--status alice)))))
-                   120))
+          ;; Every message handled by Bob and acknowledged to Alice (the
+          ;; time limit only stops a broken build from hanging the run).
+          (meta-log-federation-wait-until
+           (lambda () (and (= 2000 (nth 1 (delivery-test--status bob)))
+                           (= 2000 (nth 2 (delivery-test--status alice)))))
+           300)
+          (should (equal (list :handled (nth 1 (delivery-test--status bob))
+                               :delivered (nth 2 (delivery-test--status alice)))
+                         (list :handled 2000 :delivered 2000)))
           ;; A moment for late duplicates to show if the handlers saw any.
           (meta-log-federation-wait-until #'ignore 2)
           (pcase-let ((`(,total ,distinct ,_ ,_ ,_ ,replays) (delivery-test--status bob))
                       (`(,_ ,_ ,delivered ,failed ,sent ,_) (delivery-test--status alice)))
-            (message "stream, %s reconnecting first: %d of 2000 handled once, %d duplicates dropped"
-                     first distinct replays)
+            (message "stream, %s reconnecting first: %d of 2000 handled once, %d duplicates dropped; longest module call: sender %s, receiver %s"
+                     first distinct replays
+                     (delivery-test--last alice "MAXCALL \\(.*\\)")
+                     (delivery-test--last bob "MAXCALL \\(.*\\)"))
             (should (= sent 2000))
             (should (= distinct 2000))
             (should (= total 2000))

@@ -82,17 +82,29 @@ fn federation_client_id(env: &Env) -> Result<String> {
     guard(env, || with_node(env, |n| Ok(n.client_id())))
 }
 
+fn waiting_alist<'e>(env: &'e Env, waiting: &[(String, usize)]) -> Result<Value<'e>> {
+    let items = waiting
+        .iter()
+        .map(|(peer, n)| env.cons(peer.as_str(), *n as i64))
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&items[..])
+}
+
 /// Delivery upkeep; call about twice a second while federation runs.
 ///
 /// Save the log of accepted messages, then send their receipts; give up
 /// messages older than the expiry; resend those whose backoff ran out;
 /// save the outbox.  Return (:failed ((ID PEER REASON) ...) :errors
-/// (TEXT ...) :sent N).
+/// (TEXT ...) :sent N :waiting ((PEER . COUNT) ...)), the last being the
+/// messages still waiting for a receipt, per recipient.
 #[defun(name = "-federation-delivery-tick")]
 fn federation_delivery_tick(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("federation-delivery-tick");
     guard(env, || {
-        let tick = with_node(env, |n| Ok(n.delivery_tick(now())))?;
+        let (tick, waiting) = with_node(env, |n| {
+            let t = n.delivery_tick(now());
+            Ok((t, n.outbox().waiting_per_peer()))
+        })?;
         let (sent, mut errors) = publish_all(tick.publications);
         errors.extend(tick.errors);
         let failed = tick
@@ -106,6 +118,7 @@ fn federation_delivery_tick(env: &Env) -> Result<Value<'_>> {
                 (":failed", env.list(&failed[..])?),
                 (":errors", strings(env, &errors)?),
                 (":sent", (sent as i64).into_lisp(env)?),
+                (":waiting", waiting_alist(env, &waiting)?),
             ],
         )
     })

@@ -185,9 +185,10 @@ impl Outbox {
     /// Drops the messages to `from` that its receipt names; returns their
     /// ids (a receipt from anyone else acknowledges nothing).
     pub fn acknowledge(&mut self, from: &str, ids: &[String]) -> Vec<String> {
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         let mut done = Vec::new();
         self.pending.retain(|p| {
-            let hit = p.peer == from && ids.contains(&p.id);
+            let hit = p.peer == from && ids.contains(p.id.as_str());
             if hit {
                 done.push(p.id.clone());
             }
@@ -264,6 +265,15 @@ impl Outbox {
     /// The waiting messages, oldest first.
     pub fn pending(&self) -> &[Pending] {
         &self.pending
+    }
+
+    /// How many messages wait, per recipient, in recipient order.
+    pub fn waiting_per_peer(&self) -> Vec<(String, usize)> {
+        let mut m: std::collections::BTreeMap<&str, usize> = Default::default();
+        for p in &self.pending {
+            *m.entry(p.peer.as_str()).or_default() += 1;
+        }
+        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
     /// Writes the file (atomically, mode 0600) if anything changed.
@@ -351,6 +361,7 @@ mod tests {
             o.add(&publication(n), &id(200), 1);
         }
         assert!(!o.has_room());
+        assert_eq!(o.waiting_per_peer(), vec![(id(200), 3)]);
         o.save().unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
