@@ -11,7 +11,8 @@
 ;;   DELIVERED ID PEER    a receipt for one of our messages
 ;;   FAILED ID REASON     one of our messages given up
 ;;   SESSION-ERROR TEXT   the client gave way to another with its client id
-;;   MAXCALL US FUNCTION  after each STATUS: the longest module call so far
+;;   MAXCALL ...          after each STATUS: the longest module call so far
+;;                        (wall-clock and CPU microseconds, function)
 ;;   STATUS TOTAL DISTINCT DELIVERED FAILED SENT REPLAYS
 ;;                        once a second when something changed: sequence
 ;;                        messages handled (TOTAL) and different ones
@@ -79,7 +80,8 @@
       (delivery-peer-say "%s" line)
       ;; The longest the module kept Emacs busy in one call, for the figures.
       (let ((stats (meta-log-federation-stats)))
-        (delivery-peer-say "MAXCALL %s %s" (plist-get stats :max-call-us)
+        (delivery-peer-say "MAXCALL %s us (cpu %s us) in %s" (plist-get stats :max-call-us)
+                           (plist-get stats :max-call-cpu-us)
                            (plist-get stats :max-call-function))))))
 
 (run-at-time 1 1 #'delivery-peer-status)
