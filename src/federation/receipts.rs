@@ -28,7 +28,7 @@
 //! sees it twice, and the recipient acknowledges it again, so a lost
 //! receipt only costs one more resend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,9 @@ struct ReceivedFile {
 pub struct ReceivedLog {
     path: Option<PathBuf>,
     by_id: HashMap<String, Received>,
+    /// Ids in the order they were recorded (may hold ids pruned since), so
+    /// the oldest is found without a scan when the log is full.
+    order: VecDeque<String>,
     capacity: usize,
     dirty: bool,
 }
@@ -140,6 +143,7 @@ impl ReceivedLog {
         ReceivedLog {
             path: None,
             by_id: HashMap::new(),
+            order: VecDeque::new(),
             capacity: capacity.max(1),
             dirty: false,
         }
@@ -167,11 +171,13 @@ impl ReceivedLog {
         };
         match serde_json::from_str::<ReceivedFile>(&text) {
             Ok(f) if f.version == 1 => {
+                // The file is sorted by created_at: oldest first.
                 for r in f.received {
                     if is_peer_id(&r.id) && is_peer_id(&r.from) {
-                        log.by_id.insert(r.id.clone(), r);
+                        log.record(&r.id.clone(), &r.from.clone(), r.created_at);
                     }
                 }
+                log.dirty = false;
                 (log, None)
             }
             _ => {
@@ -198,16 +204,21 @@ impl ReceivedLog {
     /// Remembers that `id` from `from`, made at `created_at`, was accepted.
     /// At capacity the oldest entry is forgotten.
     pub fn record(&mut self, id: &str, from: &str, created_at: u64) {
-        if self.by_id.len() >= self.capacity {
-            if let Some(oldest) = self
-                .by_id
-                .values()
-                .min_by_key(|r| r.created_at)
-                .map(|r| r.id.clone())
-            {
-                self.by_id.remove(&oldest);
+        while self.by_id.len() >= self.capacity {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.by_id.remove(&oldest);
+                }
+                None => break,
             }
         }
+        // Ids pruned meanwhile are still in `order`: drop them when it has
+        // grown well past the log, so it stays bounded.
+        if self.order.len() > 2 * self.capacity {
+            let by_id = &self.by_id;
+            self.order.retain(|i| by_id.contains_key(i));
+        }
+        self.order.push_back(id.to_string());
         self.by_id.insert(
             id.to_string(),
             Received {
