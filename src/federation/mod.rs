@@ -33,7 +33,7 @@
 //! | `{p}/peers/{peer-id}/presence` | yes | only `{peer-id}` | presence (online, offline = last will), departure |
 //! | `{p}/peers/announce` | no | anyone | presence (online), departure |
 //! | `{p}/sync` | no | anyone | sync change, sync request, sync response |
-//! | `{p}/peers/{peer-id}/messages` | no | anyone, to `{peer-id}` | encrypted peer message |
+//! | `{p}/peers/{peer-id}/messages` | no | anyone, to `{peer-id}` | encrypted peer message, delivery receipt |
 //!
 //! A peer subscribes to `{p}/peers/+/presence` (at QoS 0: some brokers
 //! deliver at most about 100 retained messages to one QoS 1 subscription),
@@ -57,6 +57,7 @@
 //! | 4770 | peer message | regular | messages | NIP-44 v2 payload |
 //! | 4771 | sync change | regular | sync | opaque (caller's) |
 //! | 4772 | sync response | regular | sync | opaque (caller's) |
+//! | 4773 | delivery receipt | regular | messages (of the acknowledged sender) | NIP-44 v2 payload of `{"ack":[ids]}`, see [`receipts`] |
 //!
 //! Any other kind is dropped (`unknown-kind`).
 //!
