@@ -77,7 +77,7 @@ CONTEXT is a string such as \"connect\" or \"subscribe\".")
 (defconst meta-log-federation--connect-keywords
   '(:client-id :keep-alive :clean-session :will-topic :will-payload :will-qos
     :will-retain :ca-file :queue-limit :max-packet-size :max-reconnect-delay
-    :flush-timeout :federation-will)
+    :flush-timeout :federation-will :subscribe)
   "Keywords that `meta-log-federation-mqtt-connect' accepts.")
 
 (defun meta-log-federation-mqtt-connect (url &rest options)
@@ -94,6 +94,11 @@ keywords and values:
   :queue-limit N         (default `meta-log-federation-mqtt-queue-limit')
   :max-packet-size BYTES (default 1 MiB)
   :max-reconnect-delay SECONDS, :flush-timeout SECONDS
+  :subscribe ((FILTER QOS) ...)  filters subscribed before the first
+                         connection, so that what a persistent session
+                         (:clean-session nil) queued finds them; give
+                         them handlers with `meta-log-federation-mqtt-subscribe'
+                         right after this call
 `meta-log-federation-mqtt-connected-hook' runs when the connection is up."
   (unless (stringp url)
     (signal 'wrong-type-argument (list 'stringp url)))

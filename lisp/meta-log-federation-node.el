@@ -31,6 +31,7 @@
 (require 'meta-log-federation-mqtt)
 (require 'meta-log-federation-identity)
 (require 'meta-log-federation-auth)
+(require 'meta-log-federation-outbox)
 
 (declare-function meta-log-federation--federation-start "meta-log-federation-module")
 (declare-function meta-log-federation--federation-stop "meta-log-federation-module")
@@ -51,6 +52,7 @@
 (declare-function meta-log-federation--federation-counters "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation--federation-trust-entries "meta-log-federation-module")
+(declare-function meta-log-federation--federation-client-id "meta-log-federation-module")
 (declare-function meta-log-federation-embedded-broker-url "meta-log-federation-broker")
 (declare-function meta-log-federation--mqtt-active-p "meta-log-federation-module")
 (declare-function meta-log-federation-mqtt-connected-p "meta-log-federation-module")
@@ -353,11 +355,20 @@ federation already runs, say so, change nothing and return nil."
                      identity (meta-log-federation--node-settings))))
       (condition-case err
           (progn
-            (meta-log-federation-mqtt-connect url :federation-will t)
+            ;; Outbox first: messages left from an earlier session are resent once
+            ;; connected.  A stable client id and a persistent session make the
+            ;; broker keep our QoS 1 messages while we are away.
+            (meta-log-federation--outbox-open
+             (meta-log-federation-identity-peer-id identity))
+            (meta-log-federation-mqtt-connect
+             url :federation-will t :clean-session nil
+             :client-id (meta-log-federation--federation-client-id)
+             :subscribe filters)
             (dolist (filter filters)
               (meta-log-federation-mqtt-subscribe
                (car filter) #'meta-log-federation--receive (cadr filter))))
         (error
+         (meta-log-federation--outbox-close)
          (meta-log-federation--federation-stop)
          (signal (car err) (cdr err))))
       (setq meta-log-federation-identity identity
@@ -391,6 +402,7 @@ departure first."
     (when (meta-log-federation-mqtt-connected-p)
       (ignore-errors (meta-log-federation--federation-depart (or reason "shutdown"))))
     (meta-log-federation--save-trust)
+    (meta-log-federation--outbox-close)
     (when (timerp meta-log-federation--heartbeat-timer)
       (cancel-timer meta-log-federation--heartbeat-timer))
     (setq meta-log-federation--heartbeat-timer nil)
@@ -456,13 +468,16 @@ departure first."
        (meta-log-federation--run-hook-safely
         'meta-log-mqtt-peer-message-hook from
         (meta-log-federation--federation-peer-id) content (plist-get result :sig)))
+      ('receipt
+       (meta-log-federation--note-delivered (plist-get result :delivered)))
       ((or 'sync-change 'sync-request 'sync-response)
        (when meta-log-federation--sync-receiver
          (meta-log-federation--safe-funcall
           meta-log-federation--sync-receiver kind kind from content
           (plist-get result :tags) (plist-get result :id)))))
-    (meta-log-federation--run-hook-safely
-     'meta-log-mqtt-message-received-hook topic content)))
+    (unless (eq kind 'receipt)
+      (meta-log-federation--run-hook-safely
+       'meta-log-mqtt-message-received-hook topic content))))
 
 (defun meta-log-federation--dropped (result)
   "Report the dropped message RESULT (rate-limited in the echo area).
@@ -707,7 +722,10 @@ non-nil, filters the key plists offered (see
 (defun meta-log-federation-send-peer-message (peer-id payload)
   "Send PAYLOAD (a string) to PEER-ID, encrypted so only it can read it.
 The message is signed, encrypted with NIP-44 and published on the
-peer's messages topic; return its event id.  Signals
+peer's messages topic; return its event id.  It stays in the outbox
+and is resent until the peer's receipt arrives: then
+`meta-log-federation-peer-message-delivered-functions' run, or, after
+`meta-log-federation-outbox-expiry', the -failed-functions.  Signals
 `meta-log-federation-unknown-peer' for a peer that has not announced
 itself, `meta-log-federation-too-large' when the event would exceed
 `meta-log-federation-max-event-size'."
@@ -723,6 +741,7 @@ itself, `meta-log-federation-too-large' when the event would exceed
     (when (fboundp 'meta-log-federation-chat--sent)
       (meta-log-federation--safe-funcall
        #'meta-log-federation-chat--sent 'send-peer-message peer-id payload id))
+    (meta-log-federation--note-sent id peer-id)
     (when (called-interactively-p 'interactive)
       (message "meta-log-federation: sent to %s" (meta-log-federation--peer-label peer-id)))
     id))

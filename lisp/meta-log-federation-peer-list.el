@@ -9,7 +9,8 @@
 
 ;; `meta-log-federation-list-peers' shows every known peer: name, short
 ;; id, status, last seen, trust, peer messages in and out, sync events
-;; in.  A key held because it claims a name another key holds (trust
+;; in, the delivery state of the messages sent to it (waiting,
+;; delivered, failed).  A key held because it claims a name another key holds (trust
 ;; state `conflict') has a row of its own, saying which name it claims
 ;; and which key it would replace; so has a blocked key no peer uses
 ;; now.  It refreshes by itself when peers change.  Keys: t trust,
@@ -69,6 +70,7 @@
                 (number-to-string (plist-get peer :messages-in))
                 (number-to-string (plist-get peer :messages-out))
                 (number-to-string (or (plist-get peer :sync-in) 0))
+                (meta-log-federation-outbox-peer-summary (plist-get peer :peer-id))
                 "")))
 
 (defun meta-log-federation--held-key-entry (entry)
@@ -84,7 +86,7 @@ it would replace."
                   "never"
                   (propertize (symbol-name state)
                               'face (meta-log-federation--trust-face state))
-                  "0" "0" "0"
+                  "0" "0" "0" ""
                   (if (eq state 'conflict)
                       (format "claims %s, held; would replace %s"
                               (meta-log-federation--safe-name (plist-get entry :name))
@@ -128,7 +130,7 @@ with \\[meta-log-federation-peer-list-trust] if it is genuine, block it with \\[
   (setq tabulated-list-format
         [("Name" 18 t) ("Id" 13 t) ("Status" 8 t) ("Last seen" 12 nil)
          ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)
-         ("Sync in" 8 nil :right-align t) ("Note" 0 nil)])
+         ("Sync in" 8 nil :right-align t) ("Delivery" 24 nil) ("Note" 0 nil)])
   (setq tabulated-list-sort-key '("Name" . nil))
   (setq tabulated-list-entries #'meta-log-federation--peer-list-entries)
   (add-hook 'tabulated-list-revert-hook #'ignore nil t)

@@ -63,7 +63,7 @@ pub(super) fn publish_sync(
     }
 }
 
-fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
+pub(super) fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
     let mut g = lock(&NODE);
     match g.as_mut() {
         Some(n) => f(n),
@@ -92,6 +92,7 @@ fn outbound_error<T>(env: &Env, e: OutboundError) -> Result<T> {
     let kind = match e {
         OutboundError::UnknownPeer(_) => Kind::UnknownPeer,
         OutboundError::TooLarge { .. } => Kind::TooLarge,
+        OutboundError::OutboxFull(_) => Kind::QueueFull,
         _ => Kind::General,
     };
     signal(env, kind, e.to_string())
@@ -109,7 +110,13 @@ fn policy_of(env: &Env, v: Value<'_>) -> Result<TrustPolicy> {
     }
 }
 
-fn natnum(env: &Env, plist: Value<'_>, key: &str, min: u64, default: u64) -> Result<u64> {
+pub(super) fn natnum(
+    env: &Env,
+    plist: Value<'_>,
+    key: &str,
+    min: u64,
+    default: u64,
+) -> Result<u64> {
     match plist_get(env, plist, key)? {
         None => Ok(default),
         Some(v) => match v.into_rust::<i64>() {
@@ -217,7 +224,12 @@ fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> 
 #[defun(name = "-federation-stop")]
 fn federation_stop() -> Result<bool> {
     let _t = CallTimer::start("federation-stop");
-    Ok(lock(&NODE).take().is_some())
+    let mut g = lock(&NODE);
+    // Elisp saved (and reported a failure) just before; this is a last try.
+    if let Some(n) = g.as_mut() {
+        let _ = n.save_delivery();
+    }
+    Ok(g.take().is_some())
 }
 
 /// Return non-nil while a federation node exists.
@@ -377,6 +389,7 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
         Body::Presence(_) => ("presence", env.intern("nil")?),
         Body::Departure(_) => ("departure", env.intern("nil")?),
         Body::Message { plaintext } => ("message", plaintext.as_str().into_lisp(env)?),
+        Body::Receipt { .. } => ("receipt", env.intern("nil")?),
         Body::Sync { kind, content } => (
             match kind {
                 SyncKind::Change => "sync-change",
@@ -404,10 +417,12 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
 /// Verify and apply one message received on a federation TOPIC.
 ///
 /// Return a plist: (:status accepted :kind KIND :from PEER :content
-/// CONTENT :tags TAGS :id ID :sig SIG :transitions TRANSITIONS) or
+/// CONTENT :tags TAGS :id ID :sig SIG :transitions TRANSITIONS), with
+/// :delivered ((ID PEER) ...) added for a receipt that acknowledged our
+/// messages, or
 /// (:status dropped :reason REASON :message TEXT :quiet BOOL :peer PEER
 /// :transitions TRANSITIONS).  KIND is presence, departure, message,
-/// sync-change, sync-request or sync-response.  A transition is
+/// receipt, sync-change, sync-request or sync-response.  A transition is
 /// (came-online PEER NAME), (went-offline PEER GRACEFUL), (went-stale
 /// PEER) or (key-conflict NEW-PEER NAME KNOWN-PEER).
 #[defun(name = "-federation-receive")]
@@ -415,9 +430,21 @@ fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Re
     let _t = CallTimer::start("federation-receive");
     let bytes = payload_from_lisp(payload)?;
     guard(env, || {
-        let r = with_node(env, |n| Ok(n.receive(&topic, &bytes, now())))?;
-        match r {
-            Ok(a) => accepted_to_lisp(env, &a),
+        let h = with_node(env, |n| Ok(n.handle(&topic, &bytes, now())))?;
+        match h.result {
+            Ok(a) => {
+                let v = accepted_to_lisp(env, &a)?;
+                if h.delivered.is_empty() {
+                    return Ok(v);
+                }
+                let pairs = h
+                    .delivered
+                    .iter()
+                    .map(|(id, peer)| env.list((id.as_str(), peer.as_str())))
+                    .collect::<Result<Vec<_>>>()?;
+                let tail = env.list((env.intern(":delivered")?, env.list(&pairs[..])?))?;
+                env.call("append", (v, tail))
+            }
             Err(d) => plist(
                 env,
                 vec![

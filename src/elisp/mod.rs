@@ -3,6 +3,7 @@
 
 mod canvasl;
 mod convert;
+mod delivery;
 mod errors;
 mod events;
 mod federation;

@@ -82,6 +82,22 @@ fn options_from_plist<'e>(
         }
         o.will_provider = Some(super::federation::will_for_new_session);
     }
+    if let Some(list) = plist_get(env, plist, ":subscribe")? {
+        // ((FILTER QOS) ...), subscribed before the first connection.
+        let n: i64 = env.call("length", (list,))?.into_rust()?;
+        for i in 0..n {
+            let item = env.call("nth", (i, list))?;
+            let filter: String = env.call("car", (item,))?.into_rust()?;
+            let qos: i64 = env.call("cadr", (item,))?.into_rust()?;
+            if let Err(e) = crate::transport::topic::validate_filter(&filter) {
+                return signal(env, Kind::BadTopic, e.0);
+            }
+            if !(0..=2).contains(&qos) {
+                return signal(env, Kind::General, ":subscribe QoS must be 0, 1 or 2");
+            }
+            o.initial_subscriptions.push((filter, qos as u8));
+        }
+    }
     if let Some(ca) = opt::<String>(plist_get(env, plist, ":ca-file")?)? {
         let expanded: String = env.call("expand-file-name", (ca.as_str(),))?.into_rust()?;
         o.ca_file = Some(expanded.into());

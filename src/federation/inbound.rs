@@ -10,8 +10,8 @@ use super::dropped::{DropCounters, DropReason, Dropped};
 use super::peers::{PeerInfo, PeerTable, Transition};
 use super::protocol::{
     tag_value, AnnouncedStatus, Presence, Route, Topics, KINDS, KIND_DEPARTURE, KIND_PEER_MESSAGE,
-    KIND_PRESENCE, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST, KIND_SYNC_RESPONSE, PROTOCOL_VERSION,
-    TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
+    KIND_PRESENCE, KIND_RECEIPT, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST, KIND_SYNC_RESPONSE,
+    PROTOCOL_VERSION, TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
 };
 use super::replay::{id_bytes, Refusal, ReplaySet};
 use super::trust::{TrustError, TrustPolicy, TrustState, TrustStore, Verdict};
@@ -68,6 +68,12 @@ pub enum Body {
     Message {
         /// The plaintext.
         plaintext: String,
+    },
+    /// A delivery receipt to us, decrypted: the ids of our peer messages
+    /// the sender accepted (see [`receipts`](super::receipts)).
+    Receipt {
+        /// Acknowledged event ids (64 lowercase hex each).
+        acked: Vec<String>,
     },
     /// A sync event; `content` as the sender gave it.
     Sync {
@@ -446,6 +452,22 @@ impl Inbound {
                     )
                 })?;
             Body::Message { plaintext }
+        } else if ev.kind == u32::from(KIND_RECEIPT) {
+            let acked = self
+                .keys
+                .get(self.identity.keypair(), &ev.pubkey)
+                .and_then(|k| nip44::decrypt(&k, &ev.content))
+                .map_err(|e| {
+                    fail(
+                        DropReason::DecryptFailed,
+                        format!("receipt does not decrypt with our key: {e}"),
+                    )
+                })
+                .and_then(|plain| {
+                    super::receipts::parse_content(&plain)
+                        .map_err(|m| fail(DropReason::Malformed, m))
+                })?;
+            Body::Receipt { acked }
         } else if let Some(p) = presence {
             if ev.kind == u32::from(KIND_DEPARTURE) {
                 Body::Departure(p)
@@ -578,6 +600,12 @@ impl Inbound {
     /// Drop counts per reason, every reason listed (zeros included).
     pub fn drop_counts(&self) -> Vec<(&'static str, u64)> {
         self.counters.list()
+    }
+
+    /// Counts a drop decided after [`Inbound::accept`] (a peer message
+    /// already delivered before a restart, see [`receipts`](super::receipts)).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.counters.count(reason);
     }
 
     /// The drop counters.

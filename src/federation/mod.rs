@@ -15,6 +15,9 @@
 //!   [`replay_journal`], its copy on disk.
 //! * [`names`] — what a display name may hold, and look-alike skeletons.
 //! * [`dropped`] — [`Dropped`], [`DropReason`], [`DropCounters`].
+//! * [`receipts`] — delivery receipts (kind 4773) and the log of accepted
+//!   peer messages; [`outbox`] — unacknowledged messages, resent until a
+//!   receipt or their expiry.
 //!
 //! # Protocol, version 1
 //!
@@ -32,7 +35,7 @@
 //! | `{p}/peers/{peer-id}/presence` | yes | only `{peer-id}` | presence (online, offline = last will), departure |
 //! | `{p}/peers/announce` | no | anyone | presence (online), departure |
 //! | `{p}/sync` | no | anyone | sync change, sync request, sync response |
-//! | `{p}/peers/{peer-id}/messages` | no | anyone, to `{peer-id}` | encrypted peer message |
+//! | `{p}/peers/{peer-id}/messages` | no | anyone, to `{peer-id}` | encrypted peer message, delivery receipt |
 //!
 //! A peer subscribes to `{p}/peers/+/presence` (at QoS 0: some brokers
 //! deliver at most about 100 retained messages to one QoS 1 subscription),
@@ -56,6 +59,7 @@
 //! | 4770 | peer message | regular | messages | NIP-44 v2 payload |
 //! | 4771 | sync change | regular | sync | opaque (caller's) |
 //! | 4772 | sync response | regular | sync | opaque (caller's) |
+//! | 4773 | delivery receipt | regular | messages (of the acknowledged sender) | NIP-44 v2 payload of `{"ack":[ids]}`, see [`receipts`] |
 //!
 //! Any other kind is dropped (`unknown-kind`).
 //!
@@ -185,8 +189,10 @@ pub mod inbound;
 pub mod names;
 pub mod node;
 pub mod outbound;
+pub mod outbox;
 pub mod peers;
 pub mod protocol;
+pub mod receipts;
 pub mod replay;
 pub mod replay_journal;
 pub mod trust;
@@ -196,8 +202,9 @@ mod tests;
 
 pub use dropped::{DropCounters, DropReason, Dropped};
 pub use inbound::{Accepted, Body, Inbound, SyncKind};
-pub use node::{Node, NodeCounts, NodeError};
+pub use node::{DeliveryPaths, DeliveryTick, Handled, Node, NodeCounts, NodeError};
 pub use outbound::{LocalProfile, Outbound, OutboundError, Publication};
+pub use outbox::{Outbox, OutboxSettings, Pending};
 pub use peers::{PeerInfo, PeerStatus, PeerTable, Transition};
 pub use protocol::{Presence, Route, Topics};
 pub use replay::ReplaySet;

@@ -9,12 +9,57 @@ use std::path::PathBuf;
 
 use crate::identity::Identity;
 
-use super::inbound::{Accepted, Inbound, SyncKind};
+use super::dropped::DropReason;
+use super::inbound::{Accepted, Body, Inbound, SyncKind};
 use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
+use super::outbox::{Outbox, OutboxSettings};
 use super::peers::{PeerInfo, Transition};
 use super::replay_journal::{journal_path, ReplayJournal};
+use super::protocol::KIND_RECEIPT;
+use super::receipts::{self, PendingReceipts, ReceivedLog};
 use super::trust::{TrustError, TrustPolicy, TrustStore};
 use super::{Config, ConfigError, DropReason, Dropped};
+
+/// Where delivery state is kept, and how the outbox behaves.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryPaths {
+    /// The outbox file (`None`: in memory only).
+    pub outbox: Option<PathBuf>,
+    /// The file of recently accepted message ids (`None`: in memory only).
+    pub received: Option<PathBuf>,
+    /// Resend and expiry settings.
+    pub settings: OutboxSettings,
+}
+
+/// What [`Node::handle`] made of one received message.
+#[derive(Debug)]
+pub struct Handled {
+    /// Accepted or dropped, as [`Node::receive`] says, except that a peer
+    /// message accepted before a restart is dropped as `replay`.
+    pub result: Result<Accepted, Dropped>,
+    /// Our messages that a receipt in it acknowledged, as (id, peer).
+    pub delivered: Vec<(String, String)>,
+}
+
+/// What one [`Node::delivery_tick`] did.
+#[derive(Debug, Default)]
+pub struct DeliveryTick {
+    /// Receipts and resends to publish.
+    pub publications: Vec<Publication>,
+    /// Messages given up, as (id, peer, reason).
+    pub failed: Vec<(String, String, String)>,
+    /// Files that could not be written, said for the person.
+    pub errors: Vec<String>,
+}
+
+/// A stable MQTT client id for the peer `peer_id`: `mlf` and the first 20
+/// hex digits of the id (23 characters, letters and digits only: what
+/// every MQTT 3.1.1 broker must accept). The broker keeps the persistent
+/// session of this id while the peer is away.
+pub fn client_id_for(peer_id: &str) -> String {
+    let n = peer_id.len().min(20);
+    format!("mlf{}", &peer_id[..n])
+}
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +103,9 @@ pub struct Node {
     /// The last failure to append to the journal, reported by the next save.
     journal_error: Option<String>,
     counts: NodeCounts,
+    outbox: Outbox,
+    received: ReceivedLog,
+    receipts_due: PendingReceipts,
 }
 
 impl Node {
@@ -83,6 +131,7 @@ impl Node {
             None => TrustStore::new(),
         };
         let outbound = Outbound::new(identity.clone(), &config, profile, now)?;
+        let received = ReceivedLog::in_memory(config.replay_capacity);
         let mut inbound = Inbound::new(identity, config, trust)?;
         // The replay memory survives restarts: ids accepted before (even
         // just before a crash) are refused again while young.
@@ -103,7 +152,40 @@ impl Node {
             journal,
             journal_error: None,
             counts: NodeCounts::default(),
+            outbox: Outbox::in_memory(OutboxSettings::default()),
+            received,
+            receipts_due: PendingReceipts::default(),
         })
+    }
+
+    /// Keeps the outbox and the received-message log in `paths` (loading
+    /// what a previous run left there); returns warnings for damaged files,
+    /// which were set aside.
+    pub fn open_delivery(&mut self, paths: &DeliveryPaths, now: u64) -> Vec<String> {
+        let mut warnings = Vec::new();
+        self.outbox = match &paths.outbox {
+            Some(p) => {
+                let (o, w) = Outbox::open(p, paths.settings, now);
+                warnings.extend(w);
+                o
+            }
+            None => Outbox::in_memory(paths.settings),
+        };
+        let cap = self.config().replay_capacity;
+        self.received = match &paths.received {
+            Some(p) => {
+                let (r, w) = ReceivedLog::open(p, cap, now);
+                warnings.extend(w);
+                r
+            }
+            None => ReceivedLog::in_memory(cap),
+        };
+        warnings
+    }
+
+    /// The MQTT client id of this peer (see [`client_id_for`]).
+    pub fn client_id(&self) -> String {
+        client_id_for(self.peer_id())
     }
 
     /// Our peer id.
@@ -142,18 +224,138 @@ impl Node {
         self.outbound.departure(reason, now)
     }
 
-    /// An encrypted message to one known peer.
+    /// An encrypted message to one known peer, kept in the outbox until
+    /// its receipt arrives.
     pub fn peer_message(
         &mut self,
         to: &str,
         plaintext: &str,
         now: u64,
     ) -> Result<Publication, OutboundError> {
+        if !self.outbox.has_room() {
+            return Err(OutboundError::OutboxFull(self.outbox.pending().len()));
+        }
         let p = self
             .outbound
             .peer_message(self.inbound.peer_table_mut(), to, plaintext, now)?;
+        self.outbox.add(&p, to, now);
         self.counts.sent += 1;
         Ok(p)
+    }
+
+    /// Verifies and applies one received message, with delivery receipts:
+    /// an accepted peer message is remembered and will be acknowledged (at
+    /// the next [`Node::delivery_tick`]); a duplicate of one is dropped as
+    /// `replay` and acknowledged again; a receipt acknowledges our
+    /// messages (see [`receipts`]).
+    pub fn handle(&mut self, topic: &str, payload: &[u8], now: u64) -> Handled {
+        let mut delivered = Vec::new();
+        let result = match self.receive(topic, payload, now) {
+            Ok(a) => match &a.body {
+                Body::Message { .. } => {
+                    let (id, from) = (a.event.id.clone(), a.from().to_string());
+                    self.receipts_due.add(&from, &id);
+                    if self.received.sender(&id).is_some() {
+                        // Accepted before a restart: the replay memory was
+                        // empty, the log was not.
+                        self.counts.accepted -= 1;
+                        self.counts.dropped += 1;
+                        self.inbound.count_drop(DropReason::Replay);
+                        Err(Dropped {
+                            reason: DropReason::Replay,
+                            message: "message already received before a restart (resent by \
+                                      its sender)"
+                                .into(),
+                            event_id: Some(id),
+                            peer_id: Some(from),
+                            transitions: a.transitions,
+                        })
+                    } else {
+                        self.received.record(&id, &from, a.event.created_at);
+                        Ok(a)
+                    }
+                }
+                Body::Receipt { acked } => {
+                    let from = a.from().to_string();
+                    delivered = self
+                        .outbox
+                        .acknowledge(&from, acked)
+                        .into_iter()
+                        .map(|id| (id, from.clone()))
+                        .collect();
+                    Ok(a)
+                }
+                _ => Ok(a),
+            },
+            Err(d) => {
+                if d.reason == DropReason::Replay {
+                    if let (Some(id), Some(peer)) = (&d.event_id, &d.peer_id) {
+                        if self.received.sender(id) == Some(peer.as_str()) {
+                            self.receipts_due.add(peer, id);
+                        }
+                    }
+                }
+                Err(d)
+            }
+        };
+        Handled { result, delivered }
+    }
+
+    /// Delivery upkeep, every half second or so: saves the log of accepted
+    /// messages, then builds the receipts for them (so a receipt always
+    /// means "remembered"); gives up expired messages; resends those whose
+    /// backoff ran out; saves the outbox.
+    pub fn delivery_tick(&mut self, now: u64) -> DeliveryTick {
+        let mut t = DeliveryTick::default();
+        let window = self.config().max_age_secs + self.config().max_future_secs;
+        self.received.prune(now.saturating_sub(window));
+        match self.received.save() {
+            Ok(()) => {
+                let per = receipts::acks_per_receipt(self.config().max_event_bytes);
+                for (peer, ids) in self.receipts_due.take() {
+                    for chunk in ids.chunks(per) {
+                        let content = receipts::content(chunk);
+                        match self
+                            .outbound
+                            .encrypted_to(&peer, KIND_RECEIPT, &content, now)
+                        {
+                            Ok(p) => t.publications.push(p),
+                            Err(e) => t.errors.push(format!("receipt not sent: {e}")),
+                        }
+                    }
+                }
+            }
+            // No receipt for what we could not remember: the sender resends
+            // and the next tick tries again.
+            Err(e) => t
+                .errors
+                .push(format!("the log of received messages cannot be saved: {e}")),
+        }
+        t.failed = self.outbox.expire(now);
+        t.publications.extend(self.outbox.due(now));
+        if let Err(e) = self.outbox.save() {
+            t.errors.push(format!("the outbox cannot be saved: {e}"));
+        }
+        self.counts.sent += t.publications.len() as u64;
+        t
+    }
+
+    /// Every unacknowledged message again (call after a reconnection).
+    pub fn resend_all(&mut self, now: u64) -> Vec<Publication> {
+        let v = self.outbox.resend_all(now);
+        self.counts.sent += v.len() as u64;
+        v
+    }
+
+    /// The unacknowledged messages, oldest first.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Saves the outbox and the received log now (at shutdown).
+    pub fn save_delivery(&mut self) -> std::io::Result<()> {
+        self.received.save()?;
+        self.outbox.save()
     }
 
     /// A sync event.
@@ -411,6 +613,115 @@ mod tests {
         assert_eq!(d.reason, DropReason::Blocked);
         assert!(a.untrust(&c).unwrap());
         assert!(deliver(&mut a, &p[1], 1_000).is_ok());
+    }
+
+    fn meet(a: &mut Node, b: &mut Node, now: u64) {
+        for p in a.announce(now).unwrap() {
+            deliver(b, &p, now).ok();
+        }
+        for p in b.announce(now).unwrap() {
+            deliver(a, &p, now).ok();
+        }
+    }
+
+    fn paths(dir: &std::path::Path, n: u8) -> DeliveryPaths {
+        DeliveryPaths {
+            outbox: Some(dir.join(format!("outbox{n}.json"))),
+            received: Some(dir.join(format!("received{n}.json"))),
+            settings: OutboxSettings::default(),
+        }
+    }
+
+    #[test]
+    fn receipts_acknowledge_each_message_once_even_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = node(1, dir.path());
+        let mut b = node(2, dir.path());
+        assert!(a.open_delivery(&paths(dir.path(), 1), 1_000).is_empty());
+        assert!(b.open_delivery(&paths(dir.path(), 2), 1_000).is_empty());
+        meet(&mut a, &mut b, 1_000);
+        let m1 = a.peer_message(b.peer_id(), "one", 1_001).unwrap();
+        let m2 = a.peer_message(b.peer_id(), "two", 1_001).unwrap();
+        assert_eq!(a.outbox().pending().len(), 2);
+        assert!(b.handle(&m1.topic, &m1.payload, 1_002).result.is_ok());
+        // A resend in the same run: a replay, acknowledged again.
+        let again = b.handle(&m1.topic, &m1.payload, 1_002).result.unwrap_err();
+        assert_eq!(again.reason, DropReason::Replay);
+        let tick = b.delivery_tick(1_002);
+        assert_eq!(tick.publications.len(), 1, "one receipt for the batch");
+        let receipt = &tick.publications[0];
+        assert_eq!(receipt.topic, a.messages_topic(a.peer_id()));
+        assert!(!String::from_utf8_lossy(&receipt.payload).contains(&m1.event_id));
+        let h = a.handle(&receipt.topic, &receipt.payload, 1_003);
+        assert!(matches!(h.result.unwrap().body, Body::Receipt { .. }));
+        assert_eq!(
+            h.delivered,
+            vec![(m1.event_id.clone(), b.peer_id().to_string())]
+        );
+        assert_eq!(a.outbox().pending().len(), 1);
+        // b restarts (empty replay memory) after accepting m2, before its
+        // receipt went out; a resends m2 after reconnecting.
+        assert!(b.handle(&m2.topic, &m2.payload, 1_004).result.is_ok());
+        b.save_delivery().unwrap();
+        drop(b);
+        let mut b = node(2, dir.path());
+        assert!(b.open_delivery(&paths(dir.path(), 2), 1_005).is_empty());
+        let resent = a.resend_all(1_005);
+        assert_eq!(resent.len(), 1);
+        assert_eq!(resent[0].payload, m2.payload);
+        let dup = b.handle(&resent[0].topic, &resent[0].payload, 1_005);
+        assert_eq!(dup.result.unwrap_err().reason, DropReason::Replay);
+        let tick = b.delivery_tick(1_006);
+        assert_eq!(tick.publications.len(), 1);
+        let h = a.handle(
+            &tick.publications[0].topic,
+            &tick.publications[0].payload,
+            1_006,
+        );
+        assert_eq!(h.delivered.len(), 1);
+        assert!(a.outbox().pending().is_empty());
+        // a restarted too: its saved outbox is empty now.
+        a.delivery_tick(1_007);
+        let mut a2 = node(1, dir.path());
+        a2.open_delivery(&paths(dir.path(), 1), 1_008);
+        assert!(a2.outbox().pending().is_empty());
+    }
+
+    #[test]
+    fn unacknowledged_messages_survive_a_restart_and_fail_at_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = node(1, dir.path());
+        let mut b = node(2, dir.path());
+        a.open_delivery(&paths(dir.path(), 1), 1_000);
+        meet(&mut a, &mut b, 1_000);
+        let m = a.peer_message(b.peer_id(), "lost", 1_000).unwrap();
+        a.delivery_tick(1_000);
+        let mut a = node(1, dir.path());
+        a.open_delivery(&paths(dir.path(), 1), 1_001);
+        assert_eq!(a.outbox().pending()[0].id, m.event_id);
+        // A receipt forged by someone else acknowledges nothing: receipts
+        // are signed, so only b can acknowledge b's messages.
+        let mut c = node(3, dir.path());
+        meet(&mut c, &mut a, 1_001);
+        let forged = c
+            .outbound
+            .encrypted_to(
+                a.peer_id(),
+                KIND_RECEIPT,
+                &receipts::content(std::slice::from_ref(&m.event_id)),
+                1_001,
+            )
+            .unwrap();
+        assert!(a
+            .handle(&forged.topic, &forged.payload, 1_001)
+            .delivered
+            .is_empty());
+        let t = a.delivery_tick(1_020);
+        assert_eq!(t.publications.len(), 1, "resent after the backoff");
+        let t = a.delivery_tick(1_600);
+        assert_eq!(t.failed.len(), 1);
+        assert_eq!(t.failed[0].0, m.event_id);
+        assert!(a.outbox().pending().is_empty());
     }
 
     #[test]

@@ -69,6 +69,12 @@ pub enum OutboundError {
     /// Caller-supplied tags are unusable.
     #[error("bad tags: {0}")]
     BadTags(String),
+    /// The outbox already holds its maximum of unacknowledged messages.
+    #[error(
+        "{0} messages are still waiting for a delivery receipt; wait until they are \
+         delivered or fail"
+    )]
+    OutboxFull(usize),
 }
 
 /// The sending side of one peer.
@@ -275,6 +281,20 @@ impl Outbound {
                 limit: self.max_bytes,
             });
         }
+        let p = self.encrypted_to(to, KIND_PEER_MESSAGE, plaintext, now)?;
+        peers.note_sent(to);
+        Ok(p)
+    }
+
+    /// An event of `kind` on `to`'s messages topic with `plaintext`
+    /// encrypted (NIP-44) to `to`: peer messages and delivery receipts.
+    pub(super) fn encrypted_to(
+        &self,
+        to: &str,
+        kind: u16,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
         let ciphertext = self
             .keys
             .get(self.identity.keypair(), to)
@@ -282,16 +302,14 @@ impl Outbound {
             .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
         let mut tags = base_tags(TopicKind::Messages);
         tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
-        let p = self.finish(
+        self.finish(
             self.topics.messages(to),
-            KIND_PEER_MESSAGE,
+            kind,
             &ciphertext,
             tags,
             now,
             false,
-        )?;
-        peers.note_sent(to);
-        Ok(p)
+        )
     }
 
     /// A sync event on the sync topic. `content` is opaque to this layer;

@@ -29,15 +29,20 @@ pub const KIND_PEER_MESSAGE: u16 = 4_770;
 pub const KIND_SYNC_CHANGE: u16 = 4_771;
 /// Sync response: an answer to a sync request (content opaque). Regular range.
 pub const KIND_SYNC_RESPONSE: u16 = 4_772;
+/// Delivery receipt: the recipient of peer messages acknowledges their event
+/// ids (NIP-44 v2 content, to the messages' sender; see
+/// [`receipts`](super::receipts)). Regular range.
+pub const KIND_RECEIPT: u16 = 4_773;
 
 /// Every kind this protocol version defines.
-pub const KINDS: [u16; 6] = [
+pub const KINDS: [u16; 7] = [
     KIND_PRESENCE,
     KIND_DEPARTURE,
     KIND_SYNC_REQUEST,
     KIND_PEER_MESSAGE,
     KIND_SYNC_CHANGE,
     KIND_SYNC_RESPONSE,
+    KIND_RECEIPT,
 ];
 
 /// Tag name of the topic-kind tag `["t", <topic-kind>]`.
@@ -87,7 +92,7 @@ impl TopicKind {
             TopicKind::Announce | TopicKind::Presence => {
                 kind == KIND_PRESENCE || kind == KIND_DEPARTURE
             }
-            TopicKind::Messages => kind == KIND_PEER_MESSAGE,
+            TopicKind::Messages => kind == KIND_PEER_MESSAGE || kind == KIND_RECEIPT,
             TopicKind::Sync => matches!(
                 kind,
                 KIND_SYNC_CHANGE | KIND_SYNC_REQUEST | KIND_SYNC_RESPONSE

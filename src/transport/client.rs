@@ -7,6 +7,15 @@
 //! exponential backoff between reconnect attempts, and a fresh client and event loop for each
 //! connection, so nothing stale from a dead connection is sent before the subscriptions are
 //! restored.
+//!
+//! Persistent sessions (`clean_session` off, a stable client id): the broker keeps the session
+//! while we are away and queues QoS 1 messages for our subscriptions. Two clients with one
+//! client id (two Emacs of one identity) would throw each other off for ever, each reconnect
+//! ending the other's connection. So when a connection ends within [`TAKEOVER_WINDOW`] of its
+//! ConnAck [`TAKEOVER_LIMIT`] times in a row, this client says so and goes on with a unique
+//! client id and a clean session. The one that gives way is normally the one that started
+//! later (when the other had been connected for longer than the window); the other keeps the
+//! persistent session.
 
 use super::options::ConnectOptions;
 use super::topic::{filter_matches, validate_filter, validate_topic};
@@ -20,6 +29,12 @@ use tokio::sync::mpsc;
 
 /// Capacity of rumqttc's request channel; our own queue sits in front of it.
 const REQUEST_CHANNEL_CAP: usize = 512;
+
+/// A connection that ends sooner than this after its ConnAck counts as thrown off.
+const TAKEOVER_WINDOW: Duration = Duration::from_secs(5);
+
+/// How many connections thrown off in a row mean another client uses our client id.
+const TAKEOVER_LIMIT: u32 = 3;
 
 /// Why a publish or subscribe was refused at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +129,20 @@ impl Client {
     ) {
         let (tx, rx) = mpsc::unbounded_channel();
         let opts = Arc::new(opts);
-        let subs = Arc::new(Mutex::new(Vec::new()));
+        // Registered now, before the manager connects: the queue of a persistent session
+        // arrives right after the ConnAck, and a message without a subscription is dropped.
+        let initial: Vec<Subscription> = opts
+            .initial_subscriptions
+            .iter()
+            .enumerate()
+            .map(|(i, (filter, qos))| Subscription {
+                id: i as u64 + 1,
+                filter: filter.clone(),
+                qos: *qos,
+            })
+            .collect();
+        let first_free_id = initial.len() as u64 + 1;
+        let subs = Arc::new(Mutex::new(initial));
         let stats = Arc::new(Stats::default());
         let manager = Manager {
             opts: opts.clone(),
@@ -132,13 +160,16 @@ impl Client {
             ever_connected: false,
             reconnect_at: None,
             closing: None,
+            up_since: None,
+            short_lived: 0,
+            fallback_id: None,
         };
         let client = Client {
             cmd: tx,
             subs,
             stats,
             opts,
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(first_free_id),
             seq: AtomicU64::new(0),
         };
         (client, manager.run(rx))
@@ -289,6 +320,12 @@ struct Manager {
     ever_connected: bool,
     reconnect_at: Option<Instant>,
     closing: Option<Instant>,
+    /// When the current connection's ConnAck came.
+    up_since: Option<Instant>,
+    /// Connections in a row that ended within `TAKEOVER_WINDOW`.
+    short_lived: u32,
+    /// The unique client id used after giving way to another client with ours.
+    fallback_id: Option<String>,
 }
 
 enum Step {
@@ -391,9 +428,13 @@ impl Manager {
 
     fn mqtt_options(&self) -> MqttOptions {
         let o = &self.opts;
-        let mut m = MqttOptions::new(o.client_id.clone(), o.url.host.clone(), o.url.port);
+        let client_id = self
+            .fallback_id
+            .clone()
+            .unwrap_or_else(|| o.client_id.clone());
+        let mut m = MqttOptions::new(client_id, o.url.host.clone(), o.url.port);
         m.set_keep_alive(o.keep_alive)
-            .set_clean_session(o.clean_session)
+            .set_clean_session(o.clean_session || self.fallback_id.is_some())
             .set_max_packet_size(o.max_incoming_packet, o.max_outgoing_packet)
             .set_request_channel_capacity(REQUEST_CHANNEL_CAP);
         if let Some(u) = &o.url.username {
@@ -574,6 +615,7 @@ impl Manager {
         self.stats.connected.store(true, Ordering::SeqCst);
         self.stats.connects.fetch_add(1, Ordering::Relaxed);
         self.attempt = 0;
+        self.up_since = Some(Instant::now());
         // Restore every subscription before anything queued goes out, so messages published
         // while we were away and echoed back by the broker reach their handlers.
         self.control.clear();
@@ -598,6 +640,9 @@ impl Manager {
     /// of the queue, in its original order, and schedule a reconnect.
     fn on_down(&mut self, reason: String) {
         let was_up = self.is_up();
+        if was_up {
+            self.note_session_end();
+        }
         self.conn = None;
         self.stats.connected.store(false, Ordering::SeqCst);
         let mut back: Vec<OutMsg> = self.inflight.drain().map(|(_, m)| m).collect();
@@ -664,6 +709,34 @@ impl Manager {
             reason: message,
             will_retry: false,
         });
+    }
+
+    /// Counts connections thrown off right after their ConnAck; at the limit, gives way to
+    /// the other client that uses our client id (see the module documentation).
+    fn note_session_end(&mut self) {
+        let short = self
+            .up_since
+            .take()
+            .is_some_and(|t| t.elapsed() < TAKEOVER_WINDOW);
+        self.short_lived = if short { self.short_lived + 1 } else { 0 };
+        if self.opts.clean_session || self.fallback_id.is_some() {
+            return;
+        }
+        if self.short_lived >= TAKEOVER_LIMIT {
+            let id = super::options::default_client_id();
+            self.bus.push(Event::Error {
+                context: "session".into(),
+                message: format!(
+                    "the broker ended this connection {TAKEOVER_LIMIT} times within seconds of \
+                     connecting: another client uses the client id `{}` (another Emacs with \
+                     this identity?). This one goes on as `{id}` with a clean session, so the \
+                     broker keeps no messages for it while it is away; give each device its \
+                     own identity",
+                    self.opts.client_id
+                ),
+            });
+            self.fallback_id = Some(id);
+        }
     }
 
     async fn finish(mut self) {

@@ -38,6 +38,10 @@ pub struct ConnectOptions {
     pub max_incoming_packet: usize,
     /// How long a clean disconnect waits for queued QoS 1/2 messages to be acknowledged.
     pub flush_timeout: Duration,
+    /// Filters (with QoS) subscribed before the first connection, so that the messages a
+    /// persistent session has queued, which the broker sends right after the ConnAck, find
+    /// their subscription.
+    pub initial_subscriptions: Vec<(String, u8)>,
 }
 
 impl ConnectOptions {
@@ -57,6 +61,7 @@ impl ConnectOptions {
             max_outgoing_packet: 1024 * 1024,
             max_incoming_packet: 8 * 1024 * 1024,
             flush_timeout: Duration::from_secs(2),
+            initial_subscriptions: Vec::new(),
         }
     }
 
@@ -68,6 +73,12 @@ impl ConnectOptions {
         let ka = self.keep_alive;
         if !(ka.is_zero() || (ka >= Duration::from_secs(1) && ka.as_secs() <= 65_535)) {
             return Err("keep-alive must be 0 (off) or 1 to 65535 seconds".into());
+        }
+        for (f, q) in &self.initial_subscriptions {
+            super::topic::validate_filter(f).map_err(|e| format!("subscription: {e}"))?;
+            if *q > 2 {
+                return Err("subscription QoS must be 0, 1 or 2".into());
+            }
         }
         if self.queue_limit == 0 {
             return Err("queue limit must be at least 1".into());
