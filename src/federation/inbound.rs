@@ -7,7 +7,7 @@ use crate::identity::event::{verify_json_with_limit, SignedEvent, VerifyError};
 use crate::identity::{nip44, Identity};
 
 use super::dropped::{DropCounters, DropReason, Dropped};
-use super::peers::{PeerInfo, PeerTable, Transition};
+use super::peers::{PeerInfo, PeerTable, Traffic, Transition};
 use super::protocol::{
     tag_value, AnnouncedStatus, Presence, Route, Topics, KINDS, KIND_DEPARTURE, KIND_PEER_MESSAGE,
     KIND_PRESENCE, KIND_RECEIPT, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST, KIND_SYNC_RESPONSE,
@@ -507,11 +507,15 @@ impl Inbound {
                 .apply_presence(p, ev.created_at, now, true, trust),
             Body::Message { .. } => {
                 self.peers
-                    .note_received(&ev.pubkey, ev.created_at, now, trust, true)
+                    .note_received(&ev.pubkey, ev.created_at, now, trust, Traffic::Message)
             }
             Body::Sync { .. } => {
                 self.peers
-                    .note_received(&ev.pubkey, ev.created_at, now, trust, false)
+                    .note_received(&ev.pubkey, ev.created_at, now, trust, Traffic::Sync)
+            }
+            Body::Receipt { .. } => {
+                self.peers
+                    .note_received(&ev.pubkey, ev.created_at, now, trust, Traffic::Receipt)
             }
         };
         Ok(Accepted {

@@ -9,14 +9,13 @@ use std::path::PathBuf;
 
 use crate::identity::Identity;
 
-use super::dropped::DropReason;
 use super::inbound::{Accepted, Body, Inbound, SyncKind};
 use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
 use super::outbox::{Outbox, OutboxSettings};
 use super::peers::{PeerInfo, Transition};
-use super::replay_journal::{journal_path, ReplayJournal};
 use super::protocol::KIND_RECEIPT;
 use super::receipts::{self, PendingReceipts, ReceivedLog};
+use super::replay_journal::{journal_path, ReplayJournal};
 use super::trust::{TrustError, TrustPolicy, TrustStore};
 use super::{Config, ConfigError, DropReason, Dropped};
 

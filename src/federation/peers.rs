@@ -21,6 +21,19 @@ use serde::Serialize;
 use super::protocol::{AnnouncedStatus, Presence};
 use super::trust::TrustState;
 
+/// What kind of event a peer sent, for its counts: "In" counts peer
+/// messages, "Sync in" sync events; a delivery receipt counts as neither
+/// (it only shows the peer is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Traffic {
+    /// An encrypted peer message.
+    Message,
+    /// A CanvasL sync event.
+    Sync,
+    /// A delivery receipt.
+    Receipt,
+}
+
 /// A peer's status as seen from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -356,13 +369,13 @@ impl PeerTable {
         created_at: u64,
         now: u64,
         trust: TrustState,
-        message: bool,
+        traffic: Traffic,
     ) -> Vec<Transition> {
         let (info, new) = self.entry(peer_id, trust);
-        if message {
-            info.messages_in += 1;
-        } else {
-            info.sync_in += 1;
+        match traffic {
+            Traffic::Message => info.messages_in += 1,
+            Traffic::Sync => info.sync_in += 1,
+            Traffic::Receipt => {}
         }
         info.last_seen = info.last_seen.max(created_at.min(now));
         if new || info.status == PeerStatus::Stale {
@@ -411,11 +424,11 @@ mod tests {
         );
         assert!(t.tick(1200).is_empty(), "reported once");
         // Activity brings it back.
-        let tr = t.note_received(&id, 1201, 1201, TrustState::Pinned, true);
+        let tr = t.note_received(&id, 1201, 1201, TrustState::Pinned, Traffic::Message);
         assert_eq!(tr[0].kind(), "came-online");
         assert_eq!(t.get(&id).unwrap().messages_in, 1);
         // Sync traffic is counted apart from messages.
-        t.note_received(&id, 1202, 1202, TrustState::Pinned, false);
+        t.note_received(&id, 1202, 1202, TrustState::Pinned, Traffic::Sync);
         assert_eq!(t.get(&id).unwrap().messages_in, 1);
         assert_eq!(t.get(&id).unwrap().sync_in, 1);
         t.tick(2000);
