@@ -1,24 +1,29 @@
 # meta-log-federation: build, test, benchmark.  `make help` lists the targets.
 EMACS ?= emacs
 CARGO ?= cargo
+# The default build includes TLS (mqtts://); FEATURES adds more, NO_TLS=1 leaves TLS out.
 FEATURES ?=
-CARGO_FEATURES = $(if $(strip $(FEATURES)),--features "$(FEATURES)",)
+NO_TLS ?=
+CARGO_FEATURES = $(if $(strip $(NO_TLS)),--no-default-features,) $(if $(strip $(FEATURES)),--features "$(FEATURES)",)
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 MODULE = lisp/meta-log-federation-module.so
 ELS = $(wildcard lisp/*.el)
 
-.PHONY: all module broker help test lint bench demo clean
+.PHONY: all module broker help test test-federation lint bench demo docker-check clean
 
 all: module
 
 help:
 	@echo "make            build the native module into lisp/ (release)"
 	@echo "make broker     build the local MQTT broker, target/release/meta-log-broker"
-	@echo "make test       cargo test + the ert suite against a private mosquitto"
+	@echo "make test       cargo test, lint, Docker file checks, every ert suite (private brokers)"
+	@echo "make test-federation   only the federation and sync ert suites (./tests/test-federation.sh)"
 	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
 	@echo "make bench      print throughput and latency figures"
-	@echo "make demo       two Emacs peers meet through a private broker"
-	@echo "FEATURES=tls    build with mqtts:// support"
+	@echo "make demo       two Emacs peers meet through the embedded broker"
+	@echo "make docker-check   build the image with podman and run the README's Docker quick start"
+	@echo "                (not part of make test; RUST_IMAGE=, RUNTIME_IMAGE= name local base images)"
+	@echo "NO_TLS=1        build without mqtts:// support (TLS is in the default build)"
 
 # Installed by writing a new file and renaming it: overwriting a loaded .so in
 # place crashes a running Emacs.
@@ -31,12 +36,23 @@ module:
 broker:
 	$(CARGO) build --release -p meta-log-broker
 
-# The tests build with TLS so that mqtts:// is tested; `make` alone stays lean.
+# The tests build what `make` builds (TLS included), so mqtts:// is tested. Every Emacs
+# they start finds its embedded broker under XDG_RUNTIME_DIR: a directory of the run's
+# own, so that no test meets the broker of a person's Emacs, nor one left by an earlier run.
 TEST_FEATURES ?= tls
+TEST_RUNTIME_DIR = $(TARGET_DIR)/test-runtime
 test:
 	$(MAKE) module FEATURES="$(TEST_FEATURES)"
 	$(MAKE) broker
-	FEATURES="$(TEST_FEATURES)" bin/test
+	rm -rf $(TEST_RUNTIME_DIR) && mkdir -p -m 700 $(TEST_RUNTIME_DIR)
+	XDG_RUNTIME_DIR="$(abspath $(TEST_RUNTIME_DIR))" FEATURES="$(TEST_FEATURES)" bin/test
+
+test-federation:
+	tests/test-federation.sh
+
+# Not part of `make test`: it builds the image (minutes of CPU) and needs podman.
+docker-check:
+	bin/docker-check
 
 
 lint:
