@@ -524,7 +524,7 @@ message resent after a reconnect, is a normal duplicate."
         (`(key-conflict ,new ,name ,known)
          (display-warning
           'meta-log-federation
-          (format "The name %S, known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If it is you (another Emacs of yours) or someone you expect: M-x meta-log-federation-trust-peer RET %s.  If not: M-x meta-log-federation-block-peer RET %s.  To avoid the clash, give one of the two Emacsen another name (`meta-log-federation-display-name'; nil, the default, adds a fingerprint of the key)."
+          (format "The name %S, known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If it is you (another Emacs of yours) or someone you expect, trust that key: M-: (meta-log-federation-trust-peer \"%s\").  If not, block it: M-: (meta-log-federation-block-peer \"%s\").  To avoid the clash, give one of the two Emacsen another name (`meta-log-federation-display-name'; nil, the default, adds a fingerprint of the key)."
                   name known new new new)
           :warning))))
     (run-hooks 'meta-log-federation-peers-changed-hook)))

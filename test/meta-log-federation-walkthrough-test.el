@@ -27,19 +27,24 @@
     (meta-log-federation-init))
   "The README's forms, without the `setq' of the display name.")
 
-(defun meta-log-federation-walkthrough-test--peer-forms (name others)
+(defun meta-log-federation-walkthrough-test--peer-forms (name others &optional drop)
   "Forms of one walkthrough Emacs; NAME is its display name or nil.
-After the README's forms, it waits (a bounded time) until OTHERS peers
-are online, prints \"SELF NAME\", then \"SEES NAME TRUST\" for each
-peer it knows, and \"DONE\"; it keeps running until the file stop
-appears in its `default-directory' (so that the others can see it
-too), then shuts down."
+After the README's forms, it waits (a bounded time) until it knows
+OTHERS peers and, if DROP is non-nil, has dropped a message; then it
+prints \"SELF NAME\", \"SEES NAME TRUST STATUS\" for each peer it
+knows, and \"DONE\".  It keeps running until the file stop appears
+in its `default-directory' (so that the others can see it too), then
+shuts down."
   (append
    (list (car meta-log-federation-walkthrough-test--readme-forms))
    (and name `((setq meta-log-federation-display-name ,name)))
+   '((defvar walkthrough-dropped nil)
+     (add-hook 'meta-log-federation-dropped-functions
+               (lambda (&rest _) (setq walkthrough-dropped t))))
    (cdr meta-log-federation-walkthrough-test--readme-forms)
    `((meta-log-federation-wait-until
-      (lambda () (>= (meta-log-federation-peers-online) ,others))
+      (lambda () (and (>= (length (meta-log-federation-peers)) ,others)
+                      ,(if drop 'walkthrough-dropped t)))
       30)
      (princ (format "SELF %s\n" (meta-log-federation-effective-display-name)))
      (dolist (peer (meta-log-federation-peers))
@@ -57,8 +62,10 @@ META_LOG_* variable is removed: the walkthrough gives no broker URL."
           (cl-remove-if (lambda (v) (string-match-p "\\`\\(META_LOG_[A-Z_]*\\|HOME\\|XDG_RUNTIME_DIR\\)=" v))
                         process-environment)))
 
-(defun meta-log-federation-walkthrough-test--run (names)
+(defun meta-log-federation-walkthrough-test--run (names &optional others drops)
   "Run one walkthrough Emacs per entry of NAMES (a name or nil).
+Each waits until it knows OTHERS peers (default: all the others); the
+ones whose positions are in DROPS also until they dropped a message.
 Return each one's output, in order, once every one has printed its
 DONE line (or exited); the broker they shared is stopped."
   (unless (meta-log-federation--broker-program)
@@ -84,7 +91,8 @@ DONE line (or exited); the broker they shared is stopped."
                                :name (format "walkthrough-%d" i) :buffer buffer :noquery t
                                :command (apply #'meta-log-federation-test-emacs-command
                                                (meta-log-federation-walkthrough-test--peer-forms
-                                                name (1- (length names)))))
+                                                name (or others (1- (length names)))
+                                                (memq i drops))))
                               processes)))
           (setq buffers (nreverse buffers)
                 processes (nreverse processes))
@@ -147,6 +155,20 @@ the name for the first key when the second key announces it."
     (dolist (self selves)
       (should (string-prefix-p base self)))
     (should (= (length (delete-dups (copy-sequence selves))) 3))))
+
+(ert-deftest walkthrough::a-name-clash-warning-says-how-to-resolve-it ()
+  "Two keys announcing one set name: the third Emacs warns, naming the fixes.
+The warning names the new key in the commands that trust or block it,
+and says how to rename."
+  (let* ((outputs (meta-log-federation-walkthrough-test--run '("alice" "alice" "carol") 1 '(2)))
+         (carol (nth 2 outputs))
+         (sees (meta-log-federation-walkthrough-test--sees carol)))
+    (should (equal sees '("alice pinned online")))
+    (should (string-match "NEW key \\([0-9a-f]\\{64\\}\\)" carol))
+    (let ((new (match-string 1 carol)))
+      (should (string-search (format "(meta-log-federation-trust-peer \"%s\")" new) carol))
+      (should (string-search (format "(meta-log-federation-block-peer \"%s\")" new) carol))
+      (should (string-search "meta-log-federation-display-name" carol)))))
 
 (ert-deftest walkthrough::runtime-directory-is-per-user-not-per-init-directory ()
   "The default state file follows XDG_RUNTIME_DIR, else the uid; never HOME."
