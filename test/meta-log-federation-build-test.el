@@ -33,7 +33,8 @@
     (list (string-to-number (match-string 1)) (string-to-number (match-string 2)))))
 
 (defun meta-log-federation-build-test--feed (chunks)
-  "Feed CHUNKS (strings) to the build filter of a real process; return its buffer text."
+  "Feed CHUNKS (strings) to the build filter of a real process.
+Return the text of its buffer and the progress it recorded."
   (let* ((buffer (generate-new-buffer " *build-test*"))
          (process (make-process :name "build-test" :buffer buffer :command '("true")
                                 :noquery t :sentinel #'ignore)))

@@ -215,5 +215,41 @@ and says how to rename."
       (meta-log-federation-shutdown)
       (delete-directory dir t))))
 
+(ert-deftest walkthrough::the-package-reads-the-images-environment ()
+  "META_LOG_IDENTITY_FILE and META_LOG_SYNC_STATE_DIRECTORY set the options.
+The trust file follows the identity unless it was customized; empty
+variables change nothing."
+  (let ((meta-log-federation-identity-file "/home/x/.emacs.d/meta-log/peer-identity.org")
+        (meta-log-federation-sync-state-directory "/home/x/.emacs.d/meta-log/sync-state/")
+        (meta-log-federation-trust-file
+         (eval (car (get 'meta-log-federation-trust-file 'standard-value)) t)))
+    (let ((process-environment (append '("META_LOG_IDENTITY_FILE=/var/lib/meta-log/identity/id.org"
+                                         "META_LOG_SYNC_STATE_DIRECTORY=/var/lib/meta-log/sync/state")
+                                       process-environment)))
+      (meta-log-federation-apply-environment))
+    (should (equal meta-log-federation-identity-file "/var/lib/meta-log/identity/id.org"))
+    (should (equal meta-log-federation-trust-file "/var/lib/meta-log/identity/trust.json"))
+    (should (equal meta-log-federation-sync-state-directory "/var/lib/meta-log/sync/state/"))
+    (let ((meta-log-federation-trust-file "/mine/trust.json")
+          (process-environment (append '("META_LOG_IDENTITY_FILE=/elsewhere/id.org"
+                                         "META_LOG_SYNC_STATE_DIRECTORY=")
+                                       process-environment)))
+      (meta-log-federation-apply-environment)
+      (should (equal meta-log-federation-trust-file "/mine/trust.json"))
+      (should (equal meta-log-federation-sync-state-directory "/var/lib/meta-log/sync/state/")))))
+
+(ert-deftest walkthrough::batch-emacs-never-starts-federation-from-the-environment ()
+  "META_LOG_ENABLE_FEDERATION=1 starts nothing in batch Emacs, and says so."
+  (let ((process-environment (cons "META_LOG_ENABLE_FEDERATION=1" process-environment))
+        (meta-log-federation-verbose t)
+        (started nil)
+        (said nil))
+    (cl-letf (((symbol-function 'meta-log-federation-init) (lambda (&rest _) (setq started t)))
+              ((symbol-function 'message)
+               (lambda (format-string &rest args) (push (apply #'format format-string args) said))))
+      (meta-log-federation--start-from-environment))
+    (should-not started)
+    (should (cl-some (lambda (m) (string-match-p "call (meta-log-federation-init)" m)) said))))
+
 (provide 'meta-log-federation-walkthrough-test)
 ;;; meta-log-federation-walkthrough-test.el ends here
