@@ -39,13 +39,12 @@ broker:
 # The tests build what `make` builds (TLS included), so mqtts:// is tested. Every Emacs
 # they start finds its embedded broker under XDG_RUNTIME_DIR: a directory of the run's
 # own, so that no test meets the broker of a person's Emacs, nor one left by an earlier run.
-TEST_FEATURES ?= tls
 TEST_RUNTIME_DIR = $(TARGET_DIR)/test-runtime
 test:
-	$(MAKE) module FEATURES="$(TEST_FEATURES)"
+	$(MAKE) module
 	$(MAKE) broker
 	rm -rf $(TEST_RUNTIME_DIR) && mkdir -p -m 700 $(TEST_RUNTIME_DIR)
-	XDG_RUNTIME_DIR="$(abspath $(TEST_RUNTIME_DIR))" FEATURES="$(TEST_FEATURES)" bin/test
+	XDG_RUNTIME_DIR="$(abspath $(TEST_RUNTIME_DIR))" FEATURES="$(FEATURES)" bin/test
 
 test-federation:
 	tests/test-federation.sh
