@@ -82,11 +82,11 @@ progress bar."
 
 (defun meta-log-federation--build-filter (process output)
   "Insert OUTPUT of the build PROCESS in its buffer, tracking cargo's progress.
-Cargo redraws its progress bar with carriage returns; only the last
-state of the bar is kept in the buffer, on a line of its own, followed
-by the elapsed time and what is left.  Text after the last line end is
-held back until it is complete, so that a bar split across two reads
-is never misread."
+Cargo redraws its progress bar with carriage returns.  The buffer shows
+cargo's other lines as they come and, while a bar is the latest thing
+cargo wrote, one status line in its place: the elapsed time and what is
+left.  Text after the last line end is held back until it is complete,
+so that a bar split across two reads is never misread."
   (when (buffer-live-p (process-buffer process))
     (with-current-buffer (process-buffer process)
       (let* ((text (concat (process-get process 'pending) output))
@@ -94,29 +94,23 @@ is never misread."
                     (while (and (> i 0) (not (memq (aref text (1- i)) '(?\r ?\n))))
                       (setq i (1- i)))
                     i))
-             (complete (substring text 0 end))
-             (progress (meta-log-federation--build-progress complete))
              (inhibit-read-only t))
         (process-put process 'pending (substring text end))
-        (when progress
-          (process-put process 'progress progress))
         (save-excursion
           (goto-char (point-max))
-          (dolist (line (split-string complete "[\r\n]" t))
-            (unless (string-match-p meta-log-federation--cargo-progress-regexp line)
-              ;; Text between bars replaces the bar shown so far.
-              (when (process-get process 'bar-start)
-                (delete-region (process-get process 'bar-start) (point-max))
-                (process-put process 'bar-start nil))
-              (insert line "\n")))
-          (when progress
+          (dolist (line (split-string (substring text 0 end) "[\r\n]" t))
+            ;; The status line (if any) always goes: a bar replaces it, text follows it.
             (when (process-get process 'bar-start)
-              (delete-region (process-get process 'bar-start) (point-max)))
-            (unless (bolp) (insert "\n"))
-            (process-put process 'bar-start (point))
-            (insert (meta-log-federation--build-status
-                     (- (float-time) (or (process-get process 'started) (float-time)))
-                     progress))))))))
+              (delete-region (process-get process 'bar-start) (point-max))
+              (process-put process 'bar-start nil))
+            (let ((progress (meta-log-federation--build-progress line)))
+              (if (not progress)
+                  (insert line "\n")
+                (process-put process 'progress progress)
+                (process-put process 'bar-start (point))
+                (insert (meta-log-federation--build-status
+                         (- (float-time) (or (process-get process 'started) (float-time)))
+                         progress))))))))))
 
 (defun meta-log-federation-compile-module ()
   "Build the native module with cargo, showing progress.

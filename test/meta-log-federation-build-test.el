@@ -24,13 +24,26 @@
                     (file-name-directory (or load-file-name buffer-file-name)))
   "Recorded output of a real cold cargo build.")
 
-(defun meta-log-federation-build-test--last-bar ()
-  "Return (DONE TOTAL) of the last progress bar in the recorded output."
+(defun meta-log-federation-build-test--output (&optional before-finished)
+  "Return the recorded cargo output; with BEFORE-FINISHED, cut before \"Finished\"."
   (with-temp-buffer
     (insert-file-contents-literally meta-log-federation-build-test--output)
-    (goto-char (point-max))
-    (re-search-backward "Building \\[[^]]*\\] \\([0-9]+\\)/\\([0-9]+\\)")
-    (list (string-to-number (match-string 1)) (string-to-number (match-string 2)))))
+    (when before-finished
+      (goto-char (point-max))
+      (re-search-backward "[\r\n] *Finished")
+      (delete-region (1+ (point)) (point-max)))
+    (buffer-string)))
+
+(defun meta-log-federation-build-test--last-bar ()
+  "Return (DONE TOTAL) of the last progress bar in the recorded output."
+  (let ((output (meta-log-federation-build-test--output))
+        (start 0)
+        last)
+    (while (string-match "Building \\[[^]]*\\] \\([0-9]+\\)/\\([0-9]+\\)" output start)
+      (setq last (list (string-to-number (match-string 1 output))
+                       (string-to-number (match-string 2 output)))
+            start (match-end 0)))
+    last))
 
 (defun meta-log-federation-build-test--feed (chunks)
   "Feed CHUNKS (strings) to the build filter of a real process.
@@ -48,40 +61,53 @@ Return the text of its buffer and the progress it recorded."
       (when (process-live-p process) (delete-process process))
       (kill-buffer buffer))))
 
-(defun meta-log-federation-build-test--check (text progress)
-  "Check the buffer TEXT and PROGRESS left by the filter after the recorded output."
+(defun meta-log-federation-build-test--chunks (output size)
+  "Return OUTPUT cut into pieces of SIZE characters."
+  (cl-loop for i from 0 below (length output) by size
+           collect (substring output i (min (length output) (+ i size)))))
+
+(defun meta-log-federation-build-test--lines (text)
+  "Return the lines of TEXT, without the empty last one."
+  (split-string text "\n" t))
+
+(defun meta-log-federation-build-test--check-running (text progress)
+  "Check TEXT and PROGRESS left by the filter after the output up to \"Finished\"."
   (pcase-let ((`(,done ,total) (meta-log-federation-build-test--last-bar)))
     (should (equal (butlast progress) (list done total)))
-    ;; cargo's lines are kept, without carriage returns
+    ;; cargo's lines are kept, without carriage returns or piled-up bars
     (should (string-match-p "^ *Compiling automerge v0\\.12\\.0$" text))
     (should-not (string-search "\r" text))
-    ;; cargo's bars are not piled up: the status line replaces them
     (should-not (string-match-p "Building \\[" text))
-    ;; one status line, the last one, saying time, progress and what is left
+    ;; one status line, the last one: time, progress, what is left
     (should (= 1 (cl-count-if (lambda (l) (string-match-p "building the native module" l))
-                              (split-string text "\n"))))
+                              (meta-log-federation-build-test--lines text))))
     (should (string-match-p
              (format "building the native module, 1:[0-9][0-9] elapsed, %d of %d steps done, %d left (now: [a-z]"
                      done total (- total done))
-             (car (last (split-string text "\n")))))))
+             (car (last (meta-log-federation-build-test--lines text)))))))
 
 (ert-deftest build::progress-from-a-real-cargo-output ()
-  "The filter keeps cargo's lines and one status line: elapsed, done, left."
-  (let ((output (with-temp-buffer
-                  (insert-file-contents-literally meta-log-federation-build-test--output)
-                  (buffer-string))))
-    (apply #'meta-log-federation-build-test--check
-           (meta-log-federation-build-test--feed (list output)))))
+  "While cargo runs, its lines stay and one status line says time, done, left."
+  (apply #'meta-log-federation-build-test--check-running
+         (meta-log-federation-build-test--feed
+          (list (meta-log-federation-build-test--output t)))))
 
 (ert-deftest build::a-bar-split-between-two-reads-is-not-misread ()
   "Output cut at every 7th character gives the same result as in one piece."
-  (let* ((output (with-temp-buffer
-                   (insert-file-contents-literally meta-log-federation-build-test--output)
-                   (buffer-string)))
-         (chunks (cl-loop for i from 0 below (length output) by 7
-                          collect (substring output i (min (length output) (+ i 7))))))
-    (apply #'meta-log-federation-build-test--check
-           (meta-log-federation-build-test--feed chunks))))
+  (apply #'meta-log-federation-build-test--check-running
+         (meta-log-federation-build-test--feed
+          (meta-log-federation-build-test--chunks
+           (meta-log-federation-build-test--output t) 7))))
+
+(ert-deftest build::finished-replaces-the-status-line ()
+  "Once cargo says Finished, that is the last line, however the output came."
+  (dolist (chunks (list (list (meta-log-federation-build-test--output))
+                        (meta-log-federation-build-test--chunks
+                         (meta-log-federation-build-test--output) 7)))
+    (pcase-let ((`(,text ,_) (meta-log-federation-build-test--feed chunks)))
+      (should (string-match-p "^ *Finished `release` profile"
+                              (car (last (meta-log-federation-build-test--lines text)))))
+      (should-not (string-match-p "building the native module" text)))))
 
 (ert-deftest build::status-before-cargo-reports-progress ()
   "Before the first bar, the status says the build is starting and how long it takes."
