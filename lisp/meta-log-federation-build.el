@@ -145,9 +145,13 @@ two cores."
              command (abbreviate-file-name default-directory))
     (unless noninteractive
       (display-buffer buffer))
-    (let ((proc (start-process-shell-command "meta-log-federation-build" buffer command)))
+    (let ((proc (make-process :name "meta-log-federation-build" :buffer buffer
+                              :command (list shell-file-name shell-command-switch command)
+                              ;; A pipe: on a pty cargo would add colour codes.
+                              :connection-type 'pipe
+                              :filter #'meta-log-federation--build-filter
+                              :sentinel #'ignore)))
       (process-put proc 'started started)
-      (set-process-filter proc #'meta-log-federation--build-filter)
       (while (process-live-p proc)
         (accept-process-output proc 0.5)
         (when (>= (- (float-time) reported) meta-log-federation--build-report-interval)
