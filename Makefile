@@ -14,7 +14,7 @@ ELS = $(wildcard lisp/*.el)
 all: module
 
 help:
-	@echo "make            build the native module into lisp/ (release)"
+	@echo "make            build the native module into lisp/ (release; TLS for mqtts:// included)"
 	@echo "make broker     build the local MQTT broker, target/release/meta-log-broker"
 	@echo "make test       cargo test, lint, Docker file checks, every ert suite (private brokers)"
 	@echo "make test-federation   only the federation and sync ert suites (./tests/test-federation.sh)"
@@ -22,7 +22,7 @@ help:
 	@echo "make bench      print throughput and latency figures"
 	@echo "make demo       two Emacs peers meet through the embedded broker"
 	@echo "make docker-check   build the image with podman and run the README's Docker quick start"
-	@echo "                (not part of make test; RUST_IMAGE=, RUNTIME_IMAGE= name local base images)"
+	@echo "                (not in make test; RUST_IMAGE=, RUNTIME_IMAGE=, MOSQUITTO_IMAGE= name local images)"
 	@echo "NO_TLS=1        build without mqtts:// support (TLS is in the default build)"
 
 # Installed by writing a new file and renaming it: overwriting a loaded .so in
