@@ -29,7 +29,8 @@ help:
 # place crashes a running Emacs.
 module:
 	$(CARGO) build --release $(CARGO_FEATURES)
-	install -m 755 $(TARGET_DIR)/release/libmeta_log_federation_module.so $(MODULE)
+	install -m 755 $(TARGET_DIR)/release/libmeta_log_federation_module.so $(MODULE).new
+	mv -f $(MODULE).new $(MODULE)
 
 # The local MQTT broker that the first Emacs of a machine starts (broker/). Its own
 # binary: `make` and (require 'meta-log-federation) never compile rumqttd.
