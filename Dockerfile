@@ -15,8 +15,8 @@ ARG RUST_IMAGE=rust:1.90-bookworm
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS build
-# Same features as the test suite's build (`make test` builds with tls): mqtts:// works.
-ARG FEATURES=tls
+# Extra cargo features, if any: the default build already includes TLS (mqtts://).
+ARG FEATURES=
 WORKDIR /src
 COPY . .
 # The Makefile's own targets, so the image cannot drift from what the tests build:
@@ -46,7 +46,8 @@ COPY --chmod=755 docker/healthcheck /usr/local/bin/meta-log-healthcheck
 # Identity and synced files live in volumes, outside the package directory (where the
 # package would keep them by default), so that a new image never runs with an old package
 # and a peer keeps its identity, trust decisions and merge history across containers.
-# docker/init.el points the package's options at these paths.
+# The package reads these variables itself (docker/init.el only loads it), also in a batch
+# Emacs run with `docker compose exec`, which starts no peer of its own.
 ENV META_LOG_ENABLE_FEDERATION=0 \
     META_LOG_MQTT_BROKER="" \
     META_LOG_IDENTITY_FILE=/var/lib/meta-log/identity/peer-identity.org \

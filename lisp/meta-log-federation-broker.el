@@ -22,6 +22,14 @@
 ;; The broker holds a lock beside its state file for as long as it
 ;; runs, so two Emacsen starting it at the same moment still end up
 ;; with one broker: the second start prints the first one's URL.
+;;
+;; The state file lives in a per-user runtime directory
+;; ($XDG_RUNTIME_DIR/meta-log/, else meta-log-UID/ under the temporary
+;; directory), not under `user-emacs-directory': every Emacs of one user
+;; on one machine finds the same broker whatever its init directory or
+;; HOME, and two users never share one by accident.  The broker creates
+;; that directory 0700 and refuses it when another user owns it; a
+;; state file owned by another user is never trusted.
 
 ;;; Code:
 
@@ -41,13 +49,16 @@ When nil, the first executable among these is used:
   :type '(choice (const :tag "Find it" nil) file)
   :group 'meta-log-federation)
 
-(defcustom meta-log-federation-broker-state-file
-  (locate-user-emacs-file "meta-log/broker.json")
-  "File through which the Emacsen of this machine share one broker.
+(defcustom meta-log-federation-broker-state-file nil
+  "File through which the Emacsen of this user share one broker, or nil.
+nil means broker.json in the per-user runtime directory (see
+`meta-log-federation-broker-runtime-directory'), which every Emacs of
+this user on this machine finds whatever its `user-emacs-directory'.
 The running broker writes its pid, port and URL there and removes it
 when it exits; it also keeps a lock on the file's name plus \".lock\".
-Its error log, if any, is the same name with the extension \".log\"."
-  :type 'file
+Its error log, if any, is the same name with the extension \".log\".
+The broker refuses a directory that another user owns or may write."
+  :type '(choice (const :tag "Per-user runtime directory" nil) file)
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-broker-idle-exit 300
@@ -62,6 +73,25 @@ Zero means never.  Applies to a broker started from now on."
 (defconst meta-log-federation--broker-directory
   (file-name-directory (or load-file-name buffer-file-name default-directory))
   "Directory of this file, where an installed broker sits beside the module.")
+
+(defun meta-log-federation-broker-runtime-directory ()
+  "Return this user's directory for the broker's state file.
+$XDG_RUNTIME_DIR/meta-log/ when XDG_RUNTIME_DIR names an absolute
+directory, else meta-log-UID/ under the variable
+`temporary-file-directory'.  The broker creates it with mode 0700."
+  (let ((runtime (getenv "XDG_RUNTIME_DIR")))
+    (file-name-as-directory
+     (if (and runtime (file-name-absolute-p runtime) (file-directory-p runtime))
+         (expand-file-name "meta-log" runtime)
+       (expand-file-name (format "meta-log-%d" (user-uid)) temporary-file-directory)))))
+
+(defun meta-log-federation--broker-state-file ()
+  "Return the absolute state file in use.
+`meta-log-federation-broker-state-file' when set, else broker.json in
+`meta-log-federation-broker-runtime-directory'."
+  (expand-file-name (or meta-log-federation-broker-state-file
+                        (expand-file-name "broker.json"
+                                          (meta-log-federation-broker-runtime-directory)))))
 
 (defun meta-log-federation--broker-program ()
   "Return the broker executable to run, or nil if there is none.
@@ -83,11 +113,16 @@ See `meta-log-federation-broker-program' for where it is looked for."
           (executable-find "meta-log-broker")))))
 
 (defun meta-log-federation--broker-read-state (file)
-  "Return the state FILE of a broker as an alist, or nil if unreadable."
+  "Return the state FILE of a broker as an alist, or nil if unusable.
+A file that another user owns is never trusted: it could name a broker
+of theirs."
   (condition-case nil
       (let ((json-object-type 'alist)
             (json-key-type 'symbol))
         (with-temp-buffer
+          (unless (eql (file-attribute-user-id (file-attributes file 'integer))
+                       (user-uid))
+            (error "Not ours"))
           (insert-file-contents file)
           (let ((state (json-read)))
             (and (consp state) (integerp (alist-get 'pid state))
@@ -187,11 +222,12 @@ Signal `meta-log-federation-error' with its own words if it fails."
 ;;;###autoload
 (defun meta-log-federation-embedded-broker-url ()
   "Return the URL of this machine's shared broker, starting it if needed.
-If `meta-log-federation-broker-state-file' names a broker that runs,
+If the state file (see `meta-log-federation-broker-state-file') names
+a broker that runs,
 return its URL; otherwise start `meta-log-broker' (see
 `meta-log-federation-broker-program'), which keeps running after this
 Emacs exits, and return its URL once it listens."
-  (let ((file (expand-file-name meta-log-federation-broker-state-file)))
+  (let ((file (meta-log-federation--broker-state-file)))
     (let ((state (meta-log-federation--broker-live-state file)))
       (if state
           (alist-get 'url state)
@@ -207,12 +243,13 @@ Emacs exits, and return its URL once it listens."
 ;;;###autoload
 (defun meta-log-federation-embedded-broker-stop ()
   "Stop this machine's shared broker; return non-nil if one was running.
-Sends SIGTERM to the pid in `meta-log-federation-broker-state-file' and
+Sends SIGTERM to the pid in the state file (see
+`meta-log-federation-broker-state-file') and
 waits (at most five seconds) until the broker has removed that file
 and exited.
 Every Emacs connected to it loses its broker."
   (interactive)
-  (let* ((file (expand-file-name meta-log-federation-broker-state-file))
+  (let* ((file (meta-log-federation--broker-state-file))
          (state (and (file-exists-p file) (meta-log-federation--broker-read-state file)))
          (pid (alist-get 'pid state))
          (stopped (and pid (meta-log-federation--broker-pid-alive-p pid)

@@ -18,6 +18,7 @@
 ;;; Code:
 
 (require 'meta-log-federation-custom)
+(require 'subr-x)
 
 (defconst meta-log-federation-elisp-version "0.1.0"
   "Version of the Elisp half of meta-log-federation.
@@ -50,14 +51,86 @@ The native module must report the same version.")
   (expand-file-name (concat "meta-log-federation-module" module-file-suffix)
                     meta-log-federation--lisp-directory))
 
+(defconst meta-log-federation--build-report-interval 3
+  "Seconds between two progress lines of a module build.")
+
+(defconst meta-log-federation--cargo-progress-regexp
+  "Building \\[[^]]*\\] \\([0-9]+\\)/\\([0-9]+\\)\\(?:: \\([^\r\n]*\\)\\)?"
+  "Cargo's progress bar: steps done, steps in all, what is being built.")
+
+(defun meta-log-federation--build-progress (text)
+  "Return (DONE TOTAL CURRENT) from the last cargo progress bar in TEXT, or nil."
+  (let ((start 0) found)
+    (while (string-match meta-log-federation--cargo-progress-regexp text start)
+      (setq found (list (string-to-number (match-string 1 text))
+                        (string-to-number (match-string 2 text))
+                        (string-trim (or (match-string 3 text) "")))
+            start (match-end 0)))
+    found))
+
+(defun meta-log-federation--build-status (elapsed progress)
+  "Return the progress line of a build after ELAPSED seconds.
+PROGRESS is (DONE TOTAL CURRENT) from cargo, or nil before its first
+progress bar."
+  (format "meta-log-federation: building the native module, %d:%02d elapsed%s"
+          (/ (truncate elapsed) 60) (% (truncate elapsed) 60)
+          (pcase progress
+            (`(,done ,total ,current)
+             (format ", %d of %d steps done, %d left%s" done total (- total done)
+                     (if (string-empty-p current) "" (format " (now: %s)" current))))
+            (_ " (cargo is starting; a first build takes one to three minutes)"))))
+
+(defun meta-log-federation--build-filter (process output)
+  "Insert OUTPUT of the build PROCESS in its buffer, tracking cargo's progress.
+Cargo redraws its progress bar with carriage returns.  The buffer shows
+cargo's other lines as they come and, while a bar is the latest thing
+cargo wrote, one status line in its place: the elapsed time and what is
+left.  Text after the last line end is held back until it is complete,
+so that a bar split across two reads is never misread."
+  (when (buffer-live-p (process-buffer process))
+    (with-current-buffer (process-buffer process)
+      (let* ((text (concat (process-get process 'pending) output))
+             (end (let ((i (length text)))
+                    (while (and (> i 0) (not (memq (aref text (1- i)) '(?\r ?\n))))
+                      (setq i (1- i)))
+                    i))
+             (inhibit-read-only t))
+        (process-put process 'pending (substring text end))
+        (save-excursion
+          (goto-char (point-max))
+          (dolist (line (split-string (substring text 0 end) "[\r\n]" t))
+            ;; The status line (if any) always goes: a bar replaces it, text follows it.
+            (when (process-get process 'bar-start)
+              (delete-region (process-get process 'bar-start) (point-max))
+              (process-put process 'bar-start nil))
+            (let ((progress (meta-log-federation--build-progress line)))
+              (if (not progress)
+                  (insert line "\n")
+                (process-put process 'progress progress)
+                (process-put process 'bar-start (point))
+                (insert (meta-log-federation--build-status
+                         (- (float-time) (or (process-get process 'started) (float-time)))
+                         progress))))))))))
+
 (defun meta-log-federation-compile-module ()
-  "Build the native module with cargo, showing progress in a buffer.
+  "Build the native module with cargo, showing progress.
 Runs `meta-log-federation-module-build-command' in the source tree
-and waits for it.  A first build takes one to two minutes on two cores."
+and waits for it.  Cargo's output goes to the buffer
+*meta-log-federation-build*; every few seconds the echo area (standard
+error in batch Emacs) says how long the build has run and how many of
+cargo's steps are left.  A first build takes one to three minutes on
+two cores."
   (interactive)
   (let* ((default-directory (meta-log-federation--source-directory))
          (buffer (get-buffer-create "*meta-log-federation-build*"))
          (command meta-log-federation-module-build-command)
+         ;; Cargo draws its progress bar (steps done and in all) only on a
+         ;; terminal unless asked; a pipe is what Emacs gives it.
+         (process-environment (append '("CARGO_TERM_PROGRESS_WHEN=always"
+                                        "CARGO_TERM_PROGRESS_WIDTH=100")
+                                      process-environment))
+         (started (float-time))
+         (reported started)
          status)
     (unless (executable-find "cargo")
       (signal 'meta-log-federation-module-missing
@@ -68,18 +141,30 @@ and waits for it.  A first build takes one to two minutes on two cores."
         (erase-buffer)
         (insert (format "Building the meta-log-federation module in %s:\n$ %s\n\n"
                         default-directory command))))
-    (if noninteractive
-        (message "meta-log-federation: building the native module (%s)..." command)
+    (message "meta-log-federation: building the native module (%s in %s)..."
+             command (abbreviate-file-name default-directory))
+    (unless noninteractive
       (display-buffer buffer))
-    (let ((proc (start-process-shell-command "meta-log-federation-build" buffer command)))
+    (let ((proc (make-process :name "meta-log-federation-build" :buffer buffer
+                              :command (list shell-file-name shell-command-switch command)
+                              ;; A pipe: on a pty cargo would add colour codes.
+                              :connection-type 'pipe
+                              :filter #'meta-log-federation--build-filter
+                              :sentinel #'ignore)))
+      (process-put proc 'started started)
       (while (process-live-p proc)
         (accept-process-output proc 0.5)
+        (when (>= (- (float-time) reported) meta-log-federation--build-report-interval)
+          (setq reported (float-time))
+          (message "%s" (meta-log-federation--build-status
+                         (- reported started) (process-get proc 'progress))))
         (unless noninteractive (redisplay)))
       (setq status (process-exit-status proc)))
     (unless (and (eq status 0) (file-exists-p (meta-log-federation--module-file)))
       (error "Building the meta-log-federation module failed (exit %s); see buffer %s"
              status (buffer-name buffer)))
-    (message "meta-log-federation: module built: %s" (meta-log-federation--module-file))))
+    (message "meta-log-federation: module built in %d s: %s"
+             (round (- (float-time) started)) (meta-log-federation--module-file))))
 
 (defun meta-log-federation--check-version ()
   "Signal an error if the loaded module and the Elisp differ in version."

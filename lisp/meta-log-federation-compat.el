@@ -45,7 +45,7 @@ identity object or its peer id): the identity is chosen by
                               (meta-log-federation--federation-peer-id) id))))))
   (prog1 (meta-log-federation--federation-announce)
     (when (called-interactively-p 'interactive)
-      (message "meta-log-federation: announced %s" meta-log-federation-display-name))))
+      (message "meta-log-federation: announced %s" (meta-log-federation-effective-display-name)))))
 
 (defun meta-log-federation-get-local-peer-identity ()
   "Return this peer's identity as a plist.
@@ -57,7 +57,7 @@ Keys: :peer-id, :public-key (the same x-only key, hex), :name,
         (id (meta-log-federation--federation-peer-id)))
     (list :peer-id id
           :public-key id
-          :name meta-log-federation-display-name
+          :name (meta-log-federation-effective-display-name)
           :address (format "%s/peers/%s/messages" meta-log-federation-topic-prefix id)
           :derivation-path (meta-log-federation-identity-path identity)
           :identity identity)))

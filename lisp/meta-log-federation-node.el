@@ -81,10 +81,16 @@ takes precedence."
   :type 'file
   :group 'meta-log-federation)
 
-(defcustom meta-log-federation-display-name
-  (format "%s@%s" (user-login-name) (system-name))
-  "Name this peer announces to the others."
-  :type 'string
+(defcustom meta-log-federation-display-name nil
+  "Name this peer announces to the others, or nil for the default.
+The default is USER@HOST, a middle dot and the first four hexadecimal
+digits of this peer's id, such as \"alice@laptop·3f9a\": two Emacsen of
+one user on one machine then announce different names, and trust on
+first use does not take the second for an impersonation of the first.
+A name set here is announced as it is; see
+`meta-log-federation-effective-display-name'."
+  :type '(choice (const :tag "USER@HOST·FINGERPRINT" nil)
+                 (string :tag "Name"))
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-topic-prefix "canvasl"
@@ -222,6 +228,33 @@ Set by the CanvasL sync module.")
   (let ((v (getenv name)))
     (and v (not (string-empty-p v)) v)))
 
+(defconst meta-log-federation-environment-options
+  '(("META_LOG_IDENTITY_FILE" meta-log-federation-identity-file)
+    ("META_LOG_SYNC_STATE_DIRECTORY" meta-log-federation-sync-state-directory t))
+  "Environment variables that set an option when the package loads.
+Each entry is (VARIABLE OPTION DIRECTORY-P).  The Docker image sets
+them to keep a peer's state in volumes.  META_LOG_MQTT_BROKER,
+META_LOG_FEDERATION_BLACKBOARD and META_LOG_SYNC_DIRECTORY are read
+each time they are needed instead (see `meta-log-federation-init'), and
+META_LOG_ENABLE_FEDERATION=1 starts federation when the package loads
+in a daemon or an interactive Emacs, never in batch Emacs.")
+
+(defun meta-log-federation-apply-environment ()
+  "Set the options named in `meta-log-federation-environment-options'.
+A variable that is unset or empty changes nothing.  With
+META_LOG_IDENTITY_FILE, the trust file moves beside the identity too
+\(trust.json), unless `meta-log-federation-trust-file' was customized:
+trust decisions belong with the key they were made for."
+  (pcase-dolist (`(,name ,option ,directory-p) meta-log-federation-environment-options)
+    (let ((value (meta-log-federation--env name)))
+      (when value
+        (set-default option (if directory-p (file-name-as-directory value) value))
+        (when (and (eq option 'meta-log-federation-identity-file)
+                   (equal meta-log-federation-trust-file
+                          (eval (car (get 'meta-log-federation-trust-file 'standard-value)) t)))
+          (set-default 'meta-log-federation-trust-file
+                       (expand-file-name "trust.json" (file-name-directory value))))))))
+
 (defun meta-log-federation--broker-url (&optional broker)
   "Return the broker URL to use: BROKER, the environment, the option.
 \"embedded\" or nil means the embedded broker on this machine."
@@ -236,6 +269,20 @@ Set by the CanvasL sync module.")
                     (list "No broker configured and no embedded broker: set `meta-log-federation-mqtt-broker-url' or META_LOG_MQTT_BROKER")))
           (meta-log-federation-embedded-broker-url))
       url)))
+
+(defun meta-log-federation-effective-display-name (&optional peer-id)
+  "Return the name this peer announces.
+`meta-log-federation-display-name' when it is set; otherwise
+USER@HOST·XXXX, where XXXX begins PEER-ID (by default the id of
+`meta-log-federation-identity'), or plain USER@HOST while no identity
+is known."
+  (or meta-log-federation-display-name
+      (let ((id (or peer-id
+                    (and meta-log-federation-identity
+                         (meta-log-federation-identity-peer-id
+                          meta-log-federation-identity))))
+            (base (format "%s@%s" (user-login-name) (system-name))))
+        (if id (format "%s·%s" base (substring id 0 4)) base))))
 
 (defun meta-log-federation--redact-url (url)
   "Return URL with any password replaced by ***, for messages."
@@ -312,9 +359,10 @@ it with a passphrase (see `meta-log-federation-offer-passphrase')."
   (and (meta-log-federation-running-p)
        (meta-log-federation-mqtt-connected-p)))
 
-(defun meta-log-federation--node-settings ()
-  "Return the plist of settings for the native federation node."
-  (list :name meta-log-federation-display-name
+(defun meta-log-federation--node-settings (identity)
+  "Return the plist of settings for the native federation node of IDENTITY."
+  (list :name (meta-log-federation-effective-display-name
+               (meta-log-federation-identity-peer-id identity))
         :capabilities '("canvasl-sync" "nip44-messages")
         :prefix meta-log-federation-topic-prefix
         :policy meta-log-federation-trust-policy
@@ -335,9 +383,11 @@ embedded broker).  A URL with a user and no password,
 mqtt://USER@HOST:PORT, takes the password from `auth-sources' (see
 `meta-log-federation-auth-broker-url').  The identity comes from
 `meta-log-federation-identity-file', created on first use, unless
-`meta-log-federation-identity' already holds one (it is cleared when
-federation stops).  Return t; when
-federation already runs, say so, change nothing and return nil."
+`meta-log-federation-identity' already holds one.  Stopping federation
+\(`meta-log-federation-shutdown', or leaving Emacs) sets that variable
+back to nil, so the next init reads the identity file again.  The
+announced name is `meta-log-federation-effective-display-name'.  Return
+t; when federation already runs, say so, change nothing and return nil."
   (interactive)
   (if (meta-log-federation-running-p)
       (progn
@@ -352,7 +402,7 @@ federation already runs, say so, change nothing and return nil."
            (identity (or meta-log-federation-identity
                          (meta-log-federation--load-or-create-identity)))
            (filters (meta-log-federation--federation-start
-                     identity (meta-log-federation--node-settings))))
+                     identity (meta-log-federation--node-settings identity))))
       (condition-case err
           (progn
             ;; Outbox first: messages left from an earlier session are resent once
@@ -385,7 +435,7 @@ federation already runs, say so, change nothing and return nil."
                  (fboundp 'meta-log-federation-mode-line-mode))
         (meta-log-federation-mode-line-mode 1))
       (meta-log-federation--log "federation started as %s (%s) on %s"
-                                meta-log-federation-display-name
+                                (meta-log-federation-effective-display-name)
                                 (meta-log-federation--short-id
                                  (meta-log-federation-identity-peer-id identity))
                                 (meta-log-federation--redact-url url))
@@ -505,11 +555,12 @@ message resent after a reconnect, is a normal duplicate."
 
 (defun meta-log-federation--conflict-warning (new name known)
   "Return the warning for the NEW key that claims NAME, held by KNOWN.
-It says which command resolves the conflict, and with which key."
-  (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If the new key is genuine (the peer made a new identity), run M-x meta-log-federation-trust-peer and choose %s (state conflict; the list of peers, M-x meta-log-federation-list-peers, shows it too); if you did not expect this, run M-x meta-log-federation-block-peer and choose the same key."
-          (meta-log-federation--safe-name name) known new
-          (format "%s  %s" (meta-log-federation--safe-name name)
-                  (meta-log-federation--short-id new))))
+It says which command resolves the conflict, and with which key, and
+how to avoid the clash by renaming."
+  (let ((candidate (format "%s  %s" (meta-log-federation--safe-name name)
+                           (meta-log-federation--short-id new))))
+    (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If it is you (another Emacs of yours) or someone you expect, trust that key: M-x meta-log-federation-trust-peer and choose %s (state conflict; M-x meta-log-federation-list-peers shows it too), or M-: (meta-log-federation-trust-peer \"%s\").  If not, block it: M-x meta-log-federation-block-peer and the same choice, or M-: (meta-log-federation-block-peer \"%s\").  To avoid the clash, give one of the two Emacsen another name (`meta-log-federation-display-name'; nil, the default, adds a fingerprint of the key)."
+            (meta-log-federation--safe-name name) known new candidate new new)))
 
 (defun meta-log-federation--run-transitions (transitions)
   "Run the hooks for the peer TRANSITIONS the node reported."

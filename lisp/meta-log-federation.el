@@ -25,7 +25,10 @@
 ;;   Federation: `meta-log-federation-init', `-send-peer-message',
 ;;   `-discover-peers', `-peers', `-list-peers', `-trust-peer',
 ;;   `-block-peer', `-counters'.  Set META_LOG_ENABLE_FEDERATION=1 to
-;;   start federation when the package loads.
+;;   start federation when the package loads in a daemon or an
+;;   interactive Emacs (never in batch Emacs);
+;;   `meta-log-federation-environment-options' lists the other
+;;   META_LOG_* variables.
 
 ;;; Code:
 
@@ -101,14 +104,26 @@ gone, then runs the pending hooks.  Also run from `kill-emacs-hook'."
 
 (add-hook 'kill-emacs-hook #'meta-log-federation--kill-emacs)
 
-;; The Docker image (and any script) turns federation on this way.
-(when (equal (getenv "META_LOG_ENABLE_FEDERATION") "1")
-  (condition-case err
-      (meta-log-federation-init)
-    (error (display-warning 'meta-log-federation
-                            (format "META_LOG_ENABLE_FEDERATION=1 but federation did not start: %s"
-                                    (error-message-string err))
-                            :error))))
+(meta-log-federation-apply-environment)
+
+(defun meta-log-federation--start-from-environment ()
+  "Start federation if META_LOG_ENABLE_FEDERATION=1, except in batch Emacs.
+The Docker image's daemon turns federation on this way.  A batch Emacs
+run in the same environment (a check, a script) must not start a
+second peer under the same name: a script that wants federation calls
+`meta-log-federation-init' itself."
+  (when (equal (getenv "META_LOG_ENABLE_FEDERATION") "1")
+    (if (and noninteractive (not (daemonp)))
+        (meta-log-federation--log
+         "META_LOG_ENABLE_FEDERATION=1 does not start federation in batch Emacs; call (meta-log-federation-init)")
+      (condition-case err
+          (meta-log-federation-init)
+        (error (display-warning 'meta-log-federation
+                                (format "META_LOG_ENABLE_FEDERATION=1 but federation did not start: %s"
+                                        (error-message-string err))
+                                :error))))))
+
+(meta-log-federation--start-from-environment)
 
 (provide 'meta-log-federation)
 ;;; meta-log-federation.el ends here

@@ -36,7 +36,7 @@ Return this peer's id."
     (when (meta-log-federation-connected-p)
       (meta-log-federation-announce-peer))
     (message "meta-log-peer-sync-demo: peer %s (%s) is %s"
-             meta-log-federation-display-name (substring id 0 12)
+             (meta-log-federation-effective-display-name) (substring id 0 12)
              (if (meta-log-federation-connected-p) "online" "waiting for the broker"))
     id))
 

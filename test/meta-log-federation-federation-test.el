@@ -401,14 +401,22 @@ and `dir' hold its id, name and directory."
       (dolist (id ids)
         (meta-log-federation-mqtt-publish (format "canvasl/peers/%s/presence" id) "" 1 t)))))
 
-(ert-deftest federation::environment-turns-federation-on-at-load ()
+(ert-deftest federation::environment-configures-but-batch-starts-nothing ()
+  "In batch Emacs, META_LOG_ENABLE_FEDERATION=1 starts no peer; init uses the environment.
+A batch Emacs run in a peer's environment (the Docker image's check)
+must not become a second peer.  `meta-log-federation-init' then takes
+the broker, blackboard and identity file from the META_LOG_* variables.
+That the variable starts federation in a daemon is checked by
+bin/check-docker, in `make test'."
   (meta-log-federation-test-ensure-broker)
   (let* ((dir (meta-log-federation-test-peer-dir "env"))
          (blackboard (expand-file-name "env-blackboard.org" dir))
+         (identity (expand-file-name "id.org" dir))
          (process-environment
           (append (list "META_LOG_ENABLE_FEDERATION=1"
                         (concat "META_LOG_MQTT_BROKER=" (meta-log-federation-test-broker-url))
-                        (concat "META_LOG_FEDERATION_BLACKBOARD=" blackboard))
+                        (concat "META_LOG_FEDERATION_BLACKBOARD=" blackboard)
+                        (concat "META_LOG_IDENTITY_FILE=" identity))
                   process-environment))
          (out (generate-new-buffer " *env-peer*")))
     (unwind-protect
@@ -416,18 +424,21 @@ and `dir' hold its id, name and directory."
                              (car (meta-log-federation-test-emacs-command)) nil out nil
                              (cdr (meta-log-federation-test-emacs-command
                                    `(setq user-emacs-directory ,(file-name-as-directory dir))
-                                   `(setq meta-log-federation-identity-file
-                                          ,(expand-file-name "id.org" dir))
                                    '(require 'meta-log-federation)
+                                   '(princ (format "after-load running=%s identity-exists=%s\n"
+                                                   (meta-log-federation-running-p)
+                                                   (file-exists-p meta-log-federation-identity-file)))
+                                   '(meta-log-federation-init)
                                    '(princ (format "connected=%s\n"
                                                    (meta-log-federation-wait-until
                                                     #'meta-log-federation-connected-p 10)))
                                    '(kill-emacs 0))))))
           (should (eq status 0))
           (with-current-buffer out
+            (should (string-search "after-load running=nil identity-exists=nil" (buffer-string)))
             (should (string-search "connected=t" (buffer-string))))
           (should (file-exists-p blackboard))
-          (should (file-exists-p (expand-file-name "id.org" dir))))
+          (should (file-exists-p identity)))
       (kill-buffer out))))
 
 (provide 'meta-log-federation-federation-test)

@@ -7,9 +7,9 @@
 //! next one. PATH.lock is never removed: unlinking a lock file lets two processes lock two
 //! different inodes.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -46,9 +46,7 @@ pub struct StateFile {
 impl StateFile {
     /// Takes PATH.lock, or waits up to TIMEOUT for the broker that holds it to be reachable.
     pub fn lock(path: &Path, timeout: Duration) -> io::Result<LockOutcome> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir)?;
-        }
+        secure_directory(directory_of(path))?;
         let lock = OpenOptions::new()
             .read(true)
             .write(true)
@@ -148,6 +146,49 @@ impl StateFile {
     }
 }
 
+/// The directory holding PATH ("." for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+}
+
+/// Creates DIR (and its missing parents) with mode 0700, then refuses it unless this user
+/// owns it and nobody else may write in it.
+pub fn secure_directory(dir: &Path) -> io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = fs::metadata(dir)?;
+    let me = effective_uid();
+    if meta.uid() != me {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "directory {} belongs to uid {}, not to this user (uid {me}): remove it, or \
+                 choose another state file",
+                dir.display(),
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "directory {} may be written by other users (mode {:o}): `chmod go-w` it, or \
+                 choose another state file",
+                dir.display(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
 /// PATH.lock beside the state file.
 pub fn lock_path(path: &Path) -> PathBuf {
     sibling(path, ".lock")
@@ -159,9 +200,15 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Reads a state file; None when it is missing, partial or not ours to understand.
+/// Reads a state file; None when it is missing, partial, not ours to understand, or owned
+/// by another user.
 pub fn read(path: &Path) -> Option<BrokerInfo> {
-    let text = fs::read_to_string(path).ok()?;
+    let mut file = File::open(path).ok()?;
+    if file.metadata().ok()?.uid() != effective_uid() {
+        return None;
+    }
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     Some(BrokerInfo {
         pid: u32::try_from(value.get("pid")?.as_u64()?).ok()?,
@@ -254,6 +301,65 @@ mod tests {
         assert_eq!(read(&path), None);
         fs::write(&path, "{\"pid\": 1, \"port\": 70000, \"url\": \"x\"}").unwrap();
         assert_eq!(read(&path), None, "port out of range");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_directory_is_created_private_and_refused_when_others_may_write() {
+        let dir = temp_dir("private");
+        let path = dir.join("a/b/broker.json");
+        let LockOutcome::Acquired(_held) = StateFile::lock(&path, Duration::ZERO).unwrap() else {
+            panic!("lock not acquired");
+        };
+        for d in [dir.join("a"), dir.join("a/b")] {
+            assert_eq!(
+                fs::metadata(&d).unwrap().mode() & 0o777,
+                0o700,
+                "{}",
+                d.display()
+            );
+        }
+        let open = dir.join("open");
+        fs::create_dir_all(&open).unwrap();
+        fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let Err(err) = StateFile::lock(&open.join("broker.json"), Duration::ZERO) else {
+            panic!("a world-writable directory was accepted");
+        };
+        assert!(
+            err.to_string().contains("may be written by other users"),
+            "{err}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_state_file_owned_by_another_user_is_not_read() {
+        // Needs root to give a file away; as another user the check is the same code.
+        if effective_uid() != 0 {
+            eprintln!("skipped: needs root to chown a file to another user");
+            return;
+        }
+        let dir = temp_dir("foreign");
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broker.json");
+        fs::write(
+            &path,
+            "{\"pid\": 1, \"port\": 1883, \"url\": \"mqtt://127.0.0.1:1883\"}",
+        )
+        .unwrap();
+        assert!(read(&path).is_some(), "own file read");
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        assert_eq!(read(&path), None, "a file of uid 65534 was trusted");
+        let LockOutcome::Acquired(_held) =
+            StateFile::lock(&dir.join("x.json"), Duration::ZERO).unwrap()
+        else {
+            panic!("lock not acquired");
+        };
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        let Err(err) = StateFile::lock(&path, Duration::ZERO) else {
+            panic!("a directory of another user was accepted");
+        };
+        assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -91,7 +91,7 @@ impl ConnectOptions {
         }
         if self.url.tls && !cfg!(feature = "tls") {
             return Err(
-                "this module was built without TLS support: rebuild it with `make FEATURES=tls` \
+                "this module was built without TLS support (NO_TLS=1): rebuild it with `make` \
                  (or use an mqtt:// URL)"
                     .into(),
             );
