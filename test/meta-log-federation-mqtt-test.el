@@ -211,7 +211,7 @@
 (defun meta-log-federation-test-skip-unless-tls ()
   "Skip the current test when the module was built without TLS."
   (unless (memq 'tls (meta-log-federation--features))
-    (ert-skip "the module was built without TLS (make module FEATURES=tls)")))
+    (ert-skip "the module was built without TLS (make NO_TLS=1); plain `make` builds it with TLS")))
 
 (defun meta-log-federation-test-connection-error (url &rest options)
   "Connect to URL with OPTIONS; return the connection error it reports.
