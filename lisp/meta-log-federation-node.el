@@ -559,7 +559,7 @@ It says which command resolves the conflict, and with which key, and
 how to avoid the clash by renaming."
   (let ((candidate (format "%s  %s" (meta-log-federation--safe-name name)
                            (meta-log-federation--short-id new))))
-    (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If it is you (another Emacs of yours) or someone you expect, trust that key: M-x meta-log-federation-trust-peer and choose %s (state conflict; M-x meta-log-federation-list-peers shows it too), or M-: (meta-log-federation-trust-peer \"%s\").  If not, block it: M-x meta-log-federation-block-peer and the same choice, or M-: (meta-log-federation-block-peer \"%s\").  To avoid the clash, give one of the two Emacsen another name (`meta-log-federation-display-name'; nil, the default, adds a fingerprint of the key)."
+    (format "The name \"%s\" (or one that looks like it), known for peer %s, was announced by a NEW key %s.  Nothing from the new key is accepted until you decide.  If it is you (another Emacs of yours) or someone you expect, trust that key: M-x meta-log-federation-trust-peer and choose %s (state conflict; M-x meta-log-federation-list-peers shows it too), or M-: (meta-log-federation-trust-peer \"%s\"); it then replaces the old key.  If not, block it: M-x meta-log-federation-block-peer and the same choice, or M-: (meta-log-federation-block-peer \"%s\").  To avoid the clash, give one of the two Emacsen another name (`meta-log-federation-display-name'; nil, the default, adds a fingerprint of the key)."
             (meta-log-federation--safe-name name) known new candidate new new)))
 
 (defun meta-log-federation--run-transitions (transitions)
@@ -810,11 +810,39 @@ INTERACTIVE, say \"PEER DONE\" in the echo area."
     (when interactive
       (message "meta-log-federation: %s %s" (meta-log-federation--peer-label peer-id) done))))
 
+(defun meta-log-federation--trust-entry (peer-id)
+  "Return the trust store's plist of PEER-ID, or nil."
+  (cl-find peer-id (meta-log-federation--federation-trust-entries)
+           :key (lambda (e) (plist-get e :peer-id)) :test #'equal))
+
 (defun meta-log-federation-trust-peer (peer-id)
-  "Trust PEER-ID: accept its messages under every policy (saved)."
+  "Trust PEER-ID: accept its messages under every policy (saved).
+When PEER-ID is held (trust state `conflict') because it claims the
+name of another key that was only pinned automatically, trusting it
+resolves the conflict: the old key is forgotten, so the trusted key
+may use the name.  An old key you trusted explicitly stays; forget it
+with `meta-log-federation-untrust-peer' to hand over its name."
   (interactive (list (meta-log-federation--read-peer "Trust peer: ")))
-  (meta-log-federation--trust-decision #'meta-log-federation--federation-trust peer-id
-                                       "is trusted" (called-interactively-p 'interactive)))
+  (meta-log-federation--require-running)
+  (meta-log-federation--check-peer-id peer-id)
+  (let* ((entry (meta-log-federation--trust-entry peer-id))
+         (old (and (eq (plist-get entry :state) 'conflict)
+                   (plist-get entry :replaces)))
+         (old-state (and old (plist-get (meta-log-federation--trust-entry old) :state)))
+         (interactive (called-interactively-p 'interactive)))
+    (prog1 (meta-log-federation--trust-decision
+            #'meta-log-federation--federation-trust peer-id "is trusted" interactive)
+      (pcase old-state
+        ('pinned
+         (meta-log-federation--federation-untrust old)
+         (run-hooks 'meta-log-federation-peers-changed-hook)
+         (message "meta-log-federation: %s is trusted and replaces %s, whose name it claimed"
+                  (meta-log-federation--short-id peer-id)
+                  (meta-log-federation--short-id old)))
+        ('trusted
+         (message "meta-log-federation: %s is trusted, but %s, which you trust too, holds its name: forget one of them (M-x meta-log-federation-untrust-peer)"
+                  (meta-log-federation--short-id peer-id)
+                  (meta-log-federation--short-id old)))))))
 
 (defun meta-log-federation-untrust-peer (peer-id)
   "Forget any trust decision about PEER-ID (saved).

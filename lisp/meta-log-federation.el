@@ -64,7 +64,9 @@
                    meta-log-federation-canvasl-catch-up meta-log-federation-sync-refusals
                    meta-log-federation-sync-blackboard meta-log-federation-identity-new
                    meta-log-federation-identity-show meta-log-federation-links-install
-                   meta-log-federation-links-uninstall))
+                   meta-log-federation-links-uninstall meta-log-federation-chat
+                   meta-log-federation-inbox meta-log-federation-outbox
+                   meta-log-federation-sync-status))
   (autoload command "meta-log-federation" nil t))
 ;;;###autoload
 (autoload 'meta-log-federation-embedded-broker-stop "meta-log-federation-broker" nil t)

@@ -44,6 +44,10 @@
   "Return the peers buffer's row of PEER-ID (a vector), or nil."
   (cadr (assoc peer-id (meta-log-federation--peer-list-entries))))
 
+(defun meta-log-federation-test-note (row)
+  "Return the Note cell of ROW, a peers buffer row: its last column."
+  (aref row (1- (length row))))
+
 (defmacro meta-log-federation-test-choosing (choose &rest body)
   "Run BODY answering `completing-read' with (funcall CHOOSE COLLECTION).
 The collection offered and its annotations are in
@@ -100,7 +104,7 @@ The collection offered and its annotations are in
         (should row)
         (should (equal (aref row 0) name))
         (should (equal (substring-no-properties (aref row 4)) "conflict"))
-        (should (string-search (meta-log-federation--short-id old-id) (aref row 8))))
+        (should (string-search (meta-log-federation--short-id old-id) (meta-log-federation-test-note row))))
       ;; The row is in the buffer a person opens.
       (with-current-buffer (meta-log-federation-list-peers)
         (should (string-search (meta-log-federation--short-id new-id) (buffer-string))))
@@ -120,12 +124,15 @@ The collection offered and its annotations are in
       (should (meta-log-federation-test-offered-for old-id))
       (should (string-search "blocked" (cdr (meta-log-federation-test-offered-for other-id))))
       (should (eq (meta-log-federation-test-trust-state new-id) 'trusted))
+      ;; Trusting the held key resolved the conflict: the automatic pin of
+      ;; the old key, whose name it claimed, is forgotten.
+      (should-not (meta-log-federation-test-trust-state old-id))
       ;; Now its presence is accepted and its row is an ordinary one.
       (meta-log-federation-mqtt-publish "canvasl/peers/announce"
                                         (meta-log-federation-test-presence new name) 1)
       (should (meta-log-federation-wait-until
                (lambda () (meta-log-federation-peer new-id)) 10))
-      (should (equal (aref (meta-log-federation-test-row new-id) 8) ""))
+      (should (equal (meta-log-federation-test-note (meta-log-federation-test-row new-id)) ""))
       ;; A pasted full id is accepted as well (the old `[No match]').
       (meta-log-federation-test-choosing (lambda (_) other-id)
         (call-interactively #'meta-log-federation-untrust-peer))

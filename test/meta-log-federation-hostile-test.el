@@ -23,7 +23,7 @@
   "Return a fresh identity for an attacker."
   (meta-log-federation-identity-from-mnemonic (meta-log-federation-mnemonic-generate)))
 
-(defun meta-log-federation-test-presence (identity name)
+(defun meta-log-federation-hostile-test-presence (identity name)
   "Return a presence event signed by IDENTITY announcing NAME, as JSON."
   (let ((id (meta-log-federation-identity-peer-id identity))
         (now (truncate (float-time))))
@@ -49,7 +49,7 @@
   "Publish IDENTITY's presence with NAME on its presence topic."
   (meta-log-federation-test-mosquitto-pub
    (format "canvasl/peers/%s/presence" (meta-log-federation-identity-peer-id identity))
-   (meta-log-federation-test-presence identity name)))
+   (meta-log-federation-hostile-test-presence identity name)))
 
 (defun meta-log-federation-test-org-structure (file)
   "Return (HEADINGS DRAWERS BLOCKS LINKS) counted by Org's parser in FILE."

@@ -47,13 +47,6 @@
                           (expand-file-name "id-" meta-log-federation-test-directory)
                           t)))
 
-(defun meta-log-federation-test-file-string (file)
-  "Return the contents of FILE as a unibyte string."
-  (with-temp-buffer
-    (set-buffer-multibyte nil)
-    (insert-file-contents-literally file)
-    (buffer-string)))
-
 (defun meta-log-federation-test-write-string (file string)
   "Replace the contents of FILE with the bytes of STRING."
   (let ((coding-system-for-write 'no-conversion))

@@ -29,14 +29,6 @@
   "Return the synced copy of share ORIGIN/NAME in peer PROC's sync directory."
   (expand-file-name (format "sync/%s/%s" origin name) (process-get proc 'dir)))
 
-(defun meta-log-federation-test-file-string (file)
-  "Return FILE's bytes as a unibyte string, or nil if it is missing."
-  (when (file-exists-p file)
-    (with-temp-buffer
-      (set-buffer-multibyte nil)
-      (insert-file-contents-literally file)
-      (buffer-string))))
-
 (defun meta-log-federation-test-edit (file id field value)
   "Set FIELD of entry ID in FILE to VALUE (JSON text) through its buffer and save."
   (with-current-buffer (find-file-noselect file)

@@ -231,5 +231,13 @@ A probe message on a topic of its own proves the subscription is active."
 
 (add-hook 'kill-emacs-hook #'meta-log-federation-test-stop-all)
 
+(defun meta-log-federation-test-file-string (file)
+  "Return FILE's bytes as a unibyte string, or nil if it is missing."
+  (when (file-exists-p file)
+    (with-temp-buffer
+      (set-buffer-multibyte nil)
+      (insert-file-contents-literally file)
+      (buffer-string))))
+
 (provide 'meta-log-federation-test-helpers)
 ;;; meta-log-federation-test-helpers.el ends here
