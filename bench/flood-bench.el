@@ -59,10 +59,12 @@
           (princ (format "flood: %d throwaway keys, one signed sync event each, processed in %.1f s; longest stall of Emacs (gap between 5 ms timer firings): %.0f ms %s\n"
                          n (- end start) stall
                          (meta-log-federation-bench-target "< 100 ms" (< stall 100))))
-          (princ (format "flood: trust.json %s (%d entries, %s bytes before; %d entries, %s bytes after) %s\n"
+          (princ (format "flood: trust.json %s (before: %d entries, %s; after: %d entries, %s) %s\n"
                          (if (equal trusted-before trusted-after) "did not grow" "GREW")
-                         (length trusted-before) trust-size-before
-                         (length trusted-after) trust-size-after
+                         (length trusted-before)
+                         (if trust-size-before (format "%d bytes" trust-size-before) "no file")
+                         (length trusted-after)
+                         (if trust-size-after (format "%d bytes" trust-size-after) "no file")
                          (meta-log-federation-bench-target
                           "no new entry" (equal trusted-before trusted-after))))))
     (meta-log-federation-shutdown)

@@ -143,8 +143,13 @@ waiting event.  Return the number of events dispatched."
 
 (defun meta-log-federation--wakeup-filter (_process _output)
   "Filter of the wake-up pipe: drain and dispatch the module's events.
-At most `meta-log-federation-dispatch-budget' seconds at a time."
-  (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget))
+At most `meta-log-federation-dispatch-budget' seconds at a time.  When
+a slice is already due from the timer, leave the events to it: that
+slice drains the module's queue too, and running both back to back
+would hold Emacs for two slices (and the garbage collections they
+cause) with no timer or input in between."
+  (unless (timerp meta-log-federation--slice-timer)
+    (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget)))
 
 (defun meta-log-federation--ensure-wakeup ()
   "Create the wake-up pipe and hand it to the module, unless it exists."

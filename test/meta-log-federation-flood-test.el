@@ -175,6 +175,15 @@ Return PREDICATE's last value.  Never dispatches events itself."
                      (lambda () (eq (meta-log-federation-test-status genuine-id) 'online))
                      30))
             (should (eq (plist-get (meta-log-federation-peer genuine-id) :trust) 'pinned))
+            ;; The module's list of announced peers (what the blackboard
+            ;; asks for) follows the same rule as the full list.
+            (let ((announced (mapcar (lambda (p) (plist-get p :peer-id))
+                                     (meta-log-federation--announced-peers-now))))
+              (should (member genuine-id announced))
+              (should (equal announced
+                             (mapcar (lambda (p) (plist-get p :peer-id))
+                                     (meta-log-federation--announced-peers
+                                      (meta-log-federation-peers))))))
             ;; Only the genuine peer was pinned and recorded.
             (should (equal (meta-log-federation-flood-trusted-ids)
                            (sort (cons genuine-id (copy-sequence trusted-before)) #'string<)))
