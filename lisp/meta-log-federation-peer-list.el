@@ -178,7 +178,7 @@ peers redraws the buffer a few times a second, not once per event."
   "Timer that redraws the peers buffer, or nil when none is due.")
 
 (defun meta-log-federation--refresh-peer-list ()
-  "Redraw the peer list buffer soon, once for all changes until then."
+  "Redraw the peer list buffer soon, and only once until it is redrawn."
   (unless (timerp meta-log-federation--peer-list-timer)
     (setq meta-log-federation--peer-list-timer
           (run-at-time meta-log-federation-peer-list-refresh-delay nil

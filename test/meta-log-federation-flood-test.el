@@ -48,7 +48,8 @@ busy meanwhile with anything but waiting."
     file))
 
 (defun meta-log-federation-flood-publish (file)
-  "Publish each line of FILE on canvasl/sync with mosquitto_pub; return the process."
+  "Publish each line of FILE on canvasl/sync with mosquitto_pub.
+Return the mosquitto_pub process."
   (let ((pub (or (executable-find "mosquitto_pub")
                  (ert-skip "mosquitto_pub is not installed (apt-get install mosquitto-clients)"))))
     (make-process
@@ -112,7 +113,8 @@ Return PREDICATE's last value.  Never dispatches events itself."
       (sort ids #'string<))))
 
 (defvar meta-log-federation-flood-ticks nil
-  "List of (TIME . BACKLOG-P) for each tick of the flood's watch timer, newest first.")
+  "List of (TIME . BACKLOG-P), one for each tick of the watch timer.
+Newest first; BACKLOG-P says whether events were waiting.")
 
 (defun meta-log-federation-flood-watch ()
   "Start a timer that records when it fires and whether events wait; return it."
