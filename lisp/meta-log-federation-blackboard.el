@@ -37,7 +37,8 @@
 (require 'cl-lib)
 (require 'meta-log-federation-custom)
 
-(declare-function meta-log-federation-peers "meta-log-federation-node")
+(declare-function meta-log-federation--require-running "meta-log-federation-node")
+(declare-function meta-log-federation--federation-announced-peers "meta-log-federation-module")
 (declare-function meta-log-federation-running-p "meta-log-federation-node")
 (declare-function meta-log-federation--peer-id-p "meta-log-federation-node")
 (declare-function meta-log-federation--log "meta-log-federation-custom")
@@ -295,6 +296,14 @@ Keys that only sent other events are kept out of the blackboard, so a
 flood of throwaway keys cannot fill it."
   (cl-remove-if (lambda (p) (equal (plist-get p :software) "")) peers))
 
+(defun meta-log-federation--announced-peers-now ()
+  "Return the peers that announced themselves, asked of the module.
+The module leaves the others out (the same rule as
+`meta-log-federation--announced-peers'), so a peer table full of
+throwaway keys costs no plist per key each time the blackboard is updated."
+  (meta-log-federation--require-running)
+  (meta-log-federation--federation-announced-peers))
+
 (defun meta-log-federation--record-peers (peers only-changed)
   "Record PEERS in the blackboard; with ONLY-CHANGED, only those that changed.
 A missing blackboard is created and every peer written to it.  Return
@@ -316,7 +325,7 @@ Return the blackboard file's name."
   (interactive)
   (unless meta-log-federation--blackboard
     (user-error "Federation is not running: call `meta-log-federation-init' first"))
-  (let ((peers (meta-log-federation--announced-peers (meta-log-federation-peers))))
+  (let ((peers (meta-log-federation--announced-peers-now)))
     (when peer-id
       (setq peers (cl-remove-if-not (lambda (p) (equal (plist-get p :peer-id) peer-id))
                                     peers)))
@@ -339,8 +348,7 @@ Return the blackboard file's name."
   (setq meta-log-federation--blackboard-timer nil)
   (when (and meta-log-federation--blackboard (meta-log-federation-running-p))
     (condition-case err
-        (meta-log-federation--record-peers
-         (meta-log-federation--announced-peers (meta-log-federation-peers)) t)
+        (meta-log-federation--record-peers (meta-log-federation--announced-peers-now) t)
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)

@@ -102,7 +102,7 @@ They are copies: the drain buffer's vectors are reused.")
 
 (defun meta-log-federation--schedule-slice ()
   "Dispatch the next slice of waiting events soon, after input."
-  (unless (timerp meta-log-federation--slice-timer)
+  (unless (memq meta-log-federation--slice-timer timer-list)
     (setq meta-log-federation--slice-timer
           (run-at-time 0 nil #'meta-log-federation--dispatch-slice))))
 
@@ -143,8 +143,14 @@ waiting event.  Return the number of events dispatched."
 
 (defun meta-log-federation--wakeup-filter (_process _output)
   "Filter of the wake-up pipe: drain and dispatch the module's events.
-At most `meta-log-federation-dispatch-budget' seconds at a time."
-  (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget))
+At most `meta-log-federation-dispatch-budget' seconds at a time.  When
+a slice is already due from the timer, leave the events to it: that
+slice drains the module's queue too, and running both back to back
+would hold Emacs for two slices (and the garbage collections they
+cause) with no timer or input in between.  A slice timer that is no
+longer scheduled (cancelled by someone) does not count."
+  (unless (memq meta-log-federation--slice-timer timer-list)
+    (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget)))
 
 (defun meta-log-federation--ensure-wakeup ()
   "Create the wake-up pipe and hand it to the module, unless it exists."

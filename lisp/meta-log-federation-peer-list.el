@@ -167,8 +167,26 @@ with \\[meta-log-federation-peer-list-trust] if it is genuine, block it with \\[
     (meta-log-federation-send-peer-message peer text)
     (message "meta-log-federation: sent to %s" (meta-log-federation--peer-label peer))))
 
+(defcustom meta-log-federation-peer-list-refresh-delay 0.5
+  "Seconds the peers buffer waits after a change before it is redrawn.
+Changes arriving meanwhile are shown by one redraw: a flood of new
+peers redraws the buffer a few times a second, not once per event."
+  :type 'number
+  :group 'meta-log-federation)
+
+(defvar meta-log-federation--peer-list-timer nil
+  "Timer that redraws the peers buffer, or nil when none is due.")
+
 (defun meta-log-federation--refresh-peer-list ()
-  "Refresh the peer list buffer if it is shown, keeping point on its peer."
+  "Redraw the peer list buffer soon, and only once until it is redrawn."
+  (unless (timerp meta-log-federation--peer-list-timer)
+    (setq meta-log-federation--peer-list-timer
+          (run-at-time meta-log-federation-peer-list-refresh-delay nil
+                       #'meta-log-federation--refresh-peer-list-now))))
+
+(defun meta-log-federation--refresh-peer-list-now ()
+  "Redraw the peer list buffer if it exists, keeping point on its peer."
+  (setq meta-log-federation--peer-list-timer nil)
   (let ((buffer (get-buffer meta-log-federation--peer-list-buffer)))
     (when (buffer-live-p buffer)
       (with-current-buffer buffer

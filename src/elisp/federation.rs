@@ -510,10 +510,27 @@ fn peer_to_lisp<'e>(env: &'e Env, p: &PeerInfo, topic: String) -> Result<Value<'
 #[defun(name = "-federation-peers")]
 fn federation_peers(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("federation-peers");
+    peers_to_lisp(env, false)
+}
+
+/// Return the peers that announced themselves, as `-federation-peers' does.
+///
+/// Keys that only sent other events are left out here, in Rust: with
+/// thousands of throwaway keys in the peer table, the blackboard asks
+/// for the few announced peers without Emacs building a plist for each.
+#[defun(name = "-federation-announced-peers")]
+fn federation_announced_peers(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("federation-announced-peers");
+    peers_to_lisp(env, true)
+}
+
+/// The known peers (with ONLY_ANNOUNCED, the announced ones) as plists.
+fn peers_to_lisp(env: &Env, only_announced: bool) -> Result<Value<'_>> {
     guard(env, || {
         let peers = with_node(env, |n| {
             Ok(n.peers()
                 .into_iter()
+                .filter(|p| !only_announced || p.announced())
                 .map(|p| {
                     let t = n.messages_topic(&p.peer_id);
                     (p, t)

@@ -87,6 +87,15 @@ pub struct PeerInfo {
     pub(crate) presence_key: Option<(u64, u8, u64)>,
 }
 
+impl PeerInfo {
+    /// True once a presence of the peer was accepted (it announced its
+    /// software): keys that only sent other events are not announced, and
+    /// the blackboard records only announced peers.
+    pub fn announced(&self) -> bool {
+        !self.software.is_empty()
+    }
+}
+
 /// A change the caller may want to run hooks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "transition", rename_all = "kebab-case")]
