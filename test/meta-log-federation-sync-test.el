@@ -101,6 +101,12 @@
                                       (split-string text "\n"))))
             (should (= 1 (cl-count-if (lambda (l) (string-search "\"id\":\"b\"" l))
                                       (split-string text "\n")))))
+          ;; Her new session outranks the will the broker published for the
+          ;; killed one, even when she restarted within the same second.
+          (should (meta-log-federation-wait-until
+                   (lambda () (eq 'online (meta-log-federation-test-status
+                                           (process-get carol2 'peer-id))))
+                   20))
           (should (process-live-p carol2)))
         (kill-buffer (find-buffer-visiting file))))))
 

@@ -167,6 +167,9 @@
 //! ACLs (each client may publish only to its own presence topic) close this.
 //! A sender reconnecting twice within one second uses a `since` one second
 //! ahead of its clock (see [`Outbound::new_session`]), never an equal one.
+//! A node with a trust file also keeps its last `since` beside it
+//! ([`session_file`]), so a peer killed and started again within the same
+//! second still starts a later session than the one its will ended.
 //!
 //! ## Trust
 //!
@@ -195,6 +198,7 @@ pub mod protocol;
 pub mod receipts;
 pub mod replay;
 pub mod replay_journal;
+pub mod session_file;
 pub mod trust;
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::peers::{PeerInfo, Transition};
 use super::protocol::KIND_RECEIPT;
 use super::receipts::{self, PendingReceipts, ReceivedLog};
 use super::replay_journal::{journal_path, ReplayJournal};
+use super::session_file::{read_last_since, session_path, write_last_since};
 use super::trust::{TrustError, TrustPolicy, TrustStore};
 use super::{Config, ConfigError, DropReason, Dropped};
 
@@ -101,6 +102,9 @@ pub struct Node {
     journal: Option<ReplayJournal>,
     /// The last failure to append to the journal, reported by the next save.
     journal_error: Option<String>,
+    /// The last failure to record the session's `since`, reported by the
+    /// next save.
+    session_error: Option<String>,
     counts: NodeCounts,
     outbox: Outbox,
     received: ReceivedLog,
@@ -129,7 +133,16 @@ impl Node {
             Some(p) => TrustStore::load(p)?,
             None => TrustStore::new(),
         };
-        let outbound = Outbound::new(identity.clone(), &config, profile, now)?;
+        let mut outbound = Outbound::new(identity.clone(), &config, profile, now)?;
+        // Sessions stay ordered across restarts: a peer started again within
+        // the second of its last session would otherwise reuse that session's
+        // `since`, and its will would outrank its new presence everywhere.
+        if let Some(last) = trust_path
+            .as_deref()
+            .and_then(|p| read_last_since(&session_path(p)))
+        {
+            outbound.resume_after(last);
+        }
         let received = ReceivedLog::in_memory(config.replay_capacity);
         let mut inbound = Inbound::new(identity, config, trust)?;
         // The replay memory survives restarts: ids accepted before (even
@@ -150,6 +163,7 @@ impl Node {
             trust_path,
             journal,
             journal_error: None,
+            session_error: None,
             counts: NodeCounts::default(),
             outbox: Outbox::in_memory(OutboxSettings::default()),
             received,
@@ -205,7 +219,16 @@ impl Node {
     /// Starts a new MQTT session and returns its last will (call before
     /// every connection attempt).
     pub fn begin_session(&mut self, now: u64) -> Result<Publication, OutboundError> {
-        self.outbound.new_session(now);
+        let since = self.outbound.new_session(now);
+        // Recorded before the CONNECT that carries this session's will, so
+        // that even a `kill -9` right after it leaves the next run a later
+        // session. A failure is reported by the next save; the clock alone
+        // still orders sessions more than a second apart.
+        if let Some(p) = self.trust_path.as_deref().map(session_path) {
+            if let Err(e) = write_last_since(&p, since) {
+                self.session_error = Some(format!("{}: {e}", p.display()));
+            }
+        }
         self.outbound.will(now)
     }
 
@@ -436,7 +459,7 @@ impl Node {
     /// compacts the replay journal when it has grown; reports a failure to
     /// write the journal since the last save.
     pub fn save_trust(&mut self) -> Result<(), TrustError> {
-        let journal = self.save_journal();
+        let journal = self.save_journal().and(self.session_saved());
         let trust = match &self.trust_path {
             Some(p) if self.inbound.trust_store().is_dirty() => {
                 let p = p.clone();
@@ -445,6 +468,21 @@ impl Node {
             _ => Ok(()),
         };
         trust.and(journal)
+    }
+
+    /// Reports a failure to record a session start since the last save.
+    fn session_saved(&mut self) -> Result<(), TrustError> {
+        match (self.session_error.take(), &self.trust_path) {
+            (Some(m), Some(t)) => Err(TrustError::Io {
+                path: session_path(t),
+                source: std::io::Error::other(format!(
+                    "the session start could not be recorded ({m}); if Emacs restarts \
+                     within a second, the others may show this peer offline until its \
+                     next reconnect"
+                )),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn save_journal(&mut self) -> Result<(), TrustError> {
@@ -595,6 +633,43 @@ mod tests {
         deliver(&mut b, &fresh[0], 1_000).unwrap();
         assert!(deliver(&mut b, &old_will, 1_001).is_err());
         assert_eq!(b.peer(a.peer_id()).unwrap().status, PeerStatus::Online);
+    }
+
+    #[test]
+    fn a_peer_restarted_within_the_second_outranks_its_old_will() {
+        // The flaky three-peer sync test: Carol is killed and started again
+        // within one second. The broker publishes her old will; her new
+        // run's presence must still make her online, and must not be the
+        // old run's event again.
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = node(2, dir.path());
+        let mut a = node(1, dir.path());
+        let old_will = a.begin_session(1_000).unwrap();
+        let old = a.announce(1_000).unwrap();
+        for p in &old {
+            deliver(&mut b, p, 1_000).ok();
+        }
+        drop(a); // kill -9: no departure
+        deliver(&mut b, &old_will, 1_000).unwrap();
+        assert_eq!(
+            b.peer(identity(1).peer_id().as_str()).unwrap().status,
+            PeerStatus::Offline
+        );
+        // Same clock second, same files.
+        let mut a = node(1, dir.path());
+        let _will = a.begin_session(1_000).unwrap();
+        let fresh = a.announce(1_000).unwrap();
+        assert_ne!(
+            fresh[0].event_id, old[0].event_id,
+            "a new event, not the old one"
+        );
+        let got = deliver(&mut b, &fresh[0], 1_000).expect("new presence accepted");
+        assert_eq!(got.transitions[0].kind(), "came-online");
+        assert_eq!(b.peer(a.peer_id()).unwrap().status, PeerStatus::Online);
+        assert!(b
+            .drop_counts()
+            .iter()
+            .all(|(r, n)| *r != "too-old" || *n == 0));
     }
 
     #[test]

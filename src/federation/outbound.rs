@@ -136,6 +136,12 @@ impl Outbound {
         self.since
     }
 
+    /// Makes the next session start after `last`, the `since` of a session
+    /// of an earlier run (see [`session_file`](super::session_file)).
+    pub fn resume_after(&mut self, last: u64) {
+        self.since = self.since.max(last);
+    }
+
     /// The current session's start time.
     pub fn session_since(&self) -> u64 {
         self.since
