@@ -308,6 +308,12 @@ impl Inbound {
         let sender = id_bytes(&ev.pubkey);
         match self.replay.check(&id, &sender, now) {
             Ok(()) => {}
+            // A presence remembered from before a restart (the journal) while
+            // the peer table, which starts empty, holds none of this peer:
+            // the broker's retained copy is how a restarted peer learns who is
+            // there. The ordering rule above, not the id, decides presence.
+            Err(Refusal::Seen)
+                if presence.is_some() && self.peers.presence_key(&ev.pubkey).is_none() => {}
             Err(Refusal::Seen) => {
                 return Err(fail(
                     DropReason::Replay,

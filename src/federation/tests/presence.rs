@@ -137,3 +137,34 @@ fn peer_table_online_stale_offline() {
     assert!(acc.transitions.is_empty());
     assert_eq!(c.peers()[0].status, PeerStatus::Stale);
 }
+
+#[test]
+fn a_presence_remembered_before_a_restart_still_introduces_the_peer() {
+    let a = outbound(alice(), "alice", T0);
+    let p = a.presence(T0).unwrap();
+    let mut b = inbound(bob(), TrustPolicy::Tofu);
+    assert!(feed(&mut b, &p, T0).is_ok());
+    // A restart: the replay memory comes back from the journal, the peer
+    // table starts empty. The broker's retained presence arrives again.
+    let remembered: Vec<_> = b.replay_set().iter().collect();
+    let mut b2 = inbound_knowing(bob(), TrustPolicy::Tofu, &[alice()]);
+    let window = b2.replay_set().window();
+    for (id, sender, expires) in remembered {
+        b2.replay_set_mut().remember(id, sender, expires - window);
+    }
+    assert!(b2.peer(&alice().peer_id()).is_none());
+    let acc = feed(&mut b2, &p, T0 + 5).unwrap();
+    assert!(!acc.transitions.is_empty(), "alice is known again");
+    assert!(b2.peer(&alice().peer_id()).is_some());
+    // Once the peer table holds its presence, the same event is a replay.
+    assert_eq!(reason(feed(&mut b2, &p, T0 + 6)), "replay");
+    // Any other event remembered before the restart stays refused.
+    let m = a.sync(SyncKind::Change, "x", vec![], T0).unwrap();
+    assert!(feed(&mut b, &m, T0).is_ok());
+    let mut b3 = inbound_knowing(bob(), TrustPolicy::Tofu, &[alice()]);
+    let window = b3.replay_set().window();
+    for (id, sender, expires) in b.replay_set().iter() {
+        b3.replay_set_mut().remember(id, sender, expires - window);
+    }
+    assert_eq!(reason(feed(&mut b3, &m, T0 + 7)), "replay");
+}
