@@ -73,6 +73,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Resu
     result
 }
 
+/// Renames a damaged file to `NAME.damaged-STAMP` beside it (with `-2`, `-3`, … added if that
+/// name is taken), so that nothing is thrown away; returns the new path, or `None` if there was
+/// no file. The one way state files of every kind (sync state, outbox, received log) are kept
+/// aside.
+pub fn keep_aside(path: &Path, stamp: &str) -> std::io::Result<Option<PathBuf>> {
+    if fs::symlink_metadata(path).is_err() {
+        return Ok(None);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut target = path.with_file_name(format!("{name}.damaged-{stamp}"));
+    let mut n = 1;
+    while fs::symlink_metadata(&target).is_ok() {
+        n += 1;
+        target = path.with_file_name(format!("{name}.damaged-{stamp}-{n}"));
+    }
+    fs::rename(path, &target)?;
+    Ok(Some(target))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

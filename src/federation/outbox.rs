@@ -90,14 +90,12 @@ pub struct Outbox {
     dirty: bool,
 }
 
-/// Renames a damaged file to `NAME.damaged-NOW` and returns the new name
-/// (or why it could not be renamed).
+/// Keeps a damaged file aside as `NAME.damaged-NOW` through
+/// [`crate::fsutil::keep_aside`] and returns the new name, or why there is none.
 pub(super) fn set_aside(path: &Path, now: u64) -> String {
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".damaged-{now}"));
-    let aside = PathBuf::from(aside);
-    match std::fs::rename(path, &aside) {
-        Ok(()) => aside.display().to_string(),
+    match crate::fsutil::keep_aside(path, &now.to_string()) {
+        Ok(Some(aside)) => aside.display().to_string(),
+        Ok(None) => "nowhere (the file is gone)".to_string(),
         Err(e) => format!("nowhere (renaming failed: {e})"),
     }
 }

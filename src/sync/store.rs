@@ -72,26 +72,12 @@ pub(crate) fn read_file(path: &Path) -> Result<Option<Vec<u8>>, SyncError> {
     }
 }
 
-/// Renames a damaged file to `NAME.damaged-TIMESTAMP` beside it (UTC, RFC 3339, with a
-/// number added if that name exists) so that nothing is thrown away; returns the new path, or
-/// `None` if there was no file.
+/// Keeps a damaged file aside as `NAME.damaged-TIMESTAMP` (UTC, RFC 3339) through
+/// [`crate::fsutil::keep_aside`]; returns the new path, or `None` if there was no file.
 pub(crate) fn keep_aside(path: &Path) -> Result<Option<PathBuf>, SyncError> {
-    if fs::symlink_metadata(path).is_err() {
-        return Ok(None);
-    }
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let mut target = path.with_file_name(format!("{name}.damaged-{stamp}"));
-    let mut n = 1;
-    while fs::symlink_metadata(&target).is_ok() {
-        n += 1;
-        target = path.with_file_name(format!("{name}.damaged-{stamp}-{n}"));
-    }
-    fs::rename(path, &target).map_err(|e| SyncError::io("keep aside (rename)", path, e))?;
-    Ok(Some(target))
+    crate::fsutil::keep_aside(path, &stamp)
+        .map_err(|e| SyncError::io("keep aside (rename)", path, e))
 }
 
 /// What can still be read of a damaged manifest: each `"share"` string value and the
