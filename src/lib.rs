@@ -9,6 +9,7 @@ pub mod events;
 pub mod federation;
 pub mod fsutil;
 pub mod identity;
+pub mod links;
 pub mod merge;
 pub mod runtime;
 pub mod sync;
