@@ -91,3 +91,13 @@ pub enum LinkError {
     #[error("link setup timed out after {0} ms")]
     Timeout(u64),
 }
+
+/// Which side of a link setup this peer plays (glare is resolved before a transport starts:
+/// the peer with the smaller peer id offers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the offer (WebRTC) or dials (TCP).
+    Offerer,
+    /// Answers the offer (WebRTC) or accepts (TCP).
+    Answerer,
+}
