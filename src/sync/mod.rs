@@ -117,21 +117,7 @@ mod store;
 mod wire;
 
 #[cfg(test)]
-mod test_util;
-#[cfg(test)]
-mod tests_bus;
-#[cfg(test)]
-mod tests_damage;
-#[cfg(test)]
-mod tests_engine;
-#[cfg(test)]
-mod tests_federation;
-#[cfg(test)]
-mod tests_hostile;
-#[cfg(test)]
-mod tests_large;
-#[cfg(test)]
-mod tests_units;
+mod tests;
 
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};

@@ -5,8 +5,8 @@ use crate::canvasl::generate_canvas;
 use crate::federation::{Body, Config, Inbound, LocalProfile, Outbound, TrustPolicy, TrustStore};
 use crate::identity::{Identity, DEFAULT_PATH};
 
-use super::test_util::{read, R, T0};
-use super::tests_bus::edit_entry;
+use super::bus::edit_entry;
+use super::util::{read, R, T0};
 use super::{Action, ShareId, SyncConfig, SyncEngine};
 
 struct Peer {

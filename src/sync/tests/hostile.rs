@@ -6,7 +6,7 @@ use base64ct::{Base64, Encoding};
 use serde_json::json;
 
 use super::share_id::folded_name;
-use super::test_util::{files_under, peer, Node, R, T0};
+use super::util::{files_under, peer, Node, R, T0};
 use super::{check_share_name, Action, SyncConfig, SyncError};
 use crate::federation::SyncKind;
 use crate::merge::SharedDoc;

@@ -5,8 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use base64ct::{Base64, Encoding};
 use serde_json::json;
 
-use super::test_util::{files_under, peer, read, Bus, Node, R, T0};
-use super::tests_bus::edit_entry;
+use super::bus::edit_entry;
+use super::util::{files_under, peer, read, Bus, Node, R, T0};
 use super::{Action, ShareId, SyncConfig, SyncError};
 use crate::federation::SyncKind;
 use crate::merge::SharedDoc;

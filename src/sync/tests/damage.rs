@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::test_util::{read, Bus, R};
-use super::tests_bus::edit_entry;
+use super::bus::edit_entry;
+use super::util::{read, Bus, R};
 use super::{Action, ShareId, ShareState, SyncConfig, SyncEngine, SyncError};
 
 const BASE: &str =
@@ -502,7 +502,7 @@ fn a_failed_write_of_a_local_save_is_retried_without_taking_the_save_in_twice() 
         let mut e = SyncEngine::open(
             &root.path().join("sync"),
             &mnt.join("state"),
-            &super::test_util::peer(1),
+            &super::util::peer(1),
             [1; 32],
         )?;
         let path = home.join("plan.canvasl");
@@ -523,7 +523,7 @@ fn a_failed_write_of_a_local_save_is_retried_without_taking_the_save_in_twice() 
         let mut e = SyncEngine::open(
             &root.path().join("sync"),
             &mnt.join("state"),
-            &super::test_util::peer(1),
+            &super::util::peer(1),
             [1; 32],
         )?;
         let a = e.startup(0)?;

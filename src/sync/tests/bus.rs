@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::test_util::{read, Bus, R};
+use super::util::{read, Bus, R};
 use super::{ShareId, SyncConfig};
 use crate::canvasl::generate_canvas;
 use crate::federation::SyncKind;

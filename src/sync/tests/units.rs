@@ -3,7 +3,7 @@
 
 use super::chunk::{split, ChunkOutcome, Reassembler, ReassemblyLimits};
 use super::share_id::{check_share_name, NameError, ShareId, MAX_NAME_BYTES};
-use super::test_util::{peer, R, T0};
+use super::util::{peer, R, T0};
 use super::wire::{
     check_automerge_chunks, encode_chunk, encode_data, encode_request, escaped_len, parse, Chunk,
     Of, Op, ParseLimits,

@@ -3,9 +3,9 @@
 
 use serde_json::json;
 
+use super::bus::edit_entry;
 use super::chunk::split;
-use super::test_util::{read, Node, R, T0};
-use super::tests_bus::edit_entry;
+use super::util::{read, Node, R, T0};
 use super::wire::Of;
 use super::{Action, ShareId, SyncConfig};
 use crate::canvasl::generate::XorShift;
@@ -23,7 +23,7 @@ fn a_one_entry_edit_of_a_100k_canvas_is_a_small_event() -> R {
     let change = doc
         .apply_local_text(edited.as_bytes())?
         .ok_or("no change")?;
-    let share = ShareId::new(&super::test_util::peer(1), "big.canvasl")?;
+    let share = ShareId::new(&super::util::peer(1), "big.canvasl")?;
     let config = SyncConfig::default();
     let contents = split(
         &share,
