@@ -25,11 +25,11 @@
 ;;; Code:
 
 (require 'auth-source)
-(require 'url-util)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-mqtt)
 
-(declare-function meta-log-federation--mqtt-parse-url "meta-log-federation-module")
+(declare-function meta-log-federation--broker-url-parts "meta-log-federation-module")
+(declare-function meta-log-federation--broker-url-with-login "meta-log-federation-module")
 
 (defcustom meta-log-federation-use-auth-source t
   "If non-nil, broker URLs with a user and no password take it from `auth-sources'.
@@ -48,15 +48,6 @@ just typed (nil once saved, or when it came from a file).")
   (let ((secret (plist-get entry :secret)))
     (if (functionp secret) (funcall secret) secret)))
 
-(defun meta-log-federation-auth--url (parts user password)
-  "Return the broker URL of PARTS (from the module) with USER and PASSWORD."
-  (let ((host (plist-get parts :host)))
-    (format "%s://%s:%s@%s:%d"
-            (if (plist-get parts :tls) "mqtts" "mqtt")
-            (url-hexify-string user) (url-hexify-string password)
-            (if (string-search ":" host) (format "[%s]" host) host)
-            (plist-get parts :port))))
-
 (defun meta-log-federation-auth-broker-url (url)
   "Return URL with the broker password from `auth-sources', when it needs one.
 URL needs one when it names a user and no password
@@ -68,7 +59,7 @@ needs no password, when `meta-log-federation-use-auth-source' is nil,
 or when no password was found (the broker then says whether it needs
 one)."
   (setq meta-log-federation-auth--login nil)
-  (let* ((parts (meta-log-federation--mqtt-parse-url url))
+  (let* ((parts (meta-log-federation--broker-url-parts url))
          (user (plist-get parts :user)))
     (if (or (not meta-log-federation-use-auth-source)
             (null user)
@@ -90,7 +81,7 @@ one)."
           (setq meta-log-federation-auth--login
                 (list :host host :port port :user user
                       :save (plist-get entry :save-function)))
-          (meta-log-federation-auth--url parts user password))))))
+          (meta-log-federation--broker-url-with-login url user password))))))
 
 (defun meta-log-federation-auth--connected ()
   "The broker accepted the login: offer to save a password just typed."

@@ -24,6 +24,7 @@
 (declare-function meta-log-federation-identity-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation--federation-announce "meta-log-federation-module")
+(declare-function meta-log-federation--topic "meta-log-federation-module")
 
 (defvar meta-log-federation-connect-peer-functions nil
   "Functions called with (PEER-ID) by `meta-log-federation-connect-to-peer'.
@@ -58,7 +59,7 @@ Keys: :peer-id, :public-key (the same x-only key, hex), :name,
     (list :peer-id id
           :public-key id
           :name (meta-log-federation-effective-display-name)
-          :address (format "%s/peers/%s/messages" meta-log-federation-topic-prefix id)
+          :address (meta-log-federation--topic meta-log-federation-topic-prefix 'messages id)
           :derivation-path (meta-log-federation-identity-path identity)
           :identity identity)))
 

@@ -13,7 +13,7 @@
 ;;                          (`meta-log-federation-open-canvasl-url'); when
 ;;                          it is not here yet, asks ORIGIN for it through
 ;;                          sync and opens it when it arrives.
-;;   mqtt://[USER@]HOST[:PORT]
+;;   mqtt://[USER@]HOST[:PORT]  (or mqtts://, ws://, wss://)
 ;;                          offers to start federation with that broker
 ;;                          (`meta-log-federation-open-mqtt-url'), after
 ;;                          asking.  A link never holds a password: with
@@ -21,7 +21,8 @@
 ;;                          (see `meta-log-federation-auth-broker-url').
 ;;
 ;; A link never runs code and never writes a file: a canvasl:// link is
-;; checked with the sync engine's own rules for share names, and the file
+;; checked with the sync engine's own rules for share names (asked from
+;; the module, as are the rules for broker URLs), and the file
 ;; it opens comes from the engine's list of shares, never from the link
 ;; (a file received from a peer must also lie in the sync directory).
 ;; docs/PROTOCOL_HANDLERS.md describes both links and how to register
@@ -43,6 +44,10 @@
 (require 'meta-log-federation-sync)
 
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
+(declare-function meta-log-federation--share-name-problem "meta-log-federation-module")
+(declare-function meta-log-federation--share-url-parse "meta-log-federation-module")
+(declare-function meta-log-federation--share-url "meta-log-federation-module")
+(declare-function meta-log-federation--broker-url-parts "meta-log-federation-module")
 (declare-function org-link-set-parameters "ol" (type &rest parameters))
 (declare-function org-link-make-regexps "ol" ())
 (defvar org-link-parameters)
@@ -54,12 +59,11 @@ When it arrives within that time, it is opened."
   :group 'meta-log-federation)
 
 ;;;; Checking links
-
-(defconst meta-log-federation-links--max-name-bytes (- 255 (length ".automerge") 22)
-  "Longest share name in bytes, as the sync engine allows (share_id.rs).")
-
-(defconst meta-log-federation-links--name-suffixes '(".canvasl" ".jsonl")
-  "Suffixes a share name may end with.")
+;;
+;; The rules for share names, share URLs and broker URLs are the module's
+;; (src/sync/share_id.rs, src/transport/url.rs): this file only adds what
+;; is particular to links (a link never holds a password; a NAME with
+;; %XX escapes must also be acceptable once decoded).
 
 (defun meta-log-federation-links--refuse (url format-string &rest args)
   "Signal `meta-log-federation-error': URL is refused for FORMAT-STRING with ARGS."
@@ -71,136 +75,68 @@ When it arrives within that time, it is opened."
                           (prin1-to-string (if (stringp url) url (format "%S" url))))
                         (apply #'format-message format-string args)))))
 
-(defun meta-log-federation-links--bad-char (string)
-  "Return the first character of STRING that may not appear in a link, or nil.
-These are control characters (as Rust's `char::is_control': U+0000 to
-U+001F and U+007F to U+009F) and anything that is not a Unicode scalar
-value (surrogates, raw bytes)."
-  (cl-find-if (lambda (c) (or (< c #x20) (<= #x7f c #x9f)
-                              (<= #xd800 c #xdfff) (> c #x10ffff)))
-              string))
-
 (defun meta-log-federation-links--name-problem (name)
   "Return why NAME is not an acceptable share name, or nil if it is.
-The rules are the sync engine's (src/sync/share_id.rs): one plain file
-name, at most 223 bytes in UTF-8, ending with .canvasl or .jsonl, without
-control characters, `/', `\\', a leading `.', `..', or a drive prefix."
-  (let ((bad (meta-log-federation-links--bad-char name)))
-    (cond
-     ((string-empty-p name) "the share name is empty")
-     (bad (format "the share name contains a control or invalid character (U+%04X)" bad))
-     ((> (length (encode-coding-string name 'utf-8 t))
-         meta-log-federation-links--max-name-bytes)
-      (format "the share name is %d bytes long; at most %d are allowed"
-              (length (encode-coding-string name 'utf-8 t))
-              meta-log-federation-links--max-name-bytes))
-     ((or (string-prefix-p "/" name) (string-prefix-p "\\" name)
-          (string-match-p "\\`[A-Za-z]:" name))
-      "the share name is an absolute path; give a plain file name")
-     ((or (string-search "/" name) (string-search "\\" name))
-      "the share name contains a path separator ('/' or '\\'); give a plain file name")
-     ((or (string-prefix-p "." name) (string-search ".." name))
-      "the share name starts with '.' or contains '..'")
-     ((not (cl-some (lambda (s) (and (> (length name) (length s))
-                                     (string-suffix-p s name)))
-                    meta-log-federation-links--name-suffixes))
-      "the share name must end with .canvasl or .jsonl"))))
+The sync engine's rules, asked from the module (see
+`meta-log-federation--share-name-problem')."
+  (meta-log-federation--share-name-problem name))
 
 (defun meta-log-federation-links--unhex (name)
   "Return NAME with its %XX escapes decoded as UTF-8."
   (decode-coding-string (url-unhex-string name) 'utf-8 t))
 
-(defun meta-log-federation-links--check-text (url)
-  "Refuse URL unless it is a string free of control and invalid characters."
-  (unless (stringp url)
-    (meta-log-federation-links--refuse url "a link is a string"))
-  (let ((bad (meta-log-federation-links--bad-char url)))
-    (when bad
-      (meta-log-federation-links--refuse
-       url "it contains a control or invalid character (U+%04X)" bad))))
+(defmacro meta-log-federation-links--refusing (url &rest body)
+  "Run BODY; a `meta-log-federation-error' it signals refuses the link URL."
+  (declare (indent 1) (debug t))
+  (let ((err (make-symbol "err")))
+    `(condition-case ,err
+         (progn ,@body)
+       (meta-log-federation-error
+        (meta-log-federation-links--refuse
+         ,url "%s" (if (stringp (cadr ,err)) (cadr ,err) (error-message-string ,err)))))))
 
 (defun meta-log-federation--parse-canvasl-url (url)
   "Check the share link URL, canvasl://ORIGIN/NAME; return (ORIGIN . NAME).
 ORIGIN must be a peer id (64 lowercase hexadecimal characters) and NAME
 a share name the sync engine accepts (see
-`meta-log-federation-links--name-problem').  A NAME with %XX escapes must
-also be acceptable once decoded.  Signal `meta-log-federation-error'
-saying what is wrong otherwise."
-  (meta-log-federation-links--check-text url)
-  (unless (string-prefix-p "canvasl://" url t)
-    (meta-log-federation-links--refuse
-     url "a share is written canvasl://ORIGIN/NAME (ORIGIN: 64 lowercase hex characters)"))
-  (let* ((rest (substring url (length "canvasl://")))
-         (slash (string-search "/" rest)))
-    (unless slash
-      (meta-log-federation-links--refuse
-       url "a share is written canvasl://ORIGIN/NAME (ORIGIN: 64 lowercase hex characters)"))
-    (let ((origin (substring rest 0 slash))
-          (name (substring rest (1+ slash))))
-      (unless (meta-log-federation--peer-id-p origin)
-        (meta-log-federation-links--refuse
-         url "the origin of a share must be a peer id (64 lowercase hex characters)"))
-      (let ((problem (meta-log-federation-links--name-problem name)))
-        (when problem (meta-log-federation-links--refuse url "%s" problem)))
-      (when (string-search "%" name)
-        (let ((problem (meta-log-federation-links--name-problem
-                        (meta-log-federation-links--unhex name))))
-          (when problem
-            (meta-log-federation-links--refuse url "once its %%XX escapes are decoded, %s"
-                                               problem))))
-      (cons origin name))))
+`meta-log-federation--share-name-problem'); the scheme may be written
+in any case.  A NAME with %XX escapes must also be acceptable once
+decoded.  Signal `meta-log-federation-error' saying what is wrong
+otherwise."
+  (unless (stringp url)
+    (meta-log-federation-links--refuse url "a link is a string"))
+  (let* ((url (if (string-prefix-p "canvasl://" url t)
+                  (concat "canvasl://" (substring url (length "canvasl://")))
+                url))
+         (id (meta-log-federation-links--refusing url
+               (meta-log-federation--share-url-parse url)))
+         (name (cdr id)))
+    (when (string-search "%" name)
+      (let ((problem (meta-log-federation-links--name-problem
+                      (meta-log-federation-links--unhex name))))
+        (when problem
+          (meta-log-federation-links--refuse url "once its %%XX escapes are decoded, %s"
+                                             problem))))
+    id))
 
 (defun meta-log-federation--parse-mqtt-url (url)
-  "Check the broker link URL, mqtt://[USER@]HOST[:PORT][/]; return a plist.
-The plist has :user (or nil), :host, :port (a number, or nil) and :url,
-the link rebuilt from those parts (what federation is started with).
-Refused: other schemes, passwords, paths, query strings, fragments,
-control characters and malformed hosts or ports.  Signal
+  "Check the broker link URL; return a plist.
+URL is mqtt://[USER@]HOST[:PORT], or mqtts://, ws:// or wss:// (with a
+path for the last two): any broker URL the module accepts (see
+`meta-log-federation--broker-url-parts') that holds no password.  The
+plist has :user (or nil), :host, :port (a number) and :url, the link
+rebuilt from those parts (what federation is started with).  Signal
 `meta-log-federation-error' saying what is wrong."
-  (meta-log-federation-links--check-text url)
-  (unless (string-prefix-p "mqtt://" url t)
-    (meta-log-federation-links--refuse
-     url "a broker link is written mqtt://HOST[:PORT] (other schemes are not followed)"))
-  (let* ((rest (substring url (length "mqtt://")))
-         (slash (string-search "/" rest))
-         (authority (if slash (substring rest 0 slash) rest))
-         (path (if slash (substring rest slash) ""))
-         (user nil) host port)
-    (when (string-match-p "[?#]" rest)
-      (meta-log-federation-links--refuse url "a broker link has no query string or fragment"))
-    (unless (member path '("" "/"))
-      (meta-log-federation-links--refuse url "a broker link has no path"))
-    (when (string-search "@" authority)
-      (let ((at (string-search "@" authority)))
-        (setq user (substring authority 0 at)
-              authority (substring authority (1+ at))))
-      (when (string-search ":" user)
-        (meta-log-federation-links--refuse
-         url "a password in a link is refused: write mqtt://USER@HOST:PORT and keep the password in `auth-sources' (e.g. ~/.authinfo.gpg: machine HOST port PORT login USER password ...)"))
-      (unless (string-match-p "\\`[A-Za-z0-9._~-]+\\'" user)
-        (meta-log-federation-links--refuse
-         url "the user name may only hold letters, digits and . _ ~ -")))
-    (cond
-     ((string-match "\\`\\(\\[[0-9A-Fa-f:.]+\\]\\)\\(?::\\([0-9]*\\)\\)?\\'" authority)
-      (setq host (match-string 1 authority) port (match-string 2 authority)))
-     ((string-match "\\`\\([A-Za-z0-9.-]+\\)\\(?::\\([0-9]*\\)\\)?\\'" authority)
-      (setq host (match-string 1 authority) port (match-string 2 authority))
-      (unless (and (<= (length host) 253)
-                   (cl-every (lambda (label)
-                               (string-match-p "\\`[A-Za-z0-9]\\([A-Za-z0-9-]\\{0,61\\}[A-Za-z0-9]\\)?\\'"
-                                               label))
-                             (split-string host "\\." nil)))
-        (meta-log-federation-links--refuse url "%S is not a host name" host)))
-     (t (meta-log-federation-links--refuse
-         url "a broker link is written mqtt://HOST[:PORT] (HOST: a name or an address)")))
-    (when port
-      (unless (and (string-match-p "\\`[0-9]\\{1,5\\}\\'" port)
-                   (<= 1 (string-to-number port) 65535))
-        (meta-log-federation-links--refuse url "the port must be a number from 1 to 65535"))
-      (setq port (string-to-number port)))
-    (list :user user :host host :port port
-          :url (concat "mqtt://" (if user (concat user "@") "") host
-                       (if port (format ":%d" port) "")))))
+  (unless (stringp url)
+    (meta-log-federation-links--refuse url "a link is a string"))
+  (let* ((shown (meta-log-federation--redact-url url)) ; refusals never show a password
+         (parts (meta-log-federation-links--refusing shown
+                  (meta-log-federation--broker-url-parts url))))
+    (when (plist-get parts :password-p)
+      (meta-log-federation-links--refuse
+       shown "a password in a link is refused: write mqtt://USER@HOST:PORT and keep the password in `auth-sources' (e.g. ~/.authinfo.gpg: machine HOST port PORT login USER password ...)"))
+    (list :user (plist-get parts :user) :host (plist-get parts :host)
+          :port (plist-get parts :port) :url (plist-get parts :url))))
 
 ;;;; Opening canvases
 
@@ -213,9 +149,10 @@ DEADLINE is a `float-time' after which the canvas is no longer opened.")
 The name as written, then, if it has %XX escapes, the name decoded."
   (let* ((origin (car id))
          (name (cdr id))
-         (urls (list (format "canvasl://%s/%s" origin name))))
+         (urls (list (meta-log-federation--share-url origin name))))
     (when (string-search "%" name)
-      (cl-pushnew (format "canvasl://%s/%s" origin (meta-log-federation-links--unhex name))
+      (cl-pushnew (meta-log-federation--share-url
+                   origin (meta-log-federation-links--unhex name))
                   urls :test #'equal))
     (nreverse urls)))
 
@@ -290,7 +227,7 @@ for a share received from a peer, the file is in the sync directory."
 (defun meta-log-federation-links--ask-for (id)
   "Ask the origin of ID, (ORIGIN . NAME), for that share; open it on arrival."
   (let* ((origin (car id))
-         (url (format "canvasl://%s/%s" origin (cdr id))))
+         (url (meta-log-federation--share-url origin (cdr id))))
     (when (equal origin (meta-log-federation--federation-peer-id))
       (user-error "This peer has no active share named %s" (cdr id)))
     (meta-log-federation-links--wait-for url)
@@ -333,6 +270,8 @@ must lie in the sync directory.  Federation must be running."
 ;;;###autoload
 (defun meta-log-federation-open-mqtt-url (url)
   "Offer to start federation with the broker of the link URL, mqtt://HOST[:PORT].
+Broker links with mqtts://, ws:// and wss:// (MQTT over WebSockets) are
+followed the same way.
 The link may name a user, mqtt://USER@HOST[:PORT]: the password then
 comes from `auth-sources' (an entry for HOST, PORT and USER; asked for,
 and offered to be saved, when there is none).  Nothing happens without

@@ -38,6 +38,8 @@
 (declare-function meta-log-federation--federation-running-p "meta-log-federation-module")
 (declare-function meta-log-federation--federation-announce "meta-log-federation-module")
 (declare-function meta-log-federation--federation-depart "meta-log-federation-module")
+(declare-function meta-log-federation--broker-url-redact "meta-log-federation-module")
+(declare-function meta-log-federation--valid-peer-id-p "meta-log-federation-module")
 (declare-function meta-log-federation--federation-send-peer-message "meta-log-federation-module")
 (declare-function meta-log-federation--federation-receive "meta-log-federation-module")
 (declare-function meta-log-federation--federation-tick "meta-log-federation-module")
@@ -285,8 +287,9 @@ is known."
         (if id (format "%s·%s" base (substring id 0 4)) base))))
 
 (defun meta-log-federation--redact-url (url)
-  "Return URL with any password replaced by ***, for messages."
-  (replace-regexp-in-string "\\`\\([a-z]+://[^:@/]*\\):[^@/]*@" "\\1:***@" url t))
+  "Return URL with any password replaced by ***, for messages.
+The module's rule (see `meta-log-federation--broker-url-redact')."
+  (meta-log-federation--broker-url-redact url))
 
 (defun meta-log-federation--blackboard-file (&optional file)
   "Return the blackboard file to use: FILE, the environment, the option."
@@ -638,10 +641,9 @@ and the short id always follows it, because a name alone proves nothing."
       (meta-log-federation--short-id (format "%s" peer-id)))))
 
 (defun meta-log-federation--peer-id-p (object)
-  "Return non-nil if OBJECT is a peer id: 64 lowercase hexadecimal characters."
-  (and (stringp object)
-       (let ((case-fold-search nil))
-         (string-match-p "\\`[0-9a-f]\\{64\\}\\'" object))))
+  "Return non-nil if OBJECT is a peer id: 64 lowercase hexadecimal characters.
+The module's rule (see `meta-log-federation--valid-peer-id-p')."
+  (meta-log-federation--valid-peer-id-p object))
 
 (defun meta-log-federation--check-peer-id (peer-id)
   "Signal `meta-log-federation-unknown-peer' unless PEER-ID is 64 lowercase hex."

@@ -136,8 +136,10 @@ new (a share just received).")
        (meta-log-federation--run-hook-safely
         'meta-log-federation-sync-refused-functions reason detail))
       (`(warning ,url ,text)
+       ;; The engine's text names no command: the advice is added here.
        (display-warning 'meta-log-federation
-                        (if url (format "%s: %s" url text) text)
+                        (concat (if url (format "%s: %s" url text) text)
+                                "  M-x meta-log-federation-sync-status shows the shares' state.")
                         :warning))
       (`(write-failed ,url ,file ,text ,attempt)
        (meta-log-federation--sync-write-failed url file text attempt))))

@@ -245,16 +245,53 @@ The calls are a list of (FUNCTION . ARGS), oldest first."
   (should (equal (plist-get (meta-log-federation--parse-mqtt-url "mqtt://127.0.0.1:1883/") :url)
                  "mqtt://127.0.0.1:1883"))
   (should (equal (plist-get (meta-log-federation--parse-mqtt-url "mqtt://alice@h") :url)
-                 "mqtt://alice@h"))
+                 "mqtt://alice@h:1883"))
   (should (equal (plist-get (meta-log-federation--parse-mqtt-url "MQTT://[::1]:1884") :url)
                  "mqtt://[::1]:1884"))
-  (dolist (url '("mqtts://h:8883" "http://h:1883" "tcp://h:1883" "mqtt:h" "mqtt://"
+  ;; Every broker URL the module accepts is a broker link, WebSockets included.
+  (should (equal (plist-get (meta-log-federation--parse-mqtt-url "mqtts://h") :url)
+                 "mqtts://h:8883"))
+  (should (equal (plist-get (meta-log-federation--parse-mqtt-url "wss://bob@h.example/mqtt") :url)
+                 "wss://bob@h.example:443/mqtt"))
+  (should (equal (plist-get (meta-log-federation--parse-mqtt-url "ws://h:9001") :url)
+                 "ws://h:9001/"))
+  (dolist (url '("http://h:1883" "tcp://h:1883" "mqtt:h" "mqtt://"
                  "mqtt://h:1883/topic" "mqtt://h:1883?x=1" "mqtt://h#frag"
                  "mqtt://h:0" "mqtt://h:65536" "mqtt://h:12a" "mqtt://h:-1"
-                 "mqtt://user:secret@h:1883" "mqtt://a@b@h" "mqtt://h\n:1883"
-                 "mqtt://h\0" "mqtt://-h" "mqtt://h_x" "mqtt://h..x" "mqtt://h/../x"
-                 "mqtt://h:1883 ;rm -rf" "mqtt://[zz]:1"))
-    (should-error (meta-log-federation--parse-mqtt-url url) :type 'meta-log-federation-error)))
+                 "mqtt://user:secret@h:1883" "wss://user:secret@h" "mqtt://a@b@h"
+                 "mqtt://h\n:1883" "mqtt://h\0" "mqtt://-h" "mqtt://h_x" "mqtt://h..x"
+                 "mqtt://h/../x" "mqtt://h:1883 ;rm -rf" "mqtt://[zz]:1" 42))
+    (let ((err (should-error (meta-log-federation--parse-mqtt-url url)
+                             :type 'meta-log-federation-error)))
+      (should (string-prefix-p "Refused link " (cadr err)))
+      (should-not (string-search "secret" (cadr err))))))
+
+(ert-deftest links::rules-come-from-the-module ()
+  ;; One source for each rule: the Elisp answers are the module's.
+  (should (equal (meta-log-federation-links--name-problem "a/b.canvasl")
+                 (meta-log-federation--share-name-problem "a/b.canvasl")))
+  (should-not (meta-log-federation--share-name-problem "board.canvasl"))
+  (should (string-match-p "must end with" (meta-log-federation--share-name-problem "x.el")))
+  (should (meta-log-federation--peer-id-p links-test-origin))
+  (dolist (bad (list (upcase links-test-origin) (substring links-test-origin 1) nil 42
+                     (concat links-test-origin "a")))
+    (should-not (meta-log-federation--peer-id-p bad)))
+  (should (equal (meta-log-federation--share-url links-test-origin "b.canvasl")
+                 (links-test-url "b.canvasl")))
+  (should-error (meta-log-federation--share-url "bob" "b.canvasl")
+                :type 'meta-log-federation-sync-error)
+  (should (equal (meta-log-federation--share-url-parse (links-test-url "b.canvasl"))
+                 (cons links-test-origin "b.canvasl")))
+  (should (equal (meta-log-federation--redact-url "mqtt://u:secret@h")
+                 "mqtt://u:***@h:1883"))
+  (should (equal (meta-log-federation--redact-url "gopher://u:secret@h/x")
+                 "gopher://u:***@h/x"))
+  (should (equal (meta-log-federation--topic "lab/canvasl" 'messages links-test-origin)
+                 (format "lab/canvasl/peers/%s/messages" links-test-origin)))
+  (should (equal (meta-log-federation--topic "canvasl" 'sync nil) "canvasl/sync"))
+  (should-error (meta-log-federation--topic "canvasl" 'messages "bob")
+                :type 'meta-log-federation-unknown-peer)
+  (should-error (meta-log-federation--topic "a/#" 'sync nil) :type 'meta-log-federation-bad-topic))
 
 (ert-deftest links::mqtt-url-asks-before-starting ()
   (cl-letf (((symbol-function 'meta-log-federation-running-p) #'ignore))

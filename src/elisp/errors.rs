@@ -1,8 +1,18 @@
-//! The package's error symbols, one root with specific children that Lisp code can
-//! `condition-case` on, and the conversion of Rust errors and panics into signals.
+//! The package's error symbols and the one table that says which core error is signalled as
+//! which: a root with specific children that Lisp code can `condition-case` on, one
+//! [`ElispError`] mapping per core error type (it may add advice naming Emacs commands, which
+//! the core's own messages never do), and the conversion of panics into signals.
 
 use emacs::{define_errors, Env, Result};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::federation::{NodeError, OutboundError, TrustError};
+use crate::identity::IdentityError;
+use crate::sync::{NameError, ShareIdError, SyncError};
+use crate::transport::client::ClientCallError;
+use crate::transport::connection::ConnectError;
+use crate::transport::topic::TopicError;
+use crate::transport::url::UrlError;
 
 define_errors! {
     meta_log_federation_error "meta-log-federation error" (error)
@@ -17,10 +27,21 @@ define_errors! {
     meta_log_federation_too_large "Payload too large" (meta_log_federation_error)
     meta_log_federation_trust_error "Trust store error" (meta_log_federation_error)
     meta_log_federation_sync_error "CanvasL sync error" (meta_log_federation_error)
+    meta_log_federation_identity_error "meta-log-federation identity error" (meta_log_federation_error)
+    meta_log_federation_bad_mnemonic "Invalid recovery phrase"
+        (meta_log_federation_identity_error meta_log_federation_error)
+    meta_log_federation_bad_derivation_path "Invalid derivation path"
+        (meta_log_federation_identity_error meta_log_federation_error)
+    meta_log_federation_bad_passphrase "Wrong or missing passphrase"
+        (meta_log_federation_identity_error meta_log_federation_error)
+    meta_log_federation_identity_exists "Identity file already exists"
+        (meta_log_federation_identity_error meta_log_federation_error)
+    meta_log_federation_corrupt_identity_file "Damaged identity file"
+        (meta_log_federation_identity_error meta_log_federation_error)
 }
 
 /// Which error symbol a failure is signalled with.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     General,
     Mqtt,
@@ -33,23 +54,179 @@ pub enum Kind {
     TooLarge,
     Trust,
     Sync,
+    Identity,
+    BadMnemonic,
+    BadDerivationPath,
+    BadPassphrase,
+    IdentityExists,
+    CorruptIdentityFile,
 }
 
 /// Signals `message` as an error of `kind`.
 pub fn signal<T>(env: &Env, kind: Kind, message: impl AsRef<str>) -> Result<T> {
     let msg = message.as_ref();
-    match kind {
-        Kind::General => env.signal(meta_log_federation_error, (msg,)),
-        Kind::Mqtt => env.signal(meta_log_federation_mqtt_error, (msg,)),
-        Kind::BadUrl => env.signal(meta_log_federation_bad_url, (msg,)),
-        Kind::BadTopic => env.signal(meta_log_federation_bad_topic, (msg,)),
-        Kind::QueueFull => env.signal(meta_log_federation_queue_full, (msg,)),
-        Kind::NotConnected => env.signal(meta_log_federation_not_connected, (msg,)),
-        Kind::NotRunning => env.signal(meta_log_federation_not_running, (msg,)),
-        Kind::UnknownPeer => env.signal(meta_log_federation_unknown_peer, (msg,)),
-        Kind::TooLarge => env.signal(meta_log_federation_too_large, (msg,)),
-        Kind::Trust => env.signal(meta_log_federation_trust_error, (msg,)),
-        Kind::Sync => env.signal(meta_log_federation_sync_error, (msg,)),
+    let symbol = match kind {
+        Kind::General => meta_log_federation_error,
+        Kind::Mqtt => meta_log_federation_mqtt_error,
+        Kind::BadUrl => meta_log_federation_bad_url,
+        Kind::BadTopic => meta_log_federation_bad_topic,
+        Kind::QueueFull => meta_log_federation_queue_full,
+        Kind::NotConnected => meta_log_federation_not_connected,
+        Kind::NotRunning => meta_log_federation_not_running,
+        Kind::UnknownPeer => meta_log_federation_unknown_peer,
+        Kind::TooLarge => meta_log_federation_too_large,
+        Kind::Trust => meta_log_federation_trust_error,
+        Kind::Sync => meta_log_federation_sync_error,
+        Kind::Identity => meta_log_federation_identity_error,
+        Kind::BadMnemonic => meta_log_federation_bad_mnemonic,
+        Kind::BadDerivationPath => meta_log_federation_bad_derivation_path,
+        Kind::BadPassphrase => meta_log_federation_bad_passphrase,
+        Kind::IdentityExists => meta_log_federation_identity_exists,
+        Kind::CorruptIdentityFile => meta_log_federation_corrupt_identity_file,
+    };
+    env.signal(symbol, (msg,))
+}
+
+/// A core error as Elisp sees it: the symbol it is signalled with and its message (the core's,
+/// plus advice for an Emacs user where it helps).
+pub trait ElispError: std::fmt::Display {
+    /// The error symbol.
+    fn kind(&self) -> Kind;
+    /// The message; by default the core's.
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// Signals the core error `e` as its [`ElispError`] mapping says.
+pub fn raise<T>(env: &Env, e: impl ElispError) -> Result<T> {
+    signal(env, e.kind(), e.message())
+}
+
+/// [`raise`] for the error of `r`, if any.
+pub fn check<T, E: ElispError>(env: &Env, r: std::result::Result<T, E>) -> Result<T> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(e) => raise(env, e),
+    }
+}
+
+// The table: one mapping per core error type.
+
+impl ElispError for UrlError {
+    fn kind(&self) -> Kind {
+        Kind::BadUrl
+    }
+}
+
+impl ElispError for TopicError {
+    fn kind(&self) -> Kind {
+        Kind::BadTopic
+    }
+}
+
+impl ElispError for ClientCallError {
+    fn kind(&self) -> Kind {
+        match self {
+            ClientCallError::BadTopic(_) => Kind::BadTopic,
+            ClientCallError::QueueFull(_) => Kind::QueueFull,
+            ClientCallError::BadQos(_) | ClientCallError::TooLarge { .. } => Kind::General,
+            ClientCallError::Closed => Kind::NotConnected,
+        }
+    }
+}
+
+impl ElispError for ConnectError {
+    fn kind(&self) -> Kind {
+        match self {
+            ConnectError::BadOptions(_) => Kind::General,
+            ConnectError::AlreadyConnected(_) | ConnectError::Runtime(_) => Kind::Mqtt,
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            ConnectError::AlreadyConnected(_) => {
+                format!("{self}; call `meta-log-federation-mqtt-disconnect' first")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl ElispError for OutboundError {
+    fn kind(&self) -> Kind {
+        match self {
+            OutboundError::UnknownPeer(_) => Kind::UnknownPeer,
+            OutboundError::TooLarge { .. } => Kind::TooLarge,
+            OutboundError::OutboxFull(_) => Kind::QueueFull,
+            _ => Kind::General,
+        }
+    }
+}
+
+impl ElispError for TrustError {
+    fn kind(&self) -> Kind {
+        Kind::Trust
+    }
+}
+
+impl ElispError for NodeError {
+    fn kind(&self) -> Kind {
+        match self {
+            NodeError::Trust(_) => Kind::Trust,
+            _ => Kind::General,
+        }
+    }
+    fn message(&self) -> String {
+        match self {
+            NodeError::BadDisplayName(_) => {
+                format!("{self} (`meta-log-federation-display-name')")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl ElispError for SyncError {
+    fn kind(&self) -> Kind {
+        Kind::Sync
+    }
+    fn message(&self) -> String {
+        match self {
+            SyncError::Corrupt { .. } => {
+                format!("{self} (M-x meta-log-federation-sync-status shows its state)")
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+impl ElispError for ShareIdError {
+    fn kind(&self) -> Kind {
+        Kind::Sync
+    }
+}
+
+impl ElispError for NameError {
+    fn kind(&self) -> Kind {
+        Kind::Sync
+    }
+}
+
+impl ElispError for IdentityError {
+    fn kind(&self) -> Kind {
+        match self {
+            IdentityError::BadMnemonic(_) => Kind::BadMnemonic,
+            IdentityError::BadPath { .. } => Kind::BadDerivationPath,
+            IdentityError::BadPassphrase(_) => Kind::BadPassphrase,
+            IdentityError::Exists(_) => Kind::IdentityExists,
+            IdentityError::CorruptFile { .. } | IdentityError::KeyMismatch { .. } => {
+                Kind::CorruptIdentityFile
+            }
+            IdentityError::BadWordCount(_) | IdentityError::Io(_) | IdentityError::Crypto(_) => {
+                Kind::Identity
+            }
+        }
     }
 }
 

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::convert::{counts_alist, payload_from_lisp, plist, CallTimer};
-use super::errors::{guard, signal, Kind};
+use super::errors::{check, guard, raise, signal, Kind};
 use super::identity::{identity_arg, now};
-use super::mqtt::{call_error, plist_get};
+use super::mqtt::plist_get;
 use crate::events::lock;
 use crate::federation::{
-    Accepted, Body, Config, LocalProfile, Node, OutboundError, PeerInfo, Publication, SyncKind,
-    Transition, TrustPolicy,
+    Accepted, Body, Config, LocalProfile, Node, PeerInfo, Publication, SyncKind, Transition,
+    TrustPolicy,
 };
 use crate::transport::connection;
 use crate::transport::options::Will;
@@ -79,23 +79,13 @@ fn publish(env: &Env, p: Publication) -> Result<String> {
     let id = p.event_id.clone();
     match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
         Some(Ok(())) => Ok(id),
-        Some(Err(e)) => call_error(env, e),
+        Some(Err(e)) => raise(env, e),
         None => signal(
             env,
             Kind::NotConnected,
             "federation has no MQTT connection: call meta-log-federation-init again",
         ),
     }
-}
-
-fn outbound_error<T>(env: &Env, e: OutboundError) -> Result<T> {
-    let kind = match e {
-        OutboundError::UnknownPeer(_) => Kind::UnknownPeer,
-        OutboundError::TooLarge { .. } => Kind::TooLarge,
-        OutboundError::OutboxFull(_) => Kind::QueueFull,
-        _ => Kind::General,
-    };
-    signal(env, kind, e.to_string())
 }
 
 fn policy_of(env: &Env, v: Value<'_>) -> Result<TrustPolicy> {
@@ -205,7 +195,7 @@ fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> 
         };
         let node = match Node::new(identity, config, profile, trust_path, now()) {
             Ok(n) => n,
-            Err(e) => return signal(env, Kind::General, e.to_string()),
+            Err(e) => return raise(env, e),
         };
         let subs = node.subscriptions();
         *g = Some(node);
@@ -247,7 +237,7 @@ fn federation_announce(env: &Env) -> Result<String> {
     guard(env, || {
         let pubs = with_node(env, |n| match n.announce(now()) {
             Ok(p) => Ok(p),
-            Err(e) => outbound_error(env, e),
+            Err(e) => raise(env, e),
         })?;
         let mut first = String::new();
         for p in pubs {
@@ -267,7 +257,7 @@ fn federation_depart(env: &Env, reason: String) -> Result<String> {
     guard(env, || {
         let p = with_node(env, |n| match n.departure(&reason, now()) {
             Ok(p) => Ok(p),
-            Err(e) => outbound_error(env, e),
+            Err(e) => raise(env, e),
         })?;
         publish(env, p)
     })
@@ -282,7 +272,7 @@ fn federation_send_peer_message(env: &Env, peer_id: String, text: String) -> Res
     guard(env, || {
         let p = with_node(env, |n| match n.peer_message(&peer_id, &text, now()) {
             Ok(p) => Ok(p),
-            Err(e) => outbound_error(env, e),
+            Err(e) => raise(env, e),
         })?;
         publish(env, p)
     })
@@ -333,7 +323,7 @@ fn federation_publish_sync<'e>(
     guard(env, || {
         let p = with_node(env, |n| match n.sync(kind, &content, tags, now()) {
             Ok(p) => Ok(p),
-            Err(e) => outbound_error(env, e),
+            Err(e) => raise(env, e),
         })?;
         publish(env, p)
     })
@@ -574,22 +564,12 @@ fn federation_peer_ids(env: &Env) -> Result<Value<'_>> {
     })
 }
 
-fn trust_result<T>(
-    env: &Env,
-    r: std::result::Result<T, crate::federation::TrustError>,
-) -> Result<T> {
-    match r {
-        Ok(v) => Ok(v),
-        Err(e) => signal(env, Kind::Trust, e.to_string()),
-    }
-}
-
 /// Trust PEER-ID (and save the trust file).
 #[defun(name = "-federation-trust")]
 fn federation_trust(env: &Env, peer_id: String) -> Result<bool> {
     let _t = CallTimer::start("federation-trust");
     guard(env, || {
-        with_node(env, |n| trust_result(env, n.trust(&peer_id, now())))?;
+        with_node(env, |n| check(env, n.trust(&peer_id, now())))?;
         Ok(true)
     })
 }
@@ -598,9 +578,7 @@ fn federation_trust(env: &Env, peer_id: String) -> Result<bool> {
 #[defun(name = "-federation-untrust")]
 fn federation_untrust(env: &Env, peer_id: String) -> Result<bool> {
     let _t = CallTimer::start("federation-untrust");
-    guard(env, || {
-        with_node(env, |n| trust_result(env, n.untrust(&peer_id)))
-    })
+    guard(env, || with_node(env, |n| check(env, n.untrust(&peer_id))))
 }
 
 /// Block PEER-ID (and save the trust file).
@@ -608,7 +586,7 @@ fn federation_untrust(env: &Env, peer_id: String) -> Result<bool> {
 fn federation_block(env: &Env, peer_id: String) -> Result<bool> {
     let _t = CallTimer::start("federation-block");
     guard(env, || {
-        with_node(env, |n| trust_result(env, n.block(&peer_id, now())))?;
+        with_node(env, |n| check(env, n.block(&peer_id, now())))?;
         Ok(true)
     })
 }
@@ -630,9 +608,7 @@ fn federation_set_policy<'e>(env: &'e Env, policy: Value<'e>) -> Result<()> {
 #[defun(name = "-federation-save-trust")]
 fn federation_save_trust(env: &Env) -> Result<()> {
     let _t = CallTimer::start("federation-save-trust");
-    guard(env, || {
-        with_node(env, |n| trust_result(env, n.save_trust()))
-    })
+    guard(env, || with_node(env, |n| check(env, n.save_trust())))
 }
 
 /// Return the federation's counters as a plist.

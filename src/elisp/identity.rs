@@ -6,31 +6,14 @@
 //! `lisp/meta-log-federation-identity.el`; the others are the public API as they are.
 
 use super::convert::CallTimer;
-use super::errors::guard;
+use super::errors::{guard, meta_log_federation_error, signal, ElispError, Kind};
 use crate::identity::event::{self, SignedEvent, VerifyError};
 use crate::identity::{file, mnemonic, Identity, IdentityError};
-use emacs::{define_errors, defun, use_symbols, Env, IntoLisp, Result, Transfer, Value};
+use emacs::{defun, use_symbols, Env, IntoLisp, Result, Transfer, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
-
-define_errors! {
-    // Defined again here (the same as in errors.rs) so that the children below never depend on
-    // the order in which the module's error tables are installed.
-    meta_log_federation_error "meta-log-federation error" (error)
-    meta_log_federation_identity_error "meta-log-federation identity error" (meta_log_federation_error)
-    meta_log_federation_bad_mnemonic "Invalid recovery phrase"
-        (meta_log_federation_identity_error meta_log_federation_error)
-    meta_log_federation_bad_derivation_path "Invalid derivation path"
-        (meta_log_federation_identity_error meta_log_federation_error)
-    meta_log_federation_bad_passphrase "Wrong or missing passphrase"
-        (meta_log_federation_identity_error meta_log_federation_error)
-    meta_log_federation_identity_exists "Identity file already exists"
-        (meta_log_federation_identity_error meta_log_federation_error)
-    meta_log_federation_corrupt_identity_file "Damaged identity file"
-        (meta_log_federation_identity_error meta_log_federation_error)
-}
 
 use_symbols! {
     sym_wrong_type_argument => "wrong-type-argument"
@@ -64,26 +47,14 @@ fn set_last_failure(v: Option<(&'static str, String)>) {
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = v;
 }
 
-/// Signals `identity_error` with the symbol matching the failure and the core's message.
-/// `file` completes I/O messages, which do not name the file themselves.
+/// Signals `e` as the error table maps it (`super::errors`); `file` completes I/O messages,
+/// which do not name the file themselves.
 fn identity_error<T>(env: &Env, e: IdentityError, file: Option<&Path>) -> Result<T> {
     let msg = match (&e, file) {
         (IdentityError::Io(io), Some(f)) => format!("{}: {io}", f.display()),
-        _ => e.to_string(),
+        _ => e.message(),
     };
-    let sym = match e {
-        IdentityError::BadMnemonic(_) => meta_log_federation_bad_mnemonic,
-        IdentityError::BadPath { .. } => meta_log_federation_bad_derivation_path,
-        IdentityError::BadPassphrase(_) => meta_log_federation_bad_passphrase,
-        IdentityError::Exists(_) => meta_log_federation_identity_exists,
-        IdentityError::CorruptFile { .. } | IdentityError::KeyMismatch { .. } => {
-            meta_log_federation_corrupt_identity_file
-        }
-        IdentityError::BadWordCount(_) | IdentityError::Io(_) | IdentityError::Crypto(_) => {
-            meta_log_federation_identity_error
-        }
-    };
-    env.signal(sym, (msg,))
+    signal(env, e.kind(), msg)
 }
 
 fn wrong_type<'e, T>(env: &'e Env, predicate: &emacs::OnceGlobalRef, v: Value<'e>) -> Result<T> {
@@ -168,11 +139,10 @@ fn mnemonic_generate(env: &Env, words: i64) -> Result<String> {
         let n = match usize::try_from(words) {
             Ok(n) => n,
             Err(_) => {
-                return env.signal(
-                    meta_log_federation_identity_error,
-                    (format!(
-                        "cannot generate a {words}-word recovery phrase: use 12 or 24 words"
-                    ),),
+                return signal(
+                    env,
+                    Kind::Identity,
+                    format!("cannot generate a {words}-word recovery phrase: use 12 or 24 words"),
                 )
             }
         };
@@ -519,14 +489,14 @@ fn bench_bare_verify(env: &Env, n: i64) -> Result<f64> {
         }
         let events = match crate::identity::bench::sample_events(n as usize) {
             Ok(ev) => ev,
-            Err(e) => return super::errors::signal(env, super::errors::Kind::General, e),
+            Err(e) => return signal(env, Kind::General, e),
         };
         let (ok, time) = crate::identity::bench::bare_verify(&events);
         let secs = time.as_secs_f64().max(1e-9);
         if ok != events.len() {
-            return super::errors::signal(
+            return signal(
                 env,
-                super::errors::Kind::General,
+                Kind::General,
                 format!("benchmark: only {ok} of {n} signatures verified"),
             );
         }

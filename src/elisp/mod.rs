@@ -10,6 +10,7 @@ mod federation;
 mod files;
 mod identity;
 mod mqtt;
+mod rules;
 mod sync;
 
 pub use errors::*;

@@ -1,13 +1,12 @@
 //! The MQTT functions that Elisp calls. All return at once; outcomes arrive as events.
 
 use super::convert::{opt, payload_from_lisp, CallTimer};
-use super::errors::{guard, signal, Kind};
+use super::errors::{check, guard, raise, signal, Kind};
 use crate::events::BUS;
-use crate::transport::client::ClientCallError;
-use crate::transport::connection::{self, ConnectError};
+use crate::transport::connection;
 use crate::transport::options::{default_client_id, ConnectOptions, Will};
 use crate::transport::url;
-use emacs::{defun, Env, IntoLisp, Result, Value};
+use emacs::{defun, Env, Result, Value};
 use std::time::Duration;
 
 pub(super) fn plist_get<'e>(
@@ -89,9 +88,7 @@ fn options_from_plist<'e>(
             let item = env.call("nth", (i, list))?;
             let filter: String = env.call("car", (item,))?.into_rust()?;
             let qos: i64 = env.call("cadr", (item,))?.into_rust()?;
-            if let Err(e) = crate::transport::topic::validate_filter(&filter) {
-                return signal(env, Kind::BadTopic, e.0);
-            }
+            check(env, crate::transport::topic::validate_filter(&filter))?;
             if !(0..=2).contains(&qos) {
                 return signal(env, Kind::General, ":subscribe QoS must be 0, 1 or 2");
             }
@@ -144,27 +141,10 @@ fn options_from_plist<'e>(
 fn mqtt_connect<'e>(env: &'e Env, url: String, plist: Value<'e>) -> Result<()> {
     let _t = CallTimer::start("mqtt_connect");
     guard(env, || {
-        let parsed = match url::parse(&url) {
-            Ok(u) => u,
-            Err(e) => return signal(env, Kind::BadUrl, e.to_string()),
-        };
+        let parsed = check(env, url::parse(&url))?;
         let opts = options_from_plist(env, parsed, plist)?;
-        match connection::connect(opts, &BUS) {
-            Ok(()) => Ok(()),
-            Err(e @ ConnectError::BadOptions(_)) => signal(env, Kind::General, e.to_string()),
-            Err(e) => signal(env, Kind::Mqtt, e.to_string()),
-        }
+        check(env, connection::connect(opts, &BUS))
     })
-}
-
-pub(super) fn call_error<T>(env: &Env, e: ClientCallError) -> Result<T> {
-    let kind = match e {
-        ClientCallError::BadTopic(_) => Kind::BadTopic,
-        ClientCallError::QueueFull(_) => Kind::QueueFull,
-        ClientCallError::BadQos(_) | ClientCallError::TooLarge { .. } => Kind::General,
-        ClientCallError::Closed => Kind::NotConnected,
-    };
-    signal(env, kind, e.to_string())
 }
 
 fn not_connected<T>(env: &Env) -> Result<T> {
@@ -193,7 +173,7 @@ fn mqtt_publish(
         match connection::with_client(|c| c.publish(&topic, bytes, qos.unwrap_or(0), retain)) {
             None => not_connected(env),
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) => call_error(env, e),
+            Some(Err(e)) => raise(env, e),
         }
     })
 }
@@ -209,7 +189,7 @@ fn mqtt_subscribe(env: &Env, filter: String, qos: Option<i64>) -> Result<i64> {
         match connection::with_client(|c| c.subscribe(&filter, qos.unwrap_or(0))) {
             None => not_connected(env),
             Some(Ok(id)) => Ok(id as i64),
-            Some(Err(e)) => call_error(env, e),
+            Some(Err(e)) => raise(env, e),
         }
     })
 }
@@ -267,46 +247,4 @@ fn resource_counts(env: &Env) -> Result<Value<'_>> {
         crate::runtime::thread_count() as i64,
         crate::runtime::fd_count() as i64,
     )
-}
-
-/// Parse the broker URL and return its parts as a plist.
-///
-/// Keys: :tls (non-nil for mqtts://), :host, :port (the default port
-/// when the URL has none), :user (or nil) and :password-p (non-nil when
-/// the URL holds a password; the password itself is never returned).
-/// A malformed URL signals `meta-log-federation-bad-url'.
-///
-/// Internal: used to look broker credentials up in `auth-sources'.
-#[defun(name = "-mqtt-parse-url")]
-fn mqtt_parse_url(env: &Env, url: String) -> Result<Value<'_>> {
-    guard(env, || {
-        let u = match url::parse(&url) {
-            Ok(u) => u,
-            Err(e) => return signal(env, Kind::BadUrl, e.to_string()),
-        };
-        let nil = env.intern("nil")?;
-        super::convert::plist(
-            env,
-            vec![
-                (":tls", if u.tls { env.intern("t")? } else { nil }),
-                (":host", u.host.clone().into_lisp(env)?),
-                (":port", i64::from(u.port).into_lisp(env)?),
-                (
-                    ":user",
-                    match &u.username {
-                        Some(n) => n.clone().into_lisp(env)?,
-                        None => nil,
-                    },
-                ),
-                (
-                    ":password-p",
-                    if u.password.is_some() {
-                        env.intern("t")?
-                    } else {
-                        nil
-                    },
-                ),
-            ],
-        )
-    })
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::convert::{counts_alist, plist, CallTimer};
-use super::errors::{guard, signal, Kind};
+use super::errors::{guard, raise, signal, Kind};
 use super::federation::{publish_sync, tags_from_lisp};
 use super::identity::now;
 use crate::events::lock;
@@ -16,10 +16,6 @@ use emacs::{defun, Env, IntoLisp, Result, Value};
 use sha2::{Digest, Sha256};
 
 static ENGINE: Mutex<Option<SyncEngine>> = Mutex::new(None);
-
-fn sync_error<T>(env: &Env, e: SyncError) -> Result<T> {
-    signal(env, Kind::Sync, e.to_string())
-}
 
 fn with_engine<T>(
     env: &Env,
@@ -31,7 +27,7 @@ fn with_engine<T>(
             Ok(v) => Ok(v),
             Err(err) => {
                 drop(g);
-                sync_error(env, err)
+                raise(env, err)
             }
         },
         None => signal(
@@ -176,7 +172,7 @@ fn sync_open<'e>(
                 *lock(&ENGINE) = Some(e);
                 Ok(())
             }
-            Err(e) => sync_error(env, e),
+            Err(e) => raise(env, e),
         }
     })
 }

@@ -67,6 +67,10 @@ pub enum NodeError {
     /// A setting is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The display name would be refused by other peers (control, separator or format
+    /// characters).
+    #[error("{0}; choose a display name in plain text")]
+    BadDisplayName(String),
     /// The trust file could not be read.
     #[error(transparent)]
     Trust(#[from] TrustError),
@@ -124,10 +128,7 @@ impl Node {
         // Others refuse a presence whose name holds control, separator or
         // format characters: say so here rather than be ignored silently.
         super::names::check_text("display name", &profile.name).map_err(|m| {
-            ConfigError(format!(
-                "{}; set `meta-log-federation-display-name' to plain text",
-                m.trim_start_matches("presence content: ")
-            ))
+            NodeError::BadDisplayName(m.trim_start_matches("presence content: ").to_string())
         })?;
         let trust = match &trust_path {
             Some(p) => TrustStore::load(p)?,
@@ -807,7 +808,8 @@ mod tests {
             capabilities: vec![],
         };
         let e = Node::new(identity(1), Config::default(), profile, None, 1_000).unwrap_err();
-        assert!(e.to_string().contains("display-name"), "{e}");
+        assert!(matches!(e, NodeError::BadDisplayName(_)), "{e}");
+        assert!(e.to_string().contains("plain text"), "{e}");
         drop(dir);
     }
 

@@ -118,7 +118,7 @@ pub enum SyncError {
     /// A saved state or manifest cannot be read.
     #[error(
         "the sync state {path} is damaged ({detail}); it is kept aside and rebuilt when the \
-         share is loaded (see M-x meta-log-federation-sync-status)"
+         share is loaded"
     )]
     Corrupt {
         /// The file.

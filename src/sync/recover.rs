@@ -135,9 +135,7 @@ impl SyncEngine {
         };
         self.notices.push(Action::Warning {
             share: Some(id.clone()),
-            message: format!(
-                "{what}. {then}. M-x meta-log-federation-sync-status shows its state."
-            ),
+            message: format!("{what}. {then}."),
         });
         for e in failures {
             let a = self.write_failed(id, e)?;
@@ -301,7 +299,7 @@ pub(crate) fn load_manifest(
     if !lost.is_empty() {
         message.push_str(&format!(
             ". The file of {} could not be located: share that file again \
-             (meta-log-federation-share-canvasl) to resume it with its history",
+             to resume it with its history",
             lost.join(", ")
         ));
     }

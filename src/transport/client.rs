@@ -432,7 +432,8 @@ impl Manager {
             .fallback_id
             .clone()
             .unwrap_or_else(|| o.client_id.clone());
-        let mut m = MqttOptions::new(client_id, o.url.host.clone(), o.url.port);
+        let (address, port) = o.broker_address();
+        let mut m = MqttOptions::new(client_id, address, port);
         m.set_keep_alive(o.keep_alive)
             .set_clean_session(o.clean_session || self.fallback_id.is_some())
             .set_max_packet_size(o.max_incoming_packet, o.max_outgoing_packet)
@@ -451,19 +452,14 @@ impl Manager {
                 w.retain,
             ));
         }
-        #[cfg(feature = "tls")]
-        if o.url.tls {
-            match super::tls::client_config(o.ca_file.as_deref()) {
-                Ok(cfg) => {
-                    m.set_transport(rumqttc::Transport::tls_with_config(
-                        rumqttc::TlsConfiguration::Rustls(cfg),
-                    ));
-                }
-                Err(e) => self.bus.push(Event::Error {
-                    context: "tls".into(),
-                    message: e,
-                }),
+        match o.transport() {
+            Ok(t) => {
+                m.set_transport(t);
             }
+            Err(e) => self.bus.push(Event::Error {
+                context: "tls".into(),
+                message: e,
+            }),
         }
         m
     }

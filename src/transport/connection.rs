@@ -28,7 +28,7 @@ static REAPERS: Lazy<Mutex<Vec<JoinHandle<()>>>> = Lazy::new(|| Mutex::new(Vec::
 /// Why a connect was refused at once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("already connected to {0}; call meta-log-federation-mqtt-disconnect first")]
+    #[error("already connected to {0}; disconnect first")]
     AlreadyConnected(String),
     #[error("{0}")]
     BadOptions(String),

@@ -25,7 +25,8 @@ pub struct ConnectOptions {
     /// so that each MQTT session has a will signed for that session (a reconnect after a
     /// broken connection must not inherit the will the broker has just published).
     pub will_provider: Option<fn() -> Option<Will>>,
-    /// PEM file with the CA certificates to trust for mqtts:// (else the system's roots).
+    /// PEM file with the CA certificates to trust for mqtts:// and wss:// (else the system's
+    /// roots).
     pub ca_file: Option<PathBuf>,
     /// How many messages may wait unsent or unacknowledged; a publish beyond it is refused.
     pub queue_limit: usize,
@@ -92,7 +93,7 @@ impl ConnectOptions {
         if self.url.tls && !cfg!(feature = "tls") {
             return Err(
                 "this module was built without TLS support (NO_TLS=1): rebuild it with `make` \
-                 (or use an mqtt:// URL)"
+                 (or use an mqtt:// or ws:// URL)"
                     .into(),
             );
         }
@@ -102,6 +103,41 @@ impl ConnectOptions {
             }
         }
         Ok(())
+    }
+}
+
+impl ConnectOptions {
+    /// The address and port rumqttc is given: host and port for `mqtt(s)://`; for WebSockets
+    /// the whole `ws(s)://host:port/path` (rumqttc reads host and port from it).
+    pub(crate) fn broker_address(&self) -> (String, u16) {
+        if self.url.websocket {
+            (self.url.websocket_address(), self.url.port)
+        } else {
+            (self.url.host.clone(), self.url.port)
+        }
+    }
+
+    /// rumqttc's transport for the URL: TCP, TLS, WebSockets or WebSockets over TLS. TLS
+    /// (`mqtts://` and `wss://`) uses the same rustls configuration (`super::tls`); the error
+    /// says which file or setting to fix.
+    pub(crate) fn transport(&self) -> Result<rumqttc::Transport, String> {
+        match (self.url.websocket, self.url.tls) {
+            (false, false) => Ok(rumqttc::Transport::Tcp),
+            (true, false) => Ok(rumqttc::Transport::Ws),
+            #[cfg(feature = "tls")]
+            (websocket, true) => {
+                let cfg = rumqttc::TlsConfiguration::Rustls(super::tls::client_config(
+                    self.ca_file.as_deref(),
+                )?);
+                Ok(if websocket {
+                    rumqttc::Transport::Wss(cfg)
+                } else {
+                    rumqttc::Transport::Tls(cfg)
+                })
+            }
+            #[cfg(not(feature = "tls"))]
+            (_, true) => Err("this module was built without TLS support".into()),
+        }
     }
 }
 
