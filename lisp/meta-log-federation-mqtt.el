@@ -45,7 +45,7 @@ Beyond it `meta-log-federation-mqtt-publish' signals
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-mqtt-ca-file nil
-  "PEM file of CA certificates to trust for mqtts:// brokers.
+  "PEM file of CA certificates to trust for mqtts:// and wss:// brokers.
 Nil means the system's root certificates."
   :type '(choice (const :tag "System roots" nil) file)
   :group 'meta-log-federation)
@@ -82,14 +82,17 @@ CONTEXT is a string such as \"connect\" or \"subscribe\".")
 
 (defun meta-log-federation-mqtt-connect (url &rest options)
   "Connect to the MQTT broker at URL; return at once.
-URL is mqtt://[user[:password]@]host[:port] or mqtts://...; a
-malformed one signals `meta-log-federation-bad-url'.  OPTIONS are
+URL is mqtt://[user[:password]@]host[:port], mqtts://... (TLS),
+ws://[user[:password]@]host[:port][/path] (MQTT over WebSockets, for
+networks that let only HTTP(S) out) or wss://... (WebSockets over
+TLS); a malformed one signals `meta-log-federation-bad-url' saying
+what is wrong (see `meta-log-federation--broker-url-parts').  OPTIONS are
 keywords and values:
   :client-id STRING      (default: unique per Emacs process)
   :keep-alive SECONDS    (default `meta-log-federation-mqtt-keep-alive')
   :clean-session BOOL    (default t)
   :will-topic TOPIC, :will-payload STRING, :will-qos 0-2, :will-retain BOOL
-  :ca-file FILE          (for mqtts://, default
+  :ca-file FILE          (for mqtts:// and wss://, default
                          `meta-log-federation-mqtt-ca-file')
   :queue-limit N         (default `meta-log-federation-mqtt-queue-limit')
   :max-packet-size BYTES (default 1 MiB)

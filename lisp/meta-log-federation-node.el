@@ -67,7 +67,8 @@
 
 (defcustom meta-log-federation-mqtt-broker-url nil
   "Broker that `meta-log-federation-init' connects to.
-A URL such as \"mqtt://broker.example:1883\", or nil or \"embedded\"
+A URL such as \"mqtt://broker.example:1883\" (also mqtts://, and
+ws:// or wss:// for MQTT over WebSockets), or nil or \"embedded\"
 for the project's own broker on this machine (started by the first
 Emacs that needs it).  The environment variable META_LOG_MQTT_BROKER,
 when set, takes precedence."
