@@ -9,7 +9,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 MODULE = lisp/meta-log-federation-module.so
 ELS = $(wildcard lisp/*.el)
 
-.PHONY: all module broker help test test-federation lint bench demo docker-check clean
+.PHONY: all module broker help test test-federation test-module-assertions lint bench demo docker-check clean
 
 all: module
 
@@ -18,6 +18,7 @@ help:
 	@echo "make broker     build the local MQTT broker, target/release/meta-log-broker"
 	@echo "make test       cargo test, lint, Docker file checks, every ert suite (private brokers)"
 	@echo "make test-federation   only the federation and sync ert suites (./tests/test-federation.sh)"
+	@echo "make test-module-assertions   the ert suite under emacs --module-assertions (also in make test)"
 	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
 	@echo "make bench      print throughput and latency figures"
 	@echo "make demo       two Emacs peers meet through the embedded broker"
@@ -49,6 +50,13 @@ test:
 
 test-federation:
 	tests/test-federation.sh
+
+# The ert suite under `emacs --module-assertions` (make test runs it too, after the plain run).
+test-module-assertions:
+	$(MAKE) module
+	$(MAKE) broker
+	rm -rf $(TEST_RUNTIME_DIR) && mkdir -p -m 700 $(TEST_RUNTIME_DIR)
+	XDG_RUNTIME_DIR="$(abspath $(TEST_RUNTIME_DIR))" bin/test-module-assertions
 
 # Not part of `make test`: it builds the image (minutes of CPU) and needs podman.
 docker-check:
