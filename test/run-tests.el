@@ -3,7 +3,9 @@
 ;;; Commentary:
 
 ;; emacs --batch -Q -L lisp -L test -l test/run-tests.el [SELECTOR-REGEXP]
-;; Loads every test/*-test.el, runs the tests, prints
+;; Loads every test/*-test.el, runs the tests (those matching
+;; SELECTOR-REGEXP, and not the environment's META_LOG_TEST_EXCLUDE
+;; regexp when it is set), prints
 ;; "N passed, M failed, K skipped" as its last line and exits non-zero
 ;; on any failure.  A skipped test (`ert-skip': something this machine
 ;; or build lacks) is neither a pass nor a failure; ert names it above,
@@ -28,6 +30,10 @@ ert counts a skip in neither `ert-stats-completed-expected' nor
 
 (when noninteractive
   (let* ((selector (or (car command-line-args-left) t))
+         (exclude (getenv "META_LOG_TEST_EXCLUDE"))
+         (selector (if (and exclude (not (equal exclude "")))
+                       `(and ,selector (not ,exclude))
+                     selector))
          (stats (ert-run-tests-batch selector))
          (unexpected (ert-stats-completed-unexpected stats)))
     (setq command-line-args-left nil)
