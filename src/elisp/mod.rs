@@ -11,6 +11,7 @@ mod files;
 mod identity;
 mod mqtt;
 mod sync;
+mod sync_hunks;
 
 pub use errors::*;
 

@@ -459,6 +459,7 @@ impl SyncEngine {
                     doc,
                     state,
                     stamp: None,
+                    written: Some((sha256(&text), text)),
                 }),
                 held: false,
             },
@@ -471,6 +472,7 @@ impl SyncEngine {
             share: share.clone(),
             path,
             created: true,
+            hunks: None,
         });
         if missing > 0 {
             out.extend(self.request(share, Some(from), now, false));

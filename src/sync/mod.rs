@@ -110,7 +110,9 @@ mod chunk;
 pub mod engine;
 mod files;
 pub mod health;
+pub mod hunk;
 mod inbound;
+pub mod lines;
 mod recover;
 pub mod share_id;
 mod store;
@@ -131,11 +133,15 @@ mod tests_hostile;
 #[cfg(test)]
 mod tests_large;
 #[cfg(test)]
+mod tests_lines;
+#[cfg(test)]
 mod tests_units;
 
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
+pub use hunk::Hunk;
+pub use lines::LineEdit;
 pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
