@@ -54,6 +54,9 @@ changed; (BEG . END): markers around every change.")
 (defvar-local meta-log-federation--patch-base-mtime nil
   "Modification time (\"SECONDS.NANOSECONDS\") of the file the buffer started from.")
 
+(defvar meta-log-federation-patch-counts (list 0 0)
+  "Remote updates shown in visiting buffers: (PATCHED REVERTED).")
+
 (defvar meta-log-federation--patch-applying nil
   "Non-nil while a remote patch is being applied (not a change of the user's).")
 
@@ -177,6 +180,9 @@ Does nothing and returns nil when they do not fit."
             ;; Not an edit of the user's: no hold, no lock file.
             (first-change-hook nil)
             (create-lockfiles nil))
+        ;; The buffer is about to show the file as it now is: no "changed
+        ;; on disk" question for this edit.
+        (set-visited-file-modtime)
         (undo-boundary)
         (save-excursion
           (save-restriction
@@ -205,8 +211,11 @@ hunks, or when they do not fit, the buffer is reverted."
       (with-current-buffer buffer
         (if (and meta-log-federation-patch-buffers hunks
                  (meta-log-federation--patch-apply hunks file))
-            (when meta-log-federation--patch-span
-              (meta-log-federation--patch-reset))
+            (progn
+              (cl-incf (nth 0 meta-log-federation-patch-counts))
+              (when meta-log-federation--patch-span
+                (meta-log-federation--patch-reset)))
+          (cl-incf (nth 1 meta-log-federation-patch-counts))
           (meta-log-federation--sync-refresh-buffer file))))))
 
 (defun meta-log-federation--patch-reverted ()
