@@ -314,6 +314,7 @@ impl SyncEngine {
             },
             base: saved,
             tail: Vec::new(),
+            persisted: Default::default(),
         };
         self.store.write_state(&id, &state)?;
         let entry = ManifestEntry {

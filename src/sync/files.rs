@@ -154,6 +154,7 @@ impl SyncEngine {
         if compact || live.state.tail.len() > COMPACT_SLACK + live.state.base.len() / 4 {
             live.state.base = live.doc.save();
             live.state.tail.clear();
+            live.state.persisted.set(None);
         }
         if held {
             // The file stays as it is, and so does what the state says about it.

@@ -443,6 +443,7 @@ impl SyncEngine {
                 doc.save()
             },
             tail: Vec::new(),
+            persisted: Default::default(),
         };
         self.store.write_state(share, &state)?;
         write_synced_file(&path, &text)?;

@@ -115,6 +115,7 @@ mod inbound;
 pub mod lines;
 mod recover;
 pub mod share_id;
+mod statelog;
 mod store;
 mod wire;
 
@@ -134,6 +135,8 @@ mod tests_hostile;
 mod tests_large;
 #[cfg(test)]
 mod tests_lines;
+#[cfg(test)]
+mod tests_statelog;
 #[cfg(test)]
 mod tests_units;
 
