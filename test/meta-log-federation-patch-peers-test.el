@@ -69,7 +69,8 @@
     (car (last (meta-log-federation-patch-test-reports proc word)))))
 
 (defun meta-log-federation-patch-test-state (proc url needle)
-  "Return what PROC's buffer of URL shows, as a plist; :has tells if NEEDLE is in it."
+  "Return what PROC's buffer of URL shows, as a plist.
+Its :has tells whether NEEDLE is in the buffer."
   (let ((r (meta-log-federation-patch-test-ask proc (format "pstate:%s|%s" url needle) "PSTATE")))
     (unless (string-match "\\` \\([a-z]+\\) \\([a-z]+\\) \\([0-9]+\\) \\([0-9]+\\) \\([0-9]+\\) \\([0-9]+\\) \\(.*\\)\\'" r)
       (error "Bad report %S" r))
