@@ -70,8 +70,8 @@
     (save-excursion
       (goto-char (point-min))
       (let (out)
-        (while (re-search-forward (format "^PEER: %s \\(.*\\)$" word) nil t)
-          (push (match-string 1) out))
+        (while (re-search-forward (format "^PEER: %s\\(?: \\(.*\\)\\)?$" word) nil t)
+          (push (or (match-string 1) "") out))
         (nreverse out)))))
 
 (defun mlf-edit-ask (proc command word)

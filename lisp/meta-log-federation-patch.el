@@ -106,9 +106,10 @@ The buffer has no unsaved edits yet, so it shows its file."
         (when (> end (cdr span)) (set-marker (cdr span) end))))))
 
 (defun meta-log-federation--patch-edit ()
-  "Return the recorded change as (BEFORE AFTER MIDDLE), or nil if not trusted.
-BEFORE and AFTER count the unchanged lines at the top and bottom;
-MIDDLE is the text of the lines between them."
+  "Return the recorded change as (HEAD TAIL MIDDLE), or nil if not trusted.
+HEAD and TAIL are the bytes of the unchanged lines at the top and
+bottom (byte positions cost nothing, unlike counting lines); MIDDLE is
+the text of the lines between them."
   (let ((span meta-log-federation--patch-span))
     (when (and meta-log-federation-patch-buffers
                meta-log-federation--patch-base-mtime
@@ -116,7 +117,7 @@ MIDDLE is the text of the lines between them."
       (save-restriction
         (widen)
         (if (eq span 'clean)
-            (list (count-lines (point-min) (point-max)) 0 "")
+            (list (1- (position-bytes (point-max))) 0 "")
           (when (consp span)
             (save-excursion
               (let* ((beg (progn (goto-char (car span)) (line-beginning-position)))
@@ -124,8 +125,8 @@ MIDDLE is the text of the lines between them."
                      ;; what follows it is unchanged and starts a line in both texts.
                      (end (progn (goto-char (cdr span))
                                  (if (search-forward "\n" nil t) (point) (point-max)))))
-                (list (count-lines (point-min) beg)
-                      (count-lines end (point-max))
+                (list (1- (position-bytes beg))
+                      (- (position-bytes (point-max)) (position-bytes end))
                       (buffer-substring-no-properties beg end))))))))))
 
 (defun meta-log-federation--patch-file-saved (url)
@@ -146,26 +147,26 @@ Hand over only the changed lines when they are known, else the whole file."
 
 (defun meta-log-federation--patch-positions (hunks)
   "Return the start position of each of HUNKS in the current buffer, or nil.
+Each hunk says at which byte of the old file its lines start: in a
+buffer showing that file, that is a byte position (no line counting).
 Nil when a hunk's old lines are not the buffer's text there."
-  (save-excursion
-    (save-restriction
-      (widen)
-      (goto-char (point-min))
-      (let ((line 0) (out nil) (ok t))
-        (cl-loop for h across hunks
-                 while ok
-                 do (let ((start (aref h 0)) (old (aref h 3)))
-                      (if (or (< start line)
-                              (/= 0 (forward-line (- start line))))
-                          (setq ok nil)
-                        (setq line start)
-                        (let ((p (point)))
-                          (if (and (<= (+ p (length old)) (point-max))
-                                   (string= old (buffer-substring-no-properties
-                                                 p (+ p (length old)))))
-                              (push p out)
-                            (setq ok nil))))))
-        (and ok (nreverse out))))))
+  (save-restriction
+    (widen)
+    (let ((out nil) (ok t) (last 0))
+      (cl-loop for h across hunks
+               while ok
+               do (let* ((byte (1+ (aref h 4)))
+                         (old (aref h 3))
+                         (p (byte-to-position byte)))
+                    (if (and p (> p last)
+                             (= (position-bytes p) byte)
+                             (or (= p (point-min)) (eq (char-before p) ?\n))
+                             (<= (+ p (length old)) (point-max))
+                             (string= old (buffer-substring-no-properties
+                                           p (+ p (length old)))))
+                        (progn (push p out) (setq last p))
+                      (setq ok nil))))
+      (and ok (nreverse out)))))
 
 (defun meta-log-federation--patch-apply (hunks file)
   "Patch the current buffer with HUNKS, the change that made FILE.

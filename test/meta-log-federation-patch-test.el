@@ -52,7 +52,7 @@
       ;; Hunks from "l0 l1 l2 l3 l4" to "l0 L1 new l2 l3": line 1 replaced by
       ;; two lines, line 4 deleted.
       (should (meta-log-federation--patch-apply
-               [[1 1 "L1\nnew\n" "l1\n"] [4 1 "" "l4\n"]] file))
+               [[1 1 "L1\nnew\n" "l1\n" 3] [4 1 "" "l4\n" 12]] file))
       (should (equal (buffer-string) "l0\nL1\nnew\nl2\nl3\n"))
       (should (equal (buffer-substring (line-beginning-position) (line-end-position)) "l3"))
       (should (= (current-column) 1))
@@ -65,27 +65,18 @@
 (ert-deftest patch::hunks-that-do-not-fit-change-nothing ()
   (meta-log-federation-patch-test-visiting "a\nb\nc\n"
     (meta-log-federation-patch-test-write file "a\nB\nc\n")
-    (should-not (meta-log-federation--patch-apply [[1 1 "B\n" "X\n"]] file))
-    (should-not (meta-log-federation--patch-apply [[7 1 "B\n" "b\n"]] file))
+    (should-not (meta-log-federation--patch-apply [[1 1 "B\n" "X\n" 2]] file))
+    (should-not (meta-log-federation--patch-apply [[1 1 "B\n" "b\n" 3]] file))
     (should (equal (buffer-string) "a\nb\nc\n"))
     (should-not (buffer-modified-p))))
 
-(defun meta-log-federation-patch-test-rebuild (old before after middle)
-  "Return OLD with its lines between BEFORE and AFTER replaced by MIDDLE.
-Lines are counted as the engine counts them (src/sync/lines.rs): a
-partial last line is a line; the newline ending the text belongs to
-the last line."
-  (let* ((body-end (if (string-suffix-p "\n" old) (1- (length old)) (length old)))
-         (starts nil)                   ; line starts after each newline of the body
-         (head 0)
-         (tail (length old)))
-    (dotimes (i body-end)
-      (when (eq (aref old i) ?\n) (push (1+ i) starts)))
-    (dotimes (_ before)
-      (setq head (if (string-match "\n" old head) (match-end 0) (length old))))
-    (when (> after 0)
-      (setq tail (or (nth (1- after) starts) 0)))
-    (concat (substring old 0 head) middle (substring old (max head tail)))))
+(defun meta-log-federation-patch-test-rebuild (old head tail middle)
+  "Return OLD with all but its first HEAD and last TAIL bytes replaced by MIDDLE.
+The result is UTF-8 bytes, as the engine builds the saved file."
+  (let ((old (encode-coding-string old 'utf-8-unix)))
+    (concat (substring old 0 head)
+            (encode-coding-string middle 'utf-8-unix)
+            (substring old (- (length old) tail)))))
 
 (ert-deftest patch::the-recorded-span-rebuilds-the-saved-text ()
   ;; Many seeds of random typing and deleting (newlines included): the
@@ -105,7 +96,13 @@ the last line."
         (let ((edit (meta-log-federation--patch-edit)))
           (should edit)
           (should (equal (apply #'meta-log-federation-patch-test-rebuild old edit)
-                         (buffer-string))))))))
+                         (encode-coding-string (buffer-string) 'utf-8-unix)))
+          ;; Whole lines: HEAD ends a line of the old text, TAIL starts one.
+          (let ((bytes (encode-coding-string old 'utf-8-unix)))
+            (should (or (= (nth 0 edit) 0) (eq (aref bytes (1- (nth 0 edit))) ?\n)))
+            (should (or (= (nth 1 edit) 0)
+                        (= (nth 1 edit) (length bytes))
+                        (eq (aref bytes (- (length bytes) (nth 1 edit) 1)) ?\n)))))))))
 
 (ert-deftest patch::no-span-is-recorded-for-a-buffer-not-tracked-or-not-plain-utf-8 ()
   (meta-log-federation-patch-test-visiting "a\nb\n"

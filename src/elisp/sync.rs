@@ -282,9 +282,9 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
 
 /// Take in the save of SHARE (URL or file) from the lines that changed.
 ///
-/// BEFORE and AFTER lines at the top and bottom of the buffer did not
-/// change since it was last in step with the file; MIDDLE is the text
-/// between them now (whole lines). BASE-MTIME is the file modification
+/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
+/// did not change since it was last in step with the file; MIDDLE is the
+/// text between them now (whole lines). BASE-MTIME is the file modification
 /// time the buffer started from, as a string "SECONDS.NANOSECONDS" (see
 /// `meta-log-federation--patch-mtime-string'), or nil. When the engine
 /// cannot trust the lines it reads the whole file, as `--sync-file-changed'
@@ -293,8 +293,8 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
 fn sync_file_changed_lines<'e>(
     env: &'e Env,
     share: String,
-    before: i64,
-    after: i64,
+    head: i64,
+    tail: i64,
     middle: String,
     base_mtime: Value<'e>,
 ) -> Result<Value<'e>> {
@@ -306,8 +306,8 @@ fn sync_file_changed_lines<'e>(
             None
         };
         let edit = crate::sync::LineEdit {
-            before: usize::try_from(before).unwrap_or(usize::MAX),
-            after: usize::try_from(after).unwrap_or(usize::MAX),
+            head: usize::try_from(head).unwrap_or(usize::MAX),
+            tail: usize::try_from(tail).unwrap_or(usize::MAX),
             middle: middle.into_bytes(),
             base_mtime,
         };

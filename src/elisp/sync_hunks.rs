@@ -1,7 +1,8 @@
 //! The changed lines of an `updated` sync action, as Elisp receives them: nil (unknown:
-//! revert the buffer) or a vector of hunks, each `[START DELETE INSERT DELETED]` — START the
-//! 0-based first old line, DELETE how many old lines go, INSERT the new text and DELETED the old
-//! text of those lines (line endings included). Ordered by START; apply them bottom-up (see
+//! revert the buffer) or a vector of hunks, each `[START DELETE INSERT DELETED START-BYTE]` —
+//! START the 0-based first old line, DELETE how many old lines go, INSERT the new text and
+//! DELETED the old text of those lines (line endings included), START-BYTE where the first of
+//! them starts in the old file (bytes from its beginning). Ordered by START; apply them bottom-up (see
 //! `crate::sync::hunk` and `lisp/meta-log-federation-patch.el`).
 
 use emacs::{Env, IntoLisp, Result, Value};
@@ -20,6 +21,7 @@ pub(crate) fn hunks_to_lisp<'e>(env: &'e Env, hunks: Option<&[Hunk]>) -> Result<
             (h.delete as i64).into_lisp(env)?,
             h.insert.concat().into_lisp(env)?,
             h.deleted.concat().into_lisp(env)?,
+            (h.start_byte as i64).into_lisp(env)?,
         ];
         items.push(env.call("vector", &fields[..])?);
     }

@@ -26,6 +26,9 @@ use crate::merge::split_lines;
 pub struct Hunk {
     /// First old line replaced (0-based, in the old text).
     pub start_line: usize,
+    /// Where that line starts in the old text, in bytes (lets a receiver find it without
+    /// counting lines).
+    pub start_byte: usize,
     /// How many old lines are removed (0 for a pure insertion).
     pub delete: usize,
     /// The removed old lines, endings included (`delete` of them).
@@ -86,6 +89,14 @@ pub fn hunks_between(old: &[u8], new: &[u8]) -> Option<Vec<Hunk>> {
     let old_lines = split_lines(old_mid);
     let new_lines = split_lines(new_mid);
     let deadline = Instant::now() + DIFF_DEADLINE;
+    // Byte offset of each old middle line.
+    let mut offsets = Vec::with_capacity(old_lines.len() + 1);
+    let mut at = prefix;
+    for l in &old_lines {
+        offsets.push(at);
+        at += l.len();
+    }
+    offsets.push(at);
     let mut out: Vec<Hunk> = Vec::new();
     let owned = |ls: &[&str]| ls.iter().map(|l| (*l).to_owned()).collect::<Vec<String>>();
     for op in capture_diff_slices_deadline(Algorithm::Myers, &old_lines, &new_lines, Some(deadline))
@@ -120,6 +131,7 @@ pub fn hunks_between(old: &[u8], new: &[u8]) -> Option<Vec<Hunk>> {
             }
             _ => out.push(Hunk {
                 start_line: first + old_index,
+                start_byte: offsets[old_index],
                 delete: old_len,
                 deleted,
                 insert,
@@ -157,6 +169,13 @@ mod tests {
             Some(new),
             "{old:?} -> {new:?}: {hunks:?}"
         );
+        for h in &hunks {
+            let before: usize = crate::merge::split_lines(old)[..h.start_line]
+                .iter()
+                .map(|l| l.len())
+                .sum();
+            assert_eq!(h.start_byte, before, "{old:?} -> {new:?}: {h:?}");
+        }
         for w in hunks.windows(2) {
             assert!(w[0].start_line + w[0].delete < w[1].start_line, "{hunks:?}");
         }
@@ -170,6 +189,7 @@ mod tests {
             h,
             vec![Hunk {
                 start_line: 1,
+                start_byte: 2,
                 delete: 1,
                 deleted: vec!["b\n".into()],
                 insert: vec!["B\n".into()],

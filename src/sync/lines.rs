@@ -2,8 +2,9 @@
 //! the engine neither rereads nor diffs the whole file.
 //!
 //! Emacs records which lines of a buffer changed since it was last in step with the file (from
-//! `after-change-functions`) and, on save, hands over [`LineEdit`]: how many lines at the top
-//! and at the bottom stayed, and the text now between them. The engine trusts it only when it
+//! `after-change-functions`) and, on save, hands over [`LineEdit`]: how many bytes of whole
+//! lines at the top and at the bottom stayed, and the text now between them (bytes, because a
+//! buffer knows byte positions without counting lines; the engine counts the lines). The engine trusts it only when it
 //! provably describes the file it knows:
 //!
 //! * the buffer started from the file as the engine last wrote or read it (`base_mtime` is the
@@ -24,12 +25,13 @@ use super::wire::Of;
 /// A saved buffer's change, as lines. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineEdit {
-    /// Lines at the top that did not change.
-    pub before: usize,
-    /// Lines at the bottom that did not change.
-    pub after: usize,
+    /// Bytes at the top that did not change: whole lines (a buffer knows byte positions
+    /// without counting lines).
+    pub head: usize,
+    /// Bytes at the bottom that did not change: whole lines.
+    pub tail: usize,
     /// The text between them now: whole lines, endings included (the last one may lack its
-    /// ending only if `after` is 0).
+    /// ending only if `tail` is 0).
     pub middle: Vec<u8>,
     /// The modification time of the file the buffer started from, as (seconds, nanoseconds)
     /// since the epoch; `None` if unknown (then the edit is not trusted).
@@ -52,27 +54,14 @@ fn mtime_of(t: std::time::SystemTime) -> Option<(i64, u32)> {
     Some((i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()))
 }
 
-/// Byte offset of the start of line `n` of `text` (its length if it has fewer lines).
-fn line_offset(text: &[u8], n: usize) -> usize {
-    if n == 0 {
-        return 0;
-    }
-    memchr::memchr_iter(b'\n', text)
-        .nth(n - 1)
-        .map_or(text.len(), |i| i + 1)
+/// Lines of `text` (a partial last line counts).
+fn lines_in(text: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', text).count() + usize::from(text.last().is_some_and(|&b| b != b'\n'))
 }
 
-/// Byte offset of the start of the `n`-th line from the end of `text` (a text ending without a
-/// line ending counts its partial last line).
-fn line_offset_from_end(text: &[u8], n: usize) -> usize {
-    if n == 0 {
-        return text.len();
-    }
-    // Line endings before the last line: the one ending the text belongs to its last line.
-    let body = text.strip_suffix(b"\n").unwrap_or(text);
-    memchr::memrchr_iter(b'\n', body)
-        .nth(n - 1)
-        .map_or(0, |i| i + 1)
+/// Whether `at` is the start of a line of `text`.
+fn at_line_start(text: &[u8], at: usize) -> bool {
+    at == 0 || text.get(at - 1) == Some(&b'\n')
 }
 
 impl SyncEngine {
@@ -125,20 +114,27 @@ impl SyncEngine {
             return Ok(Err(Untrusted::State));
         }
         let total = live.doc.line_count();
-        let fits = edit
-            .before
-            .checked_add(edit.after)
-            .is_some_and(|n| n <= total)
-            && (edit.after == 0 || edit.middle.is_empty() || edit.middle.ends_with(b"\n"));
+        let Some(tail_start) = written.len().checked_sub(edit.tail) else {
+            return Ok(Err(Untrusted::Shape));
+        };
+        let head = edit.head;
+        let fits = head <= tail_start
+            && at_line_start(written, head)
+            && at_line_start(written, tail_start)
+            && (edit.tail == 0 || edit.middle.is_empty() || edit.middle.ends_with(b"\n"));
         if !fits {
             return Ok(Err(Untrusted::Shape));
         }
-        let head = line_offset(written, edit.before);
-        let tail = line_offset_from_end(written, edit.after).max(head);
-        let predicted = head + edit.middle.len() + (written.len() - tail);
+        let predicted = head + edit.middle.len() + edit.tail;
         if stamp.map(|s| s.0) != Some(predicted as u64) {
             return Ok(Err(Untrusted::Shape));
         }
+        let before = memchr::memchr_iter(b'\n', &written[..head]).count();
+        let after = lines_in(&written[tail_start..]);
+        if before + after > total {
+            return Ok(Err(Untrusted::Shape));
+        }
+        let tail = tail_start;
         let mut new_file = Vec::with_capacity(predicted);
         new_file.extend_from_slice(&written[..head]);
         new_file.extend_from_slice(&edit.middle);
@@ -146,17 +142,13 @@ impl SyncEngine {
         let new_hash = sha256(&new_file);
         let change = live
             .doc
-            .apply_local_lines(edit.before, edit.after, &edit.middle)
+            .apply_local_lines(before, after, &edit.middle)
             .map_err(|e| SyncError::merge(format!("{} ({})", id, path.display()), e))?;
         // Changed entries may be re-serialized (compact, fields in order): then the file is
         // written back, and the buffer patched from the hunks.
         let new_total = live.doc.line_count();
-        let same = new_total >= edit.before + edit.after
-            && live
-                .doc
-                .lines_text(edit.before, new_total - edit.after)
-                .as_slice()
-                == edit.middle.as_slice();
+        let same = new_total >= before + after
+            && live.doc.lines_text(before, new_total - after).as_slice() == edit.middle.as_slice();
         live.written = Some((new_hash, new_file));
         live.stamp = stamp;
         // The buffer and the file agree again: nothing is held any more.
@@ -184,18 +176,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn line_offsets() {
-        let t = b"a\nbb\nc";
-        assert_eq!(line_offset(t, 0), 0);
-        assert_eq!(line_offset(t, 1), 2);
-        assert_eq!(line_offset(t, 2), 5);
-        assert_eq!(line_offset(t, 3), 6);
-        assert_eq!(line_offset_from_end(t, 0), 6);
-        assert_eq!(line_offset_from_end(t, 1), 5);
-        assert_eq!(line_offset_from_end(t, 2), 2);
-        assert_eq!(line_offset_from_end(t, 3), 0);
-        let t = b"a\nbb\n";
-        assert_eq!(line_offset_from_end(t, 1), 2);
-        assert_eq!(line_offset_from_end(t, 2), 0);
+    fn lines_and_line_starts() {
+        assert_eq!(lines_in(b""), 0);
+        assert_eq!(lines_in(b"a\nbb\nc"), 3);
+        assert_eq!(lines_in(b"a\nbb\n"), 2);
+        assert!(at_line_start(b"a\nb", 0));
+        assert!(at_line_start(b"a\nb", 2));
+        assert!(!at_line_start(b"a\nb", 1));
+        assert!(at_line_start(b"a\n", 2));
     }
 }

@@ -178,9 +178,13 @@ impl World {
         // Emacs' record may be coarser than the exact change.
         before -= rng.below(before as u64 + 1) as usize / 2;
         after -= rng.below(after as u64 + 1) as usize / 2;
+        let base_lines = crate::merge::split_lines(&b.base);
         let edit = LineEdit {
-            before,
-            after,
+            head: base_lines[..before].iter().map(|l| l.len()).sum(),
+            tail: base_lines[base_lines.len() - after..]
+                .iter()
+                .map(|l| l.len())
+                .sum(),
             middle: middle_of(&b.text, before, after).into_bytes(),
             base_mtime: if rng.below(8) == 0 {
                 None
@@ -212,9 +216,10 @@ fn a_line_edit_is_taken_without_the_whole_file_and_arrives_as_hunks() -> R {
     let base_mtime = mtime(&p0);
     let new = BASE.replace("\"x\":2", "\"x\":22");
     std::fs::write(&p0, &new)?;
+    let head = BASE.find("{\"id\":\"b\"").expect("line b");
     let edit = LineEdit {
-        before: 2,
-        after: 1,
+        head,
+        tail: "{\"id\":\"c\",\"x\":3}\n".len(),
         middle: b"{\"id\":\"b\",\"x\":22}\n".to_vec(),
         base_mtime,
     };
@@ -242,8 +247,8 @@ fn untrusted_line_edits_fall_back_to_the_whole_file() -> R {
     let new = BASE.replace("\"x\":3", "\"x\":33");
     std::fs::write(&p0, &new)?;
     let good = LineEdit {
-        before: 3,
-        after: 0,
+        head: BASE.find("{\"id\":\"c\"").expect("line c"),
+        tail: 0,
         middle: b"{\"id\":\"c\",\"x\":33}\n".to_vec(),
         base_mtime,
     };
@@ -264,9 +269,18 @@ fn untrusted_line_edits_fall_back_to_the_whole_file() -> R {
         e.apply_line_edit(&id, &wrong_length)?.err(),
         Some(Untrusted::Shape)
     );
+    let not_a_line_start = LineEdit {
+        head: good.head + 1,
+        middle: good.middle[1..].to_vec(),
+        ..good.clone()
+    };
+    assert_eq!(
+        e.apply_line_edit(&id, &not_a_line_start)?.err(),
+        Some(Untrusted::Shape)
+    );
     let too_many = LineEdit {
-        before: 4,
-        after: 1,
+        head: good.head,
+        tail: BASE.len(),
         ..good.clone()
     };
     assert_eq!(
