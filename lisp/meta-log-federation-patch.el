@@ -117,7 +117,7 @@ the text of the lines between them."
       (save-restriction
         (widen)
         (if (eq span 'clean)
-            (list (1- (position-bytes (point-max))) 0 "")
+            (list 0 (1- (position-bytes (point-max))) "")
           (when (consp span)
             (save-excursion
               (let* ((beg (progn (goto-char (car span)) (line-beginning-position)))
