@@ -174,7 +174,7 @@ mod tests {
         StateMeta {
             heads: vec![n; 32],
             file_sha256: [n; 32],
-            pending_sha256: (n % 2 == 0).then_some([n; 32]),
+            pending_sha256: n.is_multiple_of(2).then_some([n; 32]),
         }
     }
 

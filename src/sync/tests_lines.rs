@@ -91,11 +91,14 @@ impl Buffer {
     }
 }
 
+/// An event in flight: from, to, kind, content, tags.
+type Msg = (usize, usize, SyncKind, String, Vec<Vec<String>>);
+
 struct World {
     bus: Bus,
     share: ShareId,
     bufs: Vec<Buffer>,
-    queue: VecDeque<(usize, usize, SyncKind, String, Vec<Vec<String>>)>,
+    queue: VecDeque<Msg>,
     patched: usize,
     fast: usize,
 }
