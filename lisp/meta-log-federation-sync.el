@@ -31,6 +31,7 @@
 (require 'subr-x)
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
+(require 'meta-log-federation-patch)
 (require 'meta-log-federation-sync-status)
 
 (declare-function meta-log-federation--sync-open "meta-log-federation-module")
@@ -123,9 +124,9 @@ new (a share just received).")
   "Carry out ACTIONS returned by the sync engine; return them."
   (dolist (action actions)
     (pcase action
-      (`(updated ,url ,file ,created)
+      (`(updated ,url ,file ,created . ,hunks)
        (puthash (file-truename file) url meta-log-federation--shared-files)
-       (meta-log-federation--sync-refresh-buffer file)
+       (meta-log-federation--patch-refresh-buffer file (car hunks))
        (meta-log-federation--sync-watch (file-name-directory file))
        (when created
          (meta-log-federation--log "new shared canvas %s in %s" url (abbreviate-file-name file)))
@@ -217,7 +218,7 @@ started from, so neither side's edits are lost."
     (when url
       (setq meta-log-federation--holding nil)
       (condition-case err
-          (meta-log-federation--sync-run-actions (meta-log-federation--sync-file-changed url))
+          (meta-log-federation--sync-run-actions (meta-log-federation--patch-file-saved url))
         (meta-log-federation-error
          (meta-log-federation--sync-report-failure
           (format "syncing the save of %s" (buffer-name)) err))))))
@@ -279,6 +280,8 @@ started from, so neither side's edits are lost."
 (defconst meta-log-federation--sync-hooks
   '((after-save-hook . meta-log-federation--sync-after-save)
     (first-change-hook . meta-log-federation--sync-first-change)
+    (first-change-hook . meta-log-federation--patch-track)
+    (after-revert-hook . meta-log-federation--patch-reverted)
     (after-revert-hook . meta-log-federation--sync-release)
     (kill-buffer-hook . meta-log-federation--sync-kill-buffer)
     (meta-log-federation-mqtt-connected-hook . meta-log-federation--sync-on-connect)

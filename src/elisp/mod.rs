@@ -12,6 +12,7 @@ mod identity;
 mod mqtt;
 mod rules;
 mod sync;
+mod sync_hunks;
 
 pub use errors::*;
 

@@ -104,11 +104,13 @@ fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
                 share,
                 path,
                 created,
+                hunks,
             } => out.push(env.list((
                 env.intern("updated")?,
                 share.url(),
                 path.to_string_lossy().into_owned(),
                 created,
+                super::sync_hunks::hunks_to_lisp(env, hunks.as_deref())?,
             ))?),
             Action::Refused { reason, detail } => {
                 out.push(env.list((env.intern("refused")?, reason, detail))?)
@@ -270,6 +272,42 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-file-changed");
     guard(env, || {
         let a = engine_actions(env, |e| e.local_file_changed(&share, now()))?;
+        run_actions(env, a)
+    })
+}
+
+/// Take in the save of SHARE (URL or file) from the lines that changed.
+///
+/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
+/// did not change since it was last in step with the file; MIDDLE is the
+/// text between them now (whole lines). BASE-MTIME is the file modification
+/// time the buffer started from, as a string "SECONDS.NANOSECONDS" (see
+/// `meta-log-federation--patch-mtime-string'), or nil. When the engine
+/// cannot trust the lines it reads the whole file, as `--sync-file-changed'
+/// does. Ends a hold. Return the actions.
+#[defun(name = "-sync-file-changed-lines")]
+fn sync_file_changed_lines<'e>(
+    env: &'e Env,
+    share: String,
+    head: i64,
+    tail: i64,
+    middle: String,
+    base_mtime: Value<'e>,
+) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-file-changed-lines");
+    guard(env, || {
+        let base_mtime = if base_mtime.is_not_nil() {
+            super::sync_hunks::parse_mtime(&base_mtime.into_rust::<String>()?)
+        } else {
+            None
+        };
+        let edit = crate::sync::LineEdit {
+            head: usize::try_from(head).unwrap_or(usize::MAX),
+            tail: usize::try_from(tail).unwrap_or(usize::MAX),
+            middle: middle.into_bytes(),
+            base_mtime,
+        };
+        let a = engine_actions(env, |e| e.local_lines_changed(&share, &edit, now()))?;
         run_actions(env, a)
     })
 }

@@ -74,6 +74,7 @@ mod proptest;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use diff::split_lines;
 pub use shared::SharedDoc;
 
 use crate::canvasl::EntryKey;
@@ -102,6 +103,19 @@ pub enum MergeError {
     /// The CRDT and the read view disagree (a bug).
     #[error("internal error: the CRDT and its text view disagree")]
     Internal,
+    /// A line edit ([`SharedDoc::apply_local_lines`]) keeps more lines than the text has.
+    #[error(
+        "the edit keeps {before} lines before and {after} after the change, but the text has \
+         {lines} lines; hand over the whole file instead"
+    )]
+    BadEdit {
+        /// Lines kept before the change.
+        before: usize,
+        /// Lines kept after it.
+        after: usize,
+        /// Lines of the text.
+        lines: usize,
+    },
 }
 
 /// What [`SharedDoc::apply_remote`] did.

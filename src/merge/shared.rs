@@ -148,6 +148,27 @@ impl SharedDoc {
         out
     }
 
+    /// Whether [`SharedDoc::text`] starts with a byte order mark.
+    pub fn has_bom(&self) -> bool {
+        self.bom
+    }
+
+    /// Lines `from..to` of [`SharedDoc::text`] (without the byte order mark), as they are
+    /// written: what a line edit ([`SharedDoc::apply_local_lines`]) made of its middle.
+    pub fn lines_text(&self, from: usize, to: usize) -> Vec<u8> {
+        let to = to.min(self.view.len());
+        let last = self.view.len().saturating_sub(1);
+        let mut out = Vec::new();
+        for i in from.min(to)..to {
+            let line = &self.view[i].text;
+            out.extend_from_slice(line.as_bytes());
+            if i < last && ending_of(line).is_empty() {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
     /// Number of lines in [`SharedDoc::text`].
     pub fn line_count(&self) -> usize {
         self.view.len()
@@ -209,7 +230,79 @@ impl SharedDoc {
             .collect();
         let script = line_script(&old, &new_lines);
         drop(old);
-        let unchanged = matches!(script.as_slice(), [] | [LineOp::Keep(_)]);
+        self.apply_script(list, &script, &new_lines, bom)
+    }
+
+    /// Applies a local edit given as changed lines: the first `before` and the last `after`
+    /// lines of the current text stay, and the lines between them become `middle` (whole
+    /// lines, endings included). The same as [`SharedDoc::apply_local_text`] on the whole new
+    /// text, without comparing the unchanged lines. Returns the change to send, or `None` if
+    /// nothing changed. Errors with [`MergeError::BadEdit`] when `before + after` exceeds the
+    /// lines of the text.
+    pub fn apply_local_lines(
+        &mut self,
+        before: usize,
+        after: usize,
+        middle: &[u8],
+    ) -> Result<Option<Vec<u8>>, MergeError> {
+        let Some(list) = self.lines.clone() else {
+            return Err(MergeError::NotShared);
+        };
+        let total = self.view.len();
+        if before.checked_add(after).is_none_or(|n| n > total) {
+            return Err(MergeError::BadEdit {
+                before,
+                after,
+                lines: total,
+            });
+        }
+        let middle = std::str::from_utf8(middle).map_err(|e| MergeError::InvalidUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        let new_lines = split_lines(middle);
+        let last = total.saturating_sub(1);
+        let old: Vec<std::borrow::Cow<'_, str>> = self.view[before..total - after]
+            .iter()
+            .enumerate()
+            .map(|(k, l)| {
+                if before + k < last && ending_of(&l.text).is_empty() {
+                    std::borrow::Cow::Owned(format!("{}\n", l.text))
+                } else {
+                    std::borrow::Cow::Borrowed(l.text.as_str())
+                }
+            })
+            .collect();
+        let mut script = Vec::with_capacity(8);
+        if before > 0 {
+            script.push(LineOp::Keep(before));
+        }
+        for op in line_script(&old, &new_lines) {
+            script.push(match op {
+                LineOp::Modify { old, new } => LineOp::Modify {
+                    old: old + before,
+                    new,
+                },
+                other => other,
+            });
+        }
+        drop(old);
+        if after > 0 {
+            script.push(LineOp::Keep(after));
+        }
+        let bom = self.bom;
+        self.apply_script(list, &script, &new_lines, bom)
+    }
+
+    /// Applies a line edit script to the current text (`new_lines`: the lines the script's
+    /// insertions and modifications index). See [`SharedDoc::apply_local_text`].
+    fn apply_script(
+        &mut self,
+        list: ObjId,
+        script: &[LineOp],
+        new_lines: &[&str],
+        bom: bool,
+    ) -> Result<Option<Vec<u8>>, MergeError> {
+        let unchanged = script.iter().all(|op| matches!(op, LineOp::Keep(_)));
         if unchanged && bom == self.bom {
             return Ok(None);
         }
@@ -222,7 +315,7 @@ impl SharedDoc {
             tx.put(ROOT, BOM, bom)?;
         }
         let mut pos = 0usize;
-        for op in &script {
+        for op in script {
             match *op {
                 LineOp::Keep(n) => {
                     new_view.extend(old_view.by_ref().take(n).map(|(_, l)| l));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use crate::federation::SyncKind;
 use crate::merge::MergeError;
 
+use super::hunk::Hunk;
 use super::share_id::{NameError, ShareId, ShareIdError};
 
 /// Something the caller must do, in order.
@@ -31,6 +32,11 @@ pub enum Action {
         path: PathBuf,
         /// Whether the file was created (a new share from a peer, or a missing file rewritten).
         created: bool,
+        /// The changed lines, relative to the file as the engine last wrote or read it (what an
+        /// unmodified buffer visiting it shows); see [`super::hunk`]. `None` when they are not
+        /// known (a new file, the first write since the share was loaded, changes too large):
+        /// revert the buffer then.
+        hunks: Option<Vec<Hunk>>,
     },
     /// Input from a peer was refused; nothing changed. `reason` is a stable short string (also
     /// counted, see [`super::SyncEngine::refusals`]).

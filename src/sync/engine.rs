@@ -45,6 +45,9 @@ pub(crate) struct Live {
     pub(crate) state: StateFile,
     /// (length, modification time, inode) of the file when the engine last read or wrote it.
     pub(crate) stamp: Option<(u64, std::time::SystemTime, u64)>,
+    /// The file's bytes as the engine last wrote or read them, with their SHA-256: the old
+    /// text of the hunks of the next [`Action::Updated`]. `None` until known.
+    pub(crate) written: Option<([u8; 32], Vec<u8>)>,
 }
 
 pub(crate) struct Share {
@@ -290,6 +293,7 @@ impl SyncEngine {
         }
         let bytes = read_file(&canon)?
             .ok_or_else(|| SyncError::io("read", &canon, std::io::ErrorKind::NotFound.into()))?;
+        let file_hash = sha256(&bytes);
         let doc = SharedDoc::import(&bytes, self.actor)
             .map_err(|e| SyncError::merge(canon.display().to_string(), e))?;
         let saved = doc.save();
@@ -305,11 +309,12 @@ impl SyncEngine {
         let state = StateFile {
             meta: StateMeta {
                 heads: doc.heads(),
-                file_sha256: sha256(&bytes),
+                file_sha256: file_hash,
                 pending_sha256: None,
             },
             base: saved,
             tail: Vec::new(),
+            persisted: Default::default(),
         };
         self.store.write_state(&id, &state)?;
         let entry = ManifestEntry {
@@ -325,6 +330,7 @@ impl SyncEngine {
                     doc,
                     state,
                     stamp: stamp_of(&canon),
+                    written: Some((file_hash, bytes)),
                 }),
                 held: false,
             },
@@ -527,7 +533,7 @@ impl SyncEngine {
     // ---- Internals shared with `inbound`. ----
 
     /// The share, which must be active.
-    fn active(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
+    pub(crate) fn active(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
         let id = self.resolve(share_or_path)?;
         match self.shares.get(&id) {
             Some(s) if s.entry.unshared => Err(SyncError::Unshared(id)),

@@ -7,6 +7,7 @@ use crate::federation::SyncKind;
 use super::action::{Action, SyncError};
 use super::chunk::{split, SplitError};
 use super::engine::{stamp_of, Live, SyncEngine};
+use super::hunk::hunks_between;
 use super::share_id::ShareId;
 use super::store::{read_file, sha256, write_synced_file, StateMeta};
 use super::wire::{encode_request, escaped_len, Of};
@@ -32,6 +33,7 @@ impl SyncEngine {
                     doc,
                     state,
                     stamp: None,
+                    written: None,
                 });
             }
         }
@@ -62,6 +64,7 @@ impl SyncEngine {
         let hash = sha256(&bytes);
         let held = self.shares.get(id).is_some_and(|s| s.held);
         let live = self.live(id)?;
+        live.written = Some((hash, bytes));
         if hash == live.state.meta.file_sha256 {
             live.stamp = stamp_of(&path);
             if held || live.doc.heads() == live.state.meta.heads {
@@ -84,9 +87,10 @@ impl SyncEngine {
                 .into_iter()
                 .collect());
         }
+        let bytes = live.written.as_ref().map(|w| &w.1[..]).unwrap_or_default();
         let change = live
             .doc
-            .apply_local_text_based_on(&live.state.meta.heads, &bytes)
+            .apply_local_text_based_on(&live.state.meta.heads, bytes)
             .map_err(|e| SyncError::merge(format!("{} ({})", id, path.display()), e))?;
         let mut out = Vec::new();
         if let Some(c) = &change {
@@ -120,6 +124,19 @@ impl SyncEngine {
         compact: bool,
         on_disk: Option<[u8; 32]>,
     ) -> Result<Vec<Action>, SyncError> {
+        self.save_and_write_known(id, appended, compact, on_disk, None)
+    }
+
+    /// [`SyncEngine::save_and_write`] when the caller knows the SHA-256 of the document's text
+    /// (`text_hash`): the text is then rendered only if the file must be written.
+    pub(crate) fn save_and_write_known(
+        &mut self,
+        id: &ShareId,
+        appended: Option<&[u8]>,
+        compact: bool,
+        on_disk: Option<[u8; 32]>,
+        text_hash: Option<[u8; 32]>,
+    ) -> Result<Vec<Action>, SyncError> {
         let path = self.file_path(id)?;
         let held = on_disk.is_some() && self.shares.get(id).is_some_and(|s| s.held);
         let rebuilding = self.is_rebuilding(id);
@@ -137,13 +154,20 @@ impl SyncEngine {
         if compact || live.state.tail.len() > COMPACT_SLACK + live.state.base.len() / 4 {
             live.state.base = live.doc.save();
             live.state.tail.clear();
+            live.state.persisted.set(None);
         }
         if held {
             // The file stays as it is, and so does what the state says about it.
             return self.write_state_or_report(id);
         }
-        let text = live.doc.text();
-        let hash = sha256(&text);
+        let (text, hash) = match text_hash {
+            Some(h) => (None, h),
+            None => {
+                let t = live.doc.text();
+                let h = sha256(&t);
+                (Some(t), h)
+            }
+        };
         let write = on_disk != Some(hash);
         let meta = StateMeta {
             heads: live.doc.heads(),
@@ -177,6 +201,10 @@ impl SyncEngine {
         if !write {
             return Ok(Vec::new());
         }
+        let text = match text {
+            Some(t) => t,
+            None => self.live(id)?.doc.text(),
+        };
         if let Err(e) = write_synced_file(&path, &text) {
             restore(self);
             return Ok(vec![self.write_failed(id, e)?]);
@@ -184,10 +212,16 @@ impl SyncEngine {
         self.write_succeeded(id);
         let live = self.live(id)?;
         live.stamp = stamp_of(&path);
+        let hunks = match &live.written {
+            Some((h, old)) if on_disk == Some(*h) => hunks_between(old, &text),
+            _ => None,
+        };
+        live.written = Some((hash, text));
         Ok(vec![Action::Updated {
             share: id.clone(),
             path,
             created: on_disk.is_none(),
+            hunks,
         }])
     }
 

@@ -443,6 +443,7 @@ impl SyncEngine {
                 doc.save()
             },
             tail: Vec::new(),
+            persisted: Default::default(),
         };
         self.store.write_state(share, &state)?;
         write_synced_file(&path, &text)?;
@@ -459,6 +460,7 @@ impl SyncEngine {
                     doc,
                     state,
                     stamp: None,
+                    written: Some((sha256(&text), text)),
                 }),
                 held: false,
             },
@@ -471,6 +473,7 @@ impl SyncEngine {
             share: share.clone(),
             path,
             created: true,
+            hunks: None,
         });
         if missing > 0 {
             out.extend(self.request(share, Some(from), now, false));

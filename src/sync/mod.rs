@@ -13,6 +13,8 @@
 //! * `inbound` — [`SyncEngine::handle`]: what peers send.
 //! * `wire` — the content schemas below; `chunk` — splitting and reassembly.
 //! * `store` — files on disk; [`action`] — [`Action`], [`SyncError`], [`Refusals`].
+//! * [`lines`] — saves handed over as changed lines; [`hunk`] — changed lines sent to Elisp
+//!   with [`Action::Updated`]; `statelog` — the merge state saved by the change.
 //!
 //! # Shares and files
 //!
@@ -31,7 +33,9 @@
 //!   agree): a 16-byte magic `canvasl-sync-st1`, a little-endian `u32` header length, a JSON
 //!   header (`v`, `share`, `heads`, `file_sha256`, `pending_sha256`, `base_len`), then automerge
 //!   bytes: a compacted save followed by the changes applied since (re-compacted when they
-//!   exceed 64 KiB plus a quarter of the save). Every write is atomic
+//!   exceed 64 KiB plus a quarter of the save). Edits are appended to a log beside it
+//!   (`NAME.automerge.log`, see `statelog`) and the state file is rewritten only now and then.
+//!   Every write of a whole file is atomic
 //!   (`crate::fsutil::write_atomic`); directories are 0700, new files 0600, and a synced file
 //!   that already exists keeps its permissions.
 //!
@@ -110,9 +114,12 @@ mod chunk;
 pub mod engine;
 mod files;
 pub mod health;
+pub mod hunk;
 mod inbound;
+pub mod lines;
 mod recover;
 pub mod share_id;
+mod statelog;
 mod store;
 mod wire;
 
@@ -122,6 +129,8 @@ mod tests;
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
+pub use hunk::Hunk;
+pub use lines::LineEdit;
 pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
 pub use wire::{escaped_len, CONTENT_VERSION};
 

@@ -90,6 +90,7 @@ impl SyncEngine {
             },
             base: doc.save(),
             tail: Vec::new(),
+            persisted: Default::default(),
         };
         self.health_mut(id).rebuild = Some(Rebuild {
             kept: kept.clone(),

@@ -19,6 +19,7 @@ use crate::fsutil::write_atomic;
 
 use super::action::SyncError;
 use super::share_id::{ShareId, STATE_SUFFIX};
+use super::statelog::{self, Persisted};
 
 /// The manifest's file name in the state directory.
 pub const MANIFEST_FILE: &str = "shares.json";
@@ -166,11 +167,16 @@ pub(crate) struct StateMeta {
 /// since (`tail`, automerge change chunks), so that small changes do not re-compress the whole
 /// document. Saved atomically with its [`StateMeta`], so the heads and hashes always describe
 /// the CRDT stored beside them.
+///
+/// On disk the state file may be followed by records in its log (see `super::statelog`):
+/// `persisted` says what is there, so the next write appends only what is new. Code that
+/// replaces `base` must set it to `None` (the next write is then a whole one).
 #[derive(Debug, Clone)]
 pub(crate) struct StateFile {
     pub(crate) meta: StateMeta,
     pub(crate) base: Vec<u8>,
     pub(crate) tail: Vec<u8>,
+    pub(crate) persisted: std::cell::Cell<Option<Persisted>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -181,6 +187,9 @@ struct RawHeader {
     file_sha256: String,
     pending_sha256: Option<String>,
     base_len: u64,
+    /// Generation of the log records that follow (absent in states written before the log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gen: Option<u64>,
 }
 
 impl StateFile {
@@ -192,7 +201,7 @@ impl StateFile {
         v
     }
 
-    fn encode(&self, share: &ShareId) -> Vec<u8> {
+    fn encode(&self, share: &ShareId, gen: u64) -> Vec<u8> {
         let header = RawHeader {
             v: 1,
             share: share.url(),
@@ -200,6 +209,7 @@ impl StateFile {
             file_sha256: hex::encode(self.meta.file_sha256),
             pending_sha256: self.meta.pending_sha256.map(hex::encode),
             base_len: self.base.len() as u64,
+            gen: Some(gen),
         };
         let header = serde_json::to_vec(&header).unwrap_or_default();
         let mut out = Vec::with_capacity(
@@ -213,7 +223,7 @@ impl StateFile {
         out
     }
 
-    fn decode(bytes: &[u8], share: &ShareId) -> Result<StateFile, String> {
+    fn decode(bytes: &[u8], share: &ShareId) -> Result<(StateFile, Option<u64>), String> {
         let rest = bytes
             .strip_prefix(STATE_MAGIC.as_slice())
             .ok_or("not a state file")?;
@@ -240,15 +250,19 @@ impl StateFile {
         }
         let base_len = usize::try_from(h.base_len).map_err(|_| "bad length")?;
         let (base, tail) = body.split_at_checked(base_len).ok_or("truncated")?;
-        Ok(StateFile {
-            meta: StateMeta {
-                heads,
-                file_sha256: hash(&h.file_sha256)?,
-                pending_sha256: h.pending_sha256.as_deref().map(hash).transpose()?,
+        Ok((
+            StateFile {
+                meta: StateMeta {
+                    heads,
+                    file_sha256: hash(&h.file_sha256)?,
+                    pending_sha256: h.pending_sha256.as_deref().map(hash).transpose()?,
+                },
+                base: base.to_vec(),
+                tail: tail.to_vec(),
+                persisted: Default::default(),
             },
-            base: base.to_vec(),
-            tail: tail.to_vec(),
-        })
+            h.gen,
+        ))
     }
 }
 
@@ -431,21 +445,83 @@ impl Store {
         Self::file_in(dir, &format!("{}{STATE_SUFFIX}.rebuilding", share.name()))
     }
 
-    /// A share's state file.
+    /// A share's state: its state file, then the records of its log (see `super::statelog`).
     pub(crate) fn read_state(&self, share: &ShareId) -> Result<StateFile, SyncError> {
         let path = self.state_path(share)?;
         let bytes = read_file(&path)?.ok_or_else(|| SyncError::Corrupt {
             path: path.clone(),
             detail: "it is missing".into(),
         })?;
-        StateFile::decode(&bytes, share).map_err(|detail| SyncError::Corrupt { path, detail })
+        let (mut state, gen) = StateFile::decode(&bytes, share)
+            .map_err(|detail| SyncError::Corrupt { path, detail })?;
+        let log_path = self.log_path(share)?;
+        let Some(gen) = gen else {
+            // Written before logs existed: the next write is a whole one.
+            return Ok(state);
+        };
+        let log = read_file(&log_path)?.unwrap_or_default();
+        let (records, clean) = statelog::decode_log(&log, gen);
+        let mut log_bytes = 0u64;
+        for (meta, changes) in records {
+            log_bytes += statelog::encode_record(gen, &meta, &changes).len() as u64;
+            state.tail.extend_from_slice(&changes);
+            state.meta = meta;
+        }
+        if clean {
+            state.persisted.set(Some(Persisted {
+                gen,
+                base_len: state.base.len(),
+                tail_on_disk: state.tail.len(),
+                log_bytes,
+            }));
+        }
+        Ok(state)
     }
 
-    /// Saves a share's state file; returns its size.
+    /// `state_dir/ORIGIN/NAME.automerge.log`.
+    pub(crate) fn log_path(&self, share: &ShareId) -> Result<PathBuf, SyncError> {
+        let dir = Self::origin_dir(&self.state_dir, share)?;
+        Self::file_in(dir, &format!("{}{STATE_SUFFIX}.log", share.name()))
+    }
+
+    /// Saves a share's state: appends what is new to its log when the state file on disk is
+    /// this state's base, else (or when the log is due for compaction) writes the state file
+    /// whole and removes the log. Returns the bytes written.
     pub(crate) fn write_state(&self, share: &ShareId, state: &StateFile) -> Result<u64, SyncError> {
+        let log_path = self.log_path(share)?;
+        if let Some(p) = state.persisted.get() {
+            let limit = statelog::LOG_SLACK + (state.base.len() + state.tail.len()) as u64 / 4;
+            if p.base_len == state.base.len()
+                && p.tail_on_disk <= state.tail.len()
+                && p.log_bytes <= limit
+            {
+                let record =
+                    statelog::encode_record(p.gen, &state.meta, &state.tail[p.tail_on_disk..]);
+                // A failed append may leave a torn record: never append after it.
+                state.persisted.set(None);
+                statelog::append(&log_path, &record)?;
+                state.persisted.set(Some(Persisted {
+                    tail_on_disk: state.tail.len(),
+                    log_bytes: p.log_bytes + record.len() as u64,
+                    ..p
+                }));
+                return Ok(record.len() as u64);
+            }
+        }
         let path = self.state_path(share)?;
-        let bytes = state.encode(share);
+        let gen = statelog::new_gen();
+        let bytes = state.encode(share, gen);
+        state.persisted.set(None);
         write_file(&path, &bytes)?;
+        // Records left in the log are of another generation now: removing them only saves
+        // space (and keeps appends after a torn record impossible).
+        let _ = statelog::remove(&log_path);
+        state.persisted.set(Some(Persisted {
+            gen,
+            base_len: state.base.len(),
+            tail_on_disk: state.tail.len(),
+            log_bytes: 0,
+        }));
         Ok(bytes.len() as u64)
     }
 
@@ -455,6 +531,8 @@ impl Store {
             .state_dir
             .join(share.origin())
             .join(format!("{}{STATE_SUFFIX}", share.name()));
+        let log = path.with_extension("automerge.log");
         fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+            + fs::metadata(log).map(|m| m.len()).unwrap_or(0)
     }
 }

@@ -11,5 +11,7 @@ mod engine;
 mod federation;
 mod hostile;
 mod large;
+mod line_edits;
+mod statelog;
 mod units;
 mod util;

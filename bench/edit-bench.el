@@ -1,0 +1,187 @@
+;;; edit-bench.el --- What a one-entry edit costs, in two Emacs  -*- lexical-binding: t; -*-
+
+;; Copyright (C) 2026 meta-log-federation contributors
+;; SPDX-License-Identifier: GPL-3.0-or-later
+
+;;; Commentary:
+
+;; emacs --batch -Q -L lisp -L test -L bench -l bench/edit-bench.el PORT
+;; This Emacs shares generated canvases (1,000 and 100,000 entries) with
+;; a second batch Emacs on the broker at 127.0.0.1:PORT, which visits
+;; each received file in a buffer.  Then this Emacs edits one entry at a
+;; time in its buffer and saves, as a person would.  Printed: time from
+;; the save here to the change visible in the other Emacs' buffer and
+;; file (p50, p99), and the longest stall of each Emacs' main thread
+;; while sending and while receiving (bench/stall.el), with the part of
+;; the sender's stall spent in syncing after the save.  Figures only:
+;; nothing here is asserted.
+
+;;; Code:
+
+(require 'meta-log-federation-test-helpers)
+(require 'meta-log-federation-bench-target)
+(require 'cl-lib)
+(require 'stall)
+
+(defvar mlf-edit-port (string-to-number (pop command-line-args-left)))
+(setq meta-log-federation-test-broker-port mlf-edit-port
+      meta-log-federation-verbose nil
+      large-file-warning-threshold nil)
+
+(defun mlf-edit-witness ()
+  "Start the receiving Emacs; return its process when ready."
+  (let* ((dir (make-temp-file "mlf-edit-peer-" t))
+         (test-dir (file-name-directory (locate-library "meta-log-federation-test-helpers")))
+         (bench-dir (file-name-directory (locate-library "stall")))
+         (p (make-process
+             :name "edit-witness" :buffer (generate-new-buffer " *edit-witness*") :noquery t
+             :command (append
+                       (meta-log-federation-test-emacs-command
+                        `(setq test-peer-name "edit-witness" test-peer-dir ,dir
+                               test-peer-broker ,(meta-log-federation-test-broker-url)
+                               large-file-warning-threshold nil)
+                        `(load ,(expand-file-name "stall.el" bench-dir))
+                        `(load ,(expand-file-name "meta-log-federation-patch-peer.el" test-dir))
+                        '(add-hook 'meta-log-federation-canvasl-updated-functions
+                                   (lambda (_file url _created)
+                                     (test-peer-say "PUPDATED %.6f %s" (float-time) url)))
+                        '(add-hook 'meta-log-federation-peer-message-functions
+                                   (lambda (_from text)
+                                     (cond ((equal text "pstall-start") (mlf-stall-start)
+                                            (test-peer-say "PSTALL -1"))
+                                           ((equal text "pstall")
+                                            (test-peer-say "PSTALL %.1f" (mlf-stall-take)))))))
+                       (list "-l" (expand-file-name "meta-log-federation-test-peer.el" test-dir))))))
+    (process-put p 'dir dir)
+    (let ((id (meta-log-federation-wait-until
+               (lambda () (with-current-buffer (process-buffer p)
+                            (save-excursion
+                              (goto-char (point-min))
+                              (and (re-search-forward "^PEER: READY \\([0-9a-f]+\\)" nil t)
+                                   (match-string 1)))))
+               30)))
+      (unless id (error "The witness did not start"))
+      (process-put p 'peer-id id))
+    p))
+
+(defun mlf-edit-reports (proc word)
+  "Return the rest of PROC's report lines starting with WORD, oldest first."
+  (with-current-buffer (process-buffer proc)
+    (save-excursion
+      (goto-char (point-min))
+      (let (out)
+        (while (re-search-forward (format "^PEER: %s\\(?: \\(.*\\)\\)?$" word) nil t)
+          (push (or (match-string 1) "") out))
+        (nreverse out)))))
+
+(defun mlf-edit-ask (proc command word)
+  "Send COMMAND to PROC and return its next report starting with WORD."
+  (let ((n (length (mlf-edit-reports proc word))))
+    (meta-log-federation-send-peer-message (process-get proc 'peer-id) command)
+    (unless (meta-log-federation-wait-until
+             (lambda () (> (length (mlf-edit-reports proc word)) n)) 60)
+      (error "No %s from the witness" word))
+    (car (last (mlf-edit-reports proc word)))))
+
+(defun mlf-edit-generate (file n)
+  "Write a canvas of N entries (nodes and edges) to FILE."
+  (with-temp-file file
+    (insert "@version 1.0\n@schema canvasl\n")
+    (dotimes (i n)
+      (insert (if (zerop (% i 4))
+                  (format "{\"id\":\"e%d\",\"type\":\"edge\",\"fromNode\":\"n%d\",\"toNode\":\"n%d\",\"label\":\"link %d\"}\n"
+                          i i (1+ i) i)
+                (format "{\"id\":\"n%d\",\"type\":\"text\",\"text\":\"node %d of the canvas\",\"x\":%d,\"y\":%d,\"width\":250,\"height\":60}\n"
+                        i i (* 10 (% i 100)) (* 10 (/ i 100))))))))
+
+(defun mlf-edit-percentile (xs p)
+  "Return the P-th percentile (0..1) of XS."
+  (let ((s (sort (copy-sequence xs) #'<)))
+    (nth (min (1- (length s)) (floor (* p (length s)))) s)))
+
+(defun mlf-edit-run (label file n witness me edits p50-target p99-target)
+  "Share FILE of N entries (LABEL) with WITNESS, make EDITS edits; print figures.
+P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
+  (mlf-edit-generate file n)
+  (let* ((url (meta-log-federation-share-canvasl file))
+         (target (expand-file-name (format "sync/%s/%s" me (file-name-nondirectory file))
+                                   (process-get witness 'dir)))
+         (times nil) (sync-ms nil) (send-stalls nil) (receive-stalls nil))
+    (unless (meta-log-federation-wait-until
+             (lambda () (equal (meta-log-federation-test-file-string file)
+                               (meta-log-federation-test-file-string target)))
+             180)
+      (error "%s never arrived" url))
+    (mlf-edit-ask witness (format "pvisit:%s|%d|3" url (/ n 2)) "PVISITED")
+    (mlf-edit-ask witness "pstall-start" "PSTALL")
+    (mlf-stall-start)
+    (with-current-buffer (find-file-noselect file)
+      (dotimes (i edits)
+        (let* ((before (length (mlf-edit-reports witness "PUPDATED")))
+               (t-saved nil) (t-synced nil))
+          ;; A quiet moment, then the edit; the stalls are those of this edit.
+          (meta-log-federation-wait-until #'ignore 0.05)
+          (mlf-stall-take)
+          (mlf-edit-ask witness "pstall" "PSTALL")
+          (add-hook 'after-save-hook (lambda () (setq t-saved (float-time))) -100 t)
+          (add-hook 'after-save-hook (lambda () (setq t-synced (float-time))) 100 t)
+          (goto-char (point-min))
+          (forward-line (+ 2 (% (* (1+ i) 7919) (- n 1))))
+          (let ((entry (json-parse-string
+                        (buffer-substring (line-beginning-position) (line-end-position))
+                        :object-type 'alist)))
+            (setf (alist-get 'bench entry) (format "edit %d" i))
+            (delete-region (line-beginning-position) (line-end-position))
+            (insert (json-serialize entry)))
+          (save-buffer)
+          (setq after-save-hook (cl-remove-if #'functionp after-save-hook))
+          (unless (meta-log-federation-wait-until
+                   (lambda () (> (length (mlf-edit-reports witness "PUPDATED")) before))
+                   60)
+            (error "Edit %d of %s never arrived" i url))
+          (push (* 1000 (- (string-to-number (car (last (mlf-edit-reports witness "PUPDATED"))))
+                           t-saved))
+                times)
+          (push (* 1000 (- t-synced t-saved)) sync-ms)
+          (push (mlf-stall-take) send-stalls)
+          (push (string-to-number (mlf-edit-ask witness "pstall" "PSTALL")) receive-stalls)))
+      (set-buffer-modified-p nil)
+      (kill-buffer))
+    (let ((p50 (mlf-edit-percentile times 0.5))
+          (p99 (mlf-edit-percentile times 0.99))
+          (same (equal (meta-log-federation-test-file-string file)
+                       (meta-log-federation-test-file-string target))))
+      (princ (format "edit %s: save here -> visible in the other Emacs' buffer and file: p50 %.1f ms, p99 %.1f ms (%d edits, files identical: %s) %s\n"
+                     label p50 p99 edits (if same "yes" "NO")
+                     (meta-log-federation-bench-target
+                      (if p99-target (format "p50 < %d ms, p99 < %d ms" p50-target p99-target)
+                        (format "p50 < %d ms" p50-target))
+                      (and (< p50 p50-target) (or (null p99-target) (< p99 p99-target))))))
+      (princ (format "edit %s: longest main-thread stall while sending: %.1f ms (of which syncing after the save: %.1f ms; the rest is Emacs writing the file) %s\n"
+                     label (apply #'max send-stalls) (apply #'max sync-ms)
+                     (meta-log-federation-bench-target "< 16 ms" (< (apply #'max send-stalls) 16))))
+      (princ (format "edit %s: longest main-thread stall while receiving: %.1f ms %s\n"
+                     label (apply #'max receive-stalls)
+                     (meta-log-federation-bench-target "< 16 ms" (< (apply #'max receive-stalls) 16)))))))
+
+(let* ((dir (make-temp-file "mlf-edit-self-" t))
+       (meta-log-federation-identity-file (expand-file-name "id.org" dir))
+       (meta-log-federation-trust-file (expand-file-name "trust.json" dir))
+       (meta-log-federation-sync-directory (expand-file-name "sync/" dir))
+       (meta-log-federation-sync-state-directory (expand-file-name "state/" dir))
+       (meta-log-federation-display-name "edit-bench")
+       (witness nil) (me nil))
+  (meta-log-federation-init (expand-file-name "bb.org" dir) (meta-log-federation-test-broker-url))
+  (meta-log-federation-wait-until #'meta-log-federation-connected-p 10)
+  (setq me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+  (setq witness (mlf-edit-witness))
+  (meta-log-federation-wait-until
+   (lambda () (meta-log-federation-peer (process-get witness 'peer-id))) 20)
+  (mlf-edit-run "1,000 entries" (expand-file-name "edit-1k.canvasl" dir) 1000
+                witness me 30 5 nil)
+  (mlf-edit-run "100,000 entries" (expand-file-name "edit-100k.canvasl" dir) 100000
+                witness me 30 20 60)
+  (kill-process witness)
+  (meta-log-federation-shutdown))
+
+;;; edit-bench.el ends here
