@@ -68,6 +68,7 @@ pub mod bench;
 mod diff;
 mod render;
 mod shared;
+mod text;
 
 #[cfg(test)]
 mod proptest;
@@ -75,6 +76,7 @@ mod proptest;
 mod tests;
 
 pub use shared::SharedDoc;
+pub use text::DocKind;
 
 use crate::canvasl::EntryKey;
 

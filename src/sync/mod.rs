@@ -106,6 +106,7 @@
 //! `chunk-corrupt`, `too-many-shares`, `unsafe-path`. Counted in [`SyncEngine::refusals`].
 
 pub mod action;
+mod ask;
 mod chunk;
 pub mod engine;
 mod files;
@@ -118,6 +119,8 @@ mod wire;
 
 #[cfg(test)]
 mod test_util;
+#[cfg(test)]
+mod tests_blackboard;
 #[cfg(test)]
 mod tests_bus;
 #[cfg(test)]
@@ -136,7 +139,10 @@ mod tests_units;
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
-pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
+pub use share_id::{
+    check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
+    MAX_NAME_BYTES,
+};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`
