@@ -47,6 +47,7 @@
 (require 'meta-log-federation-inbox)
 (require 'meta-log-federation-compat)
 (require 'meta-log-federation-sync)
+(require 'meta-log-federation-blackboard-share)
 (require 'meta-log-federation-links)
 
 ;; The commands the guides list, autoloaded from this file (which loads
