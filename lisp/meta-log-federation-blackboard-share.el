@@ -39,6 +39,7 @@
 (declare-function meta-log-federation--sync-ask "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
+(declare-function meta-log-federation--write-file-atomic "meta-log-federation-module")
 
 (defcustom meta-log-federation-blackboard-shared nil
   "If non-nil, share the Org blackboard with the federation when federation starts.
@@ -175,19 +176,19 @@ peers whose blackboard is here."
 ;;;; With `meta-log-federation-sync-blackboard' and at start
 
 (defun meta-log-federation--blackboard-sync-now (peer-id)
-  "Share and catch up the blackboard, and ask PEER-ID for its own, while sync runs.
-Called by `meta-log-federation-sync-blackboard'.  Return a short report
-of what was done, or nil."
+  "Share and catch up the blackboard, and ask PEER-ID for its own.
+Nothing happens unless sync runs.  Called by
+`meta-log-federation-sync-blackboard'.  Return a short report of what
+was done, or nil."
   (when (meta-log-federation-sync-running-p)
-    (let ((done nil))
-      (when (and meta-log-federation-blackboard-shared
-                 (not (meta-log-federation-blackboard-shared-p)))
-        (meta-log-federation-share-blackboard)
-        (push "blackboard shared" done))
-      (let ((own (meta-log-federation-blackboard-shared-p)))
-        (when (and own (not (member "blackboard shared" done)))
-          (meta-log-federation--sync-run-actions (meta-log-federation--sync-catch-up own))
-          (push "asked the peers for missed edits" done)))
+    (let ((done nil)
+          (own (meta-log-federation-blackboard-shared-p)))
+      (cond (own
+             (meta-log-federation--sync-run-actions (meta-log-federation--sync-catch-up own))
+             (push "asked the peers for missed edits" done))
+            (meta-log-federation-blackboard-shared
+             (meta-log-federation-share-blackboard)
+             (push "blackboard shared" done)))
       (when (and peer-id (not (equal peer-id (meta-log-federation--federation-peer-id))))
         (meta-log-federation--sync-run-actions
          (meta-log-federation--sync-ask (meta-log-federation--blackboard-share-url peer-id)
@@ -197,7 +198,8 @@ of what was done, or nil."
       (and done (mapconcat #'identity (nreverse done) "; ")))))
 
 (defun meta-log-federation--blackboard-share-at-start ()
-  "Share the blackboard when federation starts, if `meta-log-federation-blackboard-shared'."
+  "Share the blackboard at the start of federation.
+Only if `meta-log-federation-blackboard-shared' is non-nil."
   (when (and meta-log-federation-blackboard-shared
              meta-log-federation--blackboard
              (meta-log-federation-sync-running-p)

@@ -46,7 +46,8 @@ meanwhile.  Return the match, or nil after 20 seconds."
     (meta-log-federation-test-peer-line proc regexp)))
 
 (defun meta-log-federation-bb-test-write-ideas (file)
-  "Add an Ideas heading to the blackboard FILE through its buffer, as a person would."
+  "Add an Ideas heading to the blackboard FILE through its buffer.
+As a person would."
   (with-current-buffer (find-file-noselect file)
     (goto-char (point-max))
     (insert "** Ideas\n- one\n- two\n- three\n")
