@@ -70,6 +70,9 @@
                    meta-log-federation-sync-status))
   (autoload command "meta-log-federation" nil t))
 ;;;###autoload
+(dolist (command '(meta-log-federation-share-blackboard meta-log-federation-open-blackboard))
+  (autoload command "meta-log-federation" nil t))
+;;;###autoload
 (autoload 'meta-log-federation-embedded-broker-stop "meta-log-federation-broker" nil t)
 
 (declare-function meta-log-federation--shutdown-blocking "meta-log-federation-module")
