@@ -27,7 +27,7 @@ use automerge::ObjId;
 use super::render::{BASE, FIELD_PREFIX};
 use super::MergeError;
 
-/// How the lines of a shared document are merged. See the [module docs](self).
+/// How the lines of a shared document are merged (see the `merge::text` source docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum DocKind {
     /// A CanvasL file: JSON entries merge field by field.
