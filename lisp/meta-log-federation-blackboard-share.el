@@ -158,7 +158,9 @@ For this Emacs' own peer id, the blackboard itself."
 (defun meta-log-federation-open-blackboard (&optional peer-id)
   "Visit the blackboard of PEER-ID, or this Emacs' own without one.
 Interactively, a prefix argument reads PEER-ID with completion over the
-peers whose blackboard is here."
+peers whose blackboard is here.  A shared blackboard holds text other
+peers wrote, so its file-local variables are ignored (a peer could
+otherwise set variables, or ask to evaluate code, in this Emacs)."
   (interactive
    (list (and current-prefix-arg
               (meta-log-federation--read-peer
@@ -171,7 +173,8 @@ peers whose blackboard is here."
     (unless file
       (user-error "The blackboard of %s is not here yet: ask for it with C-u M-x meta-log-federation-sync-blackboard"
                   (meta-log-federation--peer-label peer-id)))
-    (find-file file)))
+    (let ((enable-local-variables nil))
+      (find-file file))))
 
 ;;;; With `meta-log-federation-sync-blackboard' and at start
 

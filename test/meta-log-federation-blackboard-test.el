@@ -21,6 +21,9 @@
 (require 'meta-log-federation-federation-test)
 (require 'meta-log-federation-sync-test)
 
+(defvar meta-log-federation-bb-test-evil nil
+  "Set by a file-local variable a peer wrote, if it ever took effect.")
+
 (defun meta-log-federation-bb-test-start-peer (name &rest forms)
   "Start a test peer NAME that also runs FORMS and knows the blackboard commands.
 See test/meta-log-federation-blackboard-peer.el for the commands."
@@ -122,7 +125,21 @@ As a person would."
           (with-current-buffer (find-buffer-visiting file)
             (should (string-search "said bob" (buffer-string)))
             (should-not (buffer-modified-p))
-            (kill-buffer)))))))
+            (kill-buffer))
+          ;; A peer's text sets no variable here when the blackboard is opened,
+          ;; even for a user who accepts every file-local variable.
+          (meta-log-federation-send-peer-message
+           bob-id (format "bb-edit:%s|#+TITLE: Federation Blackboard|%s" me
+                          "# -*- eval: (setq meta-log-federation-bb-test-evil t) -*-"))
+          (should (meta-log-federation-wait-until
+                   (lambda () (string-search "bb-test-evil"
+                                             (meta-log-federation-test-file-string file)))
+                   20))
+          (let ((enable-local-variables :all))
+            (meta-log-federation-open-blackboard))
+          (unwind-protect
+              (should-not meta-log-federation-bb-test-evil)
+            (kill-buffer (find-buffer-visiting file))))))))
 
 (ert-deftest blackboard::peer-record-updates-publish-no-change-and-make-no-conflict ()
   (let ((meta-log-federation-blackboard-shared t))
