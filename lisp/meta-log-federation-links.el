@@ -58,7 +58,7 @@ When it arrives within that time, it is opened."
 (defconst meta-log-federation-links--max-name-bytes (- 255 (length ".automerge") 22)
   "Longest share name in bytes, as the sync engine allows (share_id.rs).")
 
-(defconst meta-log-federation-links--name-suffixes '(".canvasl" ".jsonl")
+(defconst meta-log-federation-links--name-suffixes '(".canvasl" ".jsonl" ".org" ".md" ".txt")
   "Suffixes a share name may end with.")
 
 (defun meta-log-federation-links--refuse (url format-string &rest args)
@@ -83,8 +83,9 @@ value (surrogates, raw bytes)."
 (defun meta-log-federation-links--name-problem (name)
   "Return why NAME is not an acceptable share name, or nil if it is.
 The rules are the sync engine's (src/sync/share_id.rs): one plain file
-name, at most 223 bytes in UTF-8, ending with .canvasl or .jsonl, without
-control characters, `/', `\\', a leading `.', `..', or a drive prefix."
+name, at most 223 bytes in UTF-8, ending with .canvasl, .jsonl, .org,
+.md or .txt, without control characters, `/', `\\', a leading `.',
+`..', or a drive prefix."
   (let ((bad (meta-log-federation-links--bad-char name)))
     (cond
      ((string-empty-p name) "the share name is empty")
@@ -104,7 +105,7 @@ control characters, `/', `\\', a leading `.', `..', or a drive prefix."
      ((not (cl-some (lambda (s) (and (> (length name) (length s))
                                      (string-suffix-p s name)))
                     meta-log-federation-links--name-suffixes))
-      "the share name must end with .canvasl or .jsonl"))))
+      "the share name must end with .canvasl or .jsonl (or .org, .md, .txt for text)"))))
 
 (defun meta-log-federation-links--unhex (name)
   "Return NAME with its %XX escapes decoded as UTF-8."
