@@ -395,8 +395,16 @@ it).  Interactively, a prefix argument reads PEER-ID with completion."
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)
-  "Keep the blackboard FILE up to date from now on."
-  (setq meta-log-federation--blackboard (meta-log-federation-create-blackboard file))
+  "Keep the blackboard FILE up to date from now on.
+A missing FILE is created, unless it was shared (its side file exists):
+sync then writes it again from its merge state, where a fresh empty
+blackboard would be taken for an edit deleting everything peers wrote."
+  (setq meta-log-federation--blackboard
+        (let ((file (expand-file-name file)))
+          (if (and (not (file-exists-p file))
+                   (file-exists-p (meta-log-federation--blackboard-side-file file)))
+              file
+            (meta-log-federation-create-blackboard file))))
   (clrhash meta-log-federation--blackboard-written)
   (add-hook 'meta-log-federation-peers-changed-hook #'meta-log-federation--blackboard-soon))
 

@@ -210,5 +210,24 @@ As a person would."
           (delete-process sub)
           (kill-buffer sniffed))))))
 
+(ert-deftest blackboard::a-deleted-shared-blackboard-comes-back-from-its-merge-state ()
+  (meta-log-federation-test-with-federation
+    (let* ((meta-log-federation-blackboard-shared nil)
+           (file meta-log-federation--blackboard))
+      (meta-log-federation-bb-test-write-ideas file)
+      (kill-buffer (find-buffer-visiting file))
+      (should (meta-log-federation-share-blackboard))
+      ;; Deleted while Emacs is closed: the next start must not replace it
+      ;; by an empty blackboard (an edit deleting everything peers wrote).
+      (meta-log-federation-shutdown)
+      (delete-file file)
+      (should (eq t (meta-log-federation-init file (meta-log-federation-test-broker-url))))
+      (should (meta-log-federation-wait-until
+               (lambda () (let ((text (meta-log-federation-test-file-string file)))
+                            (and text (string-search "** Ideas\n- one\n- two\n" text))))
+               20))
+      (should (meta-log-federation-blackboard-shared-p))
+      (should-not (string-search ":PEER_ID:" (meta-log-federation-test-file-string file))))))
+
 (provide 'meta-log-federation-blackboard-test)
 ;;; meta-log-federation-blackboard-test.el ends here
