@@ -38,6 +38,7 @@
 (declare-function meta-log-federation--blackboard-share-url "meta-log-federation-module")
 (declare-function meta-log-federation--sync-ask "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation--write-file-atomic "meta-log-federation-module")
 
@@ -63,7 +64,6 @@ FILE defaults to the running federation's blackboard."
   (let ((file (or file meta-log-federation--blackboard)))
     (and file
          (meta-log-federation-sync-running-p)
-         (file-exists-p file)
          (gethash (file-truename file) meta-log-federation--shared-files))))
 
 ;;;; Moving the peer records out
@@ -200,23 +200,33 @@ was done, or nil."
               done))
       (and done (mapconcat #'identity (nreverse done) "; ")))))
 
-(defun meta-log-federation--blackboard-share-at-start ()
-  "Share the blackboard at the start of federation.
-Only if `meta-log-federation-blackboard-shared' is non-nil."
-  (when (and meta-log-federation-blackboard-shared
-             meta-log-federation--blackboard
-             (meta-log-federation-sync-running-p)
-             (not (meta-log-federation-blackboard-shared-p)))
-    (condition-case err
-        (meta-log-federation-share-blackboard)
-      (error
-       (display-warning 'meta-log-federation
-                        (format "The blackboard could not be shared: %s"
-                                (error-message-string err))
-                        :warning)))))
+(defun meta-log-federation--blackboard-at-start ()
+  "At the start of federation, bring back a missing blackboard; share it if asked.
+A blackboard that is shared but missing (deleted while Emacs was
+closed; `meta-log-federation-blackboard-start' left it so) is written
+again from its merge state; one that is not shared is created empty.
+It is shared if `meta-log-federation-blackboard-shared' is non-nil."
+  (let ((file meta-log-federation--blackboard))
+    (when (and file (meta-log-federation-sync-running-p))
+      (condition-case err
+          (progn
+            (unless (file-exists-p file)
+              (let ((url (meta-log-federation-blackboard-shared-p file)))
+                (if url
+                    (meta-log-federation--sync-run-actions
+                     (meta-log-federation--sync-file-changed url))
+                  (meta-log-federation-create-blackboard file))))
+            (when (and meta-log-federation-blackboard-shared
+                       (not (meta-log-federation-blackboard-shared-p)))
+              (meta-log-federation-share-blackboard)))
+        (error
+         (display-warning 'meta-log-federation
+                          (format "The blackboard could not be shared: %s"
+                                  (error-message-string err))
+                          :warning))))))
 
 ;; After sync has started (depth 0).
-(add-hook 'meta-log-federation-started-hook #'meta-log-federation--blackboard-share-at-start 90)
+(add-hook 'meta-log-federation-started-hook #'meta-log-federation--blackboard-at-start 90)
 
 (provide 'meta-log-federation-blackboard-share)
 ;;; meta-log-federation-blackboard-share.el ends here

@@ -397,8 +397,9 @@ it).  Interactively, a prefix argument reads PEER-ID with completion."
 (defun meta-log-federation-blackboard-start (file)
   "Keep the blackboard FILE up to date from now on.
 A missing FILE is created, unless it was shared (its side file exists):
-sync then writes it again from its merge state, where a fresh empty
-blackboard would be taken for an edit deleting everything peers wrote."
+a shared one is written again from its merge state once sync runs
+\(meta-log-federation-blackboard-share.el), where a fresh empty blackboard
+would be taken for an edit deleting everything peers wrote."
   (setq meta-log-federation--blackboard
         (let ((file (expand-file-name file)))
           (if (and (not (file-exists-p file))

@@ -227,7 +227,15 @@ As a person would."
                             (and text (string-search "** Ideas\n- one\n- two\n" text))))
                20))
       (should (meta-log-federation-blackboard-shared-p))
-      (should-not (string-search ":PEER_ID:" (meta-log-federation-test-file-string file))))))
+      (should-not (string-search ":PEER_ID:" (meta-log-federation-test-file-string file)))
+      ;; Unshared, then deleted: the next start begins with an empty blackboard.
+      (meta-log-federation-unshare-canvasl file)
+      (meta-log-federation-shutdown)
+      (delete-file file)
+      (should (eq t (meta-log-federation-init file (meta-log-federation-test-broker-url))))
+      (let ((text (meta-log-federation-test-file-string file)))
+        (should (string-search "* Federation Blackboard\n" text))
+        (should-not (string-search "** Ideas" text))))))
 
 (provide 'meta-log-federation-blackboard-test)
 ;;; meta-log-federation-blackboard-test.el ends here
