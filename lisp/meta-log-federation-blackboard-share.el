@@ -144,16 +144,24 @@ already shared only returns its URL."
                        (abbreviate-file-name (meta-log-federation--blackboard-side-file file))))
             url)))))
 
-(defun meta-log-federation-blackboard-file-of (peer-id)
+(defun meta-log-federation--held-shares ()
+  "Return a table: URL of each active share here -> its file."
+  (let ((table (make-hash-table :test #'equal)))
+    (dolist (s (meta-log-federation-shared-canvasl-files t))
+      (when (plist-get s :active)
+        (puthash (plist-get s :url) (plist-get s :path) table)))
+    table))
+
+(defun meta-log-federation-blackboard-file-of (peer-id &optional held)
   "Return the local file of PEER-ID's shared blackboard, or nil if it is not here.
-For this Emacs' own peer id, the blackboard itself."
+For this Emacs' own peer id, the blackboard itself.  HELD, if given, is
+the table of `meta-log-federation--held-shares' (to ask the engine once
+for many peers)."
   (meta-log-federation--check-peer-id peer-id)
   (if (equal peer-id (meta-log-federation--federation-peer-id))
       meta-log-federation--blackboard
-    (let ((url (meta-log-federation--blackboard-share-url peer-id)))
-      (plist-get (cl-find url (meta-log-federation-shared-canvasl-files t)
-                          :key (lambda (s) (plist-get s :url)) :test #'equal)
-                 :path))))
+    (gethash (meta-log-federation--blackboard-share-url peer-id)
+             (or held (meta-log-federation--held-shares)))))
 
 (defun meta-log-federation-open-blackboard (&optional peer-id)
   "Visit the blackboard of PEER-ID, or this Emacs' own without one.
@@ -163,9 +171,11 @@ peers wrote, so its file-local variables are ignored (a peer could
 otherwise set variables, or ask to evaluate code, in this Emacs)."
   (interactive
    (list (and current-prefix-arg
-              (meta-log-federation--read-peer
-               "Blackboard of peer: "
-               (lambda (p) (meta-log-federation-blackboard-file-of (plist-get p :peer-id)))))))
+              (let ((held (meta-log-federation--held-shares)))
+                (meta-log-federation--read-peer
+                 "Blackboard of peer: "
+                 (lambda (p)
+                   (meta-log-federation-blackboard-file-of (plist-get p :peer-id) held)))))))
   (meta-log-federation--require-running)
   (let ((file (if peer-id
                   (meta-log-federation-blackboard-file-of peer-id)
