@@ -211,6 +211,30 @@ mod tests {
     }
 
     #[test]
+    fn field_overrides_from_a_hand_made_change_are_ignored_and_dropped_by_an_edit() -> R {
+        // A replica that (wrongly) treats the share as a canvas writes a field override.
+        let base = "* Notes\n{\"id\":\"n\",\"x\":1}\n";
+        let mut canvas = SharedDoc::import(base.as_bytes(), [1; 32])?;
+        let mut text_replica = SharedDoc::new([2; 32]).with_kind(DocKind::Text);
+        text_replica.apply_remote(&canvas.changes_since(&[])?)?;
+        let forged = canvas
+            .apply_local_text(base.replace("\"x\":1", "\"x\":99").as_bytes())?
+            .expect("a change");
+        text_replica.apply_remote(&forged)?;
+        // The text replica shows the line as written, not the override.
+        assert_eq!(text(&text_replica), base);
+        // Editing the line there writes it whole and removes the override for everyone.
+        let edited = "* Notes\n{\"id\":\"n\",\"x\":2} and prose\n";
+        let c = text_replica
+            .apply_local_text(edited.as_bytes())?
+            .expect("a change");
+        canvas.apply_remote(&c)?;
+        assert_eq!(text(&text_replica), edited);
+        assert_eq!(text(&canvas), edited);
+        Ok(())
+    }
+
+    #[test]
     fn a_stale_save_keeps_the_remote_line_that_arrived_meanwhile() -> R {
         let (mut a, mut b) = pair()?;
         let base_heads = b.heads();
