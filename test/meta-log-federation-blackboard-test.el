@@ -141,6 +141,41 @@ As a person would."
               (should-not meta-log-federation-bb-test-evil)
             (kill-buffer (find-buffer-visiting file))))))))
 
+(ert-deftest blackboard::one-line-written-on-two-peers-has-one-winner-and-the-loser-listed ()
+  (meta-log-federation-test-with-federation
+    (let* ((me (meta-log-federation--federation-peer-id))
+           (bob (meta-log-federation-bb-test-start-peer "bob"))
+           (bob-id (process-get bob 'peer-id))
+           (file meta-log-federation--blackboard))
+      (should (meta-log-federation-wait-until (lambda () (meta-log-federation-peer bob-id)) 20))
+      (meta-log-federation-bb-test-write-ideas file)
+      (meta-log-federation-share-blackboard)
+      (let ((bob-file (meta-log-federation-test-peer-file bob me "blackboard.org")))
+        (should (meta-log-federation-wait-until
+                 (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+        ;; Both write the line "- two" before seeing the other's write.
+        (meta-log-federation-send-peer-message
+         bob-id (format "bb-edit:%s|- two|- two, as bob wrote it" me))
+        (should (meta-log-federation-bb-test-wait-line bob "BB-EDITED - two, as bob"))
+        (meta-log-federation-bb-test-edit file "- two" "- two, as alice wrote it")
+        (should (meta-log-federation-wait-until
+                 (lambda () (and (meta-log-federation-test-converged (list file bob-file))
+                                 (meta-log-federation-canvasl-conflicts file)))
+                 20))
+        (let* ((conflicts (meta-log-federation-canvasl-conflicts file))
+               (c (car conflicts))
+               (alice "\"- two, as alice wrote it\\n\"")
+               (bob-line "\"- two, as bob wrote it\\n\""))
+          (should (= 1 (length conflicts)))
+          (should-not (plist-get c :field))
+          (should (member (plist-get c :winner) (list alice bob-line)))
+          (should (equal (plist-get c :losers)
+                         (list (if (equal (plist-get c :winner) alice) bob-line alice))))
+          ;; The file shows the winner, on both peers.
+          (should (string-search (substring (plist-get c :winner) 1 -3)
+                                 (meta-log-federation-test-file-string bob-file))))
+        (kill-buffer (find-buffer-visiting file))))))
+
 (ert-deftest blackboard::peer-record-updates-publish-no-change-and-make-no-conflict ()
   (let ((meta-log-federation-blackboard-shared t))
     (meta-log-federation-test-with-federation
