@@ -31,6 +31,11 @@
 ;; text, and only peers whose entry changed are rewritten.  Everything a
 ;; peer sent is escaped (`meta-log-federation--org-value') so that no
 ;; name can add a heading, drawer, block or link.
+;;
+;; Once the blackboard is shared with the federation
+;; (meta-log-federation-blackboard-share.el), the peer records stay
+;; local: they go to a side file, NAME-peers.org beside it, so that no
+;; peer's last-seen times travel, fight or loop.
 
 ;;; Code:
 
@@ -41,6 +46,10 @@
 (declare-function meta-log-federation--federation-announced-peers "meta-log-federation-module")
 (declare-function meta-log-federation-running-p "meta-log-federation-node")
 (declare-function meta-log-federation--peer-id-p "meta-log-federation-node")
+(declare-function meta-log-federation--check-peer-id "meta-log-federation-node")
+(declare-function meta-log-federation--read-peer "meta-log-federation-node")
+(declare-function meta-log-federation-blackboard-shared-p "meta-log-federation-blackboard-share")
+(declare-function meta-log-federation--blackboard-sync-now "meta-log-federation-blackboard-share")
 (declare-function meta-log-federation--log "meta-log-federation-custom")
 (declare-function meta-log-federation--write-file-atomic "meta-log-federation-module")
 (defvar meta-log-federation-peers-changed-hook)
@@ -304,11 +313,28 @@ throwaway keys costs no plist per key each time the blackboard is updated."
   (meta-log-federation--require-running)
   (meta-log-federation--federation-announced-peers))
 
+(defun meta-log-federation--blackboard-records-file (blackboard)
+  "Return the file where the peer records of the BLACKBOARD file go.
+That is BLACKBOARD itself, unless it is shared (see
+`meta-log-federation-share-blackboard') or was shared once (its side
+file exists): then the side file (`meta-log-federation--blackboard-side-file'),
+so that the records stay local and never travel to other peers."
+  (let ((side (meta-log-federation--blackboard-side-file blackboard)))
+    (if (or (file-exists-p side)
+            (and (fboundp 'meta-log-federation-blackboard-shared-p)
+                 (meta-log-federation-blackboard-shared-p blackboard)))
+        side
+      blackboard)))
+
+(defun meta-log-federation--blackboard-side-file (blackboard)
+  "Return the local side file of the BLACKBOARD file: NAME-peers.org beside it."
+  (concat (file-name-sans-extension blackboard) "-peers.org"))
+
 (defun meta-log-federation--record-peers (peers only-changed)
   "Record PEERS in the blackboard; with ONLY-CHANGED, only those that changed.
-A missing blackboard is created and every peer written to it.  Return
-the peers written."
-  (let ((file meta-log-federation--blackboard))
+They go to `meta-log-federation--blackboard-records-file'.  A missing
+file is created and every peer written to it.  Return the peers written."
+  (let ((file (meta-log-federation--blackboard-records-file meta-log-federation--blackboard)))
     (unless (file-exists-p file)
       (clrhash meta-log-federation--blackboard-written)
       (setq only-changed nil))
@@ -320,19 +346,36 @@ the peers written."
       peers)))
 
 (defun meta-log-federation-sync-blackboard (&optional peer-id)
-  "Record the known peers in the blackboard now; only PEER-ID if given.
-Return the blackboard file's name."
-  (interactive)
+  "Record the known peers and sync the shared blackboard now.
+Return the blackboard file's name.
+
+The peers are recorded under \"Peers\" (in the local side file once
+the blackboard is shared, see `meta-log-federation--blackboard-records-file');
+with PEER-ID, only that peer.  While sync runs, the blackboard is also
+shared if `meta-log-federation-blackboard-shared' asks for it, a shared
+blackboard asks every peer for the edits it missed, and PEER-ID, when
+given, is asked for its own blackboard, canvasl://PEER-ID/blackboard.org:
+received into `meta-log-federation-sync-directory' if new, else brought
+up to date with that peer (`meta-log-federation-open-blackboard' visits
+it).  Interactively, a prefix argument reads PEER-ID with completion."
+  (interactive (list (and current-prefix-arg
+                          (meta-log-federation--read-peer "Sync the blackboard of peer: "))))
   (unless meta-log-federation--blackboard
     (user-error "Federation is not running: call `meta-log-federation-init' first"))
+  (when peer-id
+    (meta-log-federation--check-peer-id peer-id))
   (let ((peers (meta-log-federation--announced-peers-now)))
     (when peer-id
       (setq peers (cl-remove-if-not (lambda (p) (equal (plist-get p :peer-id) peer-id))
                                     peers)))
     (meta-log-federation--record-peers peers nil)
-    (when (called-interactively-p 'interactive)
-      (message "meta-log-federation: %d peers recorded in %s" (length peers)
-               (abbreviate-file-name meta-log-federation--blackboard)))
+    (let ((asked (and (fboundp 'meta-log-federation--blackboard-sync-now)
+                      (meta-log-federation--blackboard-sync-now peer-id))))
+      (when (called-interactively-p 'interactive)
+        (message "meta-log-federation: %d peers recorded in %s%s" (length peers)
+                 (abbreviate-file-name
+                  (meta-log-federation--blackboard-records-file meta-log-federation--blackboard))
+                 (if asked (format "; %s" asked) ""))))
     meta-log-federation--blackboard))
 
 (defun meta-log-federation--blackboard-soon ()
@@ -352,8 +395,17 @@ Return the blackboard file's name."
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)
-  "Keep the blackboard FILE up to date from now on."
-  (setq meta-log-federation--blackboard (meta-log-federation-create-blackboard file))
+  "Keep the blackboard FILE up to date from now on.
+A missing FILE is created, unless it was shared (its side file exists):
+a shared one is written again from its merge state once sync runs
+\(meta-log-federation-blackboard-share.el), where a fresh empty blackboard
+would be taken for an edit deleting everything peers wrote."
+  (setq meta-log-federation--blackboard
+        (let ((file (expand-file-name file)))
+          (if (and (not (file-exists-p file))
+                   (file-exists-p (meta-log-federation--blackboard-side-file file)))
+              file
+            (meta-log-federation-create-blackboard file))))
   (clrhash meta-log-federation--blackboard-written)
   (add-hook 'meta-log-federation-peers-changed-hook #'meta-log-federation--blackboard-soon))
 

@@ -370,10 +370,11 @@ started from, so neither side's edits are lost."
 (defun meta-log-federation-share-canvasl (file &optional name)
   "Share the CanvasL FILE with the federation; return its canvasl:// URL.
 NAME is the name peers see (default: FILE's name; it must end with
-.canvasl or .jsonl).  Peers receive the whole file, then only changes."
-  (interactive (list (read-file-name "Share CanvasL file: " nil nil t nil
+.canvasl or .jsonl, or .org, .md or .txt for a text file, whose lines
+merge whole).  Peers receive the whole file, then only changes."
+  (interactive (list (read-file-name "Share file: " nil nil t nil
                                      (lambda (f) (or (file-directory-p f)
-                                                     (string-match-p "\\.\\(canvasl\\|jsonl\\)\\'" f))))))
+                                                     (string-match-p "\\.\\(canvasl\\|jsonl\\|org\\|md\\|txt\\)\\'" f))))))
   (meta-log-federation--sync-require)
   (let* ((file (expand-file-name file))
          (buffer (find-buffer-visiting file)))

@@ -47,6 +47,7 @@
 (require 'meta-log-federation-inbox)
 (require 'meta-log-federation-compat)
 (require 'meta-log-federation-sync)
+(require 'meta-log-federation-blackboard-share)
 (require 'meta-log-federation-links)
 
 ;; The commands the guides list, autoloaded from this file (which loads
@@ -67,6 +68,9 @@
                    meta-log-federation-links-uninstall meta-log-federation-chat
                    meta-log-federation-inbox meta-log-federation-outbox
                    meta-log-federation-sync-status))
+  (autoload command "meta-log-federation" nil t))
+;;;###autoload
+(dolist (command '(meta-log-federation-share-blackboard meta-log-federation-open-blackboard))
   (autoload command "meta-log-federation" nil t))
 ;;;###autoload
 (autoload 'meta-log-federation-embedded-broker-stop "meta-log-federation-broker" nil t)

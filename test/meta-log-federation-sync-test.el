@@ -181,7 +181,7 @@
       (meta-log-federation--sync-stop)
       (meta-log-federation--sync-start)
       (dolist (name (list "../../evil.canvasl" "/etc/evil.canvasl" "a\nb.canvasl"
-                          "notes.txt" ".."))
+                          "notes.doc" ".."))
         (meta-log-federation-mqtt-publish
          "canvasl/sync"
          (meta-log-federation-sign-event

@@ -1,6 +1,7 @@
 //! The thin layer between Emacs and the core: registers the Elisp functions, converts values,
 //! turns errors and panics into Elisp signals. Nothing outside this module touches `emacs::Env`.
 
+mod blackboard;
 mod canvasl;
 mod convert;
 mod delivery;

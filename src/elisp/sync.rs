@@ -519,3 +519,17 @@ fn sync_status(env: &Env) -> Result<Value<'_>> {
         env.cons(env.list(&v[..])?, run_actions(env, notices)?)
     })
 }
+
+/// Ask PEER-ID for SHARE (a canvasl:// URL) now, held or not; return the actions.
+///
+/// For a share we hold, the request carries our heads (a catch-up with that
+/// peer); for one we do not, PEER-ID answers with the whole document, from
+/// which the share is created.  Used by `meta-log-federation-sync-blackboard'.
+#[defun(name = "-sync-ask")]
+fn sync_ask(env: &Env, share: String, peer_id: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-ask");
+    guard(env, || {
+        let a = engine_actions(env, |e| e.ask(&share, &peer_id, now()))?;
+        run_actions(env, a)
+    })
+}

@@ -59,6 +59,10 @@
 //!   changes); after a restart, [`SharedDoc::apply_local_text`] with the file's bytes picks up
 //!   edits made while the replica was closed.
 //!
+//! * **Kinds.** The same document holds plain line-oriented text (`.org`, `.md`, `.txt`):
+//!   with [`DocKind::Text`] every edited line is written whole and never as field overrides,
+//!   so a line that happens to look like JSON merges as prose (see `text`).
+//!
 //! Limits: two peers must not both [`SharedDoc::import`] the same share (one imports, the others
 //! join with [`SharedDoc::new`]); an override written concurrently with a rewrite of the whole
 //! line into non-JSON text is kept in the CRDT but not shown; untrusted bytes are validated by
@@ -68,6 +72,7 @@ pub mod bench;
 mod diff;
 mod render;
 mod shared;
+mod text;
 
 #[cfg(test)]
 mod proptest;
@@ -76,6 +81,7 @@ mod tests;
 
 pub(crate) use diff::split_lines;
 pub use shared::SharedDoc;
+pub use text::DocKind;
 
 use crate::canvasl::EntryKey;
 

@@ -15,6 +15,7 @@ use automerge::{Automerge, ObjId as ExId, ReadDoc, ScalarValue, ScalarValueRef, 
 use serde_json::{Map, Value as Json};
 
 use super::diff::{content_of, ending_of};
+use super::text::DocKind;
 
 /// Root key of the line list.
 pub(crate) const LINES: &str = "lines";
@@ -57,7 +58,8 @@ fn as_str<'a>(v: &'a Value<'_>) -> Option<&'a str> {
 
 /// Renders the item `item` (a map) as a line of text. Never fails: an item that does not follow
 /// the schema (possible only if a peer sent a hand-made change) renders as what can be read of it.
-pub(crate) fn render_item(doc: &Automerge, item: &ExId) -> ViewLine {
+/// A [`DocKind::Text`] line is its base text alone.
+pub(crate) fn render_item(doc: &Automerge, item: &ExId, kind: DocKind) -> ViewLine {
     let mut base: Option<String> = None;
     let mut overrides: Vec<(String, String)> = Vec::new();
     let mut conflict = false;
@@ -74,7 +76,7 @@ pub(crate) fn render_item(doc: &Automerge, item: &ExId) -> ViewLine {
         }
     }
     let base = base.unwrap_or_default();
-    let text = if overrides.is_empty() {
+    let text = if overrides.is_empty() || !kind.merges_fields() {
         base
     } else {
         apply_overrides(&base, &overrides)

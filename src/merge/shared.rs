@@ -15,6 +15,7 @@ use super::render::{
     apply_overrides, parse_object, render_item, values_of, ViewLine, BASE, BOM, FIELD_PREFIX,
     LINES, REMOVED,
 };
+use super::text::{modify_text_line, DocKind};
 use super::{Applied, Conflict, MergeError};
 use crate::canvasl::EntryKey;
 
@@ -30,12 +31,15 @@ pub struct SharedDoc {
     /// One rendered line per list item, in list order.
     view: Vec<ViewLine>,
     bom: bool,
+    /// How lines merge (see [`DocKind`]); not stored in the document.
+    kind: DocKind,
 }
 
 impl std::fmt::Debug for SharedDoc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedDoc")
             .field("actor", self.doc.get_actor())
+            .field("kind", &self.kind)
             .field("lines", &self.view.len())
             .field("heads", &self.doc.get_heads())
             .finish()
@@ -94,6 +98,7 @@ impl SharedDoc {
             lines: Some(list),
             view,
             bom,
+            kind: DocKind::Canvas,
         })
     }
 
@@ -106,6 +111,7 @@ impl SharedDoc {
             lines: None,
             view: Vec::new(),
             bom: false,
+            kind: DocKind::Canvas,
         }
     }
 
@@ -119,9 +125,26 @@ impl SharedDoc {
             lines: None,
             view: Vec::new(),
             bom: false,
+            kind: DocKind::Canvas,
         };
         shared.rebuild_view();
         Ok(shared)
+    }
+
+    /// This replica with lines merged as `kind` (the default is [`DocKind::Canvas`]). Call it
+    /// right after [`SharedDoc::import`], [`SharedDoc::new`] or [`SharedDoc::load`], with the
+    /// kind of the share (every replica of a share must use the same kind).
+    pub fn with_kind(mut self, kind: DocKind) -> SharedDoc {
+        if kind != self.kind {
+            self.kind = kind;
+            self.rebuild_view();
+        }
+        self
+    }
+
+    /// How this replica merges lines.
+    pub fn kind(&self) -> DocKind {
+        self.kind
     }
 
     /// The whole merge state (history included), compressed. Changes received but not yet
@@ -338,7 +361,11 @@ impl SharedDoc {
                     let (_, old_line) = old_view.next().ok_or(MergeError::Internal)?;
                     match tx.get(&list, pos)? {
                         Some((Value::Object(ObjType::Map), item)) => {
-                            modify_item(&mut tx, &item, &old_line.text, new_lines[new])?;
+                            if self.kind.merges_fields() {
+                                modify_item(&mut tx, &item, &old_line.text, new_lines[new])?;
+                            } else {
+                                modify_text_line(&mut tx, &item, new_lines[new])?;
+                            }
                         }
                         // Not an item of this schema (a hand-made remote change): replace it.
                         _ => tx.splice(&list, pos, 1, [new_item(new_lines[new])])?,
@@ -428,6 +455,8 @@ impl SharedDoc {
                 let (winner, losers) = values_of(&self.doc, &item, &entry.key);
                 let field = if entry.key == BASE {
                     None
+                } else if !self.kind.merges_fields() {
+                    continue;
                 } else if let Some(f) = entry.key.strip_prefix(FIELD_PREFIX) {
                     Some(f.to_owned())
                 } else {
@@ -475,6 +504,9 @@ impl SharedDoc {
     /// The [`EntryKey`] of every line (None for non-entries), as `crate::canvasl` computes them
     /// on the current text.
     fn entry_keys(&self) -> Vec<Option<EntryKey>> {
+        if !self.kind.merges_fields() {
+            return Vec::new();
+        }
         let parsed = crate::canvasl::parse(&self.text()).unwrap_or_default();
         parsed
             .lines()
@@ -487,7 +519,7 @@ impl SharedDoc {
         if let (Ok(Some((Value::Object(ObjType::Map), item))), Some(slot)) =
             (self.doc.get(list, i), self.view.get_mut(i))
         {
-            *slot = render_item(&self.doc, &item);
+            *slot = render_item(&self.doc, &item, self.kind);
         }
     }
 
@@ -507,7 +539,7 @@ impl SharedDoc {
                 .list_range(list, ..)
                 .map(|item| {
                     if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
-                        render_item(&self.doc, &item.id())
+                        render_item(&self.doc, &item.id(), self.kind)
                     } else {
                         ViewLine::default()
                     }
@@ -710,7 +742,7 @@ impl SharedDoc {
             .list_range_at(&list, .., &base)
             .map(|item| {
                 if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
-                    render_item_at(&self.doc, &item.id(), &base)
+                    render_item_at(&self.doc, &item.id(), &base, self.kind)
                 } else {
                     String::new()
                 }
@@ -751,7 +783,11 @@ impl SharedDoc {
                     let old_line = old.get(o).ok_or(MergeError::Internal)?;
                     match tx.get(&list, pos)? {
                         Some((Value::Object(ObjType::Map), item)) => {
-                            modify_item(&mut tx, &item, old_line, new_lines[new])?;
+                            if self.kind.merges_fields() {
+                                modify_item(&mut tx, &item, old_line, new_lines[new])?;
+                            } else {
+                                modify_text_line(&mut tx, &item, new_lines[new])?;
+                            }
                         }
                         _ => tx.splice(&list, pos, 1, [new_item(new_lines[new])])?,
                     }
@@ -838,7 +874,7 @@ impl SharedDoc {
             let mut counts = target.clone();
             for item in self.doc.list_range_at(&list, .., c) {
                 if matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
-                    let line = render_item_at(&self.doc, &item.id(), c);
+                    let line = render_item_at(&self.doc, &item.id(), c, self.kind);
                     *counts.entry(strip(&line)).or_insert(0) -= 1;
                 }
             }
@@ -859,7 +895,7 @@ impl SharedDoc {
 }
 
 /// [`render_item`] as the document was at `heads`.
-fn render_item_at(doc: &Automerge, item: &ObjId, heads: &[ChangeHash]) -> String {
+fn render_item_at(doc: &Automerge, item: &ObjId, heads: &[ChangeHash], kind: DocKind) -> String {
     let mut base: Option<String> = None;
     let mut overrides: Vec<(String, String)> = Vec::new();
     for entry in doc.map_range_at(item, .., heads) {
@@ -874,7 +910,7 @@ fn render_item_at(doc: &Automerge, item: &ObjId, heads: &[ChangeHash]) -> String
         }
     }
     let base = base.unwrap_or_default();
-    if overrides.is_empty() {
+    if overrides.is_empty() || !kind.merges_fields() {
         base
     } else {
         apply_overrides(&base, &overrides)

@@ -80,7 +80,7 @@ pub enum SyncError {
     #[error("sync configuration: {0}")]
     Config(String),
     /// A share name was refused.
-    #[error("{0} (share names are plain file names ending with .canvasl or .jsonl)")]
+    #[error("{0} (share names are plain file names ending with .canvasl or .jsonl, or .org, .md, .txt for text)")]
     BadName(#[from] NameError),
     /// A share URL could not be read.
     #[error("{0}")]

@@ -295,6 +295,7 @@ impl SyncEngine {
             .ok_or_else(|| SyncError::io("read", &canon, std::io::ErrorKind::NotFound.into()))?;
         let file_hash = sha256(&bytes);
         let doc = SharedDoc::import(&bytes, self.actor)
+            .map(|d| d.with_kind(id.kind()))
             .map_err(|e| SyncError::merge(canon.display().to_string(), e))?;
         let saved = doc.save();
         if saved.len() > self.config.max_payload_bytes {

@@ -403,7 +403,7 @@ impl SyncEngine {
                 return Ok(());
             }
         };
-        let mut doc = SharedDoc::new(self.actor);
+        let mut doc = SharedDoc::new(self.actor).with_kind(share.kind());
         if let Err(e) = doc.apply_remote(data) {
             self.refuse(
                 out,

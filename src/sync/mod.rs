@@ -8,7 +8,8 @@
 //! directories the engine is given.
 //!
 //! * [`share_id`] — [`ShareId`] (`canvasl://ORIGIN/NAME`), [`check_share_name`].
-//! * [`engine`] — [`SyncEngine`]: share, unshare, local saves, holds, startup, catch-up.
+//! * [`engine`] — [`SyncEngine`]: share, unshare, local saves, holds, startup, catch-up;
+//!   `ask` — [`SyncEngine::ask`]: one share from one peer, held or not (the blackboard).
 //! * `files` — keeping a share's file, document and state file in agreement.
 //! * `inbound` — [`SyncEngine::handle`]: what peers send.
 //! * `wire` — the content schemas below; `chunk` — splitting and reassembly.
@@ -19,7 +20,9 @@
 //! # Shares and files
 //!
 //! A share is one CanvasL file, named by the peer that shared it first (its *origin*) and a
-//! name: `canvasl://ORIGIN/NAME`. Only the origin imports the file into a CRDT
+//! name: `canvasl://ORIGIN/NAME`. A name ending with `.org`, `.md` or `.txt` makes it a text
+//! share, whose lines merge whole ([`kind_of_name`], `crate::merge::DocKind`); a peer's Org
+//! blackboard is the text share `canvasl://PEER/blackboard.org` ([`BLACKBOARD_NAME`]). Only the origin imports the file into a CRDT
 //! (`crate::merge::SharedDoc`); every other peer starts empty and receives the whole document.
 //!
 //! * A share we started keeps its file where the user has it.
@@ -110,6 +113,7 @@
 //! `chunk-corrupt`, `too-many-shares`, `unsafe-path`. Counted in [`SyncEngine::refusals`].
 
 pub mod action;
+mod ask;
 mod chunk;
 pub mod engine;
 mod files;
@@ -131,7 +135,10 @@ pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
-pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
+pub use share_id::{
+    check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
+    MAX_NAME_BYTES,
+};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`

@@ -47,7 +47,7 @@ impl SyncEngine {
     ) -> Result<(SharedDoc, StateFile), SyncError> {
         let loaded = self.store.read_state(id).and_then(|state| {
             SharedDoc::load(&state.crdt_bytes(), self.actor)
-                .map(|doc| (doc, state))
+                .map(|doc| (doc.with_kind(id.kind()), state))
                 .map_err(|e| SyncError::Corrupt {
                     path: self.store.state_path(id).unwrap_or_default(),
                     detail: e.to_string(),
@@ -81,7 +81,7 @@ impl SyncEngine {
         let kept = keep_aside(&state_path)?;
         let file = self.file_path(id)?;
         let bytes = read_file(&file)?;
-        let doc = SharedDoc::new(self.actor);
+        let doc = SharedDoc::new(self.actor).with_kind(id.kind());
         let state = StateFile {
             meta: StateMeta {
                 heads: Vec::new(),

@@ -7,6 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 
 use crate::federation::protocol::is_peer_id;
+use crate::merge::DocKind;
 
 /// The URL scheme of a share.
 pub const SHARE_SCHEME: &str = "canvasl://";
@@ -21,8 +22,32 @@ pub const STATE_SUFFIX: &str = ".automerge";
 /// an atomic write, `.NAME.automerge.<16 hex>.tmp` (22 more). 255 − 10 − 22 = 223.
 pub const MAX_NAME_BYTES: usize = 255 - STATE_SUFFIX.len() - 22;
 
-/// Suffixes a share name may end with.
-pub const NAME_SUFFIXES: [&str; 2] = [".canvasl", ".jsonl"];
+/// Suffixes of CanvasL shares (JSON entries merge field by field, [`DocKind::Canvas`]).
+pub const CANVAS_SUFFIXES: [&str; 2] = [".canvasl", ".jsonl"];
+
+/// Suffixes of plain line-oriented text shares (every line merges whole, [`DocKind::Text`]):
+/// Org (the blackboard), Markdown and plain text.
+pub const TEXT_SUFFIXES: [&str; 3] = [".org", ".md", ".txt"];
+
+/// Suffixes a share name may end with: [`CANVAS_SUFFIXES`] and [`TEXT_SUFFIXES`].
+pub const NAME_SUFFIXES: [&str; 5] = [".canvasl", ".jsonl", ".org", ".md", ".txt"];
+
+/// The share name of a peer's Org blackboard: its blackboard is `canvasl://PEER/blackboard.org`
+/// whatever the local file is called, so any peer can name (and ask for) another's blackboard.
+pub const BLACKBOARD_NAME: &str = "blackboard.org";
+
+/// The kind of document a share named `name` is, from its suffix (the one place that decides
+/// it; names are checked first, so an unknown suffix never reaches here and counts as a canvas).
+pub fn kind_of_name(name: &str) -> DocKind {
+    if TEXT_SUFFIXES
+        .iter()
+        .any(|s| name.len() > s.len() && name.ends_with(s))
+    {
+        DocKind::Text
+    } else {
+        DocKind::Canvas
+    }
+}
 
 /// Why a share name was refused. [`NameError::reason`] is a stable short string (for counters);
 /// the `Display` text says what to change.
@@ -46,8 +71,8 @@ pub enum NameError {
     /// The name starts with `.` or contains `..`.
     #[error("the share name starts with '.' or contains '..'")]
     Dots,
-    /// The name does not end with `.canvasl` or `.jsonl`.
-    #[error("the share name must end with .canvasl or .jsonl")]
+    /// The name does not end with one of [`NAME_SUFFIXES`].
+    #[error("the share name must end with .canvasl or .jsonl (or .org, .md, .txt for text)")]
     Extension,
     /// The name contains an invisible format character or a line or
     /// paragraph separator (display spoofing).
@@ -72,7 +97,7 @@ impl NameError {
 }
 
 /// Checks a share name: one plain path component, non-empty, at most [`MAX_NAME_BYTES`] bytes,
-/// ending with `.canvasl` or `.jsonl`, without `/`, `\`, control or format characters, a leading `.` or
+/// ending with one of [`NAME_SUFFIXES`], without `/`, `\`, control or format characters, a leading `.` or
 /// `..`, and not absolute (a Windows drive prefix such as `C:` counts as absolute). Every name
 /// from the network goes through this before it is used in a path.
 pub fn check_share_name(name: &str) -> Result<(), NameError> {
@@ -191,6 +216,16 @@ impl ShareId {
     /// `canvasl://ORIGIN/NAME`.
     pub fn url(&self) -> String {
         self.to_string()
+    }
+
+    /// How the share's lines merge, from its name ([`kind_of_name`]).
+    pub fn kind(&self) -> DocKind {
+        kind_of_name(&self.name)
+    }
+
+    /// The blackboard of `origin`: `canvasl://ORIGIN/blackboard.org` ([`BLACKBOARD_NAME`]).
+    pub fn blackboard(origin: &str) -> Result<ShareId, ShareIdError> {
+        ShareId::new(origin, BLACKBOARD_NAME)
     }
 }
 

@@ -80,7 +80,7 @@ fn bad_names_from_the_network_are_refused_counted_and_create_nothing() -> R {
             "name-control",
         ),
         (format!("canvasl://{origin}/c1\u{85}.jsonl"), "name-control"),
-        (format!("canvasl://{origin}/notes.txt"), "name-extension"),
+        (format!("canvasl://{origin}/notes.doc"), "name-extension"),
         (format!("canvasl://{origin}/.canvasl"), "name-dots"),
         (format!("canvasl://{origin}/"), "name-empty"),
         (format!("canvasl://{origin}/{long}"), "name-too-long"),
@@ -254,7 +254,7 @@ fn share_errors_say_what_to_fix() -> R {
     assert!(e.to_string().contains("give this one another name"), "{e}");
     node.engine()
         .share(&other.join("plan.canvasl"), Some("plan-2.canvasl"), T0)?;
-    let txt = node.write_home("notes.txt", BASE.as_bytes());
+    let txt = node.write_home("notes.doc", BASE.as_bytes());
     let e = node.engine().share(&txt, None, T0).unwrap_err();
     assert!(matches!(e, SyncError::BadName(_)), "{e}");
     assert!(e.to_string().contains(".canvasl or .jsonl"), "{e}");

@@ -5,6 +5,7 @@
 #[allow(unused_imports)]
 use super::*;
 
+mod blackboard;
 mod bus;
 mod damage;
 mod engine;

@@ -35,7 +35,7 @@ fn share_names() {
     let max = format!("{}.jsonl", "é".repeat((MAX_NAME_BYTES - 6) / 2));
     assert!(max.len() <= MAX_NAME_BYTES);
     assert_eq!(check_share_name(&max), Ok(()));
-    let cases: [(&str, &str); 16] = [
+    let cases: [(&str, &str); 17] = [
         ("", "name-empty"),
         ("..", "name-dots"),
         (".", "name-dots"),
@@ -49,7 +49,8 @@ fn share_names() {
         ("a..b.canvasl", "name-dots"),
         ("tab\t.canvasl", "name-control"),
         ("del\u{7f}.canvasl", "name-control"),
-        ("notes.txt", "name-extension"),
+        ("notes.doc", "name-extension"),
+        ("org", "name-extension"),
         ("canvasl", "name-extension"),
         (".jsonl", "name-dots"),
     ];
