@@ -390,6 +390,8 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
         Body::Departure(_) => ("departure", env.intern("nil")?),
         Body::Message { plaintext } => ("message", plaintext.as_str().into_lisp(env)?),
         Body::Receipt { .. } => ("receipt", env.intern("nil")?),
+        // Handled by the link manager (src/elisp/links.rs); its plaintext stays in Rust.
+        Body::LinkSignal { .. } => ("link-signal", env.intern("nil")?),
         Body::Sync { kind, content } => (
             match kind {
                 SyncKind::Change => "sync-change",
