@@ -45,3 +45,5 @@ pub(crate) mod test_ids {
             .clone()
     }
 }
+#[cfg(test)]
+mod tests;

@@ -219,6 +219,33 @@ struct Waiting {
     expected_client: Option<String>,
     local_fp: String,
     done: Option<oneshot::Sender<Result<Channel, LinkError>>>,
+    /// The client's connection, once it arrived, and its certificate's fingerprint.
+    arrived: Option<(TlsStream<TcpStream>, String)>,
+}
+
+/// Hands the session's connection over once both the client and the signalling naming its
+/// certificate are there; a connection with another certificate fails the session.
+fn complete(waiting: &mut HashMap<String, Waiting>, session: &str) {
+    let ready = waiting
+        .get(session)
+        .is_some_and(|w| w.arrived.is_some() && w.expected_client.is_some());
+    if !ready {
+        return;
+    }
+    let Some(mut w) = waiting.remove(session) else {
+        return;
+    };
+    let (Some((tls, fp)), Some(expected), Some(done)) =
+        (w.arrived.take(), w.expected_client.take(), w.done.take())
+    else {
+        return;
+    };
+    let result = if same_fingerprint(&fp, &expected) {
+        Ok(spawn_channel(tls, w.local_fp.clone(), fp))
+    } else {
+        Err(LinkError::Fingerprint)
+    };
+    let _ = done.send(result);
 }
 
 #[derive(Default)]
@@ -307,18 +334,14 @@ impl Listener {
                         .peer_certificates()
                         .and_then(|c| c.first())
                         .map(|c| fingerprint_of_der(c));
-                    let Some(mut w) = lock(&shared.waiting).remove(&session) else {
-                        return;
-                    };
-                    let Some(done) = w.done.take() else { return };
-                    let result =
-                        match (remote_fp, w.expected_client.as_deref()) {
-                            (Some(fp), Some(exp)) if same_fingerprint(&fp, exp) => Ok(
-                                spawn_channel(TlsStream::Server(tls), w.local_fp.clone(), fp),
-                            ),
-                            _ => Err(LinkError::Fingerprint),
-                        };
-                    let _ = done.send(result);
+                    let Some(fp) = remote_fp else { return };
+                    let mut g = lock(&shared.waiting);
+                    let Some(w) = g.get_mut(&session) else { return };
+                    if w.arrived.is_some() {
+                        return; // one connection per session
+                    }
+                    w.arrived = Some((TlsStream::Server(tls), fp));
+                    complete(&mut g, &session);
                 });
             }
         });
@@ -345,6 +368,7 @@ impl Listener {
                 expected_client: None,
                 local_fp: cert.fingerprint.clone(),
                 done: Some(tx),
+                arrived: None,
             },
         );
         Ok(rx)
@@ -352,9 +376,11 @@ impl Listener {
 
     /// The signalling named the client's certificate for `session`.
     pub fn expect_client(&self, session: &str, fingerprint: &str) {
-        if let Some(w) = lock(&self.shared.waiting).get_mut(session) {
+        let mut g = lock(&self.shared.waiting);
+        if let Some(w) = g.get_mut(session) {
             w.expected_client = Some(fingerprint.to_string());
         }
+        complete(&mut g, session);
     }
 
     /// Stops waiting for `session`.
@@ -476,6 +502,36 @@ mod tests {
         assert_eq!(c.rx.recv().await.unwrap().len(), 100_000);
         drop(c);
         assert!(s.rx.recv().await.is_none(), "the other side sees the close");
+    }
+
+    #[tokio::test]
+    async fn the_listener_waits_for_the_signal_naming_a_client_that_came_first() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let (server_cert, client_cert, intruder) = (
+            SessionCert::generate().unwrap(),
+            SessionCert::generate().unwrap(),
+            SessionCert::generate().unwrap(),
+        );
+        let session = "0123456789abcdef0123456789abcdef";
+        let mut waiting = listener.expect(session, &server_cert).unwrap();
+        let _c = dial(
+            listener.local_addr(),
+            session,
+            &client_cert,
+            &server_cert.fingerprint,
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(waiting.try_recv().is_err(), "nothing before the signal");
+        // The signal names another certificate than the one the client presented.
+        listener.expect_client(session, &intruder.fingerprint);
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(LinkError::Fingerprint)
+        ));
     }
 
     #[tokio::test]
