@@ -9,6 +9,7 @@ mod events;
 mod federation;
 mod files;
 mod identity;
+mod links;
 mod mqtt;
 mod sync;
 
@@ -60,6 +61,9 @@ fn features(env: &Env) -> Result<Value<'_>> {
     let mut names: Vec<Value> = Vec::new();
     if cfg!(feature = "tls") {
         names.push(env.intern("tls")?);
+    }
+    if cfg!(feature = "webrtc") {
+        names.push(env.intern("webrtc")?);
     }
     env.list(&names[..])
 }
