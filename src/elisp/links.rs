@@ -185,25 +185,11 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
     };
     let auto = match plist_get(env, plist_v, ":auto")? {
         None => AutoLinks::Off,
-        Some(v) => {
-            let name: String = env.call("symbol-name", (v,))?.into_rust()?;
-            match name.as_str() {
-                "t" => AutoLinks::All,
-                "on-demand" => AutoLinks::OnDemand,
-                _ => {
-                    return signal(
-                        env,
-                        Kind::General,
-                        format!("`meta-log-federation-direct-links' is {name}: use nil, t or on-demand"),
-                    )
-                }
-            }
-        }
+        Some(v) => auto_links(env, v)?,
     };
     let timeout = super::federation::natnum(env, plist_v, ":setup-timeout", 1, 15)?;
     guard(env, || {
-        let Some((me, topics)) = node_do(|n| (n.peer_id().to_string(), n.config().topics()))
-        else {
+        let Some((me, topics)) = node_do(|n| (n.peer_id().to_string(), n.config().topics())) else {
             return signal(
                 env,
                 Kind::NotRunning,
@@ -235,6 +221,19 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
             Err(e) => signal(env, Kind::General, e.to_string()),
         }
     })
+}
+
+fn auto_links(env: &Env, v: Value<'_>) -> Result<AutoLinks> {
+    let name: String = env.call("symbol-name", (v,))?.into_rust()?;
+    match name.as_str() {
+        "t" => Ok(AutoLinks::All),
+        "on-demand" => Ok(AutoLinks::OnDemand),
+        _ => signal(
+            env,
+            Kind::General,
+            format!("`meta-log-federation-direct-links' is {name}: use nil, t or on-demand"),
+        ),
+    }
 }
 
 /// Stop direct links (every link closes; traffic goes through the broker).
@@ -365,11 +364,9 @@ fn links_take_events(env: &Env) -> Result<Value<'_>> {
         .take_events()
         .into_iter()
         .map(|e| match e {
-            LinkEvent::Up { peer, path } => env.list((
-                env.intern("up")?,
-                peer.as_str(),
-                env.intern(path.as_str())?,
-            )),
+            LinkEvent::Up { peer, path } => {
+                env.list((env.intern("up")?, peer.as_str(), env.intern(path.as_str())?))
+            }
             LinkEvent::Down { peer, reason } => {
                 env.list((env.intern("down")?, peer.as_str(), reason.as_str()))
             }

@@ -145,11 +145,11 @@ fn net(policy_b: TrustPolicy, listens: [bool; 2]) -> Arc<Net> {
             let _ = lock(&net.nodes[1 - i]).receive(&p.topic, &p.payload, now());
         }
     }
-    for i in 0..2 {
+    for (i, listen) in listens.into_iter().enumerate() {
         let me = lock(&net.nodes[i]).peer_id().to_string();
         let topics = lock(&net.nodes[i]).config().topics().unwrap();
         let mut s = Settings::new(&me, topics);
-        s.tcp_listen = listens[i].then(|| "127.0.0.1:0".parse().unwrap());
+        s.tcp_listen = listen.then(|| "127.0.0.1:0".parse().unwrap());
         s.setup_timeout = Duration::from_secs(5);
         s.auto = AutoLinks::Off;
         let host = Arc::new(Host {
