@@ -730,9 +730,24 @@ async fn next_signal(ctx: &mut SessionCtx, deadline: Instant) -> Result<SignalMs
 /// Opens a channel to the session's peer: the one place where the transport is chosen.
 /// Returns it with the fingerprint the peer's signed signalling named.
 async fn open_channel(ctx: &mut SessionCtx) -> Result<(Channel, String), LinkError> {
+    // A WebRTC data channel first, unless the peer opened with the TCP fallback (a peer built
+    // without WebRTC). A certificate that does not match its signed SDP ends the session: no
+    // fallback for an impostor.
+    #[cfg(feature = "webrtc")]
+    {
+        let tcp_first = matches!(
+            ctx.offer.as_ref().map(|m| &m.body),
+            Some(SignalBody::TcpOffer { .. })
+        );
+        if !tcp_first {
+            match webrtc_channel(ctx).await {
+                Ok(x) => return Ok(x),
+                Err(LinkError::Fingerprint) => return Err(LinkError::Fingerprint),
+                Err(_) => {}
+            }
+        }
+    }
     let deadline = Instant::now() + ctx.inner.settings.setup_timeout;
-    // With WebRTC built, a data channel is tried first (crate::links::webrtc::connect, fed by
-    // this session's signals); its failure falls through to the TCP fallback below.
     #[cfg(feature = "tls")]
     {
         tcp_channel(ctx, deadline).await
@@ -743,6 +758,81 @@ async fn open_channel(ctx: &mut SessionCtx) -> Result<(Channel, String), LinkErr
         Err(LinkError::Setup(
             "this build has no TCP fallback (built without `tls`)".into(),
         ))
+    }
+}
+
+/// The WebRTC attempt: [`super::webrtc::connect`] fed with this session's signals. Returns the
+/// channel and the fingerprint of the peer's signed SDP. A `tcp-offer` arriving meanwhile (the
+/// offerer gave up on ICE) ends it and is kept for the TCP fallback.
+#[cfg(feature = "webrtc")]
+async fn webrtc_channel(ctx: &mut SessionCtx) -> Result<(Channel, String), LinkError> {
+    use super::channel::Signal;
+    use super::signal::sdp_fingerprint;
+    let inner = ctx.inner.clone();
+    let (in_tx, in_rx) = mpsc::channel::<Signal>(64);
+    let (out_tx, mut out_rx) = mpsc::channel::<Signal>(64);
+    let mut their_fp: Option<String> = None;
+    // The answerer starts from the offer that opened the session.
+    if let Some(SignalMsg {
+        body: SignalBody::Offer { sdp },
+        ..
+    }) = ctx.offer.take()
+    {
+        their_fp = sdp_fingerprint(&sdp);
+        let _ = in_tx.send(Signal::Offer(sdp)).await;
+    }
+    let connect = super::webrtc::connect(
+        ctx.role,
+        inner.settings.ice.clone(),
+        in_rx,
+        out_tx,
+        inner.settings.setup_timeout,
+    );
+    tokio::pin!(connect);
+    loop {
+        tokio::select! {
+            r = &mut connect => {
+                let ch = r?;
+                let fp = their_fp.ok_or_else(|| LinkError::Setup("no SDP from the peer".into()))?;
+                return Ok((ch, fp));
+            }
+            out = out_rx.recv() => {
+                let Some(out) = out else { continue };
+                let body = match out {
+                    Signal::Offer(sdp) => SignalBody::Offer { sdp },
+                    Signal::Answer(sdp) => SignalBody::Answer { sdp },
+                    Signal::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                        SignalBody::Candidate { candidate, sdp_mid, sdp_mline_index }
+                    }
+                    Signal::EndOfCandidates => SignalBody::EndOfCandidates,
+                };
+                signal(ctx, body)?;
+            }
+            m = ctx.signals.recv() => {
+                let Some(m) = m else {
+                    return Err(LinkError::Setup("session replaced".into()));
+                };
+                let sig = match m.body {
+                    SignalBody::Offer { sdp } | SignalBody::Answer { sdp } => {
+                        their_fp = sdp_fingerprint(&sdp);
+                        if ctx.role == Role::Offerer { Signal::Answer(sdp) } else { Signal::Offer(sdp) }
+                    }
+                    SignalBody::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                        Signal::Candidate { candidate, sdp_mid, sdp_mline_index }
+                    }
+                    SignalBody::EndOfCandidates => Signal::EndOfCandidates,
+                    SignalBody::TcpOffer { .. } => {
+                        ctx.offer = Some(m);
+                        return Err(LinkError::IceFailed("the peer moved to the TCP fallback".into()));
+                    }
+                    SignalBody::Close { reason } => {
+                        return Err(LinkError::Setup(format!("the peer closed the session: {reason}")));
+                    }
+                    SignalBody::TcpAnswer { .. } | SignalBody::Request => continue,
+                };
+                let _ = in_tx.send(sig).await;
+            }
+        }
     }
 }
 
