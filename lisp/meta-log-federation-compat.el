@@ -62,6 +62,7 @@ Keys: :peer-id, :public-key (the same x-only key, hex), :name,
           :derivation-path (meta-log-federation-identity-path identity)
           :identity identity)))
 
+;;;###autoload
 (defun meta-log-federation-connect-to-peer (peer-id)
   "Open a direct link to PEER-ID and catch up with it; return its plist.
 Checks that PEER-ID is known and not blocked, then runs

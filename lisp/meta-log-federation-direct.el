@@ -218,6 +218,7 @@ glare, stale-session, malformed-signals, link-foreign, malformed-frames."
   (and (fboundp 'meta-log-federation--links-counters)
        (meta-log-federation--links-counters)))
 
+;;;###autoload
 (defun meta-log-federation-disconnect-peer (peer-id)
   "Close the direct link to PEER-ID; send its traffic through the broker.
 The link is not retried until asked for again."
