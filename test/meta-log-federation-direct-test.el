@@ -114,6 +114,92 @@ the broker, and every message arrives exactly once."
             (should (>= (direct-test--spied-messages spy) 60))
             (should-not (eq (plist-get (direct-test--link bob-id) :state) 'up))))))))
 
+(defconst direct-test--nft-table "mlf_direct_test"
+  "The nftables table the impostor test adds (and deletes).")
+
+(defun direct-test--nft (&rest args)
+  "Run nft with ARGS; return non-nil on success."
+  (zerop (apply #'call-process "nft" nil nil nil args)))
+
+(defun direct-test--redirect (from to)
+  "Redirect TCP connections to 127.0.0.1:FROM made here to port TO.
+Skip the test when nftables cannot be used (not root, no nft)."
+  (unless (and (executable-find "nft") (zerop (user-uid)))
+    (ert-skip "needs root and nft to redirect a connection to an impostor"))
+  (direct-test--nft "delete" "table" "ip" direct-test--nft-table)
+  (unless (and (direct-test--nft "add" "table" "ip" direct-test--nft-table)
+               (direct-test--nft "add" "chain" "ip" direct-test--nft-table "out"
+                                 "{ type nat hook output priority -100 ; }")
+               (direct-test--nft "add" "rule" "ip" direct-test--nft-table "out"
+                                 "ip" "daddr" "127.0.0.1" "tcp" "dport" (number-to-string from)
+                                 "redirect" "to" (format ":%d" to)))
+    (direct-test--nft "delete" "table" "ip" direct-test--nft-table)
+    (ert-skip "nftables refused the redirect rule (no nat support in this kernel?)")))
+
+(defun direct-test--impostor (port)
+  "Start a TLS 1.3 server with a certificate of its own on PORT; return it.
+It asks for a client certificate, as a link's listener does."
+  (unless (executable-find "openssl")
+    (ert-skip "openssl is missing (it plays the impostor)"))
+  (let ((default-directory meta-log-federation-test-directory))
+    (meta-log-federation-test-openssl
+     "req" "-x509" "-newkey" "ec" "-pkeyopt" "ec_paramgen_curve:P-256" "-nodes" "-days" "1"
+     "-subj" "/CN=impostor" "-keyout" "impostor.key" "-out" "impostor.crt")
+    (let ((proc (make-process
+                 :name "direct-impostor" :buffer (generate-new-buffer " *direct-impostor*")
+                 :noquery t
+                 :command (list "openssl" "s_server" "-accept" (format "127.0.0.1:%d" port)
+                                "-cert" "impostor.crt" "-key" "impostor.key"
+                                "-tls1_3" "-verify" "1" "-alpn" "mlf-link/1"))))
+      (push proc meta-log-federation-test-peers)
+      (should (meta-log-federation-wait-until
+               (lambda () (meta-log-federation-test-port-open-p port)) 10))
+      proc)))
+
+(ert-deftest direct::a-connection-to-a-certificate-the-peer-did-not-sign-for-never-carries-a-message ()
+  "The TCP connection to Bob is redirected to an impostor with another certificate.
+The link never comes up, the refusal is counted, and messages go through the broker."
+  (direct-test--require-links)
+  (delivery-test--with-broker (conf "direct-impostor")
+    (ignore conf)
+    (let* ((bob-port (meta-log-federation-test-free-port))
+           (impostor-port (meta-log-federation-test-free-port))
+           (meta-log-federation-tcp-listen nil)
+           (meta-log-federation-link-setup-timeout 5)
+           (downs nil) (delivered nil)
+           (meta-log-federation-link-down-functions
+            (list (lambda (peer reason) (push (cons peer reason) downs))))
+           (meta-log-federation-peer-message-delivered-functions
+            (list (lambda (id _peer) (push id delivered)))))
+      (unwind-protect
+          (progn
+            (direct-test--redirect bob-port impostor-port)
+            (direct-test--impostor impostor-port)
+            (delivery-test--as-peer
+              (let* ((bob (delivery-test--start-peer
+                           "bob" nil nil
+                           `(meta-log-federation-tcp-listen ,(format "127.0.0.1:%d" bob-port))))
+                     (bob-id (process-get bob 'peer-id))
+                     (spy (direct-test--spy (format "canvasl/peers/%s/messages" bob-id)))
+                     (ids nil))
+                (should (meta-log-federation-wait-until
+                         (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
+                (meta-log-federation-connect-to-peer bob-id)
+                (should (meta-log-federation-wait-until
+                         (lambda () (> (alist-get 'bad-fingerprint
+                                                  (meta-log-federation-direct-counters))
+                                       0))
+                         20))
+                (should (meta-log-federation-wait-until (lambda () (assoc bob-id downs)) 10))
+                (should-not (eq (plist-get (direct-test--link bob-id) :state) 'up))
+                (dotimes (i 5)
+                  (push (meta-log-federation-send-peer-message bob-id (format "safe-%d" i)) ids))
+                (should (meta-log-federation-wait-until
+                         (lambda () (cl-every (lambda (id) (member id delivered)) ids)) 20))
+                (should (= 5 (direct-test--spied-messages spy)))
+                (should (= 0 (alist-get 'carried (meta-log-federation-direct-counters)))))))
+        (direct-test--nft "delete" "table" "ip" direct-test--nft-table)))))
+
 (ert-deftest direct::without-a-listener-on-either-side-the-broker-carries-everything ()
   "Neither peer listens for TCP: the link fails, said by the hook, and messages still arrive."
   (direct-test--require-links)
