@@ -17,7 +17,7 @@ pub fn rest_credentials(secret: &str, user: &str, now: u64, ttl: u64) -> (String
     let username = if user.is_empty() {
         expiry.to_string()
     } else {
-        format!("{user}:{expiry}")
+        format!("{expiry}:{user}")
     };
     // HMAC accepts keys of any length.
     let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret.as_bytes())
