@@ -309,6 +309,8 @@ impl Listener {
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = sock.accept().await else {
+                    // Out of descriptors, say: wait instead of spinning.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 };
                 let (acceptor, shared) = (acceptor.clone(), s2.clone());
