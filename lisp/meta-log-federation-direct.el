@@ -45,7 +45,8 @@
 (defcustom meta-log-federation-direct-links nil
   "When direct links to peers open by themselves.
 nil: only when asked (`meta-log-federation-connect-to-peer');
-t: to each trusted peer that is online;
+t: to each peer that is online and that the trust policy accepts
+   (trusted, or pinned under `tofu');
 `on-demand': when a message or sync event is about to go to a peer.
 Peers always answer a link another peer asks for."
   :type '(choice (const :tag "Only when asked" nil)
@@ -175,6 +176,15 @@ Runs from `meta-log-federation-started-hook'."
       (setq meta-log-federation-direct--last-auto (float-time))
       (meta-log-federation-direct--link-online-peers))))
 
+(defun meta-log-federation-direct--accepted-p (trust)
+  "Return non-nil if a peer in trust state TRUST is one the trust policy accepts.
+Trusted peers always; pinned ones under `tofu'; any but blocked or held
+ones under `open'."
+  (pcase meta-log-federation-trust-policy
+    ('open (not (memq trust '(blocked conflict))))
+    ('tofu (memq trust '(trusted pinned)))
+    (_ (eq trust 'trusted))))
+
 (defun meta-log-federation-direct--link-online-peers ()
   "Ask for a link to each trusted online peer without one."
   (let ((linked (mapcar (lambda (l) (plist-get l :peer-id))
@@ -183,7 +193,7 @@ Runs from `meta-log-federation-started-hook'."
                          (meta-log-federation-peer-links)))))
     (dolist (p (meta-log-federation-peers))
       (when (and (eq (plist-get p :status) 'online)
-                 (eq (plist-get p :trust) 'trusted)
+                 (meta-log-federation-direct--accepted-p (plist-get p :trust))
                  (not (member (plist-get p :peer-id) linked)))
         (condition-case err
             (meta-log-federation--links-connect (plist-get p :peer-id))

@@ -225,6 +225,22 @@ The link never comes up, the refusal is counted, and messages go through the bro
               (should (meta-log-federation-wait-until (lambda () (member id delivered)) 20)))
             (should (= 1 (direct-test--received bob "via-broker")))))))))
 
+(ert-deftest direct::with-direct-links-t-peers-link-by-themselves ()
+  "Both peers set `meta-log-federation-direct-links' to t: a link comes up unasked."
+  (direct-test--require-links)
+  (delivery-test--with-broker (conf "direct-auto")
+    (ignore conf)
+    (let ((meta-log-federation-tcp-listen "127.0.0.1:0")
+          (meta-log-federation-direct-links t))
+      (delivery-test--as-peer
+        (let* ((bob (delivery-test--start-peer
+                     "bob" nil nil '(meta-log-federation-tcp-listen "127.0.0.1:0"
+                                     meta-log-federation-direct-links t)))
+               (bob-id (process-get bob 'peer-id)))
+          (should (meta-log-federation-wait-until
+                   (lambda () (eq (plist-get (direct-test--link bob-id) :state) 'up)) 40))
+          (should (eq (plist-get (direct-test--link bob-id) :path) 'tcp)))))))
+
 (ert-deftest direct::rest-credentials-follow-coturns-formula ()
   "coturn's REST credentials: user EXPIRY:USER, password base64(HMAC-SHA1)."
   (direct-test--require-links)
