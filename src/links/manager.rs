@@ -5,7 +5,7 @@
 //! It knows nothing of Emacs or MQTT: the node side is a [`LinkHost`] (sign and publish a
 //! signal, sign a hello, hand a received event to the same receive path as MQTT messages, and
 //! publish again through the broker what a dropped link may have lost). The transport is chosen
-//! in one place, [`open_channel`]: a WebRTC data channel when built with the `webrtc` feature,
+//! in one place, `open_channel`: a WebRTC data channel when built with the `webrtc` feature,
 //! else (or when ICE fails) TLS over TCP.
 
 use std::collections::HashMap;
