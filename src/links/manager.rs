@@ -417,6 +417,8 @@ impl Manager {
 }
 
 /// What a setup task needs to know about its session.
+// A build without any transport never reads the signalling parts.
+#[cfg_attr(not(any(feature = "tls", feature = "webrtc")), allow(dead_code))]
 struct SessionCtx {
     inner: Arc<Inner>,
     peer: String,
@@ -710,6 +712,7 @@ fn signal(ctx: &SessionCtx, body: SignalBody) -> Result<(), LinkError> {
 }
 
 /// Waits for the next signal of this session (a `close` ends the attempt).
+#[cfg_attr(not(any(feature = "tls", feature = "webrtc")), allow(dead_code))]
 async fn next_signal(ctx: &mut SessionCtx, deadline: Instant) -> Result<SignalMsg, LinkError> {
     let left = deadline.saturating_duration_since(Instant::now());
     match tokio::time::timeout(left, ctx.signals.recv()).await {
