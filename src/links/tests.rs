@@ -10,7 +10,9 @@ use super::manager::{AutoLinks, LinkHost, LinkState, Manager, Settings};
 use super::test_ids::ident;
 use crate::events::lock;
 use crate::federation::protocol::KIND_LINK_HELLO;
-use crate::federation::{Body, Config, DropReason, LocalProfile, Node, Publication, TrustPolicy};
+use crate::federation::{
+    Body, Config, DropReason, LocalProfile, Node, Publication, SyncKind, TrustPolicy,
+};
 
 fn now() -> u64 {
     std::time::SystemTime::now()
@@ -128,6 +130,11 @@ fn node(i: usize, policy: TrustPolicy) -> Node {
 
 /// Two nodes that know each other; node `listener` listens for TCP.
 fn net(policy_b: TrustPolicy, listens: [bool; 2]) -> Arc<Net> {
+    net_with(policy_b, listens, AutoLinks::Off)
+}
+
+/// [`net`] with links opening by themselves as `auto` says.
+fn net_with(policy_b: TrustPolicy, listens: [bool; 2], auto: AutoLinks) -> Arc<Net> {
     let net = Arc::new(Net {
         nodes: vec![
             Mutex::new(node(0, TrustPolicy::Tofu)),
@@ -151,7 +158,7 @@ fn net(policy_b: TrustPolicy, listens: [bool; 2]) -> Arc<Net> {
         let mut s = Settings::new(&me, topics);
         s.tcp_listen = listen.then(|| "127.0.0.1:0".parse().unwrap());
         s.setup_timeout = Duration::from_secs(5);
-        s.auto = AutoLinks::Off;
+        s.auto = auto;
         let host = Arc::new(Host {
             net: net.clone(),
             me: i,
@@ -226,6 +233,20 @@ fn messages_travel_over_a_tcp_link_and_fall_back_to_the_broker_when_it_drops() {
             .is_empty()));
         let l = manager(&net, 0).link(&b).unwrap();
         assert!(l.bytes_out > 0 && l.bytes_in > 0);
+        // A sync event addressed to b takes the link; an unaddressed one the broker.
+        let before = manager(&net, 1).counters().received;
+        let tags = vec![vec!["p".to_string(), b.clone()]];
+        let addressed = lock(&net.nodes[0])
+            .sync(SyncKind::Request, "{}", tags, now())
+            .unwrap();
+        assert!(manager(&net, 0).carry(&addressed.topic, &addressed.payload));
+        assert!(eventually(
+            || manager(&net, 1).counters().received == before + 1
+        ));
+        let everyone = lock(&net.nodes[0])
+            .sync(SyncKind::Request, "{}", vec![], now())
+            .unwrap();
+        assert!(!manager(&net, 0).carry(&everyone.topic, &everyone.payload));
         assert_eq!(l.path.map(|p| p.as_str()), Some("tcp"));
 
         // The link drops: the next messages go through the broker, none lost or twice.
@@ -314,4 +335,31 @@ fn glare_stale_sessions_malformed_and_flooding_signals_are_counted_and_ignored()
     // The larger side refuses answers sent by the smaller one.
     manager(&net, large).on_signal(&small_id, &answer);
     assert_eq!(manager(&net, large).counters().glare, 1);
+}
+
+#[test]
+fn on_demand_a_message_to_a_peer_without_a_link_opens_one_and_the_next_take_it() {
+    let net = net_with(TrustPolicy::Tofu, [true, true], AutoLinks::OnDemand);
+    let (a, b) = (peer_id(&net, 0), peer_id(&net, 1));
+    let first = lock(&net.nodes[0])
+        .peer_message(&b, "first", now())
+        .unwrap();
+    net.send(0, first);
+    assert_eq!(
+        message_count(&net, 0),
+        1,
+        "the first goes through the broker"
+    );
+    assert!(eventually(|| manager(&net, 0)
+        .link(&b)
+        .is_some_and(|l| l.state == LinkState::Up)
+        && manager(&net, 1)
+            .link(&a)
+            .is_some_and(|l| l.state == LinkState::Up)));
+    let second = lock(&net.nodes[0])
+        .peer_message(&b, "second", now())
+        .unwrap();
+    net.send(0, second);
+    assert!(eventually(|| lock(&net.received)[1].len() == 2));
+    assert_eq!(message_count(&net, 0), 1, "the second took the link");
 }
