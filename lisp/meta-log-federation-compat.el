@@ -63,12 +63,14 @@ Keys: :peer-id, :public-key (the same x-only key, hex), :name,
           :derivation-path (meta-log-federation-identity-path identity)
           :identity identity)))
 
+;;;###autoload
 (defun meta-log-federation-connect-to-peer (peer-id)
-  "Make sure PEER-ID is reachable and catch up with it; return its plist.
-There are no direct links: peers talk through the broker, so this
-checks that PEER-ID is known and not blocked, then runs
-`meta-log-federation-connect-peer-functions' (CanvasL sync catches up
-with it).  Signals `meta-log-federation-unknown-peer' for a peer that
+  "Open a direct link to PEER-ID and catch up with it; return its plist.
+Checks that PEER-ID is known and not blocked, then runs
+`meta-log-federation-connect-peer-functions': the direct link opens
+\(meta-log-federation-direct.el; it returns at once, the link comes up
+later and traffic uses the broker until then) and CanvasL sync catches
+up with it.  Signals `meta-log-federation-unknown-peer' for a peer that
 has not announced itself."
   (interactive (list (meta-log-federation--read-peer "Connect to peer: ")))
   (meta-log-federation--require-running)

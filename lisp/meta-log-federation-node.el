@@ -529,7 +529,8 @@ departure first."
          (meta-log-federation--safe-funcall
           meta-log-federation--sync-receiver kind kind from content
           (plist-get result :tags) (plist-get result :id)))))
-    (unless (eq kind 'receipt)
+    ;; Receipts and direct-link signals are the package's own control traffic.
+    (unless (memq kind '(receipt link-signal))
       (meta-log-federation--run-hook-safely
        'meta-log-mqtt-message-received-hook topic content))))
 

@@ -54,8 +54,23 @@
   "Return the face the trust state TRUST is shown with."
   (if (memq trust '(blocked conflict)) 'error 'default))
 
-(defun meta-log-federation--peer-entry (peer)
-  "Return the `tabulated-list-entries' item of PEER."
+(declare-function meta-log-federation--links-list "meta-log-federation-module")
+
+(defun meta-log-federation--peer-path (peer-id links)
+  "Return how PEER-ID is reached, given LINKS.
+LINKS are as `meta-log-federation-peer-links' returns them.
+The path of an up direct link (host, srflx, relay or tcp), \"connecting\"
+while one is set up, else \"broker\"."
+  (let ((link (cl-find peer-id links
+                       :key (lambda (l) (plist-get l :peer-id)) :test #'equal)))
+    (pcase (plist-get link :state)
+      ('up (propertize (symbol-name (plist-get link :path)) 'face 'success))
+      ('connecting "connecting")
+      (_ (propertize "broker" 'face 'shadow)))))
+
+(defun meta-log-federation--peer-entry (peer &optional links)
+  "Return the `tabulated-list-entries' item of PEER.
+LINKS are the direct links, as `meta-log-federation-peer-links' returns them."
   (list (plist-get peer :peer-id)
         (vector (meta-log-federation--safe-name (plist-get peer :name))
                 (meta-log-federation--short-id (plist-get peer :peer-id))
@@ -71,6 +86,7 @@
                 (number-to-string (plist-get peer :messages-out))
                 (number-to-string (or (plist-get peer :sync-in) 0))
                 (meta-log-federation-outbox-peer-summary (plist-get peer :peer-id))
+                (meta-log-federation--peer-path (plist-get peer :peer-id) links)
                 "")))
 
 (defun meta-log-federation--held-key-entry (entry)
@@ -86,7 +102,7 @@ it would replace."
                   "never"
                   (propertize (symbol-name state)
                               'face (meta-log-federation--trust-face state))
-                  "0" "0" "0" ""
+                  "0" "0" "0" "" "-"
                   (if (eq state 'conflict)
                       (format "claims %s, held; would replace %s"
                               (meta-log-federation--safe-name (plist-get entry :name))
@@ -99,9 +115,11 @@ Every peer the peer table knows, then every held (`conflict') or
 blocked key of the trust store that the peer table lacks."
   (when (meta-log-federation-running-p)
     (let* ((peers (meta-log-federation-peers))
-           (ids (mapcar (lambda (p) (plist-get p :peer-id)) peers)))
+           (ids (mapcar (lambda (p) (plist-get p :peer-id)) peers))
+           (links (and (fboundp 'meta-log-federation--links-list)
+                       (meta-log-federation--links-list))))
       (append
-       (mapcar #'meta-log-federation--peer-entry peers)
+       (mapcar (lambda (p) (meta-log-federation--peer-entry p links)) peers)
        (mapcar #'meta-log-federation--held-key-entry
                (cl-remove-if (lambda (e)
                                (or (member (plist-get e :peer-id) ids)
@@ -125,12 +143,14 @@ peer; \"Sync in\" counts the CanvasL sync events received from it.  A
 row with trust `conflict' is a key held because it claims a name
 another key holds: its note names the key it would replace; trust it
 with \\[meta-log-federation-peer-list-trust] if it is genuine, block it with \\[meta-log-federation-peer-list-block] if not.
+\"Path\" is how the peer is reached: a direct link's path (host,
+srflx, relay or tcp) or the broker.
 
 \\{meta-log-federation-peer-list-mode-map}"
   (setq tabulated-list-format
         [("Name" 18 t) ("Id" 13 t) ("Status" 8 t) ("Last seen" 12 nil)
          ("Trust" 9 t) ("In" 6 nil :right-align t) ("Out" 6 nil :right-align t)
-         ("Sync in" 8 nil :right-align t) ("Delivery" 24 nil) ("Note" 0 nil)])
+         ("Sync in" 8 nil :right-align t) ("Delivery" 24 nil) ("Path" 10 t) ("Note" 0 nil)])
   (setq tabulated-list-sort-key '("Name" . nil))
   (setq tabulated-list-entries #'meta-log-federation--peer-list-entries)
   (add-hook 'tabulated-list-revert-hook #'ignore nil t)

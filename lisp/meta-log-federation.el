@@ -49,6 +49,7 @@
 (require 'meta-log-federation-sync)
 (require 'meta-log-federation-blackboard-share)
 (require 'meta-log-federation-links)
+(require 'meta-log-federation-direct)
 
 ;; The commands the guides list, autoloaded from this file (which loads
 ;; the module and every part), so `M-x' finds them before anything is

@@ -56,11 +56,27 @@ pub(super) fn publish_sync(
         node.sync(kind, content, tags, now())
             .map_err(|e| e.to_string())?
     };
-    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
+    publish_now(&p)
+}
+
+/// Sends `p` over a direct link to its addressee if one is up, else publishes it; the error
+/// says why it was not sent.
+pub(super) fn publish_now(p: &Publication) -> std::result::Result<(), String> {
+    if super::links::carry(p) {
+        return Ok(());
+    }
+    match connection::with_client(|c| {
+        c.publish(&p.topic, p.payload.clone(), i64::from(p.qos), p.retain)
+    }) {
         Some(Ok(())) => Ok(()),
         Some(Err(e)) => Err(e.to_string()),
         None => Err("no MQTT connection".into()),
     }
+}
+
+/// Runs `f` on the node, if one runs (for callers without an `Env`).
+pub(super) fn node_do<T>(f: impl FnOnce(&mut Node) -> T) -> Option<T> {
+    lock(&NODE).as_mut().map(f)
 }
 
 pub(super) fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
@@ -77,6 +93,9 @@ pub(super) fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) ->
 
 fn publish(env: &Env, p: Publication) -> Result<String> {
     let id = p.event_id.clone();
+    if super::links::carry(&p) {
+        return Ok(id);
+    }
     match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
         Some(Ok(())) => Ok(id),
         Some(Err(e)) => raise(env, e),
@@ -380,6 +399,8 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
         Body::Departure(_) => ("departure", env.intern("nil")?),
         Body::Message { plaintext } => ("message", plaintext.as_str().into_lisp(env)?),
         Body::Receipt { .. } => ("receipt", env.intern("nil")?),
+        // Handled by the link manager (src/elisp/links.rs); its plaintext stays in Rust.
+        Body::LinkSignal { .. } => ("link-signal", env.intern("nil")?),
         Body::Sync { kind, content } => (
             match kind {
                 SyncKind::Change => "sync-change",
@@ -421,6 +442,11 @@ fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Re
     let bytes = payload_from_lisp(payload)?;
     guard(env, || {
         let h = with_node(env, |n| Ok(n.handle(&topic, &bytes, now())))?;
+        if let Ok(a) = &h.result {
+            if let Body::LinkSignal { plaintext } = &a.body {
+                super::links::on_accepted_signal(a.from(), plaintext);
+            }
+        }
         match h.result {
             Ok(a) => {
                 let v = accepted_to_lisp(env, &a)?;

@@ -10,6 +10,7 @@ mod events;
 mod federation;
 mod files;
 mod identity;
+mod links;
 mod mqtt;
 mod rules;
 mod sync;
@@ -63,6 +64,9 @@ fn features(env: &Env) -> Result<Value<'_>> {
     let mut names: Vec<Value> = Vec::new();
     if cfg!(feature = "tls") {
         names.push(env.intern("tls")?);
+    }
+    if cfg!(feature = "webrtc") {
+        names.push(env.intern("webrtc")?);
     }
     env.list(&names[..])
 }

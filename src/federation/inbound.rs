@@ -9,9 +9,9 @@ use crate::identity::{nip44, Identity};
 use super::dropped::{DropCounters, DropReason, Dropped};
 use super::peers::{PeerInfo, PeerTable, Traffic, Transition};
 use super::protocol::{
-    tag_value, AnnouncedStatus, Presence, Route, Topics, KINDS, KIND_DEPARTURE, KIND_PEER_MESSAGE,
-    KIND_PRESENCE, KIND_RECEIPT, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST, KIND_SYNC_RESPONSE,
-    PROTOCOL_VERSION, TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
+    tag_value, AnnouncedStatus, Presence, Route, Topics, KINDS, KIND_DEPARTURE, KIND_LINK_SIGNAL,
+    KIND_PEER_MESSAGE, KIND_PRESENCE, KIND_RECEIPT, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST,
+    KIND_SYNC_RESPONSE, PROTOCOL_VERSION, TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
 };
 use super::replay::{id_bytes, Refusal, ReplaySet};
 use super::trust::{TrustError, TrustPolicy, TrustState, TrustStore, Verdict};
@@ -74,6 +74,11 @@ pub enum Body {
     Receipt {
         /// Acknowledged event ids (64 lowercase hex each).
         acked: Vec<String>,
+    },
+    /// A direct-link signal to us, decrypted (see [`crate::links::signal`]).
+    LinkSignal {
+        /// The plaintext JSON.
+        plaintext: String,
     },
     /// A sync event; `content` as the sender gave it.
     Sync {
@@ -474,6 +479,18 @@ impl Inbound {
                         .map_err(|m| fail(DropReason::Malformed, m))
                 })?;
             Body::Receipt { acked }
+        } else if ev.kind == u32::from(KIND_LINK_SIGNAL) {
+            let plaintext = self
+                .keys
+                .get(self.identity.keypair(), &ev.pubkey)
+                .and_then(|k| nip44::decrypt(&k, &ev.content))
+                .map_err(|e| {
+                    fail(
+                        DropReason::DecryptFailed,
+                        format!("link signal does not decrypt with our key: {e}"),
+                    )
+                })?;
+            Body::LinkSignal { plaintext }
         } else if let Some(p) = presence {
             if ev.kind == u32::from(KIND_DEPARTURE) {
                 Body::Departure(p)
@@ -519,7 +536,7 @@ impl Inbound {
                 self.peers
                     .note_received(&ev.pubkey, ev.created_at, now, trust, Traffic::Sync)
             }
-            Body::Receipt { .. } => {
+            Body::Receipt { .. } | Body::LinkSignal { .. } => {
                 self.peers
                     .note_received(&ev.pubkey, ev.created_at, now, trust, Traffic::Receipt)
             }

@@ -60,6 +60,7 @@
 //! | 4771 | sync change | regular | sync | opaque (caller's) |
 //! | 4772 | sync response | regular | sync | opaque (caller's) |
 //! | 4773 | delivery receipt | regular | messages (of the acknowledged sender) | NIP-44 v2 payload of `{"ack":[ids]}`, see [`receipts`] |
+//! | 4774 | link signal | regular | messages | NIP-44 v2 payload of direct-link signalling, see [`crate::links::signal`] |
 //!
 //! Any other kind is dropped (`unknown-kind`).
 //!
@@ -126,7 +127,7 @@
 //! 7. topic, kind, `t` tag, signer and `p` tag agree → `wrong-topic`; a
 //!    message for another peer → `not-for-us`;
 //! 8. trust policy → `blocked` or `untrusted`;
-//! 9. peer messages: NIP-44 decryption with our key → `decrypt-failed`.
+//! 9. peer messages, receipts, link signals: NIP-44 decryption with our key → `decrypt-failed`.
 //!
 //! Only events that pass every step are remembered as seen, so a message
 //! dropped for its topic or for trust can still be accepted when it arrives

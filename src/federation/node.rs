@@ -538,6 +538,32 @@ impl Node {
     pub fn messages_topic(&self, peer_id: &str) -> String {
         self.inbound.topics().messages(peer_id)
     }
+
+    /// A direct-link signal to `to` (kind 4774, NIP-44 encrypted like a peer message, not kept
+    /// in the outbox: see [`crate::links::signal`]).
+    pub fn link_signal(
+        &mut self,
+        to: &str,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Publication, OutboundError> {
+        let p =
+            self.outbound
+                .encrypted_to(to, super::protocol::KIND_LINK_SIGNAL, plaintext, now)?;
+        self.counts.sent += 1;
+        Ok(p)
+    }
+
+    /// An event signed with our key and never published (a direct link's hello).
+    pub fn sign_unpublished(
+        &self,
+        kind: u16,
+        content: &str,
+        tags: Vec<Vec<String>>,
+        now: u64,
+    ) -> crate::identity::event::SignedEvent {
+        self.outbound.sign_unpublished(kind, content, tags, now)
+    }
 }
 
 #[cfg(test)]

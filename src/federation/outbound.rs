@@ -318,6 +318,18 @@ impl Outbound {
         )
     }
 
+    /// An event signed with our key that is never published (a direct link's hello, see
+    /// [`crate::links::hello`]).
+    pub fn sign_unpublished(
+        &self,
+        kind: u16,
+        content: &str,
+        tags: Vec<Vec<String>>,
+        now: u64,
+    ) -> crate::identity::event::SignedEvent {
+        sign(&self.identity, kind, content, tags, now)
+    }
+
     /// A sync event on the sync topic. `content` is opaque to this layer;
     /// `extra_tags` are appended after `v` and `t` (tags must be non-empty
     /// and may not be named `v` or `t`).

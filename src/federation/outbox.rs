@@ -229,6 +229,17 @@ impl Outbox {
         self.resend(now, true)
     }
 
+    /// Every waiting message to `peer`, oldest first, as it was sent (after a direct link to
+    /// it dropped: what the link may have lost goes again through the broker). Changes no
+    /// backoff: the recipient drops what it already has as a replay and acknowledges it again.
+    pub fn waiting_for(&self, peer: &str) -> Vec<Publication> {
+        self.pending
+            .iter()
+            .filter(|p| p.peer == peer)
+            .map(Pending::publication)
+            .collect()
+    }
+
     /// Every waiting message, to publish again after a reconnection.
     pub fn resend_all(&mut self, now: u64) -> Vec<Publication> {
         self.resend(now, false)

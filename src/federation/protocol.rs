@@ -33,9 +33,15 @@ pub const KIND_SYNC_RESPONSE: u16 = 4_772;
 /// ids (NIP-44 v2 content, to the messages' sender; see
 /// [`receipts`](super::receipts)). Regular range.
 pub const KIND_RECEIPT: u16 = 4_773;
+/// Link signal: WebRTC/TCP signalling for a direct link (NIP-44 v2 content, one recipient; see
+/// [`crate::links::signal`]). Regular range.
+pub const KIND_LINK_SIGNAL: u16 = 4_774;
+/// Link hello: the first frame on a direct link, signed, never published (see
+/// [`crate::links::hello`]).
+pub const KIND_LINK_HELLO: u16 = 20_774;
 
 /// Every kind this protocol version defines.
-pub const KINDS: [u16; 7] = [
+pub const KINDS: [u16; 8] = [
     KIND_PRESENCE,
     KIND_DEPARTURE,
     KIND_SYNC_REQUEST,
@@ -43,6 +49,7 @@ pub const KINDS: [u16; 7] = [
     KIND_SYNC_CHANGE,
     KIND_SYNC_RESPONSE,
     KIND_RECEIPT,
+    KIND_LINK_SIGNAL,
 ];
 
 /// Tag name of the topic-kind tag `["t", <topic-kind>]`.
@@ -92,7 +99,9 @@ impl TopicKind {
             TopicKind::Announce | TopicKind::Presence => {
                 kind == KIND_PRESENCE || kind == KIND_DEPARTURE
             }
-            TopicKind::Messages => kind == KIND_PEER_MESSAGE || kind == KIND_RECEIPT,
+            TopicKind::Messages => {
+                kind == KIND_PEER_MESSAGE || kind == KIND_RECEIPT || kind == KIND_LINK_SIGNAL
+            }
             TopicKind::Sync => matches!(
                 kind,
                 KIND_SYNC_CHANGE | KIND_SYNC_REQUEST | KIND_SYNC_RESPONSE
