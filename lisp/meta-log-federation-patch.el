@@ -72,6 +72,7 @@ changed; (BEG . END): markers around every change.")
   "Return non-nil if the buffer is saved as UTF-8 with Unix line ends.
 Only then are the buffer's characters the file's bytes, line for line."
   (and enable-multibyte-characters
+       (null buffer-file-format)
        (eq (coding-system-eol-type buffer-file-coding-system) 0)
        (memq (coding-system-base buffer-file-coding-system)
              '(utf-8 undecided prefer-utf-8 us-ascii))))

@@ -51,15 +51,9 @@ const DIFF_DEADLINE: Duration = Duration::from_millis(50);
 /// line endings before the first change, and a line diff of the changed middle only.
 pub fn hunks_between(old: &[u8], new: &[u8]) -> Option<Vec<Hunk>> {
     // The unchanged start, cut back to a line start.
-    let mut prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let mut prefix = common_prefix(old, new);
     let room = old.len().min(new.len()) - prefix;
-    let mut suffix = old
-        .iter()
-        .rev()
-        .zip(new.iter().rev())
-        .take(room)
-        .take_while(|(a, b)| a == b)
-        .count();
+    let mut suffix = common_suffix(&old[prefix..], &new[prefix..], room);
     if prefix == old.len() && prefix == new.len() {
         return Some(Vec::new());
     }
@@ -81,10 +75,9 @@ pub fn hunks_between(old: &[u8], new: &[u8]) -> Option<Vec<Hunk>> {
     if old_mid.len() + new_mid.len() > MAX_HUNK_BYTES {
         return None;
     }
+    // Cuts are after line endings (ASCII), so the middles are text when the files are.
     let old_mid = std::str::from_utf8(old_mid).ok()?;
     let new_mid = std::str::from_utf8(new_mid).ok()?;
-    // A cut inside a multi-byte character would have failed above; the prefix is text too.
-    std::str::from_utf8(&old[..prefix]).ok()?;
     let first = memchr::memchr_iter(b'\n', &old[..prefix]).count();
     let old_lines = split_lines(old_mid);
     let new_lines = split_lines(new_mid);
@@ -139,6 +132,36 @@ pub fn hunks_between(old: &[u8], new: &[u8]) -> Option<Vec<Hunk>> {
         }
     }
     Some(out)
+}
+
+/// Compared a block at a time: slice equality is a `memcmp`, far faster than byte by byte.
+const BLOCK: usize = 4096;
+
+/// Length of the common start of `a` and `b`.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// Length of the common end of `a` and `b`, at most `max`.
+fn common_suffix(a: &[u8], b: &[u8], max: usize) -> usize {
+    let n = a.len().min(b.len()).min(max);
+    let (ea, eb) = (a.len(), b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[ea - i - BLOCK..ea - i] == b[eb - i - BLOCK..eb - i] {
+        i += BLOCK;
+    }
+    while i < n && a[ea - i - 1] == b[eb - i - 1] {
+        i += 1;
+    }
+    i
 }
 
 /// Applies `hunks` (made for `old`) bottom-up; `None` when a hunk does not fit `old` (its
@@ -229,6 +252,16 @@ mod tests {
         let h = check(&old, &new);
         assert_eq!(h.len(), 2);
         assert_eq!((h[0].start_line, h[1].start_line, h[1].delete), (3, 900, 1));
+    }
+
+    #[test]
+    fn long_texts_changed_near_block_edges() {
+        let old: String = (0..3000).map(|i| format!("line {i:05}\n")).collect();
+        for at in [0, 4095, 4096, 4097, 8191, old.len() / 2, old.len() - 5] {
+            let mut new = old.clone().into_bytes();
+            new[at] = if new[at] == b'x' { b'y' } else { b'x' };
+            check(&old, std::str::from_utf8(&new).expect("ascii"));
+        }
     }
 
     #[test]

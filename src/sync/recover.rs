@@ -79,6 +79,8 @@ impl SyncEngine {
     ) -> Result<(SharedDoc, StateFile), SyncError> {
         let missing = fs::symlink_metadata(&state_path).is_err();
         let kept = keep_aside(&state_path)?;
+        // Its log goes with it (the rebuilt state starts a new one); kept for inspection only.
+        let _ = keep_aside(&state_path.with_extension("automerge.log"));
         let file = self.file_path(id)?;
         let bytes = read_file(&file)?;
         let doc = SharedDoc::new(self.actor).with_kind(id.kind());

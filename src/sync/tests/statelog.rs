@@ -6,6 +6,7 @@ use serde_json::json;
 use super::util::{read, Bus, R};
 use super::bus::edit_entry;
 use super::{ShareId, SyncConfig};
+use crate::federation::SyncKind;
 
 const BASE: &str = "@version 1.0\n{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\",\"x\":2}\n";
 
@@ -59,8 +60,20 @@ fn edits_append_to_the_log_and_survive_a_restart() -> R {
     // local edit, and the next edits merge.
     bus.nodes[1].close();
     bus.nodes[1].reopen();
+    let changes = |bus: &Bus| {
+        bus.log
+            .iter()
+            .filter(|(n, k, _)| *n == 1 && *k == SyncKind::Change)
+            .count()
+    };
+    let before = changes(&bus);
     bus.on(1, |e, now| e.startup(now))?;
     bus.run();
+    assert_eq!(
+        changes(&bus),
+        before,
+        "the file matches the state read back: no local edit is made up"
+    );
     let lines = bus.nodes[1].engine().shares()[0].lines;
     assert_eq!(lines, 3);
     edit_entry(&p1, 1, "y", json!(5));
