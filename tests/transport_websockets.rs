@@ -94,6 +94,7 @@ impl Drop for WsBroker {
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`;
 /// returns (CA file, certificate, key).
+#[cfg(feature = "tls")]
 fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
