@@ -11,7 +11,7 @@ use meta_log_federation_module::transport::options::ConnectOptions;
 use meta_log_federation_module::transport::url;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,11 @@ impl Drop for WsBroker {
 
 /// A test CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`;
 /// returns (CA file, certificate, key).
-fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+#[cfg(feature = "tls")]
+fn certificates(
+    dir: &Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let run = |args: &[&str]| {
         let out = Command::new("openssl")
             .args(args)

@@ -248,3 +248,80 @@ pub fn guard<T>(env: &Env, f: impl FnOnce() -> Result<T>) -> Result<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn each_core_error_maps_to_its_symbol() {
+        assert_eq!(UrlError("x".into()).kind(), Kind::BadUrl);
+        assert_eq!(TopicError("x".into()).kind(), Kind::BadTopic);
+        assert_eq!(ClientCallError::QueueFull(3).kind(), Kind::QueueFull);
+        assert_eq!(ClientCallError::Closed.kind(), Kind::NotConnected);
+        assert_eq!(
+            OutboundError::UnknownPeer("p".into()).kind(),
+            Kind::UnknownPeer
+        );
+        assert_eq!(
+            IdentityError::BadMnemonic("m".into()).kind(),
+            Kind::BadMnemonic
+        );
+        assert_eq!(IdentityError::BadWordCount(5).kind(), Kind::Identity);
+        assert_eq!(NameError::Dots.kind(), Kind::Sync);
+        assert_eq!(ShareIdError::Origin.kind(), Kind::Sync);
+    }
+
+    #[test]
+    fn the_emacs_layer_adds_the_advice_the_core_leaves_out() {
+        let e = ConnectError::AlreadyConnected("mqtt://h:1883".into());
+        assert!(!e.to_string().contains("meta-log-federation"), "{e}");
+        assert!(e
+            .message()
+            .contains("`meta-log-federation-mqtt-disconnect'"));
+        let e = SyncError::Corrupt {
+            path: PathBuf::from("/s/x.automerge"),
+            detail: "bad magic".into(),
+        };
+        assert!(!e.to_string().contains("M-x"), "{e}");
+        assert!(e.message().contains("M-x meta-log-federation-sync-status"));
+        let e = NodeError::BadDisplayName("display name: a control character".into());
+        assert!(!e.to_string().contains("meta-log-federation"), "{e}");
+        assert!(e.message().contains("`meta-log-federation-display-name'"));
+    }
+
+    /// Lines of Rust code (not comments) under `dir` that name an Emacs command or variable.
+    fn emacs_names_in(dir: &Path, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("elisp") {
+                continue; // the Emacs layer: where advice naming commands belongs
+            }
+            if path.is_dir() {
+                emacs_names_in(&path, found);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("//") || code.contains("-v1") {
+                        continue; // comments, and file-format names such as `…-trust-v1`
+                    }
+                    if code.contains("M-x") || code.contains("meta-log-federation-") {
+                        found.push(format!("{}:{}: {code}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn core_messages_name_no_emacs_command() {
+        let mut found = Vec::new();
+        emacs_names_in(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+}
