@@ -93,6 +93,14 @@ pub enum SyncError {
     /// We already share another file under this name.
     #[error("another file is already shared as {0}; give this one another name")]
     NameTaken(ShareId),
+    /// Only a share's origin can do this (change its members).
+    #[error("only the origin of {0} can change its members; ask its origin")]
+    NotOrigin(ShareId),
+    /// Memberships cannot be signed: the engine has no key (federation is not running).
+    #[error(
+        "the sync engine has no signing key: start federation (meta-log-federation-init) first"
+    )]
+    NoSigner,
     /// The share was unshared.
     #[error("{0} is not synced any more (it was unshared); share the file again to resume")]
     Unshared(ShareId),

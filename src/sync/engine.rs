@@ -74,6 +74,8 @@ pub struct SyncEngine {
     pub(crate) notices: Vec<Action>,
     /// Write failures so far (to tell whether a retry failed again).
     pub(crate) write_failures_seen: u64,
+    /// Memberships and origin authority (see `super::members`).
+    pub(crate) members: super::members::Registry,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -148,7 +150,7 @@ impl SyncEngine {
             max_transfers: config.max_transfers,
             max_age_secs: config.chunk_max_age_secs,
         });
-        Ok(SyncEngine {
+        let mut engine = SyncEngine {
             me: identity_peer_id.to_string(),
             actor,
             config,
@@ -167,7 +169,10 @@ impl SyncEngine {
                 .into_iter()
                 .collect(),
             write_failures_seen: 0,
-        })
+            members: super::members::Registry::default(),
+        };
+        engine.load_members()?;
+        Ok(engine)
     }
 
     /// Our peer id.
@@ -229,6 +234,26 @@ impl SyncEngine {
         path: &Path,
         name: Option<&str>,
         now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let known = fs::canonicalize(path)
+            .ok()
+            .is_some_and(|c| self.shares.values().any(|s| s.entry.path == c));
+        if self.members.has_signer() && !known {
+            // A new share: its membership, signed by us, is the whole federation (see
+            // `super::members`). A known one resumes with the membership it has.
+            return self.share_with_members(path, name, None, now);
+        }
+        self.share_announcing(path, name, now, true)
+    }
+
+    /// [`SyncEngine::share`]; `announce` false leaves out the announcement of the whole
+    /// document (a share with members is offered to each of them instead).
+    pub(crate) fn share_announcing(
+        &mut self,
+        path: &Path,
+        name: Option<&str>,
+        now: u64,
+        announce: bool,
     ) -> Result<Vec<Action>, SyncError> {
         let canon = fs::canonicalize(path).map_err(|e| SyncError::io("open", path, e))?;
         if !fs::metadata(&canon)
@@ -302,6 +327,7 @@ impl SyncEngine {
         }
         // The announcement must be sendable before anything is written.
         let actions = self.data_actions(&id, Of::Change, true, &saved, Vec::new())?;
+        let actions = if announce { actions } else { Vec::new() };
         let state = StateFile {
             meta: StateMeta {
                 heads: doc.heads(),
@@ -342,7 +368,7 @@ impl SyncEngine {
         }
         self.write_manifest()?;
         let mut out = self.absorb_file(id)?;
-        if id.origin() == self.me {
+        if id.origin() == self.me && self.announced_to_all(id) {
             let saved = self.live(id)?.doc.save();
             out.extend(self.data_actions(id, Of::Change, true, &saved, Vec::new())?);
         }
@@ -507,6 +533,7 @@ impl SyncEngine {
             .values()
             .filter(|s| !s.entry.unshared && s.entry.share.origin() == self.me)
             .map(|s| s.entry.share.clone())
+            .filter(|id| self.offer_allowed(id, to_peer))
             .collect();
         let mut out = Vec::new();
         for id in ids {
@@ -527,7 +554,7 @@ impl SyncEngine {
     // ---- Internals shared with `inbound`. ----
 
     /// The share, which must be active.
-    fn active(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
+    pub(crate) fn active(&self, share_or_path: &str) -> Result<ShareId, SyncError> {
         let id = self.resolve(share_or_path)?;
         match self.shares.get(&id) {
             Some(s) if s.entry.unshared => Err(SyncError::Unshared(id)),

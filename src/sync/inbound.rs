@@ -35,7 +35,7 @@ fn short(s: &str) -> String {
 }
 
 impl SyncEngine {
-    fn refuse(&mut self, out: &mut Vec<Action>, reason: &'static str, detail: String) {
+    pub(crate) fn refuse(&mut self, out: &mut Vec<Action>, reason: &'static str, detail: String) {
         self.refusals.count(reason);
         out.push(Action::Refused {
             reason,
@@ -135,6 +135,7 @@ impl SyncEngine {
             ) => true,
             (Op::Chunk(c), SyncKind::Change) => c.of == Of::Change,
             (Op::Chunk(c), SyncKind::Response) => c.of == Of::Response,
+            (Op::Members(_), SyncKind::Change | SyncKind::Response) => true,
             _ => false,
         };
         if !allowed {
@@ -146,6 +147,7 @@ impl SyncEngine {
             return Ok(());
         }
         match op {
+            Op::Members(event) => self.on_members(&share, *event, now, out)?,
             Op::Request { heads, have } => {
                 if !for_someone_else {
                     self.on_request(from, &share, &heads, &have, now, out)?;
@@ -190,12 +192,16 @@ impl SyncEngine {
             Some(_) => return Ok(()),
             None => {
                 // The origin offers a share we have never heard of (see
-                // `SyncEngine::offer`): ask it for the whole document.
-                if share.origin() == from {
+                // `SyncEngine::offer`): ask it for the whole document, unless its
+                // membership leaves us out.
+                if share.origin() == from && self.members.admits(share, &self.me) {
                     out.extend(self.request(share, Some(from), now, false));
                 }
                 return Ok(());
             }
+        }
+        if !self.member_may(from, share, out) {
+            return Ok(());
         }
         // Answer with the file as the user last saved it.
         out.extend(self.absorb_if_touched(share)?);
@@ -215,6 +221,8 @@ impl SyncEngine {
         // (a duplicated request, or a flood).
         if !data.is_empty() && (!full || self.may_send_full(share, from, now)) {
             let tags = vec![vec![TAG_RECIPIENT.to_string(), from.to_string()]];
+            // The membership first, so a newcomer can check who answers for the origin.
+            out.extend(self.members_for_response(share, from));
             out.extend(self.data_actions(share, Of::Response, full, &data, tags)?);
         }
         if unknown > 0 {
@@ -310,7 +318,13 @@ impl SyncEngine {
         }
         match self.shares.get(share).map(|s| s.entry.unshared) {
             Some(true) => Ok(()),
-            Some(false) => self.apply_data(from, share, data, now, out),
+            Some(false) => {
+                if self.member_may(from, share, out) {
+                    self.apply_data(from, share, data, now, out)
+                } else {
+                    Ok(())
+                }
+            }
             None => {
                 let for_me = target == Some(self.me.as_str());
                 let creatable = full
@@ -318,8 +332,16 @@ impl SyncEngine {
                         Of::Change => from == share.origin(),
                         Of::Response => for_me,
                     };
+                // Origin authority: only the origin, or a member the origin vouched for,
+                // brings a share into existence here (see `super::members`).
                 if creatable {
-                    self.create_share(from, share, data, now, out)
+                    if self.may_create(from, share, out) {
+                        self.create_share(from, share, data, now, out)
+                    } else {
+                        Ok(())
+                    }
+                } else if !self.may_ask(from, share, out) {
+                    Ok(())
                 } else {
                     if of == Of::Change || for_me {
                         // A share we do not have: ask for all of it.
@@ -467,6 +489,7 @@ impl SyncEngine {
             l.stamp = stamp_of(&path);
         }
         self.write_manifest()?;
+        self.members_created(share)?;
         out.push(Action::Updated {
             share: share.clone(),
             path,

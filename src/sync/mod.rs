@@ -111,6 +111,7 @@ pub mod engine;
 mod files;
 pub mod health;
 mod inbound;
+pub mod members;
 mod recover;
 pub mod share_id;
 mod store;
@@ -131,11 +132,14 @@ mod tests_hostile;
 #[cfg(test)]
 mod tests_large;
 #[cfg(test)]
+mod tests_origin;
+#[cfg(test)]
 mod tests_units;
 
 pub use action::{Action, Refusals, SyncError};
 pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
+pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use share_id::{check_share_name, NameError, ShareId, ShareIdError, MAX_NAME_BYTES};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
