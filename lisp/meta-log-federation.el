@@ -47,6 +47,7 @@
 (require 'meta-log-federation-inbox)
 (require 'meta-log-federation-compat)
 (require 'meta-log-federation-sync)
+(require 'meta-log-federation-members)
 (require 'meta-log-federation-links)
 
 ;; The commands the guides list, autoloaded from this file (which loads
@@ -66,7 +67,8 @@
                    meta-log-federation-identity-show meta-log-federation-links-install
                    meta-log-federation-links-uninstall meta-log-federation-chat
                    meta-log-federation-inbox meta-log-federation-outbox
-                   meta-log-federation-sync-status))
+                   meta-log-federation-sync-status meta-log-federation-share-members
+                   meta-log-federation-share-add-member meta-log-federation-share-remove-member))
   (autoload command "meta-log-federation" nil t))
 ;;;###autoload
 (autoload 'meta-log-federation-embedded-broker-stop "meta-log-federation-broker" nil t)

@@ -9,6 +9,7 @@ mod events;
 mod federation;
 mod files;
 mod identity;
+mod members;
 mod mqtt;
 mod sync;
 

@@ -97,6 +97,11 @@ fn base_tags(topic: TopicKind) -> Vec<Vec<String>> {
 }
 
 impl Outbound {
+    /// The identity that signs our events.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// The sending side for `identity`, announcing `profile`; starts a
     /// session at `now`.
     pub fn new(
