@@ -76,6 +76,8 @@ pub struct SyncEngine {
     pub(crate) write_failures_seen: u64,
     /// Memberships and origin authority (see `super::members`).
     pub(crate) members: super::members::Registry,
+    /// Keys of the shares with members (see `super::share_key`).
+    pub(crate) keys: super::share_key::KeyRing,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -170,8 +172,10 @@ impl SyncEngine {
                 .collect(),
             write_failures_seen: 0,
             members: super::members::Registry::default(),
+            keys: super::share_key::KeyRing::default(),
         };
         engine.load_members()?;
+        engine.load_keys()?;
         Ok(engine)
     }
 

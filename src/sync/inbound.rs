@@ -10,6 +10,7 @@ use super::action::{Action, SyncError};
 use super::chunk::ChunkOutcome;
 use super::engine::{stamp_of, Live, Share, SyncEngine};
 use super::share_id::{folded_name, ShareId};
+use super::share_key::{envelope, Envelope};
 use super::store::{read_file, sha256, write_synced_file, ManifestEntry, StateFile, StateMeta};
 use super::wire::{parse, Content, Of, Op, ParseLimits};
 
@@ -112,6 +113,29 @@ impl SyncEngine {
             }
         }
         let for_someone_else = target.is_some_and(|t| t != self.me);
+        // A share with members: keys come in envelopes, contents sealed (see `share_key`).
+        let opened;
+        let (content, sealed_for) = match envelope(content) {
+            Err((reason, detail)) => {
+                self.refuse(out, reason, format!("from {}: {detail}", &from[..12]));
+                return Ok(());
+            }
+            Ok(Envelope::Key(k)) => {
+                if target == Some(self.me.as_str()) && kind == SyncKind::Response {
+                    self.on_key(from, &k, now, out)?;
+                }
+                return Ok(());
+            }
+            Ok(Envelope::Sealed(s)) => match self.open_sealed(from, kind, &s, out) {
+                Some((share, plain)) => {
+                    opened = plain;
+                    (opened.as_str(), Some(share))
+                }
+                // Not ours (a share we are not a member of), or refused.
+                None => return Ok(()),
+            },
+            Ok(Envelope::Plain) => (content, None),
+        };
         let limits = ParseLimits {
             max_payload: self.config.max_payload_bytes,
             max_chunks: self.config.max_chunks(),
@@ -124,6 +148,32 @@ impl SyncEngine {
                 return Ok(());
             }
         };
+        match &sealed_for {
+            Some(s) if *s != share => {
+                self.refuse(
+                    out,
+                    "bad-share",
+                    format!("sealed for {s} but about {share}"),
+                );
+                return Ok(());
+            }
+            None if self.keys.sealed(&share) => {
+                // Its members seal everything: a plain event about it is not from one.
+                if !self.member_may(from, &share, out) {
+                    return Ok(());
+                }
+                self.refuse(
+                    out,
+                    "not-sealed",
+                    format!(
+                        "{share} from {}: a share with members, in clear",
+                        &from[..12]
+                    ),
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
         let allowed = match (&op, kind) {
             (Op::Request { .. }, SyncKind::Request) => true,
             (Op::Data { of: Of::Change, .. }, SyncKind::Change)
@@ -222,7 +272,7 @@ impl SyncEngine {
         if !data.is_empty() && (!full || self.may_send_full(share, from, now)) {
             let tags = vec![vec![TAG_RECIPIENT.to_string(), from.to_string()]];
             // The membership first, so a newcomer can check who answers for the origin.
-            out.extend(self.members_for_response(share, from));
+            out.extend(self.members_for_response(share, from)?);
             out.extend(self.data_actions(share, Of::Response, full, &data, tags)?);
         }
         if unknown > 0 {

@@ -227,6 +227,11 @@ impl Registry {
         true
     }
 
+    /// Our key, if the engine was given one.
+    pub(crate) fn signer(&self) -> Option<&Identity> {
+        self.signer.as_ref()
+    }
+
     /// Whether memberships can be signed.
     pub(crate) fn has_signer(&self) -> bool {
         self.signer.is_some()
@@ -334,19 +339,22 @@ impl SyncEngine {
         Ok(m)
     }
 
-    /// The publication of a membership: a change to everyone, or a response to one peer.
-    fn members_action(m: &Membership, to: Option<&str>) -> Action {
-        Action::Publish {
-            kind: if to.is_some() {
-                SyncKind::Response
-            } else {
-                SyncKind::Change
-            },
-            content: encode_members(&m.share, &m.event),
-            tags: to
-                .map(|t| vec![vec!["p".to_string(), t.to_string()]])
-                .unwrap_or_default(),
-        }
+    /// The publication of a membership: a change to everyone, or a response to one peer
+    /// (sealed for a share with members).
+    pub(crate) fn members_action(
+        &self,
+        m: &Membership,
+        to: Option<&str>,
+    ) -> Result<Action, SyncError> {
+        let kind = if to.is_some() {
+            SyncKind::Response
+        } else {
+            SyncKind::Change
+        };
+        let tags = to
+            .map(|t| vec![vec!["p".to_string(), t.to_string()]])
+            .unwrap_or_default();
+        self.seal_publish(&m.share, kind, encode_members(&m.share, &m.event), tags)
     }
 
     /// The membership of a share we hold (URL or path), if it has one.
@@ -356,8 +364,10 @@ impl SyncEngine {
     }
 
     /// Starts sharing `path` (see [`SyncEngine::share`]) with `members`: `None` for the whole
-    /// federation (the whole document is announced to everyone), or a list of peer ids (the
-    /// share is offered to each of them only). Needs [`SyncEngine::set_signer`].
+    /// federation (the whole document is announced to everyone, in clear), or a list of peer
+    /// ids: the share gets a key (see `super::share_key`), each member gets the key in a NIP-44
+    /// envelope and is offered the share; everything about it is sealed. Needs
+    /// [`SyncEngine::set_signer`].
     pub fn share_with_members(
         &mut self,
         path: &std::path::Path,
@@ -368,7 +378,7 @@ impl SyncEngine {
         if self.members.signer.is_none() {
             return Err(SyncError::NoSigner);
         }
-        let list = match members {
+        let list: Option<BTreeSet<String>> = match members {
             Some(m) => {
                 check_members(m.iter().map(String::as_str))?;
                 Some(m.into_iter().filter(|p| *p != self.me).collect())
@@ -378,21 +388,34 @@ impl SyncEngine {
         let announce = list.is_none();
         let actions = self.share_announcing(path, name, now, announce)?;
         let id = self.resolve(&path.to_string_lossy())?;
+        if id.origin() != self.me {
+            // A share of another origin, resumed.
+            return Ok(actions);
+        }
         let m = self.sign_members(&id, list, now)?;
         self.save_members()?;
-        let mut out = vec![Self::members_action(&m, None)];
-        out.extend(actions);
+        let mut out = Vec::new();
         if let Some(list) = &m.members {
+            let to: Vec<String> = list.iter().cloned().collect();
+            self.new_share_key(&id, now)?;
+            out.extend(self.key_actions(&id, &to)?);
+            out.push(self.members_action(&m, None)?);
             for peer in list {
                 out.extend(self.request(&id, Some(peer), now, true));
             }
+        } else {
+            out.push(self.members_action(&m, None)?);
         }
+        out.extend(actions);
         Ok(out)
     }
 
     /// Replaces the member list of our share (`None`: the whole federation), signs it with a
-    /// newer version and publishes it; new members are offered the share. Only the origin
-    /// can do this ([`SyncError::NotOrigin`]).
+    /// newer version and publishes it; new members get the key and are offered the share.
+    /// Removing a member rotates the key: the new one goes to the remaining members only, so
+    /// the removed peer cannot read anything written afterwards. Only the origin can do this
+    /// ([`SyncError::NotOrigin`]); a share with members cannot be opened to the whole
+    /// federation again.
     pub fn set_members(
         &mut self,
         share_or_path: &str,
@@ -411,27 +434,53 @@ impl SyncEngine {
             }
             None => None,
         };
-        let m = self.sign_members(&id, list, now)?;
-        self.save_members()?;
-        let mut out = vec![Self::members_action(&m, None)];
-        if let Some(list) = &m.members {
-            for peer in list {
-                if before
-                    .as_ref()
-                    .is_none_or(|b| b.members.as_ref().is_some_and(|s| !s.contains(peer)))
-                {
-                    out.extend(self.request(&id, Some(peer), now, true));
-                }
+        let Some(list) = list else {
+            if self.keys.sealed(&id) {
+                return Err(SyncError::Sealed(id));
             }
+            let m = self.sign_members(&id, None, now)?;
+            self.save_members()?;
+            return Ok(vec![self.members_action(&m, None)?]);
+        };
+        let old: BTreeSet<String> = before
+            .as_ref()
+            .and_then(|b| b.members.clone())
+            .unwrap_or_default();
+        let removed = old.iter().any(|p| !list.contains(p));
+        let added: Vec<String> = if self.keys.sealed(&id) {
+            list.iter().filter(|p| !old.contains(*p)).cloned().collect()
+        } else {
+            list.iter().cloned().collect()
+        };
+        let m = self.sign_members(&id, Some(list.clone()), now)?;
+        self.save_members()?;
+        // The new list goes out under the current key first (if any), so a removed member
+        // learns it was removed; then the key changes.
+        let mut out = vec![self.members_action(&m, None)?];
+        if removed || !self.keys.sealed(&id) {
+            self.new_share_key(&id, now)?;
+            let all: Vec<String> = list.iter().cloned().collect();
+            out.extend(self.key_actions(&id, &all)?);
+            out.push(self.members_action(&m, None)?);
+        } else {
+            out.extend(self.key_actions(&id, &added)?);
+        }
+        for peer in &added {
+            out.extend(self.request(&id, Some(peer), now, true));
         }
         Ok(out)
     }
 
     /// The membership to send before answering `to` about `share`, if we know one.
-    pub(crate) fn members_for_response(&self, share: &ShareId, to: &str) -> Option<Action> {
+    pub(crate) fn members_for_response(
+        &self,
+        share: &ShareId,
+        to: &str,
+    ) -> Result<Option<Action>, SyncError> {
         self.members
             .get(share)
-            .map(|m| Self::members_action(m, Some(to)))
+            .map(|m| self.members_action(m, Some(to)))
+            .transpose()
     }
 
     /// A membership document arrived.
@@ -567,6 +616,15 @@ impl SyncEngine {
             format!("{} is not a member of {share}", short_id(from)),
         );
         false
+    }
+
+    /// Keeps a verified membership (from a key envelope) if it is newer.
+    pub(crate) fn take_membership(&mut self, m: Membership) -> Result<(), SyncError> {
+        let held = self.shares.contains_key(&m.share);
+        if self.members.offer(m, held) && held {
+            self.save_members()?;
+        }
+        Ok(())
     }
 
     /// A share was created from the network: its pending membership becomes held.

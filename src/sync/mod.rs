@@ -113,7 +113,9 @@ pub mod health;
 mod inbound;
 pub mod members;
 mod recover;
+mod sealing;
 pub mod share_id;
+pub mod share_key;
 mod store;
 mod wire;
 
@@ -133,6 +135,8 @@ mod tests_hostile;
 mod tests_large;
 #[cfg(test)]
 mod tests_origin;
+#[cfg(test)]
+mod tests_sealed;
 #[cfg(test)]
 mod tests_units;
 
