@@ -32,6 +32,33 @@
 (declare-function meta-log-federation--sync-members "meta-log-federation-module")
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 
+(declare-function meta-log-federation--sync-share-topics "meta-log-federation-module")
+
+(defvar meta-log-federation--share-topics nil
+  "The per-share topics subscribed: those of the shares with members held here.")
+
+(defun meta-log-federation--members-update-topics ()
+  "Follow the topics of the shares with members this peer holds.
+Each such share's traffic travels on a topic of its own, named after
+its opaque tag, which changes when its key does; the module subscribes
+at the broker, this attaches the handler and drops stale topics."
+  (if (not (meta-log-federation-sync-running-p))
+      (setq meta-log-federation--share-topics nil)
+    (let ((wanted (meta-log-federation--sync-share-topics)))
+      (dolist (topic wanted)
+        (unless (member topic meta-log-federation--share-topics)
+          (meta-log-federation-mqtt-subscribe topic #'meta-log-federation--receive 1)))
+      (dolist (topic meta-log-federation--share-topics)
+        (unless (member topic wanted)
+          (meta-log-federation-mqtt-unsubscribe topic)))
+      (setq meta-log-federation--share-topics wanted))))
+
+(defun meta-log-federation--members-forget-topics ()
+  "Forget the per-share topics: federation stops, and its subscriptions with it."
+  (setq meta-log-federation--share-topics nil))
+
+(add-hook 'meta-log-federation-stopping-hook #'meta-log-federation--members-forget-topics)
+
 (defun meta-log-federation--read-own-share (prompt)
   "Read the URL of a share this peer started, with completion, showing PROMPT."
   (meta-log-federation--sync-require)

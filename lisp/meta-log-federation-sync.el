@@ -142,6 +142,8 @@ new (a share just received).")
                         :warning))
       (`(write-failed ,url ,file ,text ,attempt)
        (meta-log-federation--sync-write-failed url file text attempt))))
+  (when (fboundp 'meta-log-federation--members-update-topics)
+    (meta-log-federation--members-update-topics))
   actions)
 
 (defun meta-log-federation--sync-refresh-buffer (file)

@@ -108,8 +108,24 @@ TO, a peer id, adds a `p' tag."
       (should-not (seq-some (lambda (s) (string-search "forged" (plist-get s :url)))
                             (meta-log-federation-shared-canvasl-files t))))))
 
+(defun meta-log-federation-members-test-sniffer (buffer)
+  "Start a plain `mosquitto_sub' on every topic of the test broker, into BUFFER."
+  (make-process
+   :name "members-sniffer" :buffer buffer :noquery t
+   :command (list (or (executable-find "mosquitto_sub")
+                      (ert-skip "mosquitto_sub is not installed (apt-get install mosquitto-clients)"))
+                  "-h" "127.0.0.1"
+                  "-p" (number-to-string meta-log-federation-test-broker-port)
+                  "-t" "#" "-v")))
+
+(defun meta-log-federation-members-test-grep (string dir)
+  "Return the files under DIR that contain STRING."
+  (cl-remove-if-not (lambda (f) (string-search string (meta-log-federation-test-file-string f)))
+                    (meta-log-federation-members-test-files dir)))
+
 (ert-deftest members::a-share-with-members-reaches-only-them ()
-  "Alice shares with Bob only: Carol never gets it, and her edits are refused."
+  "Alice shares with Bob only: Carol and the broker see only ciphertext.
+Carol's edits are refused; once removed, Bob cannot read a later edit."
   (meta-log-federation-test-with-federation
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
            (bob (meta-log-federation-test-start-peer "bob"))
@@ -120,71 +136,87 @@ TO, a peer id, adds a `p' tag."
            (name (file-name-nondirectory file))
            (bob-file (meta-log-federation-test-peer-file bob me name))
            (carol-file (meta-log-federation-test-peer-file carol me name))
+           (canary (format "canary-%d" (random 100000000)))
+           (late (format "late-%d" (random 100000000)))
+           (sniffed (generate-new-buffer " *members-sniffer*"))
+           (sniffer (meta-log-federation-members-test-sniffer sniffed))
            (url nil))
-      (should (meta-log-federation-wait-until
-               (lambda () (and (meta-log-federation-peer bob-id)
-                               (meta-log-federation-peer carol-id)))
-               20))
-      (should-error (meta-log-federation-share-canvasl file :members '("not-a-peer-id"))
-                    :type 'meta-log-federation-sync-error)
-      (setq url (meta-log-federation-share-canvasl file :members (list bob-id)))
-      (should (equal (meta-log-federation-share-members url) (list bob-id)))
-      (should (meta-log-federation-wait-until
-               (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
-      ;; An edit reaches Bob; Carol, who saw the same traffic, holds nothing.
-      (meta-log-federation-test-edit file "b" "text" "\"for bob\"")
-      (should (meta-log-federation-wait-until
-               (lambda () (string-search "for bob" (meta-log-federation-test-file-string bob-file)))
-               20))
-      (should-not (file-exists-p carol-file))
-      ;; Carol's own edit of the share (automerge data of a canvas she shares, signed
-      ;; with her key, sent as she would send it) is refused.
-      (let ((carol-key (meta-log-federation-identity-load
-                        (expand-file-name "identity.org" (process-get carol 'dir))))
-            (carol-data nil)
-            (before (meta-log-federation-members-test-refused "not-member"))
-            (text (meta-log-federation-test-file-string file)))
-        (meta-log-federation-mqtt-subscribe
-         "canvasl/sync"
-         (lambda (_topic payload)
-           (let* ((ev (json-parse-string payload :object-type 'plist))
-                  (content (ignore-errors
-                             (json-parse-string (plist-get ev :content) :object-type 'plist))))
-             (when (and (equal (plist-get ev :pubkey) carol-id)
-                        (eq (plist-get content :full) t))
-               (setq carol-data (plist-get content :data)))))
-         1)
-        (meta-log-federation-send-peer-message carol-id "share:carols.canvasl")
-        (should (meta-log-federation-wait-until (lambda () carol-data) 20))
-        (meta-log-federation-mqtt-publish
-         "canvasl/sync"
-         (meta-log-federation-members-test-sync-event
-          carol-key 4771 `((v . 1) (share . ,url) (op . "change") (full . :json-false)
-                           (data . ,carol-data)))
-         1)
-        (meta-log-federation-mqtt-publish
-         "canvasl/sync"
-         (meta-log-federation-members-test-sync-event
-          carol-key 20772 `((v . 1) (share . ,url) (op . "request") (heads . "")))
-         1)
-        (should (meta-log-federation-wait-until
-                 (lambda () (>= (meta-log-federation-members-test-refused "not-member")
-                                (+ before 2)))
-                 10))
-        (should (equal text (meta-log-federation-test-file-string file))))
-      ;; The origin removes Bob: a later edit does not reach him.
-      (should (equal (meta-log-federation-share-remove-member url bob-id) nil))
-      (should (equal (meta-log-federation-share-members url) nil))
-      (meta-log-federation-test-edit file "a" "text" "\"after removal\"")
-      ;; Carol becomes a member and receives the share, with that edit.
-      (should (equal (meta-log-federation-share-add-member url carol-id) (list carol-id)))
-      (should (meta-log-federation-wait-until
-               (lambda () (and (file-exists-p carol-file)
-                               (string-search "after removal"
-                                              (meta-log-federation-test-file-string carol-file))))
-               20))
-      (should-not (string-search "after removal" (meta-log-federation-test-file-string bob-file)))
-      (kill-buffer (find-buffer-visiting file)))))
+      (unwind-protect
+          (progn
+            (should (meta-log-federation-wait-until
+                     (lambda () (and (meta-log-federation-peer bob-id)
+                                     (meta-log-federation-peer carol-id)))
+                     20))
+            (should-error (meta-log-federation-share-canvasl file :members '("not-a-peer-id"))
+                          :type 'meta-log-federation-sync-error)
+            (setq url (meta-log-federation-share-canvasl file :members (list bob-id)))
+            (should (equal (meta-log-federation-share-members url) (list bob-id)))
+            (should (meta-log-federation-wait-until
+                     (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+            ;; An edit reaches Bob; Carol, who received the same traffic, holds nothing.
+            (meta-log-federation-test-edit file "b" "text" (format "\"%s\"" canary))
+            (should (meta-log-federation-wait-until
+                     (lambda () (string-search canary (meta-log-federation-test-file-string bob-file)))
+                     20))
+            (should-not (file-exists-p carol-file))
+            (should-not (meta-log-federation-members-test-grep canary (process-get carol 'dir)))
+            ;; Carol's own edit of the share (automerge data of a canvas she shares, signed
+            ;; with her key, sent as she would send it) is refused, and so is her request.
+            (let ((carol-key (meta-log-federation-identity-load
+                              (expand-file-name "identity.org" (process-get carol 'dir))))
+                  (carol-data nil)
+                  (before (meta-log-federation-members-test-refused "not-member"))
+                  (text (meta-log-federation-test-file-string file)))
+              (meta-log-federation-mqtt-subscribe
+               "canvasl/sync"
+               (lambda (_topic payload)
+                 (let* ((ev (json-parse-string payload :object-type 'plist))
+                        (content (ignore-errors
+                                   (json-parse-string (plist-get ev :content) :object-type 'plist))))
+                   (when (and (equal (plist-get ev :pubkey) carol-id)
+                              (eq (plist-get content :full) t))
+                     (setq carol-data (plist-get content :data)))))
+               1)
+              (meta-log-federation-send-peer-message carol-id "share:carols.canvasl")
+              (should (meta-log-federation-wait-until (lambda () carol-data) 20))
+              (meta-log-federation-mqtt-publish
+               "canvasl/sync"
+               (meta-log-federation-members-test-sync-event
+                carol-key 4771 `((v . 1) (share . ,url) (op . "change") (full . :json-false)
+                                 (data . ,carol-data)))
+               1)
+              (meta-log-federation-mqtt-publish
+               "canvasl/sync"
+               (meta-log-federation-members-test-sync-event
+                carol-key 20772 `((v . 1) (share . ,url) (op . "request") (heads . "")))
+               1)
+              (should (meta-log-federation-wait-until
+                       (lambda () (>= (meta-log-federation-members-test-refused "not-member")
+                                      (+ before 2)))
+                       10))
+              (should (equal text (meta-log-federation-test-file-string file))))
+            ;; The origin removes Bob (the key changes), edits, then adds Carol: she gets
+            ;; the share with that edit; Bob does not.
+            (should (equal (meta-log-federation-share-remove-member url bob-id) nil))
+            (should (equal (meta-log-federation-share-members url) nil))
+            (meta-log-federation-test-edit file "a" "text" (format "\"%s\"" late))
+            (should (equal (meta-log-federation-share-add-member url carol-id) (list carol-id)))
+            (should (meta-log-federation-wait-until
+                     (lambda () (and (file-exists-p carol-file)
+                                     (string-search late (meta-log-federation-test-file-string
+                                                          carol-file))))
+                     20))
+            (should-not (meta-log-federation-members-test-grep late (process-get bob 'dir)))
+            ;; The broker carried all of it, and no plaintext: no canary, no file name.
+            (with-current-buffer sniffed
+              (should (string-search "\"kind\":4771" (buffer-string)))
+              (should (string-search "sealed" (buffer-string)))
+              (should-not (string-search canary (buffer-string)))
+              (should-not (string-search late (buffer-string)))
+              (should-not (string-search name (buffer-string))))
+            (kill-buffer (find-buffer-visiting file)))
+        (delete-process sniffer)
+        (kill-buffer sniffed)))))
 
 (provide 'meta-log-federation-members-test)
 ;;; meta-log-federation-members-test.el ends here

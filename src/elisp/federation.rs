@@ -49,6 +49,11 @@ pub(super) fn identity() -> Option<crate::identity::Identity> {
     lock(&NODE).as_ref().map(|n| n.identity().clone())
 }
 
+/// The topic names of the running node.
+pub(super) fn topics() -> Option<crate::federation::Topics> {
+    lock(&NODE).as_ref().and_then(|n| n.config().topics().ok())
+}
+
 /// Signs a sync event and publishes it; the error says why it was not sent.
 pub(super) fn publish_sync(
     kind: SyncKind,

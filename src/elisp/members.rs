@@ -5,15 +5,64 @@ use super::convert::{plist, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::identity::now;
 use super::sync::{expand, run_actions, with_engine};
+use crate::events::lock;
 use crate::sync::{SyncEngine, SyncError};
+use crate::transport::connection;
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
 /// Gives a freshly opened engine the running node's key (called by `-sync-open`).
 pub(super) fn give_signer(engine: &mut SyncEngine) -> std::result::Result<(), SyncError> {
+    lock(&SUBSCRIBED).clear();
     match super::federation::identity() {
         Some(identity) => engine.set_signer(identity, now()),
         None => Err(SyncError::NoSigner),
     }
+}
+
+/// The topics of the shares with members this peer holds (`{p}/sync/{tag}`).
+fn share_topics() -> Vec<String> {
+    let tags = match lock(&super::sync::ENGINE).as_ref() {
+        Some(e) => e.share_tags(),
+        None => return Vec::new(),
+    };
+    match super::federation::topics() {
+        Some(t) => tags.iter().map(|tag| t.share_sync(tag)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Subscribes at the broker to the topic of every share with members we hold, before
+/// anything about it is published (called by `run_actions`), so the answer to a request we
+/// are about to send cannot pass before the subscription. Elisp attaches the handler
+/// (`meta-log-federation--members-update-topics') before it reads the next message.
+pub(super) fn subscribe_share_topics() {
+    for topic in share_topics() {
+        if lock(&SUBSCRIBED).contains(&topic) {
+            continue;
+        }
+        if let Some(Ok(_)) = connection::with_client(|c| c.subscribe(&topic, 1)) {
+            lock(&SUBSCRIBED).insert(topic);
+        }
+    }
+}
+
+/// The per-share topics subscribed since the engine opened (the client restores them
+/// after a reconnect by itself).
+static SUBSCRIBED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Return the topics of the shares with members this peer holds (`PREFIX/sync/TAG`).
+///
+/// Internal: `meta-log-federation--members-update-topics' subscribes to them.
+#[defun(name = "-sync-share-topics")]
+fn sync_share_topics(env: &Env) -> Result<Value<'_>> {
+    let topics = share_topics();
+    env.list(
+        &topics
+            .into_iter()
+            .map(|t| t.into_lisp(env))
+            .collect::<Result<Vec<_>>>()?[..],
+    )
 }
 
 /// MEMBERS from Lisp: the symbol `all` for the whole federation, else a list of peer ids.

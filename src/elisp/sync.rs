@@ -72,6 +72,7 @@ fn kind_name(k: SyncKind) -> &'static str {
 pub(super) fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
     let mut out = Vec::new();
     let mut sent = Vec::new();
+    super::members::subscribe_share_topics();
     for a in actions {
         match a {
             Action::Publish {

@@ -16,8 +16,7 @@ use super::store::{read_file, write_file};
 /// The file (in the state directory) holding the share keys.
 const KEYS_FILE: &str = "share-keys.json";
 
-/// Tag name of the opaque share tag `["s", TAG]` on a sealed event.
-pub const TAG_SHARE: &str = "s";
+use crate::federation::protocol::TAG_SHARE;
 
 fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
@@ -149,6 +148,17 @@ impl SyncEngine {
             });
         }
         Ok(out)
+    }
+
+    /// The opaque tags of the shares with members we hold or were given a key for: their
+    /// topics (`crate::federation::Topics::share_sync`) are the ones to subscribe to.
+    pub fn share_tags(&self) -> Vec<String> {
+        self.keys
+            .current_tags()
+            .into_iter()
+            .filter(|(share, _)| self.shares.get(share).is_none_or(|s| !s.entry.unshared))
+            .map(|(_, tag)| tag)
+            .collect()
     }
 
     /// A sealed content arrived: the plain content and its share, or `None` when it is not

@@ -34,8 +34,7 @@ use crate::identity::event::SignedEvent;
 
 use super::share_id::ShareId;
 
-/// Length of an opaque share tag, in hex characters.
-pub const TAG_HEX_LEN: usize = 32;
+pub use crate::federation::protocol::{is_share_tag as is_tag, SHARE_TAG_HEX_LEN as TAG_HEX_LEN};
 
 /// Domain of the tag hash.
 const TAG_DOMAIN: &[u8] = b"meta-log-federation share tag v1";
@@ -239,11 +238,6 @@ pub(crate) fn envelope(content: &str) -> Result<Envelope, (&'static str, String)
         }
         _ => Ok(Envelope::Plain),
     }
-}
-
-/// Whether `s` looks like an opaque share tag.
-pub fn is_tag(s: &str) -> bool {
-    s.len() == TAG_HEX_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The keys an engine holds: every epoch of every sealed share, by share and by tag.
