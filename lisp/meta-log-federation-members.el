@@ -38,7 +38,7 @@
   "The per-share topics subscribed: those of the shares with members held here.")
 
 (defun meta-log-federation--members-update-topics ()
-  "Follow the topics of the shares with members this peer holds.
+  "Follow the topics of the shares with members held by this peer.
 Each such share's traffic travels on a topic of its own, named after
 its opaque tag, which changes when its key does; the module subscribes
 at the broker, this attaches the handler and drops stale topics."
