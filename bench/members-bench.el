@@ -41,7 +41,8 @@
       (error "The marker did not come back"))))
 
 (defun mlf-members-peer (name)
-  "Start a peer NAME; return its process when ready, with properties `dir', `peer-id'."
+  "Start a peer NAME; return its process when ready.
+Its properties `dir' and `peer-id' hold its directory and id."
   (let* ((dir (make-temp-file "mlf-members-peer-" t))
          (p (make-process
              :name name :buffer (generate-new-buffer (format " *%s*" name)) :noquery t
@@ -76,8 +77,8 @@
   (nth (/ (length xs) 2) (sort (copy-sequence xs) #'<)))
 
 (defun mlf-members-run (label file witness members edits)
-  "Share FILE (LABEL) with MEMBERS (`all' or ids), seen by WITNESS; time EDITS edits.
-Return (BYTES-MEDIAN . P50-MS)."
+  "Share FILE (LABEL) with MEMBERS (`all' or ids), seen by WITNESS.
+Time EDITS one-entry edits; return (BYTES-MEDIAN . P50-MS)."
   (let* ((url (meta-log-federation-share-canvasl file :members members))
          (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
          (target (expand-file-name (format "sync/%s/%s" me (file-name-nondirectory file))
