@@ -117,7 +117,10 @@ fn main() {
         }
     };
     for (label, members) in [
-        ("share with 1 member (2 holders)", Some(vec![ids[1].peer_id()])),
+        (
+            "share with 1 member (2 holders)",
+            Some(vec![ids[1].peer_id()]),
+        ),
         ("share with the whole federation", None),
     ] {
         let path = dir

@@ -542,6 +542,8 @@ impl SyncEngine {
         let mut out = Vec::new();
         for id in ids {
             if self.live(&id).is_ok() {
+                // A member that was away when it was added gets the key first.
+                out.extend(self.key_for_member(&id, to_peer));
                 out.extend(self.request(&id, Some(to_peer), now, false));
             }
         }

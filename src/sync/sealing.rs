@@ -161,6 +161,21 @@ impl SyncEngine {
             .collect()
     }
 
+    /// The key envelope of our sealed share `id` for `peer` (none for a plain share); a
+    /// failure becomes a warning.
+    pub(crate) fn key_for_member(&mut self, id: &ShareId, peer: &str) -> Vec<Action> {
+        if !self.keys.sealed(id) {
+            return Vec::new();
+        }
+        match self.key_actions(id, &[peer.to_string()]) {
+            Ok(a) => a,
+            Err(e) => vec![Action::Warning {
+                share: Some(id.clone()),
+                message: e.to_string(),
+            }],
+        }
+    }
+
     /// A sealed content arrived: the plain content and its share, or `None` when it is not
     /// for us (a tag we do not know: a share we are not a member of) or does not open.
     pub(crate) fn open_sealed(

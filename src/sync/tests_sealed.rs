@@ -143,3 +143,24 @@ fn keys_come_only_from_the_origin_and_only_to_members() -> R {
     assert!(bus.nodes[2].engine().shares().is_empty());
     Ok(())
 }
+
+#[test]
+fn a_member_away_when_added_gets_the_key_when_it_comes_online() -> R {
+    let mut bus = Bus::new(3, 34, &SyncConfig::default());
+    let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
+    bus.nodes[2].online = false;
+    let path = bus.nodes[0].write_home("late.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone(), c.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "late.canvasl")?;
+    assert!(bus.nodes[2].engine().shares().is_empty());
+    // c comes online: the origin's offer hands it the key, then the document.
+    bus.nodes[2].online = true;
+    bus.now += 100;
+    bus.on(0, |e, now| Ok(e.offer(&c, now)))?;
+    bus.run();
+    assert_eq!(read(&bus.nodes[2].file_of(&share)), text("").as_bytes());
+    Ok(())
+}
