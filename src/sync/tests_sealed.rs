@@ -2,7 +2,7 @@
 //! keys reach members only, a removed member cannot read what follows its removal.
 
 use super::share_key::{envelope, Envelope};
-use super::test_util::{read, Bus, R};
+use super::test_util::{read, Bus, R, T0};
 use super::{ShareId, SyncConfig};
 use crate::federation::SyncKind;
 
@@ -163,4 +163,46 @@ fn a_member_away_when_added_gets_the_key_when_it_comes_online() -> R {
     bus.run();
     assert_eq!(read(&bus.nodes[2].file_of(&share)), text("").as_bytes());
     Ok(())
+}
+
+#[test]
+fn sealed_events_travel_on_their_share_topic_only() {
+    use crate::federation::{
+        Config, Inbound, LocalProfile, Outbound, Topics, TrustPolicy, TrustStore,
+    };
+    use crate::identity::Identity;
+    let topics = Topics::default();
+    let tag = "0123456789abcdef0123456789abcdef";
+    assert_eq!(topics.share_sync(tag), format!("canvasl/sync/{tag}"));
+    assert_eq!(
+        topics.parse(&topics.share_sync(tag)),
+        Some(crate::federation::Route::ShareSync(tag.to_string()))
+    );
+    assert_eq!(topics.parse("canvasl/sync/not-a-tag"), None);
+    let config = Config {
+        policy: TrustPolicy::Open,
+        ..Config::default()
+    };
+    let profile = LocalProfile {
+        name: "a".into(),
+        software: "t".into(),
+        capabilities: Vec::new(),
+    };
+    let alice = Identity::from_secret_for_tests([0x21; 32]);
+    let bob = Identity::from_secret_for_tests([0x22; 32]);
+    let out = Outbound::new(alice, &config, profile, T0).unwrap();
+    let s = vec![vec!["s".to_string(), tag.to_string()]];
+    let p = out.sync(SyncKind::Change, "{}", s.clone(), T0).unwrap();
+    assert_eq!(p.topic, topics.share_sync(tag));
+    let plain = out.sync(SyncKind::Change, "{}", vec![], T0).unwrap();
+    assert_eq!(plain.topic, topics.sync());
+    let mut inbound = Inbound::new(bob, config, TrustStore::new()).unwrap();
+    // On another share's topic, or on the federation-wide one: dropped.
+    let other = topics.share_sync("ffffffffffffffffffffffffffffffff");
+    for topic in [other.as_str(), "canvasl/sync"] {
+        let d = inbound.accept(topic, &p.payload, T0).unwrap_err();
+        assert_eq!(d.reason.as_str(), "wrong-topic", "{topic}");
+    }
+    assert!(inbound.accept(&p.topic, &p.payload, T0).is_ok());
+    assert!(inbound.accept(&plain.topic, &plain.payload, T0).is_ok());
 }
