@@ -110,10 +110,7 @@ fn keys_come_only_from_the_origin_and_only_to_members() -> R {
     // b (a member, not the origin) hands c the key it got: refused.
     let now = bus.now;
     let gift = bus.nodes[1].engine().key_actions_for_test(&share, &c);
-    let actions = match gift {
-        Ok(a) => a,
-        Err(e) => return Err(e.into()),
-    };
+    let actions = gift?;
     let mut refusals = Vec::new();
     for a in actions {
         if let super::Action::Publish {
