@@ -203,7 +203,8 @@ fn a_member_list_keeps_other_peers_out() -> R {
     }
     // The origin offers the share only to members.
     assert!(bus.nodes[0].engine().offer(&outsider, T0).is_empty());
-    assert_eq!(bus.nodes[0].engine().offer(&member, T0 + 100).len(), 1);
+    // (The key, then the request.)
+    assert_eq!(bus.nodes[0].engine().offer(&member, T0 + 100).len(), 2);
     Ok(())
 }
 
