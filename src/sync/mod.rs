@@ -103,7 +103,9 @@
 //! `wrong-op` (op not allowed for the event kind), `bad-share`, `bad-origin`, `name-*`
 //! (see [`NameError::reason`]), `bad-base64`, `bad-heads`, `bad-change` (not automerge data,
 //! or the CRDT refused it), `chunk-mismatch`, `chunk-overflow`, `chunk-expired`,
-//! `chunk-corrupt`, `too-many-shares`, `unsafe-path`. Counted in [`SyncEngine::refusals`].
+//! `chunk-corrupt`, `too-many-shares`, `unsafe-path`, and for owned and private shares
+//! (see [`members`] and [`share_key`]) `not-origin`, `not-member`, `bad-members`,
+//! `decrypt-failed`, `not-sealed`. Counted in [`SyncEngine::refusals`].
 
 pub mod action;
 mod chunk;
