@@ -35,6 +35,7 @@
 (require 'meta-log-federation-sync-status)
 
 (declare-function meta-log-federation--sync-open "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share-members "meta-log-federation-module")
 (declare-function meta-log-federation--sync-close "meta-log-federation-module")
 (declare-function meta-log-federation--sync-running-p "meta-log-federation-module")
 (declare-function meta-log-federation--sync-startup "meta-log-federation-module")
@@ -144,6 +145,8 @@ new (a share just received).")
                         :warning))
       (`(write-failed ,url ,file ,text ,attempt)
        (meta-log-federation--sync-write-failed url file text attempt))))
+  (when (fboundp 'meta-log-federation--members-update-topics)
+    (meta-log-federation--members-update-topics))
   actions)
 
 (defun meta-log-federation--sync-refresh-buffer (file)
@@ -367,20 +370,31 @@ started from, so neither side's edits are lost."
     (unless urls (user-error "No file is shared"))
     (completing-read prompt urls nil t)))
 
-(defun meta-log-federation-share-canvasl (file &optional name)
+(defun meta-log-federation-share-canvasl (file &rest args)
   "Share the CanvasL FILE with the federation; return its canvasl:// URL.
-NAME is the name peers see (default: FILE's name; it must end with
-.canvasl or .jsonl, or .org, .md or .txt for a text file, whose lines
-merge whole).  Peers receive the whole file, then only changes."
+ARGS are an optional NAME, then keyword arguments:
+  :name NAME       the name peers see (default: FILE's name; it must end
+                   with .canvasl or .jsonl, or .org, .md or .txt for a
+                   text file, whose lines merge whole);
+  :members PEERS   a list of peer ids: only they (and this peer, the
+                   share's origin) receive and edit the share; `all', or
+                   leaving it out, shares with the whole federation.
+Peers receive the whole file, then only changes.  See
+`meta-log-federation-share-add-member' to change the members later."
   (interactive (list (read-file-name "Share file: " nil nil t nil
                                      (lambda (f) (or (file-directory-p f)
                                                      (string-match-p "\\.\\(canvasl\\|jsonl\\|org\\|md\\|txt\\)\\'" f))))))
   (meta-log-federation--sync-require)
   (let* ((file (expand-file-name file))
-         (buffer (find-buffer-visiting file)))
+         (buffer (find-buffer-visiting file))
+         (name (if (keywordp (car args)) (plist-get args :name) (car args)))
+         (keys (if (keywordp (car args)) args (cdr args))))
     (when (and buffer (buffer-modified-p buffer))
       (user-error "Save %s first: its unsaved edits would not be shared" (buffer-name buffer)))
-    (let* ((r (meta-log-federation--sync-share file name))
+    (let* ((r (if (plist-member keys :members)
+                  (meta-log-federation--sync-share-members
+                   file name (plist-get keys :members))
+                (meta-log-federation--sync-share file name)))
            (url (car r)))
       (meta-log-federation--sync-run-actions (cdr r))
       (meta-log-federation--sync-refresh-shared-files)

@@ -48,6 +48,7 @@
 (require 'meta-log-federation-compat)
 (require 'meta-log-federation-sync)
 (require 'meta-log-federation-blackboard-share)
+(require 'meta-log-federation-members)
 (require 'meta-log-federation-links)
 (require 'meta-log-federation-direct)
 
@@ -68,7 +69,8 @@
                    meta-log-federation-identity-show meta-log-federation-links-install
                    meta-log-federation-links-uninstall meta-log-federation-chat
                    meta-log-federation-inbox meta-log-federation-outbox
-                   meta-log-federation-sync-status))
+                   meta-log-federation-sync-status meta-log-federation-share-members
+                   meta-log-federation-share-add-member meta-log-federation-share-remove-member))
   (autoload command "meta-log-federation" nil t))
 ;;;###autoload
 (dolist (command '(meta-log-federation-share-blackboard meta-log-federation-open-blackboard))

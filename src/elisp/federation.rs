@@ -44,6 +44,16 @@ pub(super) fn peer_id() -> Option<String> {
     lock(&NODE).as_ref().map(|n| n.peer_id().to_string())
 }
 
+/// A copy of our identity while a node exists (the sync engine signs memberships with it).
+pub(super) fn identity() -> Option<crate::identity::Identity> {
+    lock(&NODE).as_ref().map(|n| n.identity().clone())
+}
+
+/// The topic names of the running node.
+pub(super) fn topics() -> Option<crate::federation::Topics> {
+    lock(&NODE).as_ref().and_then(|n| n.config().topics().ok())
+}
+
 /// Signs a sync event and publishes it; the error says why it was not sent.
 pub(super) fn publish_sync(
     kind: SyncKind,

@@ -11,6 +11,7 @@ mod federation;
 mod files;
 mod identity;
 mod links;
+mod members;
 mod mqtt;
 mod rules;
 mod sync;

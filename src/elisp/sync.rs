@@ -15,9 +15,9 @@ use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 use sha2::{Digest, Sha256};
 
-static ENGINE: Mutex<Option<SyncEngine>> = Mutex::new(None);
+pub(super) static ENGINE: Mutex<Option<SyncEngine>> = Mutex::new(None);
 
-fn with_engine<T>(
+pub(super) fn with_engine<T>(
     env: &Env,
     f: impl FnOnce(&mut SyncEngine) -> std::result::Result<T, SyncError>,
 ) -> Result<T> {
@@ -65,9 +65,10 @@ fn kind_name(k: SyncKind) -> &'static str {
 /// A publication that fails (no connection, full queue) becomes a warning:
 /// the change is in the merge state already and reaches the peers at the
 /// next catch-up.
-fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
+pub(super) fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
     let mut out = Vec::new();
     let mut sent = Vec::new();
+    super::members::subscribe_share_topics();
     for a in actions {
         match a {
             Action::Publish {
@@ -136,7 +137,7 @@ fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
     env.list(&out[..])
 }
 
-fn expand(env: &Env, v: Value<'_>) -> Result<PathBuf> {
+pub(super) fn expand(env: &Env, v: Value<'_>) -> Result<PathBuf> {
     Ok(PathBuf::from(
         env.call("expand-file-name", (v,))?.into_rust::<String>()?,
     ))
@@ -170,7 +171,10 @@ fn sync_open<'e>(
         actor.copy_from_slice(&Sha256::digest(format!("meta-log-federation actor {me}")));
         let config = SyncConfig::for_event_limit(max_event_bytes.max(0) as usize);
         match SyncEngine::open_with(&sync_dir, &state_dir, &me, actor, config) {
-            Ok(e) => {
+            Ok(mut e) => {
+                if let Err(err) = super::members::give_signer(&mut e) {
+                    return raise(env, err);
+                }
                 *lock(&ENGINE) = Some(e);
                 Ok(())
             }

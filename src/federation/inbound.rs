@@ -11,7 +11,7 @@ use super::peers::{PeerInfo, PeerTable, Traffic, Transition};
 use super::protocol::{
     tag_value, AnnouncedStatus, Presence, Route, Topics, KINDS, KIND_DEPARTURE, KIND_LINK_SIGNAL,
     KIND_PEER_MESSAGE, KIND_PRESENCE, KIND_RECEIPT, KIND_SYNC_CHANGE, KIND_SYNC_REQUEST,
-    KIND_SYNC_RESPONSE, PROTOCOL_VERSION, TAG_RECIPIENT, TAG_TOPIC, TAG_VERSION,
+    KIND_SYNC_RESPONSE, PROTOCOL_VERSION, TAG_RECIPIENT, TAG_SHARE, TAG_TOPIC, TAG_VERSION,
 };
 use super::replay::{id_bytes, Refusal, ReplaySet};
 use super::trust::{TrustError, TrustPolicy, TrustState, TrustStore, Verdict};
@@ -374,6 +374,20 @@ impl Inbound {
                 return Err(fail(
                     DropReason::WrongTopic,
                     "presence on another peer's presence topic".into(),
+                ));
+            }
+            // A share's topic carries only events sealed for that share, and a sealed
+            // event only travels on its share's topic.
+            Route::ShareSync(tag) if tag_value(&ev.tags, TAG_SHARE) != Some(tag.as_str()) => {
+                return Err(fail(
+                    DropReason::WrongTopic,
+                    "the event's s tag does not name the share topic it came on".into(),
+                ));
+            }
+            Route::Sync if tag_value(&ev.tags, TAG_SHARE).is_some() => {
+                return Err(fail(
+                    DropReason::WrongTopic,
+                    "a sealed share event on the federation-wide sync topic".into(),
                 ));
             }
             Route::Messages(to) => {

@@ -197,6 +197,11 @@ impl Node {
         warnings
     }
 
+    /// The identity of this peer (signs the memberships of its shares).
+    pub fn identity(&self) -> &Identity {
+        self.outbound.identity()
+    }
+
     /// The MQTT client id of this peer (see [`client_id_for`]).
     pub fn client_id(&self) -> String {
         client_id_for(self.peer_id())

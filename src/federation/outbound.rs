@@ -97,6 +97,11 @@ fn base_tags(topic: TopicKind) -> Vec<Vec<String>> {
 }
 
 impl Outbound {
+    /// The identity that signs our events.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// The sending side for `identity`, announcing `profile`; starts a
     /// session at `now`.
     pub fn new(
@@ -351,8 +356,18 @@ impl Outbound {
                 _ => {}
             }
         }
+        // A sealed event of a share with members goes on that share's own topic.
+        let topic = match super::protocol::tag_value(&extra_tags, super::protocol::TAG_SHARE) {
+            Some(tag) if super::protocol::is_share_tag(tag) => self.topics.share_sync(tag),
+            Some(_) => {
+                return Err(OutboundError::BadTags(
+                    "the `s` tag is not a share tag".into(),
+                ))
+            }
+            None => self.topics.sync(),
+        };
         let mut tags = base_tags(TopicKind::Sync);
         tags.extend(extra_tags);
-        self.finish(self.topics.sync(), kind.kind(), content, tags, now, false)
+        self.finish(topic, kind.kind(), content, tags, now, false)
     }
 }

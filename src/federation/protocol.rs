@@ -121,6 +121,9 @@ pub enum Route {
     Messages(String),
     /// `{p}/sync`.
     Sync,
+    /// `{p}/sync/{share-tag}`: the sync traffic of one share with members, under its opaque
+    /// tag (see [`is_share_tag`]).
+    ShareSync(String),
 }
 
 impl Route {
@@ -130,7 +133,7 @@ impl Route {
             Route::Announce => TopicKind::Announce,
             Route::Presence(_) => TopicKind::Presence,
             Route::Messages(_) => TopicKind::Messages,
-            Route::Sync => TopicKind::Sync,
+            Route::Sync | Route::ShareSync(_) => TopicKind::Sync,
         }
     }
 }
@@ -138,6 +141,18 @@ impl Route {
 /// Whether `s` is a peer id: 64 lowercase hex characters.
 pub fn is_peer_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Tag name of the opaque share tag `["s", <share tag>]` of a sealed sync event.
+pub const TAG_SHARE: &str = "s";
+
+/// Length of an opaque share tag, in hex characters.
+pub const SHARE_TAG_HEX_LEN: usize = 32;
+
+/// Whether `s` is an opaque share tag: 32 lowercase hex characters (see
+/// `crate::sync::share_key`).
+pub fn is_share_tag(s: &str) -> bool {
+    s.len() == SHARE_TAG_HEX_LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Topic names under one prefix.
@@ -177,6 +192,12 @@ impl Topics {
         format!("{}/sync", self.prefix)
     }
 
+    /// `{p}/sync/{tag}`: the topic of one share with members, subscribed only by its
+    /// holders.
+    pub fn share_sync(&self, tag: &str) -> String {
+        format!("{}/sync/{tag}", self.prefix)
+    }
+
     /// `{p}/peers/{peer_id}/presence`.
     pub fn presence(&self, peer_id: &str) -> String {
         format!("{}/peers/{peer_id}/presence", self.prefix)
@@ -211,6 +232,7 @@ impl Topics {
         let levels: Vec<&str> = rest.split('/').collect();
         match levels.as_slice() {
             ["sync"] => Some(Route::Sync),
+            ["sync", tag] if is_share_tag(tag) => Some(Route::ShareSync(tag.to_string())),
             ["peers", "announce"] => Some(Route::Announce),
             ["peers", id, "presence"] if is_peer_id(id) => Some(Route::Presence(id.to_string())),
             ["peers", id, "messages"] if is_peer_id(id) => Some(Route::Messages(id.to_string())),

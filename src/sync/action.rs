@@ -99,6 +99,20 @@ pub enum SyncError {
     /// We already share another file under this name.
     #[error("another file is already shared as {0}; give this one another name")]
     NameTaken(ShareId),
+    /// Only a share's origin can do this (change its members).
+    #[error("only the origin of {0} can change its members; ask its origin")]
+    NotOrigin(ShareId),
+    /// Sealing or unsealing with a share key failed (the OS random source failed).
+    #[error("cannot encrypt for a share with members: {0}")]
+    Crypto(String),
+    /// A share with members cannot become a share with the whole federation.
+    #[error("{0} has members and is encrypted; it cannot be opened to the whole federation (share a copy of the file instead)")]
+    Sealed(ShareId),
+    /// Memberships cannot be signed: the engine has no key (federation is not running).
+    #[error(
+        "the sync engine has no signing key: start federation (meta-log-federation-init) first"
+    )]
+    NoSigner,
     /// The share was unshared.
     #[error("{0} is not synced any more (it was unshared); share the file again to resume")]
     Unshared(ShareId),

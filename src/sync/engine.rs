@@ -77,6 +77,10 @@ pub struct SyncEngine {
     pub(crate) notices: Vec<Action>,
     /// Write failures so far (to tell whether a retry failed again).
     pub(crate) write_failures_seen: u64,
+    /// Memberships and origin authority (see `super::members`).
+    pub(crate) members: super::members::Registry,
+    /// Keys of the shares with members (see `super::share_key`).
+    pub(crate) keys: super::share_key::KeyRing,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -151,7 +155,7 @@ impl SyncEngine {
             max_transfers: config.max_transfers,
             max_age_secs: config.chunk_max_age_secs,
         });
-        Ok(SyncEngine {
+        let mut engine = SyncEngine {
             me: identity_peer_id.to_string(),
             actor,
             config,
@@ -170,7 +174,12 @@ impl SyncEngine {
                 .into_iter()
                 .collect(),
             write_failures_seen: 0,
-        })
+            members: super::members::Registry::default(),
+            keys: super::share_key::KeyRing::default(),
+        };
+        engine.load_members()?;
+        engine.load_keys()?;
+        Ok(engine)
     }
 
     /// Our peer id.
@@ -232,6 +241,26 @@ impl SyncEngine {
         path: &Path,
         name: Option<&str>,
         now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let known = fs::canonicalize(path)
+            .ok()
+            .is_some_and(|c| self.shares.values().any(|s| s.entry.path == c));
+        if self.members.has_signer() && !known {
+            // A new share: its membership, signed by us, is the whole federation (see
+            // `super::members`). A known one resumes with the membership it has.
+            return self.share_with_members(path, name, None, now);
+        }
+        self.share_announcing(path, name, now, true)
+    }
+
+    /// [`SyncEngine::share`]; `announce` false leaves out the announcement of the whole
+    /// document (a share with members is offered to each of them instead).
+    pub(crate) fn share_announcing(
+        &mut self,
+        path: &Path,
+        name: Option<&str>,
+        now: u64,
+        announce: bool,
     ) -> Result<Vec<Action>, SyncError> {
         let canon = fs::canonicalize(path).map_err(|e| SyncError::io("open", path, e))?;
         if !fs::metadata(&canon)
@@ -307,6 +336,7 @@ impl SyncEngine {
         }
         // The announcement must be sendable before anything is written.
         let actions = self.data_actions(&id, Of::Change, true, &saved, Vec::new())?;
+        let actions = if announce { actions } else { Vec::new() };
         let state = StateFile {
             meta: StateMeta {
                 heads: doc.heads(),
@@ -349,7 +379,7 @@ impl SyncEngine {
         }
         self.write_manifest()?;
         let mut out = self.absorb_file(id)?;
-        if id.origin() == self.me {
+        if id.origin() == self.me && self.announced_to_all(id) {
             let saved = self.live(id)?.doc.save();
             out.extend(self.data_actions(id, Of::Change, true, &saved, Vec::new())?);
         }
@@ -514,10 +544,13 @@ impl SyncEngine {
             .values()
             .filter(|s| !s.entry.unshared && s.entry.share.origin() == self.me)
             .map(|s| s.entry.share.clone())
+            .filter(|id| self.offer_allowed(id, to_peer))
             .collect();
         let mut out = Vec::new();
         for id in ids {
             if self.live(&id).is_ok() {
+                // A member that was away when it was added gets the key first.
+                out.extend(self.key_for_member(&id, to_peer));
                 out.extend(self.request(&id, Some(to_peer), now, false));
             }
         }

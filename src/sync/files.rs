@@ -269,7 +269,7 @@ impl SyncEngine {
             of,
             full,
             data,
-            self.config.max_content_bytes,
+            self.content_budget_for(id),
             self.config.max_chunks(),
         )
         .map_err(|e| match e {
@@ -287,14 +287,11 @@ impl SyncEngine {
             Of::Change => SyncKind::Change,
             Of::Response => SyncKind::Response,
         };
-        Ok(contents
+        // A share with members is sealed with its key (see `super::share_key`).
+        contents
             .into_iter()
-            .map(|content| Action::Publish {
-                kind,
-                content,
-                tags: tags.clone(),
-            })
-            .collect())
+            .map(|content| self.seal_publish(id, kind, content, tags.clone()))
+            .collect()
     }
 
     /// A request for what we miss of `id`, to `target` or to everyone. Unless `force`, not
@@ -333,7 +330,7 @@ impl SyncEngine {
             }
         }
         self.requests.insert(key, (heads.clone(), now));
-        let budget = self.config.max_content_bytes;
+        let budget = self.content_budget_for(id);
         let mut content = encode_request(id, &heads, &have);
         if escaped_len(&content) > budget {
             content = encode_request(id, &heads, &[]);
@@ -344,12 +341,19 @@ impl SyncEngine {
             n /= 2;
             content = encode_request(id, &heads[..n * 32], &[]);
         }
-        Some(Action::Publish {
-            kind: SyncKind::Request,
-            content,
-            tags: target
-                .map(|t| vec![vec!["p".to_string(), t.to_string()]])
-                .unwrap_or_default(),
-        })
+        let tags = target
+            .map(|t| vec![vec!["p".to_string(), t.to_string()]])
+            .unwrap_or_default();
+        match self.seal_publish(id, SyncKind::Request, content, tags) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                // Never sent in clear: the next catch-up asks again.
+                self.notices.push(Action::Warning {
+                    share: Some(id.clone()),
+                    message: e.to_string(),
+                });
+                None
+            }
+        }
     }
 }

@@ -10,6 +10,7 @@ use super::action::{Action, SyncError};
 use super::chunk::ChunkOutcome;
 use super::engine::{stamp_of, Live, Share, SyncEngine};
 use super::share_id::{folded_name, ShareId};
+use super::share_key::{envelope, Envelope};
 use super::store::{read_file, sha256, write_synced_file, ManifestEntry, StateFile, StateMeta};
 use super::wire::{parse, Content, Of, Op, ParseLimits};
 
@@ -35,7 +36,7 @@ fn short(s: &str) -> String {
 }
 
 impl SyncEngine {
-    fn refuse(&mut self, out: &mut Vec<Action>, reason: &'static str, detail: String) {
+    pub(crate) fn refuse(&mut self, out: &mut Vec<Action>, reason: &'static str, detail: String) {
         self.refusals.count(reason);
         out.push(Action::Refused {
             reason,
@@ -112,6 +113,29 @@ impl SyncEngine {
             }
         }
         let for_someone_else = target.is_some_and(|t| t != self.me);
+        // A share with members: keys come in envelopes, contents sealed (see `share_key`).
+        let opened;
+        let (content, sealed_for) = match envelope(content) {
+            Err((reason, detail)) => {
+                self.refuse(out, reason, format!("from {}: {detail}", &from[..12]));
+                return Ok(());
+            }
+            Ok(Envelope::Key(k)) => {
+                if target == Some(self.me.as_str()) && kind == SyncKind::Response {
+                    self.on_key(from, &k, now, out)?;
+                }
+                return Ok(());
+            }
+            Ok(Envelope::Sealed(s)) => match self.open_sealed(from, kind, &s, out) {
+                Some((share, plain)) => {
+                    opened = plain;
+                    (opened.as_str(), Some(share))
+                }
+                // Not ours (a share we are not a member of), or refused.
+                None => return Ok(()),
+            },
+            Ok(Envelope::Plain) => (content, None),
+        };
         let limits = ParseLimits {
             max_payload: self.config.max_payload_bytes,
             max_chunks: self.config.max_chunks(),
@@ -124,6 +148,32 @@ impl SyncEngine {
                 return Ok(());
             }
         };
+        match &sealed_for {
+            Some(s) if *s != share => {
+                self.refuse(
+                    out,
+                    "bad-share",
+                    format!("sealed for {s} but about {share}"),
+                );
+                return Ok(());
+            }
+            None if self.keys.sealed(&share) => {
+                // Its members seal everything: a plain event about it is not from one.
+                if !self.member_may(from, &share, out) {
+                    return Ok(());
+                }
+                self.refuse(
+                    out,
+                    "not-sealed",
+                    format!(
+                        "{share} from {}: a share with members, in clear",
+                        &from[..12]
+                    ),
+                );
+                return Ok(());
+            }
+            _ => {}
+        }
         let allowed = match (&op, kind) {
             (Op::Request { .. }, SyncKind::Request) => true,
             (Op::Data { of: Of::Change, .. }, SyncKind::Change)
@@ -135,6 +185,7 @@ impl SyncEngine {
             ) => true,
             (Op::Chunk(c), SyncKind::Change) => c.of == Of::Change,
             (Op::Chunk(c), SyncKind::Response) => c.of == Of::Response,
+            (Op::Members(_), SyncKind::Change | SyncKind::Response) => true,
             _ => false,
         };
         if !allowed {
@@ -146,6 +197,7 @@ impl SyncEngine {
             return Ok(());
         }
         match op {
+            Op::Members(event) => self.on_members(&share, *event, now, out)?,
             Op::Request { heads, have } => {
                 if !for_someone_else {
                     self.on_request(from, &share, &heads, &have, now, out)?;
@@ -190,12 +242,16 @@ impl SyncEngine {
             Some(_) => return Ok(()),
             None => {
                 // The origin offers a share we have never heard of (see
-                // `SyncEngine::offer`): ask it for the whole document.
-                if share.origin() == from {
+                // `SyncEngine::offer`): ask it for the whole document, unless its
+                // membership leaves us out.
+                if share.origin() == from && self.members.admits(share, &self.me) {
                     out.extend(self.request(share, Some(from), now, false));
                 }
                 return Ok(());
             }
+        }
+        if !self.member_may(from, share, out) {
+            return Ok(());
         }
         // Answer with the file as the user last saved it.
         out.extend(self.absorb_if_touched(share)?);
@@ -215,6 +271,8 @@ impl SyncEngine {
         // (a duplicated request, or a flood).
         if !data.is_empty() && (!full || self.may_send_full(share, from, now)) {
             let tags = vec![vec![TAG_RECIPIENT.to_string(), from.to_string()]];
+            // The membership first, so a newcomer can check who answers for the origin.
+            out.extend(self.members_for_response(share, from)?);
             out.extend(self.data_actions(share, Of::Response, full, &data, tags)?);
         }
         if unknown > 0 {
@@ -310,7 +368,13 @@ impl SyncEngine {
         }
         match self.shares.get(share).map(|s| s.entry.unshared) {
             Some(true) => Ok(()),
-            Some(false) => self.apply_data(from, share, data, now, out),
+            Some(false) => {
+                if self.member_may(from, share, out) {
+                    self.apply_data(from, share, data, now, out)
+                } else {
+                    Ok(())
+                }
+            }
             None => {
                 let for_me = target == Some(self.me.as_str());
                 let creatable = full
@@ -318,8 +382,16 @@ impl SyncEngine {
                         Of::Change => from == share.origin(),
                         Of::Response => for_me,
                     };
+                // Origin authority: only the origin, or a member the origin vouched for,
+                // brings a share into existence here (see `super::members`).
                 if creatable {
-                    self.create_share(from, share, data, now, out)
+                    if self.may_create(from, share, out) {
+                        self.create_share(from, share, data, now, out)
+                    } else {
+                        Ok(())
+                    }
+                } else if !self.may_ask(from, share, out) {
+                    Ok(())
                 } else {
                     if of == Of::Change || for_me {
                         // A share we do not have: ask for all of it.
@@ -469,6 +541,7 @@ impl SyncEngine {
             l.stamp = stamp_of(&path);
         }
         self.write_manifest()?;
+        self.members_created(share)?;
         out.push(Action::Updated {
             share: share.clone(),
             path,

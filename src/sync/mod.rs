@@ -110,7 +110,9 @@
 //! `wrong-op` (op not allowed for the event kind), `bad-share`, `bad-origin`, `name-*`
 //! (see [`NameError::reason`]), `bad-base64`, `bad-heads`, `bad-change` (not automerge data,
 //! or the CRDT refused it), `chunk-mismatch`, `chunk-overflow`, `chunk-expired`,
-//! `chunk-corrupt`, `too-many-shares`, `unsafe-path`. Counted in [`SyncEngine::refusals`].
+//! `chunk-corrupt`, `too-many-shares`, `unsafe-path`, and for owned and private shares
+//! (see [`members`] and [`share_key`]) `not-origin`, `not-member`, `bad-members`,
+//! `decrypt-failed`, `not-sealed`. Counted in [`SyncEngine::refusals`].
 
 pub mod action;
 mod ask;
@@ -121,9 +123,12 @@ pub mod health;
 pub mod hunk;
 mod inbound;
 pub mod lines;
+pub mod members;
 mod recover;
+mod sealing;
 pub mod share_id;
 mod statelog;
+pub mod share_key;
 mod store;
 mod wire;
 
@@ -139,6 +144,7 @@ pub use share_id::{
     check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
     MAX_NAME_BYTES,
 };
+pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::share_id::ShareId;
+use crate::identity::event::SignedEvent;
 
 /// The first bytes of every automerge chunk (saved document or change).
 const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
@@ -93,6 +94,8 @@ pub(crate) enum Op {
     Request { heads: Vec<u8>, have: Vec<u8> },
     /// One piece of a `Data` payload too large for one event.
     Chunk(Chunk),
+    /// A membership document signed by the share's origin (see `super::members`).
+    Members(Box<SignedEvent>),
 }
 
 /// A chunk of a large payload.
@@ -154,6 +157,8 @@ struct Raw {
     have: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<SignedEvent>,
 }
 
 fn raw(share: &ShareId, op: &str) -> Raw {
@@ -175,6 +180,13 @@ pub(crate) fn encode_data(share: &ShareId, of: Of, full: bool, data: &[u8]) -> S
     let mut r = raw(share, of.as_str());
     r.full = Some(full);
     r.data = Some(Base64::encode_string(data));
+    to_json(&r)
+}
+
+/// `{"v":1,"share":..,"op":"members","members":<signed event>}`.
+pub(crate) fn encode_members(share: &ShareId, event: &SignedEvent) -> String {
+    let mut r = raw(share, "members");
+    r.members = Some(event.clone());
     to_json(&r)
 }
 
@@ -337,6 +349,7 @@ pub(crate) fn parse(content: &str, limits: &ParseLimits) -> Result<Content, Refu
                 data,
             })
         }
+        "members" => Op::Members(Box::new(need("members", r.members)?)),
         other => return Err(("malformed", format!("unknown op {other:?}"))),
     };
     Ok(Content { share, op })

@@ -7,6 +7,7 @@ use tempfile::TempDir;
 
 use crate::canvasl::generate::XorShift;
 use crate::federation::SyncKind;
+use crate::identity::Identity;
 
 use super::{Action, ShareId, SyncConfig, SyncEngine};
 
@@ -28,6 +29,8 @@ pub(crate) struct Node {
     pub(crate) config: SyncConfig,
     engine: Option<SyncEngine>,
     pub(crate) online: bool,
+    /// The node's key, for nodes that sign memberships ([`Node::signed`]).
+    pub(crate) identity: Option<Identity>,
 }
 
 impl Node {
@@ -41,6 +44,25 @@ impl Node {
             config,
             engine: None,
             online: true,
+            identity: None,
+        };
+        node.open();
+        node
+    }
+
+    /// A node with a real key (secret `[n; 32]`) that signs the memberships of its shares.
+    pub(crate) fn signed(n: u8, config: SyncConfig) -> Node {
+        let identity = Identity::from_secret_for_tests([n; 32]);
+        let root = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(root.path().join("home")).expect("home");
+        let mut node = Node {
+            n,
+            id: identity.peer_id(),
+            root,
+            config,
+            engine: None,
+            online: true,
+            identity: Some(identity),
         };
         node.open();
         node
@@ -57,6 +79,11 @@ impl Node {
             )
             .expect("open engine"),
         );
+        if let Some(identity) = self.identity.clone() {
+            self.engine()
+                .set_signer(identity, T0)
+                .expect("the node's own key");
+        }
     }
 
     pub(crate) fn engine(&mut self) -> &mut SyncEngine {
@@ -136,7 +163,7 @@ impl Bus {
     pub(crate) fn new(n: usize, seed: u64, config: &SyncConfig) -> Bus {
         Bus {
             nodes: (0..n)
-                .map(|i| Node::new(i as u8 + 1, config.clone()))
+                .map(|i| Node::signed(i as u8 + 1, config.clone()))
                 .collect(),
             queue: Vec::new(),
             rng: XorShift::new(seed),

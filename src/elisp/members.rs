@@ -1,0 +1,173 @@
+//! The Elisp functions for share membership (see `crate::sync::members`): share with members,
+//! change them, show them. Kept apart from `sync.rs` so each file has one job.
+
+use super::convert::{plist, CallTimer};
+use super::errors::{guard, signal, Kind};
+use super::identity::now;
+use super::sync::{expand, run_actions, with_engine};
+use crate::events::lock;
+use crate::sync::{SyncEngine, SyncError};
+use crate::transport::connection;
+use emacs::{defun, Env, IntoLisp, Result, Value};
+
+/// Gives a freshly opened engine the running node's key (called by `-sync-open`).
+pub(super) fn give_signer(engine: &mut SyncEngine) -> std::result::Result<(), SyncError> {
+    lock(&SUBSCRIBED).clear();
+    match super::federation::identity() {
+        Some(identity) => engine.set_signer(identity, now()),
+        None => Err(SyncError::NoSigner),
+    }
+}
+
+/// The topics of the shares with members this peer holds (`{p}/sync/{tag}`).
+fn share_topics() -> Vec<String> {
+    let tags = match lock(&super::sync::ENGINE).as_ref() {
+        Some(e) => e.share_tags(),
+        None => return Vec::new(),
+    };
+    match super::federation::topics() {
+        Some(t) => tags.iter().map(|tag| t.share_sync(tag)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Subscribes at the broker to the topic of every share with members we hold, before
+/// anything about it is published (called by `run_actions`), so the answer to a request we
+/// are about to send cannot pass before the subscription. Elisp attaches the handler
+/// (`meta-log-federation--members-update-topics') before it reads the next message.
+pub(super) fn subscribe_share_topics() {
+    for topic in share_topics() {
+        if lock(&SUBSCRIBED).contains(&topic) {
+            continue;
+        }
+        if let Some(Ok(_)) = connection::with_client(|c| c.subscribe(&topic, 1)) {
+            lock(&SUBSCRIBED).insert(topic);
+        }
+    }
+}
+
+/// The per-share topics subscribed since the engine opened (the client restores them
+/// after a reconnect by itself).
+static SUBSCRIBED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Return the topics of the shares with members this peer holds (`PREFIX/sync/TAG`).
+///
+/// Internal: `meta-log-federation--members-update-topics' subscribes to them.
+#[defun(name = "-sync-share-topics")]
+fn sync_share_topics(env: &Env) -> Result<Value<'_>> {
+    let topics = share_topics();
+    env.list(
+        &topics
+            .into_iter()
+            .map(|t| t.into_lisp(env))
+            .collect::<Result<Vec<_>>>()?[..],
+    )
+}
+
+/// MEMBERS from Lisp: the symbol `all` for the whole federation, else a list of peer ids.
+fn members_arg(env: &Env, v: Value<'_>) -> Result<Option<Vec<String>>> {
+    if v == env.intern("all")? {
+        return Ok(None);
+    }
+    if !env.call("listp", (v,))?.is_not_nil() {
+        return signal(
+            env,
+            Kind::Sync,
+            "members must be `all' or a list of peer ids (64 lowercase hex characters)",
+        );
+    }
+    let mut out = Vec::new();
+    let mut rest = v;
+    while rest.is_not_nil() {
+        let id = env.call("car", (rest,))?;
+        match id.into_rust::<String>() {
+            Ok(s) => out.push(s),
+            Err(_) => {
+                return signal(
+                    env,
+                    Kind::Sync,
+                    "each member must be a peer id string (64 lowercase hex characters)",
+                )
+            }
+        }
+        rest = env.call("cdr", (rest,))?;
+    }
+    Ok(Some(out))
+}
+
+/// Share FILE under NAME (nil: its file name) with MEMBERS; return (URL . ACTIONS).
+///
+/// MEMBERS is `all' (the whole federation) or a list of peer ids.
+#[defun(name = "-sync-share-members")]
+fn sync_share_members<'e>(
+    env: &'e Env,
+    file: Value<'e>,
+    name: Value<'e>,
+    members: Value<'e>,
+) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-share-members");
+    let path = expand(env, file)?;
+    let name: Option<String> = if name.is_not_nil() {
+        Some(name.into_rust()?)
+    } else {
+        None
+    };
+    let members = members_arg(env, members)?;
+    guard(env, || {
+        let (url, actions) = with_engine(env, |e| {
+            let mut actions = e.share_with_members(&path, name.as_deref(), members, now())?;
+            actions.extend(e.take_notices());
+            let url = e.resolve(&path.to_string_lossy())?.url();
+            Ok((url, actions))
+        })?;
+        env.cons(url, run_actions(env, actions)?)
+    })
+}
+
+/// Replace the members of our SHARE (URL or file) by MEMBERS; return the actions.
+///
+/// MEMBERS is `all' or a list of peer ids.  Only the share's origin can do this.
+#[defun(name = "-sync-set-members")]
+fn sync_set_members<'e>(env: &'e Env, share: String, members: Value<'e>) -> Result<Value<'e>> {
+    let _t = CallTimer::start("sync-set-members");
+    let members = members_arg(env, members)?;
+    guard(env, || {
+        let a = with_engine(env, |e| {
+            let mut a = e.set_members(&share, members, now())?;
+            a.extend(e.take_notices());
+            Ok(a)
+        })?;
+        run_actions(env, a)
+    })
+}
+
+/// Return the membership of SHARE (URL or file) as a plist, or nil if it has none.
+///
+/// Keys: :origin (peer id), :version, :members (`all' or a list of peer ids).
+#[defun(name = "-sync-members")]
+fn sync_members<'e>(env: &'e Env, share: String) -> Result<Value<'e>> {
+    guard(env, || {
+        let m = with_engine(env, |e| e.membership(&share))?;
+        let Some(m) = m else {
+            return env.intern("nil");
+        };
+        let members = match m.list() {
+            None => env.intern("all")?,
+            Some(list) => env.list(
+                &list
+                    .into_iter()
+                    .map(|s| s.into_lisp(env))
+                    .collect::<Result<Vec<_>>>()?[..],
+            )?,
+        };
+        plist(
+            env,
+            vec![
+                (":origin", m.share.origin().to_string().into_lisp(env)?),
+                (":version", (m.version as i64).into_lisp(env)?),
+                (":members", members),
+            ],
+        )
+    })
+}

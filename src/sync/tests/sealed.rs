@@ -1,0 +1,205 @@
+//! Shares with members are sealed (issue 13, item 3): nothing about them travels in clear,
+//! keys reach members only, a removed member cannot read what follows its removal.
+
+use super::share_key::{envelope, Envelope};
+use super::util::{read, Bus, R, T0};
+use super::{ShareId, SyncConfig};
+use crate::federation::SyncKind;
+
+const CANARY: &str = "canary-7f3a9c";
+
+fn text(extra: &str) -> String {
+    format!(
+        "@version 1.0\n\n{{\"id\":\"a\",\"text\":\"{CANARY}\"}}\n{{\"id\":\"b\",\"x\":2}}\n{extra}"
+    )
+}
+
+#[test]
+fn nothing_of_a_members_share_travels_in_clear() -> R {
+    let mut bus = Bus::new(3, 31, &SyncConfig::default());
+    let member = bus.nodes[1].id.clone();
+    let path = bus.nodes[0].write_home("secret-plan.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![member.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "secret-plan.canvasl")?;
+    assert_eq!(read(&bus.nodes[1].file_of(&share)), text("").as_bytes());
+    std::fs::write(
+        &path,
+        text("{\"id\":\"c\",\"text\":\"second canary-7f3a9c\"}\n"),
+    )?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("second"));
+    assert!(bus.log.len() >= 4, "{}", bus.log.len());
+    for (from, kind, content) in &bus.log {
+        assert!(!content.contains(CANARY), "{from} {kind:?}: {content}");
+        assert!(
+            !content.contains("secret-plan"),
+            "{from} {kind:?}: {content}"
+        );
+        match envelope(content) {
+            Ok(Envelope::Sealed(_)) | Ok(Envelope::Key(_)) => {}
+            _ => panic!("in clear: {content}"),
+        }
+    }
+    // The third peer saw all of it and holds nothing.
+    assert!(bus.nodes[2].engine().shares().is_empty());
+    assert!(bus.refused.is_empty(), "{:?}", bus.refused);
+    Ok(())
+}
+
+#[test]
+fn a_removed_member_cannot_open_what_follows() -> R {
+    let mut bus = Bus::new(3, 32, &SyncConfig::default());
+    let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
+    let path = bus.nodes[0].write_home("roster.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone(), c.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "roster.canvasl")?;
+    assert_eq!(read(&bus.nodes[2].file_of(&share)), text("").as_bytes());
+    let old_tag = bus.nodes[0].engine().keys.current(&share).unwrap().tag();
+    bus.now += 10;
+    bus.on(0, |e, now| {
+        e.set_members(&share.url(), Some(vec![c.clone()]), now)
+    })?;
+    bus.run();
+    let new_tag = bus.nodes[0].engine().keys.current(&share).unwrap().tag();
+    assert_ne!(old_tag, new_tag, "the key was rotated");
+    assert!(bus.nodes[1].engine().keys.by_tag(&new_tag).is_none());
+    assert!(bus.nodes[2].engine().keys.by_tag(&new_tag).is_some());
+    let mark = bus.log.len();
+    std::fs::write(&path, text("{\"id\":\"z\",\"text\":\"after removal\"}\n"))?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(String::from_utf8(read(&bus.nodes[2].file_of(&share)))?.contains("after removal"));
+    assert!(!String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("after removal"));
+    // Every event after the removal is sealed under the new key, which b lacks: with every
+    // key b holds, none opens.
+    let later: Vec<_> = bus.log[mark..].to_vec();
+    assert!(!later.is_empty());
+    for (_, kind, content) in later {
+        let Ok(Envelope::Sealed(s)) = envelope(&content) else {
+            panic!("in clear: {content}")
+        };
+        assert_eq!(s.tag, new_tag);
+        let old = bus.nodes[1]
+            .engine()
+            .keys
+            .by_tag(&old_tag)
+            .map(|(_, k)| k.clone());
+        let old = old.expect("b keeps its old key");
+        assert!(old.open(kind, &s.sealed).is_err());
+    }
+    Ok(())
+}
+
+#[test]
+fn keys_come_only_from_the_origin_and_only_to_members() -> R {
+    let mut bus = Bus::new(3, 33, &SyncConfig::default());
+    let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
+    let path = bus.nodes[0].write_home("k.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "k.canvasl")?;
+    // b (a member, not the origin) hands c the key it got: refused.
+    let now = bus.now;
+    let gift = bus.nodes[1].engine().key_actions_for_test(&share, &c);
+    let actions = gift?;
+    let mut refusals = Vec::new();
+    for a in actions {
+        if let super::Action::Publish {
+            kind,
+            content,
+            tags,
+        } = a
+        {
+            assert_eq!(kind, SyncKind::Response);
+            let r = bus.nodes[2]
+                .engine()
+                .handle(&b, kind, &content, &tags, now)?;
+            refusals.extend(r);
+        }
+    }
+    assert!(
+        refusals.iter().any(|a| matches!(
+            a,
+            super::Action::Refused {
+                reason: "not-origin",
+                ..
+            }
+        )),
+        "{refusals:?}"
+    );
+    assert!(bus.nodes[2].engine().keys.current(&share).is_none());
+    assert!(bus.nodes[2].engine().shares().is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_member_away_when_added_gets_the_key_when_it_comes_online() -> R {
+    let mut bus = Bus::new(3, 34, &SyncConfig::default());
+    let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
+    bus.nodes[2].online = false;
+    let path = bus.nodes[0].write_home("late.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone(), c.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "late.canvasl")?;
+    assert!(bus.nodes[2].engine().shares().is_empty());
+    // c comes online: the origin's offer hands it the key, then the document.
+    bus.nodes[2].online = true;
+    bus.now += 100;
+    bus.on(0, |e, now| Ok(e.offer(&c, now)))?;
+    bus.run();
+    assert_eq!(read(&bus.nodes[2].file_of(&share)), text("").as_bytes());
+    Ok(())
+}
+
+#[test]
+fn sealed_events_travel_on_their_share_topic_only() {
+    use crate::federation::{
+        Config, Inbound, LocalProfile, Outbound, Topics, TrustPolicy, TrustStore,
+    };
+    use crate::identity::Identity;
+    let topics = Topics::default();
+    let tag = "0123456789abcdef0123456789abcdef";
+    assert_eq!(topics.share_sync(tag), format!("canvasl/sync/{tag}"));
+    assert_eq!(
+        topics.parse(&topics.share_sync(tag)),
+        Some(crate::federation::Route::ShareSync(tag.to_string()))
+    );
+    assert_eq!(topics.parse("canvasl/sync/not-a-tag"), None);
+    let config = Config {
+        policy: TrustPolicy::Open,
+        ..Config::default()
+    };
+    let profile = LocalProfile {
+        name: "a".into(),
+        software: "t".into(),
+        capabilities: Vec::new(),
+    };
+    let alice = Identity::from_secret_for_tests([0x21; 32]);
+    let bob = Identity::from_secret_for_tests([0x22; 32]);
+    let out = Outbound::new(alice, &config, profile, T0).unwrap();
+    let s = vec![vec!["s".to_string(), tag.to_string()]];
+    let p = out.sync(SyncKind::Change, "{}", s.clone(), T0).unwrap();
+    assert_eq!(p.topic, topics.share_sync(tag));
+    let plain = out.sync(SyncKind::Change, "{}", vec![], T0).unwrap();
+    assert_eq!(plain.topic, topics.sync());
+    let mut inbound = Inbound::new(bob, config, TrustStore::new()).unwrap();
+    // On another share's topic, or on the federation-wide one: dropped.
+    let other = topics.share_sync("ffffffffffffffffffffffffffffffff");
+    for topic in [other.as_str(), "canvasl/sync"] {
+        let d = inbound.accept(topic, &p.payload, T0).unwrap_err();
+        assert_eq!(d.reason.as_str(), "wrong-topic", "{topic}");
+    }
+    assert!(inbound.accept(&p.topic, &p.payload, T0).is_ok());
+    assert!(inbound.accept(&plain.topic, &plain.payload, T0).is_ok());
+}
