@@ -6,3 +6,6 @@
 //! once open (an ordered, reliable message pipe to one peer, before the signed hello).
 
 pub mod channel;
+
+#[cfg(feature = "webrtc")]
+pub mod webrtc;
