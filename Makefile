@@ -75,3 +75,10 @@ clean:
 .PHONY: test-large
 test-large:
 	$(CARGO) test $(CARGO_FEATURES) -- --ignored
+
+# The WebRTC link tests alone (loopback, coturn, NAT namespaces as root, aiortc interop); they
+# run the example peer, built first.
+.PHONY: test-links
+test-links:
+	$(CARGO) build $(CARGO_FEATURES) --example link_probe
+	$(CARGO) test $(CARGO_FEATURES) --test webrtc_link --test webrtc_nat --test webrtc_aiortc
