@@ -354,7 +354,9 @@ async fn negotiate(
         }
     }
 
-    let channel = channel.expect("a channel opened");
+    // `ChannelOpen` only comes from a channel's pump, started when the channel was kept.
+    let channel = channel
+        .ok_or_else(|| LinkError::Setup("a data channel opened before it was known".into()))?;
     let (local_fingerprint, remote_fingerprint, path) = check_transport(pc).await?;
     // The setup's events (candidates, gathering) are of no further use; later ones only
     // report the channel's end.
