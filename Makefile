@@ -20,6 +20,7 @@ help:
 	@echo "make test-federation   only the federation and sync ert suites (./tests/test-federation.sh)"
 	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
 	@echo "make bench      print throughput and latency figures"
+	@echo "make test-links the WebRTC link tests alone (loopback, coturn, NAT namespaces as root, aiortc)"
 	@echo "make demo       two Emacs peers meet through the embedded broker"
 	@echo "make docker-check   build the image with podman and run the README's Docker quick start"
 	@echo "                (not in make test; RUST_IMAGE=, RUNTIME_IMAGE=, MOSQUITTO_IMAGE= name local images)"

@@ -387,9 +387,9 @@ fn pump(
                     let _ = events.send(Event::ChannelOpen);
                 }
                 DataChannelEvent::OnMessage(message) => {
-                    if inbound.send(message.data.to_vec()).await.is_err() {
-                        break;
-                    }
+                    // A caller that dropped its receiving half still sends: its messages are
+                    // discarded, the channel stays open (it closes when both halves are gone).
+                    let _ = inbound.send(message.data.to_vec()).await;
                 }
                 DataChannelEvent::OnClose => break,
                 _ => {}
@@ -526,5 +526,34 @@ fn spawn_link(pc: Arc<impl PeerConnection>, open: Open) -> Channel {
         remote_fingerprint,
         tx,
         rx: inbound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_written_as_in_sdp() {
+        // SHA-256("abc"), FIPS 180-2's example.
+        assert_eq!(
+            certificate_fingerprint("SHA-256", b"abc").unwrap(),
+            "sha-256 BA:78:16:BF:8F:01:CF:EA:41:41:40:DE:5D:AE:22:23:\
+             B0:03:61:A3:96:17:7A:9C:B4:10:FF:61:F2:00:15:AD"
+        );
+        assert_eq!(certificate_fingerprint("md5", b"abc"), None);
+        let sdp = "v=0\r\na=group:BUNDLE 0\r\na=fingerprint:SHA-256 ab:cd:ef\r\nm=application\r\n";
+        assert_eq!(sdp_fingerprint(sdp).unwrap(), "sha-256 AB:CD:EF");
+        assert_eq!(sdp_fingerprint("v=0\r\nm=application\r\n"), None);
+    }
+
+    #[test]
+    fn the_path_is_the_least_direct_end_of_the_pair() {
+        use RTCIceCandidateType::*;
+        assert_eq!(path_of(Host, Host), LinkPath::Host);
+        assert_eq!(path_of(Host, Srflx), LinkPath::Srflx);
+        assert_eq!(path_of(Prflx, Host), LinkPath::Srflx);
+        assert_eq!(path_of(Srflx, Relay), LinkPath::Relay);
+        assert_eq!(path_of(Relay, Host), LinkPath::Relay);
     }
 }
