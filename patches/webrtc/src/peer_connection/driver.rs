@@ -2143,10 +2143,16 @@ where
             turn_messages.push(message);
         }
         if !turn_messages.is_empty() {
-            let mut core = self.inner.core.lock().await;
-            for message in turn_messages {
-                core.handle_read(message)?;
+            {
+                let mut core = self.inner.core.lock().await;
+                for message in turn_messages {
+                    core.handle_read(message)?;
+                }
             }
+            // (meta-log-federation patch) what the core answers to relayed data (SCTP SACKs,
+            // DTLS and ICE responses) leaves now: this pass runs after this iteration's writes,
+            // so it would otherwise wait for the next wake-up and throttle the sender.
+            self.poll_writes().await?;
         }
 
         // 3.b Media, unconditionally. It shares nothing with data-channel flow control, and
