@@ -22,6 +22,8 @@ pub mod manager;
 pub mod signal;
 #[cfg(feature = "tls")]
 pub mod tcp;
+#[cfg(feature = "webrtc")]
+pub mod webrtc;
 
 #[cfg(test)]
 pub(crate) mod test_ids {

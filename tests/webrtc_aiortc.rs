@@ -1,0 +1,132 @@
+//! Interop with an independent WebRTC implementation: Python aiortc
+//! (`tests/interop/aiortc_peer.py`) and our `connect` (`examples/link_probe.rs`) open a data
+//! channel to each other, signalling through a real mosquitto, each side offering in turn.
+//! Without python3 + aiortc + paho-mqtt the tests print SKIPPED and record themselves in
+//! `$CARGO_TARGET_DIR/skipped-tests`.
+
+mod common;
+
+use common::Broker;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+fn skip(test: &str, why: &str) {
+    println!("SKIPPED {test}: {why}");
+    let dir = PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into()));
+    let _ = std::fs::create_dir_all(&dir);
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("skipped-tests"))
+    {
+        let _ = writeln!(f, "webrtc_aiortc::{test}: {why}");
+    }
+}
+
+fn aiortc_missing() -> Option<String> {
+    let ok = Command::new("python3")
+        .args(["-c", "import aiortc, paho.mqtt"])
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    (!ok).then(|| {
+        "python3 with aiortc and paho-mqtt is not installed (pip install aiortc paho-mqtt)".into()
+    })
+}
+
+/// `examples/link_probe`, built beside this test. `cargo test` builds it with everything else;
+/// `cargo test --test NAME` does not, so a missing or stale probe (older than the library or
+/// its source) stops the test with what to run, rather than testing old code.
+fn probe_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let probe = profile_dir.join("examples").join("link_probe");
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The newest source the probe is built from: the example and the library's `src/`.
+    let mut newest = modified(&root.join("examples/link_probe.rs"));
+    let mut dirs = vec![root.join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                newest = newest.max(modified(&path));
+            }
+        }
+    }
+    let built = modified(&probe);
+    assert!(
+        built.is_some() && built >= newest,
+        "{} is missing or older than its sources: run `cargo build --example link_probe` \
+         (with the same profile) first, or the whole `cargo test`",
+        probe.display()
+    );
+    probe
+}
+
+fn report(child: std::process::Child, who: &str) -> Value {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or("")).unwrap_or_else(|_| {
+        panic!(
+            "{who} printed no report: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// Run our probe as `ours` and aiortc as the other role; returns (our report, aiortc's).
+fn link(ours: &str, theirs: &str, session: &str) -> (Value, Value) {
+    let broker = Broker::start();
+    let addr = format!("127.0.0.1:{}", broker.port);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/aiortc_peer.py");
+    let python = Command::new("python3")
+        .arg(script)
+        .args([theirs, &addr, session])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let probe = Command::new(probe_binary())
+        .args([ours, &addr, session])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("link_probe");
+    (
+        report(probe, "link_probe"),
+        report(python, "aiortc_peer.py"),
+    )
+}
+
+fn check(ours: &Value, theirs: &Value) {
+    assert_eq!(ours["ok"], true, "ours: {ours}\naiortc: {theirs}");
+    assert_eq!(theirs["ok"], true, "aiortc: {theirs}\nours: {ours}");
+    assert_eq!(ours["echoed"], 20);
+    // The certificate our side saw in DTLS is the one aiortc's SDP named, and the other way.
+    assert_eq!(ours["remote_fingerprint"], theirs["local_fingerprint"]);
+    assert_eq!(theirs["remote_fingerprint"], ours["local_fingerprint"]);
+}
+
+#[test]
+fn aiortc_answers_our_offer() {
+    if let Some(why) = aiortc_missing() {
+        return skip("aiortc_answers_our_offer", &why);
+    }
+    let (ours, theirs) = link("offerer", "answerer", &format!("a{}", std::process::id()));
+    check(&ours, &theirs);
+}
+
+#[test]
+fn we_answer_an_aiortc_offer() {
+    if let Some(why) = aiortc_missing() {
+        return skip("we_answer_an_aiortc_offer", &why);
+    }
+    let (ours, theirs) = link("answerer", "offerer", &format!("b{}", std::process::id()));
+    check(&ours, &theirs);
+}
