@@ -23,6 +23,7 @@
 (declare-function meta-log-federation--clear-wakeup "meta-log-federation-module")
 (declare-function meta-log-federation--drain-events-into "meta-log-federation-module")
 (declare-function meta-log-federation--drain-slots "meta-log-federation-module")
+(declare-function meta-log-federation--drain-slot-width "meta-log-federation-module")
 
 (defvar meta-log-federation--wakeup-process nil
   "Pipe process whose filter drains the module's events.")
@@ -82,7 +83,7 @@ CONTEXT says what was being handled, for the report."
   (or meta-log-federation--drain-buffer
       (setq meta-log-federation--drain-buffer
             (apply #'vector
-                   (mapcar (lambda (_) (make-vector 5 nil))
+                   (mapcar (lambda (_) (make-vector (meta-log-federation--drain-slot-width) nil))
                            (number-sequence 1 (meta-log-federation--drain-slots)))))))
 
 (defcustom meta-log-federation-dispatch-budget 0.02

@@ -157,8 +157,38 @@ unmodified buffers."
 
 ;;;; Receiving
 
+;; The module's session merges remote changes and writes the files on
+;; its own thread; Emacs receives one finished event per outcome and
+;; only touches buffers and runs hooks.
+
+(defun meta-log-federation--sync-on-event (event)
+  "Carry out the session's sync EVENT on the main thread.
+EVENT is [file-updated URL FILE CREATED], [sync-refused REASON DETAIL],
+[sync-warning URL-OR-NIL MESSAGE] or [write-failed URL FILE MESSAGE ATTEMPT]."
+  (pcase (aref event 0)
+    ('file-updated
+     ;; After a stop, a late update has no table of shared files to join.
+     (when (meta-log-federation-sync-running-p)
+       (meta-log-federation--sync-run-actions
+        (list (list 'updated (aref event 1) (aref event 2) (aref event 3))))))
+    ('sync-refused
+     (meta-log-federation--sync-run-actions
+      (list (list 'refused (aref event 1) (aref event 2)))))
+    ('sync-warning
+     (meta-log-federation--sync-run-actions
+      (list (list 'warning (aref event 1) (aref event 2)))))
+    ('write-failed
+     (meta-log-federation--sync-run-actions
+      (list (list 'write-failed (aref event 1) (aref event 2) (aref event 3)
+                  (aref event 4)))))))
+
+(dolist (type '(file-updated sync-refused sync-warning write-failed))
+  (meta-log-federation--on-event type #'meta-log-federation--sync-on-event))
+
 (defun meta-log-federation--sync-receive (kind from content tags _id)
-  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine."
+  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine.
+The session does this itself for the messages it receives; this stays
+for a sync event that reached Emacs otherwise."
   (when (meta-log-federation-sync-running-p)
     (meta-log-federation--sync-run-actions
      (meta-log-federation--sync-receive-1 kind from content tags))))

@@ -10,6 +10,7 @@ mod federation;
 mod files;
 mod identity;
 mod mqtt;
+mod session;
 mod sync;
 
 pub use errors::*;
@@ -62,4 +63,29 @@ fn features(env: &Env) -> Result<Value<'_>> {
         names.push(env.intern("tls")?);
     }
     env.list(&names[..])
+}
+
+/// Return how long the module's functions took, the longest first.
+///
+/// A list of (NAME CALLS MAX-US TOTAL-US): NAME the function (as the
+/// module's timer calls it), CALLS how often it was called, MAX-US the
+/// longest single call and TOTAL-US all calls together, in microseconds
+/// of wall-clock time, since the module was loaded or
+/// `meta-log-federation--reset-max-call'.  Every call from Emacs' main
+/// thread shows here, so the longest stall a module call caused is the
+/// first MAX-US.
+#[defun(name = "-module-call-stats")]
+fn module_call_stats(env: &Env) -> Result<Value<'_>> {
+    let rows = convert::per_function()
+        .into_iter()
+        .map(|(name, calls, max_ns, total_ns)| {
+            env.list((
+                name,
+                calls as i64,
+                (max_ns / 1000) as i64,
+                (total_ns / 1000) as i64,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&rows[..])
 }

@@ -80,7 +80,20 @@ fn options_from_plist<'e>(
                 ":federation-will needs a running federation node",
             );
         }
-        o.will_provider = Some(super::federation::will_for_new_session);
+        o.will_provider = Some(super::session::will_for_new_session);
+    }
+    if plist_get(env, plist, ":federation-inbound")?.is_some() {
+        // The federation's topics go to the session's worker, not to Elisp.
+        match super::session::current() {
+            Some(s) => o.inbound = Some(s.inbound()),
+            None => {
+                return signal(
+                    env,
+                    Kind::General,
+                    ":federation-inbound needs a running federation node",
+                )
+            }
+        }
     }
     if let Some(list) = plist_get(env, plist, ":subscribe")? {
         // ((FILTER QOS) ...), subscribed before the first connection.

@@ -108,6 +108,7 @@
 pub mod action;
 mod chunk;
 pub mod engine;
+pub mod exec;
 mod files;
 pub mod health;
 mod inbound;
