@@ -23,6 +23,7 @@ use_symbols! {
     sym_dropped => "dropped"
     sym_file_updated => "file-updated"
     sym_sync_refused => "sync-refused"
+    sym_held_change => "held-change"
     sym_sync_warning => "sync-warning"
     sym_write_failed => "write-failed"
     kw_max_call_us => ":max-call-us"
@@ -171,6 +172,12 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             sym_file_updated.bind(env),
             &[s(&u.share)?, s(&u.path)?, u.created.into_lisp(env)?],
         ),
+        SessionEvent::HeldChanges { share, path } => set_all(
+            env,
+            slot,
+            sym_held_change.bind(env),
+            &[s(&share)?, s(&path)?],
+        ),
         SessionEvent::SyncRefused { reason, detail } => set_all(
             env,
             slot,
@@ -270,6 +277,7 @@ fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
 /// [key-conflict NEW-PEER NAME KNOWN-PEER], [peer-message FROM TEXT ID
 /// SIG TOPIC], [receipt ((ID PEER) ...)], [accepted TOPIC KIND CONTENT],
 /// [dropped REASON MESSAGE PEER QUIET], [file-updated URL FILE CREATED],
+/// [held-change URL FILE] (merged, not written: a buffer visits FILE),
 /// [sync-refused REASON DETAIL], [sync-warning URL-OR-NIL MESSAGE] or
 /// [write-failed URL FILE MESSAGE ATTEMPT].  Slots an event does not use
 /// may hold anything.

@@ -84,6 +84,15 @@ pub enum SessionEvent {
     },
     /// A remote change was merged and written to a shared file.
     FileUpdated(FileUpdate),
+    /// Remote changes were merged into a share whose file a buffer visits (the share is held):
+    /// the file is left as it is until the consumer, on its own thread, releases the hold
+    /// (an unmodified buffer) or saves (a modified one). Sent once until it is written.
+    HeldChanges {
+        /// The share's URL.
+        share: String,
+        /// Its file.
+        path: String,
+    },
     /// A sync message from a peer was refused; nothing changed.
     SyncRefused { reason: String, detail: String },
     /// Something the person should know (a share's URL, if any, and the text).

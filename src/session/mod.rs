@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// functions); off, the content of sync events never crosses to Elisp.
     pub(crate) report_accepted: AtomicBool,
     pub(crate) stats: SessionStats,
+    /// Held shares already reported with [`SessionEvent::HeldChanges`] and not written since.
+    pub(crate) held_reported: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Shared {
@@ -159,6 +161,7 @@ impl Session {
             clock,
             report_accepted: AtomicBool::new(false),
             stats: SessionStats::default(),
+            held_reported: Mutex::new(Default::default()),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -295,6 +298,10 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
+            // A held share written (or released) here is reported again at its next change.
+            let waiting: std::collections::BTreeSet<String> =
+                e.held_with_changes().iter().map(|(s, _)| s.url()).collect();
+            lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
             (v, sink.reports)
         }))
     }

@@ -192,9 +192,22 @@ fn sync_event(
         reports: Vec::new(),
     };
     execute_on(engine, actions, now, &mut sink);
+    let held = engine.held_with_changes();
     drop(g);
     for a in sink.reports {
         shared.emit(report_event(a));
+    }
+    // Each held share with changes waiting is reported once, until it is written.
+    let mut reported = lock(&shared.held_reported);
+    let now_held: std::collections::BTreeSet<String> = held.iter().map(|(s, _)| s.url()).collect();
+    reported.retain(|s| now_held.contains(s));
+    for (share, path) in held {
+        if reported.insert(share.url()) {
+            shared.emit(SessionEvent::HeldChanges {
+                share: share.url(),
+                path: path.to_string_lossy().into_owned(),
+            });
+        }
     }
 }
 

@@ -109,6 +109,7 @@ pub mod action;
 mod chunk;
 pub mod engine;
 pub mod exec;
+mod held;
 mod files;
 pub mod health;
 mod inbound;
