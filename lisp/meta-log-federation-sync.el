@@ -205,7 +205,7 @@ EVENT is [file-updated URL FILE CREATED], [sync-refused REASON DETAIL],
        (meta-log-federation--sync-held-change (aref event 1) (aref event 2))))))
 
 (defun meta-log-federation--sync-held-change (url file)
-  "Show the changes merged into the held share URL, whose file is FILE.
+  "Let the person see what was merged into the held share URL, whose file is FILE.
 A buffer without unsaved edits gets the file written and reverted now;
 one with unsaved edits keeps both as they are until it is saved (the
 save is merged with the changes).  With no buffer left, the hold ends."

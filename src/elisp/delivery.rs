@@ -79,6 +79,7 @@ fn federation_open_delivery<'e>(env: &'e Env, plist: Value<'e>) -> Result<Value<
 /// Return the MQTT client id of this peer (stable: derived from its id).
 #[defun(name = "-federation-client-id")]
 fn federation_client_id(env: &Env) -> Result<String> {
+    let _t = super::convert::CallTimer::start("federation-client-id");
     guard(env, || with_node(env, |n| Ok(n.client_id())))
 }
 

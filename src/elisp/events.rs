@@ -77,6 +77,7 @@ fn set_wakeup_process(env: &Env, process: Value<'_>) -> Result<()> {
 /// Forget the wake-up channel (before its process is deleted).
 #[defun(name = "-clear-wakeup")]
 fn clear_wakeup() -> Result<()> {
+    let _t = super::convert::CallTimer::start("clear-wakeup");
     BUS.clear_waker();
     Ok(())
 }
@@ -313,12 +314,14 @@ fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
 /// Return the length of each event vector of the drain buffer.
 #[defun(name = "-drain-slot-width")]
 fn drain_slot_width() -> Result<usize> {
+    let _t = super::convert::CallTimer::start("drain-slot-width");
     Ok(SLOT_WIDTH)
 }
 
 /// Return the number of slots `meta-log-federation--drain-events-into' fills at most.
 #[defun(name = "-drain-slots")]
 fn drain_slots() -> Result<usize> {
+    let _t = super::convert::CallTimer::start("drain-slots");
     Ok(DRAIN_SLOTS)
 }
 

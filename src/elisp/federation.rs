@@ -178,6 +178,7 @@ fn federation_stop() -> Result<bool> {
 /// Return non-nil while a federation node exists.
 #[defun(name = "-federation-running-p")]
 fn federation_running_p() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("federation-running-p");
     Ok(running())
 }
 
@@ -667,6 +668,7 @@ fn federation_trust_entries(env: &Env) -> Result<Value<'_>> {
 /// Return our peer id, or nil when federation is not running.
 #[defun(name = "-federation-peer-id")]
 fn federation_peer_id(env: &Env) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("federation-peer-id");
     match super::session::current() {
         Some(s) => s.with_node(|n| n.peer_id().to_string()).into_lisp(env),
         None => env.intern("nil"),

@@ -33,6 +33,7 @@ fn init(_: &Env) -> Result<()> {
 /// The Elisp package compares it with its own version when it loads the module.
 #[defun(name = "version")]
 fn version() -> Result<&'static str> {
+    let _t = convert::CallTimer::start("version");
     Ok(crate::VERSION)
 }
 
@@ -51,6 +52,7 @@ fn stats(env: &Env) -> Result<Value<'_>> {
 /// Reset the longest-call statistic (for benchmarks).
 #[defun(name = "-reset-max-call")]
 fn reset_max_call() -> Result<()> {
+    let _t = convert::CallTimer::start("reset-max-call");
     convert::reset_max_call();
     Ok(())
 }
@@ -58,6 +60,7 @@ fn reset_max_call() -> Result<()> {
 /// Return the list of optional features this module was built with, such as ("tls").
 #[defun(name = "-features")]
 fn features(env: &Env) -> Result<Value<'_>> {
+    let _t = convert::CallTimer::start("features");
     let mut names: Vec<Value> = Vec::new();
     if cfg!(feature = "tls") {
         names.push(env.intern("tls")?);
@@ -76,6 +79,7 @@ fn features(env: &Env) -> Result<Value<'_>> {
 /// first MAX-US.
 #[defun(name = "-module-call-stats")]
 fn module_call_stats(env: &Env) -> Result<Value<'_>> {
+    let _t = convert::CallTimer::start("module-call-stats");
     let rows = convert::per_function()
         .into_iter()
         .map(|(name, calls, max_ns, total_ns)| {

@@ -251,6 +251,7 @@ fn mqtt_connected_p() -> Result<bool> {
 /// Return non-nil if a connection exists, up or reconnecting.
 #[defun(name = "-mqtt-active-p")]
 fn mqtt_active_p() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("mqtt-active-p");
     Ok(connection::exists())
 }
 
@@ -268,6 +269,7 @@ fn mqtt_disconnect(env: &Env) -> Result<bool> {
 /// Internal: used by `meta-log-federation-shutdown' and `kill-emacs-hook'.
 #[defun(name = "-shutdown-blocking")]
 fn shutdown_blocking(env: &Env) -> Result<bool> {
+    let _t = super::convert::CallTimer::start("shutdown-blocking");
     guard(env, || Ok(connection::shutdown_blocking()))
 }
 
@@ -276,6 +278,7 @@ fn shutdown_blocking(env: &Env) -> Result<bool> {
 /// Internal: used by tests that check nothing leaks.
 #[defun(name = "-resource-counts")]
 fn resource_counts(env: &Env) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("resource-counts");
     env.cons(
         crate::runtime::thread_count() as i64,
         crate::runtime::fd_count() as i64,
@@ -292,6 +295,7 @@ fn resource_counts(env: &Env) -> Result<Value<'_>> {
 /// Internal: used to look broker credentials up in `auth-sources'.
 #[defun(name = "-mqtt-parse-url")]
 fn mqtt_parse_url(env: &Env, url: String) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("mqtt-parse-url");
     guard(env, || {
         let u = match url::parse(&url) {
             Ok(u) => u,

@@ -126,6 +126,7 @@ fn session_report_accepted(env: &Env, on: Value<'_>) -> Result<()> {
 /// wait lasts as long as the messages already received take.
 #[defun(name = "-session-flush")]
 fn session_flush(env: &Env) -> Result<bool> {
+    let _t = super::convert::CallTimer::start("session-flush");
     guard(env, || Ok(current().and_then(|s| s.on_worker(|_| ())).is_some()))
 }
 
@@ -136,6 +137,7 @@ fn session_flush(env: &Env) -> Result<bool> {
 /// worker spent on one message, in microseconds; Emacs does not wait for it).
 #[defun(name = "-session-stats")]
 fn session_stats(env: &Env) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("session-stats");
     use std::sync::atomic::Ordering::Relaxed;
     guard(env, || match current() {
         None => env.intern("nil"),

@@ -146,12 +146,14 @@ fn sync_open<'e>(
 /// Close the sync engine; non-nil if it was open.
 #[defun(name = "-sync-close")]
 fn sync_close() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("sync-close");
     Ok(current().is_some_and(|s| s.close_sync()))
 }
 
 /// Return non-nil while the sync engine is open.
 #[defun(name = "-sync-running-p")]
 fn sync_running_p() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("sync-running-p");
     Ok(current().is_some_and(|s| s.sync_open_p()))
 }
 
@@ -360,6 +362,7 @@ fn sync_retry_writes(env: &Env) -> Result<Value<'_>> {
 /// Return how many shares have a failed write waiting to be retried (0 when sync is closed).
 #[defun(name = "-sync-pending-writes")]
 fn sync_pending_writes() -> Result<i64> {
+    let _t = super::convert::CallTimer::start("sync-pending-writes");
     Ok(current()
         .and_then(|s| s.with_engine(|e| Ok(e.pending_writes() as i64)))
         .and_then(|r| r.ok())
