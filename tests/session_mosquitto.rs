@@ -119,7 +119,11 @@ impl Peer {
     }
 
     fn announce(&self) {
-        for p in self.session.with_node(|n| n.announce(system_clock())).expect("announce") {
+        for p in self
+            .session
+            .with_node(|n| n.announce(system_clock()))
+            .expect("announce")
+        {
             self.session.publish(p).expect("publish");
         }
     }
@@ -165,7 +169,10 @@ fn peers_meet_and_exchange_messages_as_finished_events_only() {
         } => {
             assert_eq!(peer_id, bob_id);
             assert_eq!(name, "bob");
-            assert!(address.ends_with(&format!("{bob_id}/messages")), "{address}");
+            assert!(
+                address.ends_with(&format!("{bob_id}/messages")),
+                "{address}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -175,7 +182,13 @@ fn peers_meet_and_exchange_messages_as_finished_events_only() {
         .publish_with(|n, now| n.peer_message(&bob_id, "hello bob", now))
         .expect("send");
     match bob.wait(|e| matches!(e, SessionEvent::PeerMessage { .. })) {
-        SessionEvent::PeerMessage { from, text, id: got, topic, .. } => {
+        SessionEvent::PeerMessage {
+            from,
+            text,
+            id: got,
+            topic,
+            ..
+        } => {
             assert_eq!(from, alice_id);
             assert_eq!(text, "hello bob");
             assert_eq!(got, id);
@@ -196,7 +209,14 @@ fn peers_meet_and_exchange_messages_as_finished_events_only() {
     // Everything above crossed as finished events: no raw message reached either bus.
     assert_eq!(alice.raw_messages(), 0);
     assert_eq!(bob.raw_messages(), 0);
-    assert!(alice.session.stats().inbound.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(
+        alice
+            .session
+            .stats()
+            .inbound
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
 }
 
 #[test]
@@ -299,7 +319,10 @@ fn a_shared_file_arrives_merged_and_written_by_the_worker() {
         .engine_op(|e, _| Ok(((), e.hold_writes(&url, false)?)))
         .expect("open")
         .expect("release");
-    assert!(matches!(written[..], [meta_log_federation_module::sync::Action::Updated { .. }]));
+    assert!(matches!(
+        written[..],
+        [meta_log_federation_module::sync::Action::Updated { .. }]
+    ));
     assert_eq!(std::fs::read_to_string(&path).expect("read"), edited);
     assert_eq!(bob.raw_messages(), 0);
 }

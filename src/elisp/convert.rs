@@ -1,8 +1,8 @@
 //! Value conversions between Lisp and Rust, and the timing of calls into the module.
 
 use emacs::{Env, IntoLisp, Result, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -11,7 +11,8 @@ static MAX_CALL_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static MAX_CALL_NAME: Mutex<&'static str> = Mutex::new("");
 /// Per function: (calls, longest wall-clock ns, total ns), for `--module-call-stats`.
-static PER_FUNCTION: Mutex<Option<HashMap<&'static str, (u64, u64, u64)>>> = Mutex::new(None);
+type CallTable = HashMap<&'static str, (u64, u64, u64)>;
+static PER_FUNCTION: Mutex<Option<CallTable>> = Mutex::new(None);
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -45,7 +46,10 @@ impl Drop for CallTimer {
             *crate::events::lock(&MAX_CALL_NAME) = self.2;
         }
         let mut g = crate::events::lock(&PER_FUNCTION);
-        let e = g.get_or_insert_with(HashMap::new).entry(self.2).or_default();
+        let e = g
+            .get_or_insert_with(HashMap::new)
+            .entry(self.2)
+            .or_default();
         e.0 += 1;
         e.1 = e.1.max(ns);
         e.2 += ns;

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use super::convert::{plist, CallTimer};
 use super::errors::{guard, signal, Kind};
 use super::federation::{natnum, with_node};
-use super::session::current;
 use super::identity::now;
 use super::mqtt::plist_get;
+use super::session::current;
 use crate::federation::{DeliveryPaths, OutboxSettings, Publication};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 

@@ -127,7 +127,9 @@ fn session_report_accepted(env: &Env, on: Value<'_>) -> Result<()> {
 #[defun(name = "-session-flush")]
 fn session_flush(env: &Env) -> Result<bool> {
     let _t = super::convert::CallTimer::start("session-flush");
-    guard(env, || Ok(current().and_then(|s| s.on_worker(|_| ())).is_some()))
+    guard(env, || {
+        Ok(current().and_then(|s| s.on_worker(|_| ())).is_some())
+    })
 }
 
 /// Return the session's statistics as a plist, or nil when federation is off.
@@ -146,7 +148,10 @@ fn session_stats(env: &Env) -> Result<Value<'_>> {
             plist(
                 env,
                 vec![
-                    (":inbound", (st.inbound.load(Relaxed) as i64).into_lisp(env)?),
+                    (
+                        ":inbound",
+                        (st.inbound.load(Relaxed) as i64).into_lisp(env)?,
+                    ),
                     (":events", (st.events.load(Relaxed) as i64).into_lisp(env)?),
                     (
                         ":max-handle-us",

@@ -243,7 +243,9 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
 fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'e>> {
     let _t = CallTimer::start("sync-hold");
     let hold = hold.is_not_nil();
-    guard(env, || engine_actions(env, |e, _| e.hold_writes(&share, hold)))
+    guard(env, || {
+        engine_actions(env, |e, _| e.hold_writes(&share, hold))
+    })
 }
 
 /// Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine; return the actions.
@@ -347,7 +349,9 @@ fn sync_refusals(env: &Env) -> Result<Value<'_>> {
 #[defun(name = "-sync-offer")]
 fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-offer");
-    guard(env, || engine_actions(env, |e, now| Ok(e.offer(&peer_id, now))))
+    guard(env, || {
+        engine_actions(env, |e, now| Ok(e.offer(&peer_id, now)))
+    })
 }
 
 /// Retry the writes that failed (a full disk, permissions); return the actions.
@@ -356,7 +360,9 @@ fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
 #[defun(name = "-sync-retry-writes")]
 fn sync_retry_writes(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-retry-writes");
-    guard(env, || engine_actions(env, |e, now| Ok(e.retry_writes(now))))
+    guard(env, || {
+        engine_actions(env, |e, now| Ok(e.retry_writes(now)))
+    })
 }
 
 /// Return how many shares have a failed write waiting to be retried (0 when sync is closed).

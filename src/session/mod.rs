@@ -335,4 +335,3 @@ impl Drop for Session {
         self.stop();
     }
 }
-

@@ -17,8 +17,13 @@ pub enum PublishError {
 /// Takes a publication and returns at once (the client queues it).
 pub trait Publisher: Send + Sync {
     /// Queues one message.
-    fn publish(&self, topic: &str, payload: Vec<u8>, qos: u8, retain: bool)
-        -> Result<(), PublishError>;
+    fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), PublishError>;
     /// Whether the connection is up right now.
     fn connected(&self) -> bool;
 }
@@ -31,7 +36,13 @@ impl Publisher for Client {
         qos: u8,
         retain: bool,
     ) -> Result<(), PublishError> {
-        Ok(Client::publish(self, topic, payload, i64::from(qos), retain)?)
+        Ok(Client::publish(
+            self,
+            topic,
+            payload,
+            i64::from(qos),
+            retain,
+        )?)
     }
 
     fn connected(&self) -> bool {

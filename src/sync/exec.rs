@@ -124,7 +124,10 @@ mod tests {
         let sent = execute(actions(), &mut r);
         assert_eq!(sent, vec!["c1".to_string()]);
         assert_eq!(r.published, vec!["c1".to_string()]);
-        assert!(matches!(r.reported[..], [Action::Updated { created: true, .. }]));
+        assert!(matches!(
+            r.reported[..],
+            [Action::Updated { created: true, .. }]
+        ));
     }
 
     #[test]

@@ -269,7 +269,9 @@ impl super::exec::ActionSink for BusSink<'_> {
 
     fn report(&mut self, action: Action) {
         match action {
-            Action::Updated { share, created, .. } => self.updated.push((self.from, share, created)),
+            Action::Updated { share, created, .. } => {
+                self.updated.push((self.from, share, created))
+            }
             Action::Refused { reason, detail } => self.refused.push((self.from, reason, detail)),
             Action::Warning { message, .. } | Action::WriteFailed { message, .. } => {
                 self.warnings.push((self.from, message))
