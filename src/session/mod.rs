@@ -73,6 +73,9 @@ pub(crate) struct Shared {
     pub(crate) stats: SessionStats,
     /// Held shares already reported with [`SessionEvent::HeldChanges`] and not written since.
     pub(crate) held_reported: Mutex<std::collections::BTreeSet<String>>,
+    /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
+    /// never waits for a flood to be worked through.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
@@ -162,6 +165,7 @@ impl Session {
             report_accepted: AtomicBool::new(false),
             stats: SessionStats::default(),
             held_reported: Mutex::new(Default::default()),
+            stopping: AtomicBool::new(false),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -321,8 +325,11 @@ impl Session {
         rx.recv().ok()
     }
 
-    /// Stops the worker (after the messages already queued) and waits for it.
+    /// Stops the worker and waits for it: the message it is handling is finished, those still
+    /// queued are dropped (the broker's persistent session and the peers' catch-up bring back
+    /// what matters).
     pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
         let _ = self.tx.send(Work::Stop);
         if let Some(h) = lock(&self.worker).take() {
             let _ = h.join();

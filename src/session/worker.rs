@@ -16,6 +16,7 @@ use super::{FileUpdate, Offline, SessionEvent, SessionSink, Shared, Work};
 pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
     for work in rx {
         match work {
+            Work::Inbound(..) if shared.stopping.load(Ordering::Relaxed) => {}
             Work::Inbound(topic, payload) => {
                 let started = Instant::now();
                 shared.stats.inbound.fetch_add(1, Ordering::Relaxed);
