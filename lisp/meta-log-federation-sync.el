@@ -49,6 +49,7 @@
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-handle "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
@@ -235,8 +236,11 @@ instead of signalling it."
 The hold is taken again at once: the buffer still visits the file."
   (unless meta-log-federation--sync-flushing
     (let ((meta-log-federation--sync-flushing t))
-      (meta-log-federation--sync-set-hold url nil)
-      (meta-log-federation--sync-set-hold url t)
+      ;; One step in the module: the worker cannot write between the two.
+      (condition-case err
+          (meta-log-federation--sync-run-actions (meta-log-federation--sync-write-held url))
+        (meta-log-federation-error
+         (meta-log-federation--log "sync: %s" (error-message-string err))))
       (setq meta-log-federation--holding url))))
 
 (dolist (type '(file-updated sync-refused sync-warning write-failed held-change))
@@ -313,11 +317,13 @@ merged file, and the hold goes on while it visits the file."
     (when url
       (setq meta-log-federation--holding nil)
       (condition-case err
-          (meta-log-federation--sync-run-actions (meta-log-federation--sync-file-changed url))
+          ;; Taken in and held again in one step: the buffer still visits it.
+          (meta-log-federation--sync-run-actions
+           (meta-log-federation--sync-file-changed url t))
         (meta-log-federation-error
          (meta-log-federation--sync-report-failure
           (format "syncing the save of %s" (buffer-name)) err)))
-      (meta-log-federation--sync-first-change))))
+      (setq meta-log-federation--holding url))))
 
 (defun meta-log-federation--sync-watch (directory)
   "Watch DIRECTORY: other programs may edit shared files there."
@@ -355,13 +361,11 @@ merged file, and the hold goes on while it visits the file."
          ;; taken in by the engine before any remote change is written.
          (unless (and buffer (buffer-modified-p buffer))
            (condition-case err
+               ;; A visiting buffer keeps its hold through the take-in.
                (meta-log-federation--sync-run-actions
-                (meta-log-federation--sync-file-changed file))
+                (meta-log-federation--sync-file-changed file (and buffer t)))
              (meta-log-federation-error
-              (meta-log-federation--log "sync %s: %s" file (error-message-string err))))
-           ;; Taking the file in ends the hold; a visiting buffer takes it again.
-           (when (buffer-live-p buffer)
-             (with-current-buffer buffer (meta-log-federation--sync-first-change))))))
+              (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
      meta-log-federation--sync-pending))
   (clrhash meta-log-federation--sync-pending))
 

@@ -225,12 +225,54 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
 
 /// Take in the file of SHARE (URL or file) after it was saved or changed on disk.
 ///
-/// Ends a hold (see `--sync-hold'). Return the actions.
+/// Ends a hold (see `--sync-hold'), unless KEEP-HOLD is non-nil: then the
+/// merged file is written and the share held again in the same step, so
+/// that the session's worker cannot write the file in between (a buffer
+/// still visits it). Return the actions.
 #[defun(name = "-sync-file-changed")]
-fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
+fn sync_file_changed<'e>(
+    env: &'e Env,
+    share: String,
+    keep_hold: Option<Value<'e>>,
+) -> Result<Value<'e>> {
     let _t = CallTimer::start("sync-file-changed");
+    let keep = keep_hold.is_some_and(|v| v.is_not_nil());
     guard(env, || {
-        engine_actions(env, |e, now| e.local_file_changed(&share, now))
+        engine_actions(env, |e, now| {
+            let mut a = e.local_file_changed(&share, now)?;
+            if keep {
+                // The save is taken in whatever happens here: its actions must run.
+                if let Err(err) = e.hold_writes(&share, true) {
+                    a.push(Action::Warning {
+                        share: None,
+                        message: format!("{share}: the file could not be held again: {err}"),
+                    });
+                }
+            }
+            Ok(a)
+        })
+    })
+}
+
+/// Write what was held back of SHARE and hold it again, in one step.
+///
+/// For a buffer without unsaved edits that visits the file: the file is
+/// written with the changes merged meanwhile (the buffer is then
+/// reverted by the `updated' action) and stays held. Return the actions.
+#[defun(name = "-sync-write-held")]
+fn sync_write_held(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-write-held");
+    guard(env, || {
+        engine_actions(env, |e, _| {
+            let mut a = e.hold_writes(&share, false)?;
+            if let Err(err) = e.hold_writes(&share, true) {
+                a.push(Action::Warning {
+                    share: None,
+                    message: format!("{share}: the file could not be held again: {err}"),
+                });
+            }
+            Ok(a)
+        })
     })
 }
 
