@@ -50,6 +50,7 @@
 (declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-handle "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
@@ -319,7 +320,7 @@ merged file, and the hold goes on while it visits the file."
       (condition-case err
           ;; Taken in and held again in one step: the buffer still visits it.
           (meta-log-federation--sync-run-actions
-           (meta-log-federation--sync-file-changed url t))
+           (meta-log-federation--sync-file-changed-and-hold url))
         (meta-log-federation-error
          (meta-log-federation--sync-report-failure
           (format "syncing the save of %s" (buffer-name)) err)))
@@ -363,7 +364,9 @@ merged file, and the hold goes on while it visits the file."
            (condition-case err
                ;; A visiting buffer keeps its hold through the take-in.
                (meta-log-federation--sync-run-actions
-                (meta-log-federation--sync-file-changed file (and buffer t)))
+                (if buffer
+                    (meta-log-federation--sync-file-changed-and-hold file)
+                  (meta-log-federation--sync-file-changed file)))
              (meta-log-federation-error
               (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
      meta-log-federation--sync-pending))

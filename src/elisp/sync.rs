@@ -225,29 +225,32 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
 
 /// Take in the file of SHARE (URL or file) after it was saved or changed on disk.
 ///
-/// Ends a hold (see `--sync-hold'), unless KEEP-HOLD is non-nil: then the
-/// merged file is written and the share held again in the same step, so
-/// that the session's worker cannot write the file in between (a buffer
-/// still visits it). Return the actions.
+/// Ends a hold (see `--sync-hold'). Return the actions.
 #[defun(name = "-sync-file-changed")]
-fn sync_file_changed<'e>(
-    env: &'e Env,
-    share: String,
-    keep_hold: Option<Value<'e>>,
-) -> Result<Value<'e>> {
+fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-file-changed");
-    let keep = keep_hold.is_some_and(|v| v.is_not_nil());
+    guard(env, || {
+        engine_actions(env, |e, now| e.local_file_changed(&share, now))
+    })
+}
+
+/// Take in the file of SHARE after it was saved, and hold it again, in one step.
+///
+/// For a buffer that still visits the file: the merged file is written
+/// and the share held again without the session's worker being able to
+/// write the file in between. Return the actions.
+#[defun(name = "-sync-file-changed-and-hold")]
+fn sync_file_changed_and_hold(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-file-changed-and-hold");
     guard(env, || {
         engine_actions(env, |e, now| {
             let mut a = e.local_file_changed(&share, now)?;
-            if keep {
-                // The save is taken in whatever happens here: its actions must run.
-                if let Err(err) = e.hold_writes(&share, true) {
-                    a.push(Action::Warning {
-                        share: None,
-                        message: format!("{share}: the file could not be held again: {err}"),
-                    });
-                }
+            // The save is taken in whatever happens here: its actions must run.
+            if let Err(err) = e.hold_writes(&share, true) {
+                a.push(Action::Warning {
+                    share: None,
+                    message: format!("{share}: the file could not be held again: {err}"),
+                });
             }
             Ok(a)
         })
