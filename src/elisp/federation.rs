@@ -670,7 +670,7 @@ fn federation_trust_entries(env: &Env) -> Result<Value<'_>> {
 fn federation_peer_id(env: &Env) -> Result<Value<'_>> {
     let _t = super::convert::CallTimer::start("federation-peer-id");
     match super::session::current() {
-        Some(s) => s.with_node(|n| n.peer_id().to_string()).into_lisp(env),
+        Some(s) => s.peer_id().into_lisp(env),
         None => env.intern("nil"),
     }
 }

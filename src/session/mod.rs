@@ -143,6 +143,8 @@ pub enum SendError {
 
 /// One peer's running federation: the node, the sync engine, the worker.
 pub struct Session {
+    /// Our peer id, kept outside the node's lock: Elisp asks for it per message.
+    peer_id: String,
     shared: Arc<Shared>,
     tx: Sender<Work>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -156,6 +158,7 @@ impl Session {
         sink: EventSink,
         clock: Clock,
     ) -> std::io::Result<Session> {
+        let peer_id = node.peer_id().to_string();
         let shared = Arc::new(Shared {
             node: Mutex::new(node),
             engine: Mutex::new(None),
@@ -176,6 +179,7 @@ impl Session {
                 worker::run(&s, rx);
             })?;
         Ok(Session {
+            peer_id,
             shared,
             tx,
             worker: Mutex::new(Some(worker)),
@@ -205,6 +209,11 @@ impl Session {
         let _ = self
             .tx
             .send(Work::Inbound(topic.to_string(), payload.to_vec()));
+    }
+
+    /// Our peer id (without waiting for the node).
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
     }
 
     /// Runs `f` with the node (briefly: the worker waits for it).
