@@ -23,6 +23,8 @@
 (declare-function meta-log-federation--clear-wakeup "meta-log-federation-module")
 (declare-function meta-log-federation--drain-events-into "meta-log-federation-module")
 (declare-function meta-log-federation--drain-slots "meta-log-federation-module")
+(declare-function meta-log-federation--drain-slot-width "meta-log-federation-module")
+(declare-function meta-log-federation--session-flush "meta-log-federation-module")
 
 (defvar meta-log-federation--wakeup-process nil
   "Pipe process whose filter drains the module's events.")
@@ -82,7 +84,7 @@ CONTEXT says what was being handled, for the report."
   (or meta-log-federation--drain-buffer
       (setq meta-log-federation--drain-buffer
             (apply #'vector
-                   (mapcar (lambda (_) (make-vector 5 nil))
+                   (mapcar (lambda (_) (make-vector (meta-log-federation--drain-slot-width) nil))
                            (number-sequence 1 (meta-log-federation--drain-slots)))))))
 
 (defcustom meta-log-federation-dispatch-budget 0.02
@@ -175,13 +177,21 @@ longer scheduled (cancelled by someone) does not count."
 (defun meta-log-federation-wait-until (predicate timeout)
   "Pump events until PREDICATE is non-nil or TIMEOUT seconds pass.
 Return PREDICATE's last value, so nil means the time ran out.  For
-scripts and tests: interactive code should use hooks instead."
+scripts and tests: interactive code should use hooks instead.
+The module's session changes its state (a peer's status, a trust
+decision) on its own thread just before it sends the event that runs
+the hooks; so that PREDICATE's answer and the hooks agree, once it is
+true the session's work so far is finished and its events are
+dispatched before this returns."
   (let ((deadline (+ (float-time) timeout))
         result)
     (while (and (not (setq result (funcall predicate)))
                 (< (float-time) deadline))
       (when (zerop (meta-log-federation-dispatch-pending))
         (accept-process-output nil 0.005)))
+    (when (and result (fboundp 'meta-log-federation--session-flush)
+               (meta-log-federation--session-flush))
+      (meta-log-federation-dispatch-pending))
     result))
 
 (provide 'meta-log-federation-events)

@@ -33,6 +33,7 @@
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 
 (declare-function meta-log-federation--sync-share-topics "meta-log-federation-module")
+(declare-function meta-log-federation--sync-subscribe-share-topics "meta-log-federation-module")
 
 (defvar meta-log-federation--share-topics nil
   "The per-share topics subscribed: those of the shares with members held here.")
@@ -40,17 +41,15 @@
 (defun meta-log-federation--members-update-topics ()
   "Follow the topics of the shares with members held by this peer.
 Each such share's traffic travels on a topic of its own, named after
-its opaque tag, which changes when its key does; the module subscribes
-at the broker, this attaches the handler and drops stale topics."
+its opaque tag, which changes when its key does.  The module subscribes
+its session to them: their messages go straight to the session's
+worker, never through Elisp (a topic of a share this peer publishes to
+is also taken before its first publication)."
   (if (not (meta-log-federation-sync-running-p))
       (setq meta-log-federation--share-topics nil)
     (let ((wanted (meta-log-federation--sync-share-topics)))
-      (dolist (topic wanted)
-        (unless (member topic meta-log-federation--share-topics)
-          (meta-log-federation-mqtt-subscribe topic #'meta-log-federation--receive 1)))
-      (dolist (topic meta-log-federation--share-topics)
-        (unless (member topic wanted)
-          (meta-log-federation-mqtt-unsubscribe topic)))
+      (unless (equal wanted meta-log-federation--share-topics)
+        (meta-log-federation--sync-subscribe-share-topics))
       (setq meta-log-federation--share-topics wanted))))
 
 (defun meta-log-federation--members-forget-topics ()

@@ -77,7 +77,7 @@ CONTEXT is a string such as \"connect\" or \"subscribe\".")
 (defconst meta-log-federation--connect-keywords
   '(:client-id :keep-alive :clean-session :will-topic :will-payload :will-qos
     :will-retain :ca-file :queue-limit :max-packet-size :max-reconnect-delay
-    :flush-timeout :federation-will :subscribe)
+    :flush-timeout :federation-will :federation-inbound :subscribe)
   "Keywords that `meta-log-federation-mqtt-connect' accepts.")
 
 (defun meta-log-federation-mqtt-connect (url &rest options)

@@ -13,7 +13,10 @@
 ;; the federation's topics and announces itself.  Every message on those
 ;; topics goes through the node's checks (signature, age, replay, topic,
 ;; trust, decryption) before any hook sees it; dropped ones are counted
-;; by reason (`meta-log-federation-counters').
+;; by reason (`meta-log-federation-counters').  The module's session does
+;; all of that, and the CanvasL merge and file writes, on its own thread:
+;; Emacs receives finished events (peer online, peer message, file
+;; updated, dropped, ...) and only runs the hooks below.
 ;;
 ;; Topics, with the prefix `meta-log-federation-topic-prefix':
 ;;   PREFIX/peers/PEER-ID/presence  retained presence, also the last will
@@ -55,6 +58,7 @@
 (declare-function meta-log-federation--federation-peer-id "meta-log-federation-module")
 (declare-function meta-log-federation--federation-trust-entries "meta-log-federation-module")
 (declare-function meta-log-federation--federation-client-id "meta-log-federation-module")
+(declare-function meta-log-federation--session-report-accepted "meta-log-federation-module")
 (declare-function meta-log-federation-embedded-broker-url "meta-log-federation-broker")
 (declare-function meta-log-federation--mqtt-active-p "meta-log-federation-module")
 (declare-function meta-log-federation-mqtt-connected-p "meta-log-federation-module")
@@ -414,13 +418,16 @@ t; when federation already runs, say so, change nothing and return nil."
             ;; broker keep our QoS 1 messages while we are away.
             (meta-log-federation--outbox-open
              (meta-log-federation-identity-peer-id identity))
+            ;; The federation's topics go to the module's session, which
+            ;; verifies, decrypts and merges off the main thread and sends
+            ;; finished events (see `meta-log-federation--session-events').
             (meta-log-federation-mqtt-connect
-             url :federation-will t :clean-session nil
+             url :federation-will t :federation-inbound t :clean-session nil
              :client-id (meta-log-federation--federation-client-id)
              :subscribe filters)
-            (dolist (filter filters)
-              (meta-log-federation-mqtt-subscribe
-               (car filter) #'meta-log-federation--receive (cadr filter))))
+            (meta-log-federation--report-accepted-watcher
+             'meta-log-mqtt-message-received-hook
+             (default-value 'meta-log-mqtt-message-received-hook) 'set nil))
         (error
          (meta-log-federation--outbox-close)
          (meta-log-federation--federation-stop)
@@ -496,8 +503,87 @@ departure first."
 
 ;;;; Receiving
 
+;; The session sends one finished event per thing that happened; each
+;; handler below runs the hooks for it, nothing else.
+
+(defun meta-log-federation--on-peer-message (event)
+  "Run the hooks for EVENT [peer-message FROM TEXT ID SIG TOPIC]."
+  (let ((from (aref event 1))
+        (text (aref event 2)))
+    (setq meta-log-federation-messages-received
+          (1+ meta-log-federation-messages-received))
+    ;; Shown to the person whatever hooks are installed (chat.el).
+    (when (fboundp 'meta-log-federation-chat--received)
+      (meta-log-federation--safe-funcall
+       #'meta-log-federation-chat--received 'message from text))
+    (meta-log-federation--run-hook-safely
+     'meta-log-federation-peer-message-functions from text)
+    (meta-log-federation--run-hook-safely
+     'meta-log-mqtt-peer-message-hook from
+     (meta-log-federation--federation-peer-id) text (aref event 4))
+    (meta-log-federation--run-hook-safely
+     'meta-log-mqtt-message-received-hook (aref event 5) text)))
+
+(defun meta-log-federation--on-receipt (event)
+  "Note the deliveries of EVENT [receipt ((ID PEER) ...)]."
+  (meta-log-federation--note-delivered (aref event 1)))
+
+(defun meta-log-federation--on-accepted (event)
+  "Run the prototype's hook for EVENT [accepted TOPIC KIND CONTENT].
+The session sends these only while the hook has functions."
+  (meta-log-federation--run-hook-safely
+   'meta-log-mqtt-message-received-hook (aref event 1)
+   (and (memq (aref event 2) '(sync-change sync-request sync-response))
+        (aref event 3))))
+
+(defun meta-log-federation--on-dropped (event)
+  "Report EVENT [dropped REASON MESSAGE PEER QUIET]."
+  (meta-log-federation--dropped
+   (list :reason (aref event 1) :message (aref event 2)
+         :peer (aref event 3) :quiet (aref event 4))))
+
+(defun meta-log-federation--on-transition (event)
+  "Run the hooks for the peer transition EVENT.
+EVENT is [peer-online PEER NAME ADDRESS], [peer-offline PEER REASON]
+or [key-conflict NEW-PEER NAME KNOWN-PEER]."
+  (meta-log-federation--run-transitions
+   (list (pcase (aref event 0)
+           ('peer-online (list 'came-online (aref event 1) (aref event 2)))
+           ('peer-offline
+            (if (eq (aref event 2) 'stale)
+                (list 'went-stale (aref event 1))
+              (list 'went-offline (aref event 1) (eq (aref event 2) 'departed))))
+           ('key-conflict
+            (list 'key-conflict (aref event 1) (aref event 2) (aref event 3)))))))
+
+(defun meta-log-federation--report-accepted-watcher (_symbol value operation _where)
+  "Ask the session for accepted-event reports while the hook has functions.
+Watches `meta-log-mqtt-message-received-hook': VALUE is its new value
+when OPERATION is `set'."
+  (when (and (eq operation 'set)
+             (fboundp 'meta-log-federation--session-report-accepted))
+    (meta-log-federation--session-report-accepted (and value t))))
+
+(add-variable-watcher 'meta-log-mqtt-message-received-hook
+                      #'meta-log-federation--report-accepted-watcher)
+
+(defconst meta-log-federation--session-events
+  '((peer-message . meta-log-federation--on-peer-message)
+    (receipt . meta-log-federation--on-receipt)
+    (accepted . meta-log-federation--on-accepted)
+    (dropped . meta-log-federation--on-dropped)
+    (peer-online . meta-log-federation--on-transition)
+    (peer-offline . meta-log-federation--on-transition)
+    (key-conflict . meta-log-federation--on-transition))
+  "The session's events that federation handles: (TYPE . HANDLER).")
+
+(pcase-dolist (`(,type . ,handler) meta-log-federation--session-events)
+  (meta-log-federation--on-event type handler))
+
 (defun meta-log-federation--receive (topic payload)
-  "Verify and handle PAYLOAD received on the federation TOPIC."
+  "Verify and handle PAYLOAD received on the federation TOPIC, here and now.
+The session handles the federation's own subscriptions off the main
+thread; this is for a message that reached Emacs otherwise."
   (let ((r (meta-log-federation--federation-receive topic payload)))
     (if (eq (plist-get r :status) 'accepted)
         (meta-log-federation--accepted topic r)

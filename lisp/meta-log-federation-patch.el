@@ -140,7 +140,7 @@ Hand over only the changed lines when they are known, else the whole file."
         (if (and edit (fboundp 'meta-log-federation--sync-file-changed-lines))
             (meta-log-federation--sync-file-changed-lines
              url (nth 0 edit) (nth 1 edit) (nth 2 edit) base)
-          (meta-log-federation--sync-file-changed url))
+          (meta-log-federation--sync-file-changed-and-hold url))
       (when meta-log-federation-patch-buffers
         (meta-log-federation--patch-reset)))))
 

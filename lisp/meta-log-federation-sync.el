@@ -23,6 +23,13 @@
 ;; unsaved edits is never overwritten; when the user saves it, the edits
 ;; are merged with the remote ones (relative to the text the buffer was
 ;; based on) and the buffer then shows the merged file.
+;;
+;; The module merges remote changes on its own thread.  So that a file
+;; never changes under a buffer behind its back, a share whose file a
+;; buffer visits is held: its remote changes are merged and saved, and
+;; the module says so (`held-change'); Emacs then writes the file and
+;; reverts the buffer in one go if it has no unsaved edits, or leaves
+;; both for the save to merge if it has.
 
 ;;; Code:
 
@@ -44,6 +51,8 @@
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-handle "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
@@ -77,6 +86,12 @@ Saves from Emacs are synced in any case."
 FILE has been written (atomically); CREATED is non-nil when the file is
 new (a share just received).")
 
+(defvar meta-log-federation-canvasl-held-functions nil
+  "Functions called with (FILE SHARE-URL) when remote changes wait for a save.
+A buffer visiting FILE has unsaved edits, so the changes merged from
+the peers are written neither to FILE nor to the buffer; saving the
+buffer merges both.  Called once until the file is written.")
+
 (defvar meta-log-federation-sync-refused-functions nil
   "Functions called with (REASON DETAIL) when a sync message is refused.")
 
@@ -93,7 +108,10 @@ new (a share just received).")
   "Timer that takes in files changed on disk.")
 
 (defvar-local meta-log-federation--holding nil
-  "Share URL whose file writes this buffer holds back while it has unsaved edits.")
+  "Share URL whose file writes this buffer holds back while it visits the file.")
+
+(defvar meta-log-federation--sync-flushing nil
+  "Non-nil while a held share's changes are being written and shown.")
 
 (defun meta-log-federation-sync-running-p ()
   "Return non-nil while CanvasL sync is running."
@@ -130,7 +148,10 @@ new (a share just received).")
        (meta-log-federation--patch-refresh-buffer file (car hunks))
        (meta-log-federation--sync-watch (file-name-directory file))
        (when created
-         (meta-log-federation--log "new shared canvas %s in %s" url (abbreviate-file-name file)))
+         (meta-log-federation--log "new shared canvas %s in %s" url (abbreviate-file-name file))
+         (let ((buffer (find-buffer-visiting file)))
+           (when buffer
+             (with-current-buffer buffer (meta-log-federation--sync-visit)))))
        (meta-log-federation--run-hook-safely
         'meta-log-federation-canvasl-updated-functions file url created))
       (`(refused ,reason ,detail)
@@ -163,8 +184,79 @@ unmodified buffers."
 
 ;;;; Receiving
 
+;; The module's session merges remote changes and writes the files on
+;; its own thread; Emacs receives one finished event per outcome and
+;; only touches buffers and runs hooks.
+
+(defun meta-log-federation--sync-on-event (event)
+  "Carry out the session's sync EVENT on the main thread.
+EVENT is [file-updated URL FILE CREATED], [sync-refused REASON DETAIL],
+[sync-warning URL-OR-NIL MESSAGE] or [write-failed URL FILE MESSAGE ATTEMPT]."
+  (pcase (aref event 0)
+    ('file-updated
+     ;; After a stop, a late update has no table of shared files to join.
+     (when (meta-log-federation-sync-running-p)
+       (meta-log-federation--sync-run-actions
+        (list (list 'updated (aref event 1) (aref event 2) (aref event 3))))))
+    ('sync-refused
+     (meta-log-federation--sync-run-actions
+      (list (list 'refused (aref event 1) (aref event 2)))))
+    ('sync-warning
+     (meta-log-federation--sync-run-actions
+      (list (list 'warning (aref event 1) (aref event 2)))))
+    ('write-failed
+     (meta-log-federation--sync-run-actions
+      (list (list 'write-failed (aref event 1) (aref event 2) (aref event 3)
+                  (aref event 4)))))
+    ('held-change
+     (when (meta-log-federation-sync-running-p)
+       (meta-log-federation--sync-held-change (aref event 1) (aref event 2))))))
+
+(defun meta-log-federation--sync-held-change (url file)
+  "Let the person see what was merged into the held share URL, whose file is FILE.
+A buffer without unsaved edits gets the file written and reverted now;
+one with unsaved edits keeps both as they are until it is saved (the
+save is merged with the changes).  With no buffer left, the hold ends."
+  (let ((buffer (find-buffer-visiting file)))
+    (cond
+     ((null buffer)
+      (meta-log-federation--sync-set-hold url nil))
+     ((not (buffer-modified-p buffer))
+      (with-current-buffer buffer
+        (meta-log-federation--sync-flush url)))
+     (t
+      (meta-log-federation--run-hook-safely
+       'meta-log-federation-canvasl-held-functions file url)))))
+
+(defun meta-log-federation--sync-set-hold (url hold)
+  "Hold (HOLD non-nil) or release the file writes of share URL.
+Return the engine's actions after carrying them out; report an error
+instead of signalling it."
+  (condition-case err
+      (meta-log-federation--sync-run-actions (meta-log-federation--sync-hold url hold))
+    (meta-log-federation-error
+     (meta-log-federation--log "sync: %s" (error-message-string err))
+     nil)))
+
+(defun meta-log-federation--sync-flush (url)
+  "Write what was held back of URL and show it in this unmodified buffer.
+The hold is taken again at once: the buffer still visits the file."
+  (unless meta-log-federation--sync-flushing
+    (let ((meta-log-federation--sync-flushing t))
+      ;; One step in the module: the worker cannot write between the two.
+      (condition-case err
+          (meta-log-federation--sync-run-actions (meta-log-federation--sync-write-held url))
+        (meta-log-federation-error
+         (meta-log-federation--log "sync: %s" (error-message-string err))))
+      (setq meta-log-federation--holding url))))
+
+(dolist (type '(file-updated sync-refused sync-warning write-failed held-change))
+  (meta-log-federation--on-event type #'meta-log-federation--sync-on-event))
+
 (defun meta-log-federation--sync-receive (kind from content tags _id)
-  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine."
+  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine.
+The session does this itself for the messages it receives; this stays
+for a sync event that reached Emacs otherwise."
   (when (meta-log-federation-sync-running-p)
     (meta-log-federation--sync-run-actions
      (meta-log-federation--sync-receive-1 kind from content tags))))
@@ -186,7 +278,7 @@ unmodified buffers."
        (gethash (file-truename buffer-file-name) meta-log-federation--shared-files)))
 
 (defun meta-log-federation--sync-first-change ()
-  "Hold the shared file while this buffer has unsaved edits.
+  "Hold the shared file while this buffer visits it (and has unsaved edits).
 Remote changes are then merged in the background but not written over
 the file; the user's save is merged relative to the text the buffer
 started from, so neither side's edits are lost."
@@ -199,14 +291,23 @@ started from, so neither side's edits are lost."
         (meta-log-federation-error
          (meta-log-federation--log "sync: %s" (error-message-string err)))))))
 
+(defun meta-log-federation--sync-visit ()
+  "Hold the shared file this buffer has just visited.
+If the module wrote the file between the visit's read and the hold,
+the buffer shows it at once (it has no edits yet)."
+  (when (meta-log-federation--buffer-share)
+    (meta-log-federation--sync-first-change)
+    (when (and meta-log-federation--holding (not (buffer-modified-p))
+               (not (verify-visited-file-modtime)))
+      (let ((inhibit-message t))
+        (revert-buffer t t t)))))
+
 (defun meta-log-federation--sync-release ()
-  "Release this buffer's hold if it no longer has unsaved edits."
+  "Write and show what was held back, now that this buffer has no unsaved edits.
+The hold stays while the buffer visits the file."
   (when (and meta-log-federation--holding (not (buffer-modified-p))
              (meta-log-federation-sync-running-p))
-    (let ((url meta-log-federation--holding))
-      (setq meta-log-federation--holding nil)
-      (ignore-errors
-        (meta-log-federation--sync-run-actions (meta-log-federation--sync-hold url nil))))))
+    (meta-log-federation--sync-flush meta-log-federation--holding)))
 
 (defun meta-log-federation--sync-kill-buffer ()
   "Release the hold of a buffer being killed (its edits are abandoned)."
@@ -216,15 +317,20 @@ started from, so neither side's edits are lost."
       (ignore-errors (meta-log-federation--sync-hold url nil)))))
 
 (defun meta-log-federation--sync-after-save ()
-  "Sync the file just saved if it is shared."
+  "Sync the file just saved if it is shared, then hold it again.
+The save is merged with the changes held back; the buffer shows the
+merged file, and the hold goes on while it visits the file."
   (let ((url (meta-log-federation--buffer-share)))
     (when url
       (setq meta-log-federation--holding nil)
       (condition-case err
+          ;; Taken in (the changed lines, or the whole file) and held again in
+          ;; one step: the buffer still visits it.
           (meta-log-federation--sync-run-actions (meta-log-federation--patch-file-saved url))
         (meta-log-federation-error
          (meta-log-federation--sync-report-failure
-          (format "syncing the save of %s" (buffer-name)) err))))))
+          (format "syncing the save of %s" (buffer-name)) err)))
+      (setq meta-log-federation--holding url))))
 
 (defun meta-log-federation--sync-watch (directory)
   "Watch DIRECTORY: other programs may edit shared files there."
@@ -262,8 +368,11 @@ started from, so neither side's edits are lost."
          ;; taken in by the engine before any remote change is written.
          (unless (and buffer (buffer-modified-p buffer))
            (condition-case err
+               ;; A visiting buffer keeps its hold through the take-in.
                (meta-log-federation--sync-run-actions
-                (meta-log-federation--sync-file-changed file))
+                (if buffer
+                    (meta-log-federation--sync-file-changed-and-hold file)
+                  (meta-log-federation--sync-file-changed file)))
              (meta-log-federation-error
               (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
      meta-log-federation--sync-pending))
@@ -285,6 +394,7 @@ started from, so neither side's edits are lost."
     (first-change-hook . meta-log-federation--sync-first-change)
     (first-change-hook . meta-log-federation--patch-track)
     (after-revert-hook . meta-log-federation--patch-reverted)
+    (find-file-hook . meta-log-federation--sync-visit)
     (after-revert-hook . meta-log-federation--sync-release)
     (kill-buffer-hook . meta-log-federation--sync-kill-buffer)
     (meta-log-federation-mqtt-connected-hook . meta-log-federation--sync-on-connect)
@@ -318,12 +428,17 @@ started from, so neither side's edits are lost."
   (meta-log-federation--sync-watch sync-dir)
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
     (add-hook hook function))
-  (dolist (buffer (buffer-list))
-    (with-current-buffer buffer
-      (when (buffer-modified-p) (meta-log-federation--sync-first-change))))
   ;; Load every share now, so a damaged or missing state is rebuilt, and
   ;; its warning shown, at start rather than at the first event.
-  (meta-log-federation--sync-run-actions (cdr (meta-log-federation--sync-status))))
+  (meta-log-federation--sync-run-actions (cdr (meta-log-federation--sync-status)))
+  (meta-log-federation--sync-hold-visited))
+
+(defun meta-log-federation--sync-hold-visited ()
+  "Hold every shared file that a buffer visits (see `--sync-first-change')."
+  (dolist (buffer (buffer-list))
+    (with-current-buffer buffer
+      (unless meta-log-federation--holding
+        (meta-log-federation--sync-visit)))))
 
 (defun meta-log-federation--sync-on-connect ()
   "Take in offline edits and ask the peers for what we missed."
@@ -398,6 +513,7 @@ Peers receive the whole file, then only changes.  See
            (url (car r)))
       (meta-log-federation--sync-run-actions (cdr r))
       (meta-log-federation--sync-refresh-shared-files)
+      (meta-log-federation--sync-hold-visited)
       (when (called-interactively-p 'interactive)
         (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url))
       url)))

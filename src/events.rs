@@ -28,6 +28,8 @@ pub enum Event {
     },
     /// Something failed that no caller is waiting for (a refused subscription, a connect attempt).
     Error { context: String, message: String },
+    /// A finished event of the core session (`crate::session`).
+    Session(crate::session::SessionEvent),
 }
 
 /// Counters of the bus, for `meta-log-federation-stats`.

@@ -12,6 +12,7 @@ pub mod identity;
 pub mod links;
 pub mod merge;
 pub mod runtime;
+pub mod session;
 pub mod sync;
 pub mod transport;
 

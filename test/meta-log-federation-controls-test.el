@@ -90,8 +90,12 @@ The collection offered and its annotations are in
         ;; The same name from a new key: held, and warned about.
         (meta-log-federation-mqtt-publish "canvasl/peers/announce"
                                           (meta-log-federation-test-presence new name) 1)
+        ;; The key is held by the module's session first; the warning follows
+        ;; as an event: wait for both.
         (should (meta-log-federation-wait-until
-                 (lambda () (eq (meta-log-federation-test-trust-state new-id) 'conflict)) 10)))
+                 (lambda () (and (eq (meta-log-federation-test-trust-state new-id) 'conflict)
+                                 (cl-find-if (lambda (m) (string-search new-id m)) warnings)))
+                 10)))
       (should-not (meta-log-federation-peer new-id))
       ;; The warning names the command and the key to choose.
       (let ((w (cl-find-if (lambda (m) (string-search new-id m)) warnings)))

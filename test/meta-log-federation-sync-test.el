@@ -29,8 +29,9 @@
   "Return the synced copy of share ORIGIN/NAME in peer PROC's sync directory."
   (expand-file-name (format "sync/%s/%s" origin name) (process-get proc 'dir)))
 
-(defun meta-log-federation-test-edit (file id field value)
-  "Set FIELD of entry ID in FILE to VALUE (JSON text) through its buffer and save."
+(defun meta-log-federation-test-edit (file id field value &optional no-save)
+  "Set FIELD of entry ID in FILE to VALUE (JSON text) through its buffer and save.
+With NO-SAVE, leave the edit unsaved."
   (with-current-buffer (find-file-noselect file)
     (goto-char (point-min))
     (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
@@ -40,7 +41,7 @@
       (setf (alist-get (intern field) entry) (json-parse-string value))
       (delete-region (line-beginning-position) (line-end-position))
       (insert (json-serialize entry)))
-    (save-buffer)))
+    (unless no-save (save-buffer))))
 
 (defun meta-log-federation-test-converged (files)
   "Return non-nil when FILES all exist and are byte-identical."
@@ -124,20 +125,23 @@
       (let ((bob-file (meta-log-federation-test-peer-file bob me name)))
         (should (meta-log-federation-wait-until
                  (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
-        ;; Both write the same field before seeing the other's write.  Bob
-        ;; edits and saves (his change is on its way), and only then does
-        ;; this Emacs edit.  Until then it reads nothing but Bob's report
-        ;; lines: `accept-process-output' with JUST-THIS-ONE an integer runs
-        ;; neither other processes' filters (the module's wake-up pipe) nor
-        ;; timers, so Bob's change cannot be merged here before our edit.
-        (meta-log-federation-send-peer-message bob-id (format "edit:%s|a|x|111" url))
-        (let ((deadline (+ (float-time) 20)))
-          (while (and (< (float-time) deadline)
-                      (not (meta-log-federation-test-peer-line bob "EDITED a")))
-            (accept-process-output bob 0.05 nil 1)))
-        (should (meta-log-federation-test-peer-line bob "EDITED a"))
-        (should-not (string-search "111" (meta-log-federation-test-file-string file)))
-        (meta-log-federation-test-edit file "a" "x" "222")
+        ;; Both write the same field before seeing the other's write.  This
+        ;; Emacs edits first, without saving: its buffer holds the file.
+        ;; Bob then edits and saves; his change is merged here in the
+        ;; background (the module's session) but, the buffer having unsaved
+        ;; edits, neither the file nor the buffer changes; the hook says the
+        ;; change waits.  Our save then merges both writes: a conflict.
+        (let ((held nil))
+          (let ((meta-log-federation-canvasl-held-functions
+                 (list (lambda (held-file _url) (setq held held-file)))))
+            (meta-log-federation-test-edit file "a" "x" "222" 'no-save)
+            (meta-log-federation-send-peer-message bob-id (format "edit:%s|a|x|111" url))
+            (should (meta-log-federation-wait-until (lambda () held) 20))
+            (should (file-equal-p held file))
+            (should-not (string-search "111" (meta-log-federation-test-file-string file)))
+            (with-current-buffer (find-buffer-visiting file)
+              (should-not (string-search "111" (buffer-string)))
+              (save-buffer))))
         (should (meta-log-federation-wait-until
                  (lambda () (and (meta-log-federation-test-converged (list file bob-file))
                                  (meta-log-federation-canvasl-conflicts file)))

@@ -14,6 +14,7 @@
 ;; MSG FROM TEXT, RAW STATUS REASON CONTAINS-PLAINTEXT.  Peer messages
 ;; steer it: "quit" shuts it down cleanly, "echo:X" sends "echoed:X"
 ;; back, "bench:..." is only counted and "bench-count" answers the count,
+;; "call-stats" answers the longest module call (name and microseconds),
 ;; "spy:PEER-ID" subscribes to PEER-ID's message topic as a plain
 ;; MQTT subscriber and reports whether it can read what passes there,
 ;; "edit:URL|ID|FIELD|JSON" edits an entry of a synced file in a buffer
@@ -102,6 +103,11 @@ Return the share's URL."
             (cond ((equal text "quit")
                    (meta-log-federation-shutdown)
                    (kill-emacs 0))
+                  ((equal text "call-stats")
+                   ;; The longest single module call of this Emacs: NAME MAX-US.
+                   (let ((top (car (meta-log-federation--module-call-stats))))
+                     (meta-log-federation-send-peer-message
+                      from (format "call-stats:%s %d" (nth 0 top) (nth 2 top)))))
                   ((equal text "bench-count")
                    (meta-log-federation-send-peer-message
                     from (format "bench-count:%d" test-peer-bench-count)))

@@ -1,6 +1,7 @@
 //! Value conversions between Lisp and Rust, and the timing of calls into the module.
 
 use emacs::{Env, IntoLisp, Result, Value};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -9,6 +10,9 @@ static MAX_CALL_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_CALL_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static MAX_CALL_NAME: Mutex<&'static str> = Mutex::new("");
+/// Per function: (calls, longest wall-clock ns, total ns), for `--module-call-stats`.
+type CallTable = HashMap<&'static str, (u64, u64, u64)>;
+static PER_FUNCTION: Mutex<Option<CallTable>> = Mutex::new(None);
 
 /// CPU time of the calling thread, in nanoseconds.
 fn thread_cpu_ns() -> u64 {
@@ -41,7 +45,27 @@ impl Drop for CallTimer {
         if MAX_CALL_NS.fetch_max(ns, Ordering::Relaxed) < ns {
             *crate::events::lock(&MAX_CALL_NAME) = self.2;
         }
+        let mut g = crate::events::lock(&PER_FUNCTION);
+        let e = g
+            .get_or_insert_with(HashMap::new)
+            .entry(self.2)
+            .or_default();
+        e.0 += 1;
+        e.1 = e.1.max(ns);
+        e.2 += ns;
     }
+}
+
+/// Every instrumented function with (calls, longest ns, total ns), the longest first.
+pub fn per_function() -> Vec<(&'static str, u64, u64, u64)> {
+    let g = crate::events::lock(&PER_FUNCTION);
+    let mut v: Vec<_> = g
+        .iter()
+        .flatten()
+        .map(|(k, (n, max, total))| (*k, *n, *max, *total))
+        .collect();
+    v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+    v
 }
 
 pub fn max_call_cpu_us() -> u64 {
@@ -64,6 +88,7 @@ pub fn calls() -> u64 {
 pub fn reset_max_call() {
     MAX_CALL_NS.store(0, Ordering::Relaxed);
     MAX_CALL_CPU_NS.store(0, Ordering::Relaxed);
+    *crate::events::lock(&PER_FUNCTION) = None;
 }
 
 /// A payload for Lisp: a multibyte string when it is UTF-8, else a unibyte string of the raw

@@ -9,8 +9,8 @@ use super::errors::{guard, signal, Kind};
 use super::federation::{natnum, with_node};
 use super::identity::now;
 use super::mqtt::plist_get;
+use super::session::current;
 use crate::federation::{DeliveryPaths, OutboxSettings, Publication};
-use crate::transport::connection;
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
 fn file_arg(env: &Env, plist: Value<'_>, key: &str) -> Result<Option<PathBuf>> {
@@ -35,17 +35,13 @@ fn strings<'e>(env: &'e Env, v: &[String]) -> Result<Value<'e>> {
 fn publish_all(pubs: Vec<Publication>) -> (usize, Vec<String>) {
     let mut sent = 0;
     let mut errors = Vec::new();
+    let Some(s) = current() else {
+        return (0, vec!["not published: federation is not running".into()]);
+    };
     for p in pubs {
-        if super::links::carry(&p) {
-            sent += 1;
-            continue;
-        }
-        match connection::with_client(|c| {
-            c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)
-        }) {
-            Some(Ok(())) => sent += 1,
-            Some(Err(e)) => errors.push(format!("not published: {e}")),
-            None => errors.push("not published: no MQTT connection".into()),
+        match s.publish(p) {
+            Ok(_) => sent += 1,
+            Err(e) => errors.push(format!("not published: {e}")),
         }
     }
     (sent, errors)
@@ -83,6 +79,7 @@ fn federation_open_delivery<'e>(env: &'e Env, plist: Value<'e>) -> Result<Value<
 /// Return the MQTT client id of this peer (stable: derived from its id).
 #[defun(name = "-federation-client-id")]
 fn federation_client_id(env: &Env) -> Result<String> {
+    let _t = super::convert::CallTimer::start("federation-client-id");
     guard(env, || with_node(env, |n| Ok(n.client_id())))
 }
 

@@ -4,6 +4,7 @@
 use super::convert::{self, payload_to_lisp, CallTimer};
 use super::errors::guard;
 use crate::events::{Event, BUS};
+use crate::session::SessionEvent;
 use crate::transport::connection;
 use emacs::{defun, use_symbols, Env, IntoLisp, Result, Value, Vector};
 use std::sync::atomic::Ordering;
@@ -13,6 +14,18 @@ use_symbols! {
     sym_connected => "connected"
     sym_disconnected => "disconnected"
     sym_error => "error"
+    sym_peer_online => "peer-online"
+    sym_peer_offline => "peer-offline"
+    sym_key_conflict => "key-conflict"
+    sym_peer_message => "peer-message"
+    sym_receipt => "receipt"
+    sym_accepted => "accepted"
+    sym_dropped => "dropped"
+    sym_file_updated => "file-updated"
+    sym_sync_refused => "sync-refused"
+    sym_held_change => "held-change"
+    sym_sync_warning => "sync-warning"
+    sym_write_failed => "write-failed"
     kw_max_call_us => ":max-call-us"
     kw_calls => ":calls"
     kw_max_call_function => ":max-call-function"
@@ -30,6 +43,9 @@ use_symbols! {
 /// Most events one drain takes, so that no call into the module takes long; the Elisp side
 /// calls again while a drain comes back full. Its drain buffer has this many slots.
 const DRAIN_SLOTS: usize = 64;
+
+/// Elements of one event vector: its type and up to five values.
+const SLOT_WIDTH: usize = 6;
 
 /// Make PROCESS (a pipe process) the channel that wakes Emacs when events arrive.
 ///
@@ -61,11 +77,140 @@ fn set_wakeup_process(env: &Env, process: Value<'_>) -> Result<()> {
 /// Forget the wake-up channel (before its process is deleted).
 #[defun(name = "-clear-wakeup")]
 fn clear_wakeup() -> Result<()> {
+    let _t = super::convert::CallTimer::start("clear-wakeup");
     BUS.clear_waker();
     Ok(())
 }
 
-/// Writes `ev` into `slot`, a 5-element vector that the Elisp side allocated once and reuses.
+/// Writes the values of one event into `slot` after its type, nil in the slots it leaves.
+fn set_all<'e>(env: &'e Env, slot: &Vector<'e>, ty: Value<'e>, vals: &[Value<'e>]) -> Result<()> {
+    let nil = ().into_lisp(env)?;
+    slot.set(0, ty)?;
+    for i in 1..SLOT_WIDTH {
+        slot.set(i, vals.get(i - 1).copied().unwrap_or(nil))?;
+    }
+    Ok(())
+}
+
+/// A session event into `slot`: `[TYPE VALUES...]`, see `-drain-events-into`.
+fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> Result<()> {
+    let nil = ().into_lisp(env)?;
+    let s = |x: &str| x.into_lisp(env);
+    let opt = |x: Option<String>| match x {
+        Some(x) => x.into_lisp(env),
+        None => Ok(nil),
+    };
+    match ev {
+        SessionEvent::PeerOnline {
+            peer_id,
+            name,
+            address,
+        } => set_all(
+            env,
+            slot,
+            sym_peer_online.bind(env),
+            &[s(&peer_id)?, s(&name)?, s(&address)?],
+        ),
+        SessionEvent::PeerOffline { peer_id, reason } => set_all(
+            env,
+            slot,
+            sym_peer_offline.bind(env),
+            &[s(&peer_id)?, env.intern(reason.as_str())?],
+        ),
+        SessionEvent::KeyConflict {
+            new_peer_id,
+            name,
+            known_peer_id,
+        } => set_all(
+            env,
+            slot,
+            sym_key_conflict.bind(env),
+            &[s(&new_peer_id)?, s(&name)?, s(&known_peer_id)?],
+        ),
+        SessionEvent::PeerMessage {
+            from,
+            text,
+            id,
+            sig,
+            topic,
+        } => set_all(
+            env,
+            slot,
+            sym_peer_message.bind(env),
+            &[s(&from)?, s(&text)?, s(&id)?, s(&sig)?, s(&topic)?],
+        ),
+        SessionEvent::Receipt { delivered } => {
+            let pairs = delivered
+                .iter()
+                .map(|(id, peer)| env.list((id.as_str(), peer.as_str())))
+                .collect::<Result<Vec<_>>>()?;
+            set_all(env, slot, sym_receipt.bind(env), &[env.list(&pairs[..])?])
+        }
+        SessionEvent::Accepted {
+            topic,
+            kind,
+            content,
+        } => set_all(
+            env,
+            slot,
+            sym_accepted.bind(env),
+            &[s(&topic)?, env.intern(kind)?, s(&content)?],
+        ),
+        SessionEvent::Dropped {
+            reason,
+            message,
+            peer,
+            quiet,
+        } => set_all(
+            env,
+            slot,
+            sym_dropped.bind(env),
+            &[s(&reason)?, s(&message)?, opt(peer)?, quiet.into_lisp(env)?],
+        ),
+        SessionEvent::FileUpdated(u) => set_all(
+            env,
+            slot,
+            sym_file_updated.bind(env),
+            &[s(&u.share)?, s(&u.path)?, u.created.into_lisp(env)?],
+        ),
+        SessionEvent::HeldChanges { share, path } => set_all(
+            env,
+            slot,
+            sym_held_change.bind(env),
+            &[s(&share)?, s(&path)?],
+        ),
+        SessionEvent::SyncRefused { reason, detail } => set_all(
+            env,
+            slot,
+            sym_sync_refused.bind(env),
+            &[s(&reason)?, s(&detail)?],
+        ),
+        SessionEvent::Warning { share, message } => set_all(
+            env,
+            slot,
+            sym_sync_warning.bind(env),
+            &[opt(share)?, s(&message)?],
+        ),
+        SessionEvent::WriteFailed {
+            share,
+            path,
+            message,
+            attempt,
+        } => set_all(
+            env,
+            slot,
+            sym_write_failed.bind(env),
+            &[
+                s(&share)?,
+                s(&path)?,
+                s(&message)?,
+                i64::from(attempt).into_lisp(env)?,
+            ],
+        ),
+    }
+}
+
+/// Writes `ev` into `slot`, a 6-element vector that the Elisp side allocated once and reuses.
 ///
 /// Only the module API's own `vec_set`, `make_string` and `make_integer` are used: they never
 /// run Emacs' garbage collector, whereas any funcall (even of `vector`) may, and a collection
@@ -74,6 +219,7 @@ fn clear_wakeup() -> Result<()> {
 fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
     let nil = ().into_lisp(env)?;
     match ev {
+        Event::Session(ev) => return fill_session_slot(env, slot, ev),
         Event::Message {
             topic,
             payload,
@@ -123,11 +269,19 @@ fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
 ///
 /// Internal: called by the wake-up process' filter and by
 /// `meta-log-federation-wait-until'.  BUFFER is a vector of 64 vectors
-/// of 5 slots each, reused from call to call.  An event is
+/// of 6 slots each, reused from call to call.  An event is
 /// [message TOPIC PAYLOAD RETAIN IDS] (IDS a subscription id, or a vector
 /// of them when several subscriptions match), [connected BROKER RECONNECT
-/// nil nil], [disconnected REASON WILL-RETRY nil nil] or [error CONTEXT
-/// MESSAGE nil nil].
+/// nil nil], [disconnected REASON WILL-RETRY nil nil], [error CONTEXT
+/// MESSAGE nil nil], or a finished event of the federation session:
+/// [peer-online PEER NAME ADDRESS], [peer-offline PEER REASON],
+/// [key-conflict NEW-PEER NAME KNOWN-PEER], [peer-message FROM TEXT ID
+/// SIG TOPIC], [receipt ((ID PEER) ...)], [accepted TOPIC KIND CONTENT],
+/// [dropped REASON MESSAGE PEER QUIET], [file-updated URL FILE CREATED],
+/// [held-change URL FILE] (merged, not written: a buffer visits FILE),
+/// [sync-refused REASON DETAIL], [sync-warning URL-OR-NIL MESSAGE] or
+/// [write-failed URL FILE MESSAGE ATTEMPT].  Slots an event does not use
+/// may hold anything.
 #[defun(name = "-drain-events-into")]
 fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
     let _t = CallTimer::start("drain_events_into");
@@ -144,15 +298,30 @@ fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
         let n = events.len();
         for (i, ev) in events.into_iter().enumerate() {
             let slot: Vector = buffer.get(i)?;
+            if slot.len() < SLOT_WIDTH {
+                return super::errors::signal(
+                    env,
+                    super::errors::Kind::General,
+                    format!("drain buffer slots need {SLOT_WIDTH} elements"),
+                );
+            }
             fill_slot(env, &slot, ev)?;
         }
         Ok(n)
     })
 }
 
+/// Return the length of each event vector of the drain buffer.
+#[defun(name = "-drain-slot-width")]
+fn drain_slot_width() -> Result<usize> {
+    let _t = super::convert::CallTimer::start("drain-slot-width");
+    Ok(SLOT_WIDTH)
+}
+
 /// Return the number of slots `meta-log-federation--drain-events-into' fills at most.
 #[defun(name = "-drain-slots")]
 fn drain_slots() -> Result<usize> {
+    let _t = super::convert::CallTimer::start("drain-slots");
     Ok(DRAIN_SLOTS)
 }
 

@@ -1,119 +1,30 @@
-//! The federation functions Elisp calls: one [`Node`] per Emacs while
-//! federation runs. Received messages come in through
-//! `--federation-receive`; publications go straight to the MQTT client.
+//! The federation functions Elisp calls. The [`crate::session::Session`] owns the node and
+//! handles every received message on its own worker; these functions convert arguments and
+//! results, sign what Elisp sends (a few tens of microseconds) and hand it to the MQTT client.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use super::convert::{counts_alist, payload_from_lisp, plist, CallTimer};
 use super::errors::{check, guard, raise, signal, Kind};
 use super::identity::{identity_arg, now};
 use super::mqtt::plist_get;
-use crate::events::lock;
+pub(super) use super::session::with_node;
+use super::session::{send_error, with_session};
 use crate::federation::{
     Accepted, Body, Config, LocalProfile, Node, PeerInfo, Publication, SyncKind, Transition,
     TrustPolicy,
 };
-use crate::transport::connection;
-use crate::transport::options::Will;
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
-/// The running node; `None` while federation is off.
-static NODE: Mutex<Option<Node>> = Mutex::new(None);
-
-/// Whether a node exists.
+/// Whether federation runs.
 pub fn running() -> bool {
-    lock(&NODE).is_some()
-}
-
-/// The MQTT client's will provider: a new session and its signed will,
-/// before every connection attempt (runs on the runtime's thread).
-pub fn will_for_new_session() -> Option<Will> {
-    let mut g = lock(&NODE);
-    let p = g.as_mut()?.begin_session(now()).ok()?;
-    Some(Will {
-        topic: p.topic,
-        payload: p.payload,
-        qos: p.qos,
-        retain: p.retain,
-    })
-}
-
-/// Our peer id while a node exists.
-pub(super) fn peer_id() -> Option<String> {
-    lock(&NODE).as_ref().map(|n| n.peer_id().to_string())
-}
-
-/// A copy of our identity while a node exists (the sync engine signs memberships with it).
-pub(super) fn identity() -> Option<crate::identity::Identity> {
-    lock(&NODE).as_ref().map(|n| n.identity().clone())
-}
-
-/// The topic names of the running node.
-pub(super) fn topics() -> Option<crate::federation::Topics> {
-    lock(&NODE).as_ref().and_then(|n| n.config().topics().ok())
-}
-
-/// Signs a sync event and publishes it; the error says why it was not sent.
-pub(super) fn publish_sync(
-    kind: SyncKind,
-    content: &str,
-    tags: Vec<Vec<String>>,
-) -> std::result::Result<(), String> {
-    let p = {
-        let mut g = lock(&NODE);
-        let node = g.as_mut().ok_or("federation is not running")?;
-        node.sync(kind, content, tags, now())
-            .map_err(|e| e.to_string())?
-    };
-    publish_now(&p)
-}
-
-/// Sends `p` over a direct link to its addressee if one is up, else publishes it; the error
-/// says why it was not sent.
-pub(super) fn publish_now(p: &Publication) -> std::result::Result<(), String> {
-    if super::links::carry(p) {
-        return Ok(());
-    }
-    match connection::with_client(|c| {
-        c.publish(&p.topic, p.payload.clone(), i64::from(p.qos), p.retain)
-    }) {
-        Some(Ok(())) => Ok(()),
-        Some(Err(e)) => Err(e.to_string()),
-        None => Err("no MQTT connection".into()),
-    }
-}
-
-/// Runs `f` on the node, if one runs (for callers without an `Env`).
-pub(super) fn node_do<T>(f: impl FnOnce(&mut Node) -> T) -> Option<T> {
-    lock(&NODE).as_mut().map(f)
-}
-
-pub(super) fn with_node<T>(env: &Env, f: impl FnOnce(&mut Node) -> Result<T>) -> Result<T> {
-    let mut g = lock(&NODE);
-    match g.as_mut() {
-        Some(n) => f(n),
-        None => signal(
-            env,
-            Kind::NotRunning,
-            "federation is not running: call meta-log-federation-init first",
-        ),
-    }
+    super::session::running()
 }
 
 fn publish(env: &Env, p: Publication) -> Result<String> {
-    let id = p.event_id.clone();
-    if super::links::carry(&p) {
-        return Ok(id);
-    }
-    match connection::with_client(|c| c.publish(&p.topic, p.payload, i64::from(p.qos), p.retain)) {
-        Some(Ok(())) => Ok(id),
-        Some(Err(e)) => raise(env, e),
-        None => signal(
-            env,
-            Kind::NotConnected,
-            "federation has no MQTT connection: call meta-log-federation-init again",
-        ),
+    match with_session(env, |s| Ok(s.publish(p)))? {
+        Ok(id) => Ok(id),
+        Err(e) => send_error(env, e),
     }
 }
 
@@ -213,8 +124,7 @@ fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> 
         None => None,
     };
     guard(env, || {
-        let mut g = lock(&NODE);
-        if g.is_some() {
+        if running() {
             return signal(env, Kind::General, "federation is already running");
         }
         let profile = LocalProfile {
@@ -227,8 +137,13 @@ fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> 
             Err(e) => return raise(env, e),
         };
         let subs = node.subscriptions();
-        *g = Some(node);
-        drop(g);
+        if let Err(e) = super::session::start(node) {
+            return signal(
+                env,
+                Kind::General,
+                format!("cannot start the federation session's thread: {e}"),
+            );
+        }
         let items = subs
             .into_iter()
             .map(|(f, q)| env.list((f, i64::from(q))))
@@ -243,17 +158,17 @@ fn federation_start<'e>(env: &'e Env, identity: Value<'e>, plist: Value<'e>) -> 
 #[defun(name = "-federation-stop")]
 fn federation_stop() -> Result<bool> {
     let _t = CallTimer::start("federation-stop");
-    let mut g = lock(&NODE);
     // Elisp saved (and reported a failure) just before; this is a last try.
-    if let Some(n) = g.as_mut() {
-        let _ = n.save_delivery();
+    if let Some(s) = super::session::current() {
+        let _ = s.with_node(|n| n.save_delivery());
     }
-    Ok(g.take().is_some())
+    Ok(super::session::stop())
 }
 
 /// Return non-nil while a federation node exists.
 #[defun(name = "-federation-running-p")]
 fn federation_running_p() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("federation-running-p");
     Ok(running())
 }
 
@@ -435,7 +350,11 @@ fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
     )
 }
 
-/// Verify and apply one message received on a federation TOPIC.
+/// Verify and apply one message received on a federation TOPIC, here and now.
+///
+/// The session verifies the messages of its own subscriptions on its
+/// worker and Emacs receives finished events; this function is for
+/// inspecting a message received otherwise (a test's spy subscription).
 ///
 /// Return a plist: (:status accepted :kind KIND :from PEER :content
 /// CONTENT :tags TAGS :id ID :sig SIG :transitions TRANSITIONS), with
@@ -732,8 +651,9 @@ fn federation_trust_entries(env: &Env) -> Result<Value<'_>> {
 /// Return our peer id, or nil when federation is not running.
 #[defun(name = "-federation-peer-id")]
 fn federation_peer_id(env: &Env) -> Result<Value<'_>> {
-    match lock(&NODE).as_ref() {
-        Some(n) => n.peer_id().to_string().into_lisp(env),
+    let _t = super::convert::CallTimer::start("federation-peer-id");
+    match super::session::current() {
+        Some(s) => s.peer_id().into_lisp(env),
         None => env.intern("nil"),
     }
 }

@@ -194,6 +194,7 @@ fn identity_from_mnemonic(
 /// `meta-log-federation-identity-load'.
 #[defun(name = "identity-p")]
 fn identity_p(object: Value<'_>) -> Result<bool> {
+    let _t = super::convert::CallTimer::start("identity-p");
     Ok(object.into_rust::<&Identity>().is_ok())
 }
 
@@ -218,6 +219,7 @@ fn identity_public_key<'e>(env: &'e Env, identity: Value<'e>) -> Result<String> 
 /// Return the BIP-32 derivation path of IDENTITY, such as "m/44'/1237'/0'/0/0".
 #[defun(name = "identity-path")]
 fn identity_path<'e>(env: &'e Env, identity: Value<'e>) -> Result<String> {
+    let _t = super::convert::CallTimer::start("identity-path");
     Ok(identity_arg(env, identity)?.path().to_string())
 }
 
@@ -430,6 +432,7 @@ fn verify_event<'e>(env: &'e Env, json: Value<'e>) -> Result<Value<'e>> {
 /// none was made).  `meta-log-federation-verify-events' does not change it.
 #[defun(name = "verify-event-reason")]
 fn verify_event_reason(env: &Env) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("verify-event-reason");
     let last = LAST_VERIFY_FAILURE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -483,6 +486,7 @@ fn verify_events<'e>(env: &'e Env, events: Value<'e>) -> Result<Value<'e>> {
 /// public key) triples is timed, with no JSON and no Lisp involved.
 #[defun(name = "-bench-bare-verify")]
 fn bench_bare_verify(env: &Env, n: i64) -> Result<f64> {
+    let _t = super::convert::CallTimer::start("bench-bare-verify");
     guard(env, || {
         if !(1..=1_000_000).contains(&n) {
             return env.signal(sym_args_out_of_range, (n, 1, 1_000_000));

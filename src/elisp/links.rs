@@ -1,25 +1,25 @@
 //! The direct-link functions Elisp calls, and the two narrow hooks of the node's pipeline:
 //! [`carry`] (before an event is published: a link to its addressee takes it instead) and
 //! [`on_accepted_signal`] (a link signal the node accepted goes to the link manager).
-//! Events received over a link enter Emacs as MQTT messages do (an [`Event::Message`] on the
-//! bus, for the subscriptions their topic matches), so they take the very same receive path.
+//! Events received over a link go to the session's worker as MQTT messages do, so they take
+//! the very same receive path; [`ViaLinks`] is the session's publisher.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::convert::{plist, CallTimer};
 use super::errors::{guard, signal, Kind};
-use super::federation::{node_do, publish_now};
 use super::identity::now;
 use super::mqtt::plist_get;
-use crate::events::{lock, Event, BUS};
+use super::session::current;
+use crate::events::lock;
 use crate::federation::protocol::{is_peer_id, KIND_LINK_HELLO};
 use crate::federation::{Publication, TrustState};
 use crate::links::channel::IceServer;
 use crate::links::manager::{AutoLinks, LinkEvent, LinkHost, Manager, Settings};
 use crate::links::{hello, ice};
+use crate::session::{GlobalConnection, PublishError, Publisher};
 use crate::transport::connection;
-use crate::transport::topic::filter_matches;
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
 /// The running link manager; `None` while direct links are off.
@@ -29,10 +29,44 @@ fn manager() -> Option<Arc<Manager>> {
     lock(&LINKS).clone()
 }
 
-/// Outbound hook: sends `p` over a direct link if one to its addressee is up. Returns whether
-/// it did (the caller then does not publish it).
-pub(super) fn carry(p: &Publication) -> bool {
-    manager().is_some_and(|m| m.carry(&p.topic, &p.payload))
+/// The session's publisher: an event goes over a direct link to its addressee if one is up,
+/// else to the MQTT connection.
+pub(super) struct ViaLinks;
+
+impl Publisher for ViaLinks {
+    fn publish(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> std::result::Result<(), PublishError> {
+        if manager().is_some_and(|m| m.carry(topic, &payload)) {
+            return Ok(());
+        }
+        // A share's own topic is subscribed before its first publication, so an answer
+        // cannot come back before the subscription.
+        if current().is_some_and(|s| s.is_share_topic(topic)) {
+            let _ = connection::with_client(|c| c.subscribe_session(topic, 1));
+        }
+        GlobalConnection.publish(topic, payload, qos, retain)
+    }
+
+    fn connected(&self) -> bool {
+        GlobalConnection.connected()
+    }
+}
+
+/// Runs `f` on the session's node, if federation runs.
+fn node_do<T>(f: impl FnOnce(&mut crate::federation::Node) -> T) -> Option<T> {
+    current().map(|s| s.with_node(f))
+}
+
+/// Publishes `p` through the MQTT connection (never over a link).
+fn publish_now(p: &Publication) -> std::result::Result<(), String> {
+    GlobalConnection
+        .publish(&p.topic, p.payload.clone(), p.qos, p.retain)
+        .map_err(|e| e.to_string())
 }
 
 /// Inbound hook: a link signal the node accepted from `from`.
@@ -62,23 +96,9 @@ impl LinkHost for EmacsHost {
     }
 
     fn deliver(&self, _from: &str, topic: &str, payload: &[u8]) {
-        let filters: Vec<u64> = connection::with_client(|c| {
-            c.subscriptions()
-                .into_iter()
-                .filter(|(_, f, _)| filter_matches(f, topic))
-                .map(|(id, _, _)| id)
-                .collect()
-        })
-        .unwrap_or_default();
-        // With no subscription (MQTT down), nothing would handle it: the sender's outbox
-        // sends it again.
-        if !filters.is_empty() {
-            BUS.push(Event::Message {
-                topic: topic.to_string(),
-                payload: payload.to_vec(),
-                retain: false,
-                filters,
-            });
+        // The session's worker checks and handles it as a message from the broker.
+        if let Some(s) = current() {
+            s.receive(topic, payload);
         }
     }
 
@@ -153,7 +173,8 @@ fn ice_servers(env: &Env, list: Value<'_>) -> Result<Vec<IceServer>> {
 ///
 /// Keys: :tcp-listen ("HOST:PORT" where the TCP fallback listens, or
 /// nil), :ice-servers (as `meta-log-federation-ice-servers'), :auto (nil,
-/// t or `on-demand'), :setup-timeout (seconds).  Return the address the
+/// t or `on-demand'), :setup-timeout (seconds), :webrtc (non-nil: try a
+/// WebRTC data channel before the TCP fallback).  Return the address the
 /// TCP fallback listens on, or nil.
 ///
 /// Internal: `meta-log-federation-direct-start' calls it.
@@ -188,6 +209,7 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         Some(v) => auto_links(env, v)?,
     };
     let timeout = super::federation::natnum(env, plist_v, ":setup-timeout", 1, 15)?;
+    let webrtc = plist_get(env, plist_v, ":webrtc")?.is_some();
     guard(env, || {
         let Some((me, topics)) = node_do(|n| (n.peer_id().to_string(), n.config().topics())) else {
             return signal(
@@ -203,6 +225,7 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         let mut s = Settings::new(&me, topics);
         s.tcp_listen = tcp_listen;
         s.ice = ice;
+        s.webrtc = webrtc;
         s.auto = auto;
         s.setup_timeout = Duration::from_secs(timeout);
         let mut g = lock(&LINKS);

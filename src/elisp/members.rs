@@ -3,53 +3,43 @@
 
 use super::convert::{plist, CallTimer};
 use super::errors::{guard, signal, Kind};
-use super::identity::now;
-use super::sync::{expand, run_actions, with_engine};
-use crate::events::lock;
-use crate::sync::{SyncEngine, SyncError};
+use super::session::current;
+use super::sync::{actions_to_lisp, engine_actions, engine_op, expand, with_engine};
 use crate::transport::connection;
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
-/// Gives a freshly opened engine the running node's key (called by `-sync-open`).
-pub(super) fn give_signer(engine: &mut SyncEngine) -> std::result::Result<(), SyncError> {
-    lock(&SUBSCRIBED).clear();
-    match super::federation::identity() {
-        Some(identity) => engine.set_signer(identity, now()),
-        None => Err(SyncError::NoSigner),
-    }
-}
-
 /// The topics of the shares with members this peer holds (`{p}/sync/{tag}`).
 fn share_topics() -> Vec<String> {
-    let tags = match lock(&super::sync::ENGINE).as_ref() {
-        Some(e) => e.share_tags(),
-        None => return Vec::new(),
+    let Some(s) = current() else {
+        return Vec::new();
     };
-    match super::federation::topics() {
+    let tags = match s.with_engine(|e| Ok(e.share_tags())) {
+        Some(Ok(t)) => t,
+        _ => return Vec::new(),
+    };
+    match s.with_node(|n| n.config().topics().ok()) {
         Some(t) => tags.iter().map(|tag| t.share_sync(tag)).collect(),
         None => Vec::new(),
     }
 }
 
-/// Subscribes at the broker to the topic of every share with members we hold, before
-/// anything about it is published (called by `run_actions`), so the answer to a request we
-/// are about to send cannot pass before the subscription. Elisp attaches the handler
-/// (`meta-log-federation--members-update-topics') before it reads the next message.
+/// Subscribes the session to the topic of every share with members we hold (the client
+/// sends their messages straight to the session's worker). Idempotent.
 pub(super) fn subscribe_share_topics() {
     for topic in share_topics() {
-        if lock(&SUBSCRIBED).contains(&topic) {
-            continue;
-        }
-        if let Some(Ok(_)) = connection::with_client(|c| c.subscribe(&topic, 1)) {
-            lock(&SUBSCRIBED).insert(topic);
-        }
+        let _ = connection::with_client(|c| c.subscribe_session(&topic, 1));
     }
 }
 
-/// The per-share topics subscribed since the engine opened (the client restores them
-/// after a reconnect by itself).
-static SUBSCRIBED: std::sync::Mutex<std::collections::BTreeSet<String>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// Subscribe the session to the topics of the shares with members held here.
+///
+/// Internal: called after the engine's actions ran; the topic of a share
+/// this peer publishes to is also taken before its first publication.
+#[defun(name = "-sync-subscribe-share-topics")]
+fn sync_subscribe_share_topics() -> Result<()> {
+    subscribe_share_topics();
+    Ok(())
+}
 
 /// Return the topics of the shares with members this peer holds (`PREFIX/sync/TAG`).
 ///
@@ -115,13 +105,12 @@ fn sync_share_members<'e>(
     };
     let members = members_arg(env, members)?;
     guard(env, || {
-        let (url, actions) = with_engine(env, |e| {
-            let mut actions = e.share_with_members(&path, name.as_deref(), members, now())?;
-            actions.extend(e.take_notices());
+        let (url, actions) = engine_op(env, |e, now| {
+            let actions = e.share_with_members(&path, name.as_deref(), members, now)?;
             let url = e.resolve(&path.to_string_lossy())?.url();
             Ok((url, actions))
         })?;
-        env.cons(url, run_actions(env, actions)?)
+        env.cons(url, actions_to_lisp(env, actions)?)
     })
 }
 
@@ -133,12 +122,7 @@ fn sync_set_members<'e>(env: &'e Env, share: String, members: Value<'e>) -> Resu
     let _t = CallTimer::start("sync-set-members");
     let members = members_arg(env, members)?;
     guard(env, || {
-        let a = with_engine(env, |e| {
-            let mut a = e.set_members(&share, members, now())?;
-            a.extend(e.take_notices());
-            Ok(a)
-        })?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| e.set_members(&share, members, now))
     })
 }
 

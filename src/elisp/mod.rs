@@ -14,6 +14,7 @@ mod links;
 mod members;
 mod mqtt;
 mod rules;
+mod session;
 mod sync;
 mod sync_hunks;
 
@@ -37,6 +38,7 @@ fn init(_: &Env) -> Result<()> {
 /// The Elisp package compares it with its own version when it loads the module.
 #[defun(name = "version")]
 fn version() -> Result<&'static str> {
+    let _t = convert::CallTimer::start("version");
     Ok(crate::VERSION)
 }
 
@@ -55,6 +57,7 @@ fn stats(env: &Env) -> Result<Value<'_>> {
 /// Reset the longest-call statistic (for benchmarks).
 #[defun(name = "-reset-max-call")]
 fn reset_max_call() -> Result<()> {
+    let _t = convert::CallTimer::start("reset-max-call");
     convert::reset_max_call();
     Ok(())
 }
@@ -62,6 +65,7 @@ fn reset_max_call() -> Result<()> {
 /// Return the list of optional features this module was built with, such as ("tls").
 #[defun(name = "-features")]
 fn features(env: &Env) -> Result<Value<'_>> {
+    let _t = convert::CallTimer::start("features");
     let mut names: Vec<Value> = Vec::new();
     if cfg!(feature = "tls") {
         names.push(env.intern("tls")?);
@@ -70,4 +74,30 @@ fn features(env: &Env) -> Result<Value<'_>> {
         names.push(env.intern("webrtc")?);
     }
     env.list(&names[..])
+}
+
+/// Return how long the module's functions took, the longest first.
+///
+/// A list of (NAME CALLS MAX-US TOTAL-US): NAME the function (as the
+/// module's timer calls it), CALLS how often it was called, MAX-US the
+/// longest single call and TOTAL-US all calls together, in microseconds
+/// of wall-clock time, since the module was loaded or
+/// `meta-log-federation--reset-max-call'.  Every call from Emacs' main
+/// thread shows here, so the longest stall a module call caused is the
+/// first MAX-US.
+#[defun(name = "-module-call-stats")]
+fn module_call_stats(env: &Env) -> Result<Value<'_>> {
+    let _t = convert::CallTimer::start("module-call-stats");
+    let rows = convert::per_function()
+        .into_iter()
+        .map(|(name, calls, max_ns, total_ns)| {
+            env.list((
+                name,
+                calls as i64,
+                (max_ns / 1000) as i64,
+                (total_ns / 1000) as i64,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    env.list(&rows[..])
 }

@@ -79,7 +79,20 @@ fn options_from_plist<'e>(
                 ":federation-will needs a running federation node",
             );
         }
-        o.will_provider = Some(super::federation::will_for_new_session);
+        o.will_provider = Some(super::session::will_for_new_session);
+    }
+    if plist_get(env, plist, ":federation-inbound")?.is_some() {
+        // The federation's topics go to the session's worker, not to Elisp.
+        match super::session::current() {
+            Some(s) => o.inbound = Some(s.inbound()),
+            None => {
+                return signal(
+                    env,
+                    Kind::General,
+                    ":federation-inbound needs a running federation node",
+                )
+            }
+        }
     }
     if let Some(list) = plist_get(env, plist, ":subscribe")? {
         // ((FILTER QOS) ...), subscribed before the first connection.
@@ -218,6 +231,7 @@ fn mqtt_connected_p() -> Result<bool> {
 /// Return non-nil if a connection exists, up or reconnecting.
 #[defun(name = "-mqtt-active-p")]
 fn mqtt_active_p() -> Result<bool> {
+    let _t = super::convert::CallTimer::start("mqtt-active-p");
     Ok(connection::exists())
 }
 
@@ -235,6 +249,7 @@ fn mqtt_disconnect(env: &Env) -> Result<bool> {
 /// Internal: used by `meta-log-federation-shutdown' and `kill-emacs-hook'.
 #[defun(name = "-shutdown-blocking")]
 fn shutdown_blocking(env: &Env) -> Result<bool> {
+    let _t = super::convert::CallTimer::start("shutdown-blocking");
     guard(env, || Ok(connection::shutdown_blocking()))
 }
 
@@ -243,6 +258,7 @@ fn shutdown_blocking(env: &Env) -> Result<bool> {
 /// Internal: used by tests that check nothing leaks.
 #[defun(name = "-resource-counts")]
 fn resource_counts(env: &Env) -> Result<Value<'_>> {
+    let _t = super::convert::CallTimer::start("resource-counts");
     env.cons(
         crate::runtime::thread_count() as i64,
         crate::runtime::fd_count() as i64,

@@ -1,138 +1,106 @@
-//! The CanvasL sync functions Elisp calls: one [`SyncEngine`] while
-//! federation runs. The engine's publications are signed by the federation
-//! node and published here; the other actions go back to Elisp as lists.
+//! The CanvasL sync functions Elisp calls. The session (`crate::session`) owns the
+//! [`SyncEngine`]: remote changes are merged and written on its worker; these functions run
+//! the person's own operations (share, save, hold, ...) on the engine, whose publications the
+//! one executor (`crate::sync::exec`) signs and publishes, and return the other actions to
+//! Elisp as lists.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use super::convert::{counts_alist, plist, CallTimer};
 use super::errors::{guard, raise, signal, Kind};
-use super::federation::{publish_sync, tags_from_lisp};
-use super::identity::now;
-use crate::events::lock;
+use super::federation::tags_from_lisp;
+use super::session::current;
 use crate::federation::SyncKind;
-use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
+use crate::sync::{Action, SyncEngine, SyncError};
 use emacs::{defun, Env, IntoLisp, Result, Value};
-use sha2::{Digest, Sha256};
 
-pub(super) static ENGINE: Mutex<Option<SyncEngine>> = Mutex::new(None);
+fn not_running<T>(env: &Env) -> Result<T> {
+    signal(
+        env,
+        Kind::NotRunning,
+        "CanvasL sync is not running: call meta-log-federation-init first",
+    )
+}
 
+/// Runs a query on the engine.
 pub(super) fn with_engine<T>(
     env: &Env,
     f: impl FnOnce(&mut SyncEngine) -> std::result::Result<T, SyncError>,
 ) -> Result<T> {
-    let mut g = lock(&ENGINE);
-    match g.as_mut() {
-        Some(e) => match f(e) {
-            Ok(v) => Ok(v),
-            Err(err) => {
-                drop(g);
-                raise(env, err)
-            }
-        },
-        None => signal(
-            env,
-            Kind::NotRunning,
-            "CanvasL sync is not running: call meta-log-federation-init first",
-        ),
+    match current().and_then(|s| s.with_engine(f)) {
+        None => not_running(env),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => raise(env, e),
     }
 }
 
-/// [`with_engine`] for an operation that returns actions: the engine's notices (a damaged
-/// state found and rebuilt, see `SyncEngine::take_notices`) follow them, so each is told once.
-fn engine_actions(
+/// Runs an operation on the engine through the session's executor; returns its value and the
+/// actions left for Elisp.
+pub(super) fn engine_op<T>(
     env: &Env,
-    f: impl FnOnce(&mut SyncEngine) -> std::result::Result<Vec<Action>, SyncError>,
-) -> Result<Vec<Action>> {
-    with_engine(env, |e| {
-        let mut a = f(e)?;
-        a.extend(e.take_notices());
-        Ok(a)
-    })
-}
-
-fn kind_name(k: SyncKind) -> &'static str {
-    match k {
-        SyncKind::Change => "change",
-        SyncKind::Request => "request",
-        SyncKind::Response => "response",
+    f: impl FnOnce(&mut SyncEngine, u64) -> std::result::Result<(T, Vec<Action>), SyncError>,
+) -> Result<(T, Vec<Action>)> {
+    match current().and_then(|s| s.engine_op(f)) {
+        None => not_running(env),
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => raise(env, e),
     }
 }
 
-/// Publishes the engine's events and turns the other actions into Lisp:
+/// [`engine_op`] for an operation that only returns actions; the actions as Lisp.
+pub(super) fn engine_actions<'e>(
+    env: &'e Env,
+    f: impl FnOnce(&mut SyncEngine, u64) -> std::result::Result<Vec<Action>, SyncError>,
+) -> Result<Value<'e>> {
+    let ((), actions) = engine_op(env, |e, now| Ok(((), f(e, now)?)))?;
+    actions_to_lisp(env, actions)
+}
+
+/// The actions the executor left for Elisp, as lists:
 /// `(updated URL FILE CREATED)`, `(refused REASON DETAIL)`,
 /// `(warning URL-OR-NIL MESSAGE)`, `(write-failed URL FILE MESSAGE ATTEMPT)`.
-/// A publication that fails (no connection, full queue) becomes a warning:
-/// the change is in the merge state already and reaches the peers at the
-/// next catch-up.
-pub(super) fn run_actions<'e>(env: &'e Env, actions: Vec<Action>) -> Result<Value<'e>> {
+pub(super) fn actions_to_lisp(env: &Env, actions: Vec<Action>) -> Result<Value<'_>> {
     let mut out = Vec::new();
-    let mut sent = Vec::new();
-    super::members::subscribe_share_topics();
     for a in actions {
-        match a {
-            Action::Publish {
-                kind,
-                content,
-                tags,
-            } => {
-                if let Err(e) = publish_sync(kind, &content, tags.clone()) {
-                    out.push(env.list((
-                        env.intern("warning")?,
-                        env.intern("nil")?,
-                        format!(
-                            "a sync {} was not sent ({e}); it will go out at the next catch-up",
-                            kind_name(kind)
-                        ),
-                    ))?);
-                } else {
-                    sent.push(content);
-                }
-            }
+        out.push(match a {
             Action::WriteFailed {
                 share,
                 path,
                 message,
                 attempt,
-            } => out.push(env.list((
+            } => env.list((
                 env.intern("write-failed")?,
                 share.url(),
                 path.to_string_lossy().into_owned(),
                 message,
                 attempt as i64,
-            ))?),
+            ))?,
             Action::Updated {
                 share,
                 path,
                 created,
                 hunks,
-            } => out.push(env.list((
+            } => env.list((
                 env.intern("updated")?,
                 share.url(),
                 path.to_string_lossy().into_owned(),
                 created,
                 super::sync_hunks::hunks_to_lisp(env, hunks.as_deref())?,
-            ))?),
+            ))?,
             Action::Refused { reason, detail } => {
-                out.push(env.list((env.intern("refused")?, reason, detail))?)
+                env.list((env.intern("refused")?, reason, detail))?
             }
-            Action::Warning { share, message } => out.push(env.list((
+            Action::Warning { share, message } => env.list((
                 env.intern("warning")?,
                 match share {
                     Some(s) => s.url().into_lisp(env)?,
                     None => env.intern("nil")?,
                 },
                 message,
-            ))?),
-        }
-    }
-    if !sent.is_empty() {
-        if let Some(e) = lock(&ENGINE).as_mut() {
-            let now = now();
-            for c in &sent {
-                e.note_published(c, now);
-            }
-        }
+            ))?,
+            // The executor publishes these; none reaches here.
+            Action::Publish { .. } => continue,
+        });
     }
     env.list(&out[..])
 }
@@ -159,25 +127,15 @@ fn sync_open<'e>(
     let sync_dir = expand(env, sync_dir)?;
     let state_dir = expand(env, state_dir)?;
     guard(env, || {
-        let Some(me) = super::federation::peer_id() else {
+        let Some(s) = current() else {
             return signal(
                 env,
                 Kind::NotRunning,
                 "federation is not running: call meta-log-federation-init first",
             );
         };
-        // The CRDT actor: stable for this peer, different for every peer.
-        let mut actor = [0u8; 32];
-        actor.copy_from_slice(&Sha256::digest(format!("meta-log-federation actor {me}")));
-        let config = SyncConfig::for_event_limit(max_event_bytes.max(0) as usize);
-        match SyncEngine::open_with(&sync_dir, &state_dir, &me, actor, config) {
-            Ok(mut e) => {
-                if let Err(err) = super::members::give_signer(&mut e) {
-                    return raise(env, err);
-                }
-                *lock(&ENGINE) = Some(e);
-                Ok(())
-            }
+        match s.open_sync(&sync_dir, &state_dir, max_event_bytes.max(0) as usize) {
+            Ok(()) => Ok(()),
             Err(e) => raise(env, e),
         }
     })
@@ -186,13 +144,15 @@ fn sync_open<'e>(
 /// Close the sync engine; non-nil if it was open.
 #[defun(name = "-sync-close")]
 fn sync_close() -> Result<bool> {
-    Ok(lock(&ENGINE).take().is_some())
+    let _t = super::convert::CallTimer::start("sync-close");
+    Ok(current().is_some_and(|s| s.close_sync()))
 }
 
 /// Return non-nil while the sync engine is open.
 #[defun(name = "-sync-running-p")]
 fn sync_running_p() -> Result<bool> {
-    Ok(lock(&ENGINE).is_some())
+    let _t = super::convert::CallTimer::start("sync-running-p");
+    Ok(current().is_some_and(|s| s.sync_open_p()))
 }
 
 /// Load every share, take in offline edits, ask peers for what we missed.
@@ -201,10 +161,7 @@ fn sync_running_p() -> Result<bool> {
 #[defun(name = "-sync-startup")]
 fn sync_startup(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-startup");
-    guard(env, || {
-        let a = engine_actions(env, |e| e.startup(now()))?;
-        run_actions(env, a)
-    })
+    guard(env, || engine_actions(env, |e, now| e.startup(now)))
 }
 
 /// Share FILE under NAME (nil: its file name); return (URL . ACTIONS).
@@ -218,13 +175,12 @@ fn sync_share<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<Valu
         None
     };
     guard(env, || {
-        let (url, actions) = with_engine(env, |e| {
-            let mut actions = e.share(&path, name.as_deref(), now())?;
-            actions.extend(e.take_notices());
+        let (url, actions) = engine_op(env, |e, now| {
+            let actions = e.share(&path, name.as_deref(), now)?;
             let url = e.resolve(&path.to_string_lossy())?.url();
             Ok((url, actions))
         })?;
-        env.cons(url, run_actions(env, actions)?)
+        env.cons(url, actions_to_lisp(env, actions)?)
     })
 }
 
@@ -232,10 +188,7 @@ fn sync_share<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<Valu
 #[defun(name = "-sync-unshare")]
 fn sync_unshare(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-unshare");
-    guard(env, || {
-        let a = engine_actions(env, |e| e.unshare(&share))?;
-        run_actions(env, a)
-    })
+    guard(env, || engine_actions(env, |e, _| e.unshare(&share)))
 }
 
 /// Return the shares as plists (:url :path :local :active :lines :bytes
@@ -275,8 +228,52 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
 fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-file-changed");
     guard(env, || {
-        let a = engine_actions(env, |e| e.local_file_changed(&share, now()))?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| e.local_file_changed(&share, now))
+    })
+}
+
+/// Take in the file of SHARE after it was saved, and hold it again, in one step.
+///
+/// For a buffer that still visits the file: the merged file is written
+/// and the share held again without the session's worker being able to
+/// write the file in between. Return the actions.
+#[defun(name = "-sync-file-changed-and-hold")]
+fn sync_file_changed_and_hold(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-file-changed-and-hold");
+    guard(env, || {
+        engine_actions(env, |e, now| {
+            let mut a = e.local_file_changed(&share, now)?;
+            // The save is taken in whatever happens here: its actions must run.
+            if let Err(err) = e.hold_writes(&share, true) {
+                a.push(Action::Warning {
+                    share: None,
+                    message: format!("{share}: the file could not be held again: {err}"),
+                });
+            }
+            Ok(a)
+        })
+    })
+}
+
+/// Write what was held back of SHARE and hold it again, in one step.
+///
+/// For a buffer without unsaved edits that visits the file: the file is
+/// written with the changes merged meanwhile (the buffer is then
+/// reverted by the `updated' action) and stays held. Return the actions.
+#[defun(name = "-sync-write-held")]
+fn sync_write_held(env: &Env, share: String) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-write-held");
+    guard(env, || {
+        engine_actions(env, |e, _| {
+            let mut a = e.hold_writes(&share, false)?;
+            if let Err(err) = e.hold_writes(&share, true) {
+                a.push(Action::Warning {
+                    share: None,
+                    message: format!("{share}: the file could not be held again: {err}"),
+                });
+            }
+            Ok(a)
+        })
     })
 }
 
@@ -311,8 +308,17 @@ fn sync_file_changed_lines<'e>(
             middle: middle.into_bytes(),
             base_mtime,
         };
-        let a = engine_actions(env, |e| e.local_lines_changed(&share, &edit, now()))?;
-        run_actions(env, a)
+        // Taken in and held again in one step, as `-sync-file-changed-and-hold'.
+        engine_actions(env, |e, now| {
+            let mut a = e.local_lines_changed(&share, &edit, now)?;
+            if let Err(err) = e.hold_writes(&share, true) {
+                a.push(Action::Warning {
+                    share: None,
+                    message: format!("{share}: the file could not be held again: {err}"),
+                });
+            }
+            Ok(a)
+        })
     })
 }
 
@@ -326,8 +332,7 @@ fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'
     let _t = CallTimer::start("sync-hold");
     let hold = hold.is_not_nil();
     guard(env, || {
-        let a = engine_actions(env, |e| e.hold_writes(&share, hold))?;
-        run_actions(env, a)
+        engine_actions(env, |e, _| e.hold_writes(&share, hold))
     })
 }
 
@@ -350,15 +355,13 @@ fn sync_handle<'e>(
     };
     let tags = tags_from_lisp(env, tags)?;
     guard(env, || {
-        let a = engine_actions(env, |e| {
-            let now = now();
+        engine_actions(env, |e, now| {
             let a = e.handle(&from, kind, &content, &tags, now)?;
             if !a.iter().any(|a| matches!(a, Action::Refused { .. })) {
                 e.note_received(&content, now);
             }
             Ok(a)
-        })?;
-        run_actions(env, a)
+        })
     })
 }
 
@@ -372,8 +375,7 @@ fn sync_catch_up<'e>(env: &'e Env, share: Value<'e>) -> Result<Value<'e>> {
         None
     };
     guard(env, || {
-        let a = engine_actions(env, |e| e.catch_up(share.as_deref(), now()))?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| e.catch_up(share.as_deref(), now))
     })
 }
 
@@ -436,8 +438,7 @@ fn sync_refusals(env: &Env) -> Result<Value<'_>> {
 fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-offer");
     guard(env, || {
-        let a = with_engine(env, |e| Ok(e.offer(&peer_id, now())))?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| Ok(e.offer(&peer_id, now)))
     })
 }
 
@@ -448,17 +449,18 @@ fn sync_offer(env: &Env, peer_id: String) -> Result<Value<'_>> {
 fn sync_retry_writes(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-retry-writes");
     guard(env, || {
-        let a = engine_actions(env, |e| Ok(e.retry_writes(now())))?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| Ok(e.retry_writes(now)))
     })
 }
 
 /// Return how many shares have a failed write waiting to be retried (0 when sync is closed).
 #[defun(name = "-sync-pending-writes")]
 fn sync_pending_writes() -> Result<i64> {
-    Ok(lock(&ENGINE)
-        .as_ref()
-        .map_or(0, |e| e.pending_writes() as i64))
+    let _t = super::convert::CallTimer::start("sync-pending-writes");
+    Ok(current()
+        .and_then(|s| s.with_engine(|e| Ok(e.pending_writes() as i64)))
+        .and_then(|r| r.ok())
+        .unwrap_or(0))
 }
 
 /// Return how every share is doing, as plists.
@@ -473,10 +475,7 @@ fn sync_pending_writes() -> Result<i64> {
 fn sync_status(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-status");
     guard(env, || {
-        let (status, notices) = with_engine(env, |e| {
-            let s = e.status();
-            Ok((s, e.take_notices()))
-        })?;
+        let (status, notices) = engine_op(env, |e, _| Ok((e.status(), Vec::new())))?;
         let opt_time = |t: Option<u64>| -> Result<Value<'_>> {
             match t {
                 Some(t) => (t as i64).into_lisp(env),
@@ -520,7 +519,7 @@ fn sync_status(env: &Env) -> Result<Value<'_>> {
                 ],
             )?);
         }
-        env.cons(env.list(&v[..])?, run_actions(env, notices)?)
+        env.cons(env.list(&v[..])?, actions_to_lisp(env, notices)?)
     })
 }
 
@@ -533,7 +532,6 @@ fn sync_status(env: &Env) -> Result<Value<'_>> {
 fn sync_ask(env: &Env, share: String, peer_id: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-ask");
     guard(env, || {
-        let a = engine_actions(env, |e| e.ask(&share, &peer_id, now()))?;
-        run_actions(env, a)
+        engine_actions(env, |e, now| e.ask(&share, &peer_id, now))
     })
 }

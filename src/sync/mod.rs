@@ -118,8 +118,10 @@ pub mod action;
 mod ask;
 mod chunk;
 pub mod engine;
+pub mod exec;
 mod files;
 pub mod health;
+mod held;
 pub mod hunk;
 mod inbound;
 pub mod lines;
@@ -127,8 +129,8 @@ pub mod members;
 mod recover;
 mod sealing;
 pub mod share_id;
-mod statelog;
 pub mod share_key;
+mod statelog;
 mod store;
 mod wire;
 
@@ -140,11 +142,11 @@ pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
+pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use share_id::{
     check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
     MAX_NAME_BYTES,
 };
-pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`

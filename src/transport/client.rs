@@ -63,6 +63,10 @@ struct Subscription {
     id: u64,
     filter: String,
     qos: u8,
+    /// Elisp subscribed to it (its messages go to the event bus with this id).
+    elisp: bool,
+    /// The core session takes its messages ([`super::options::Inbound`]).
+    session: bool,
 }
 
 /// Counters and state shared by the handle and the manager.
@@ -135,10 +139,18 @@ impl Client {
             .initial_subscriptions
             .iter()
             .enumerate()
-            .map(|(i, (filter, qos))| Subscription {
-                id: i as u64 + 1,
-                filter: filter.clone(),
-                qos: *qos,
+            .map(|(i, (filter, qos))| {
+                let session = opts
+                    .inbound
+                    .as_ref()
+                    .is_some_and(|inb| inb.filters.contains(filter));
+                Subscription {
+                    id: i as u64 + 1,
+                    filter: filter.clone(),
+                    qos: *qos,
+                    elisp: !session,
+                    session,
+                }
             })
             .collect();
         let first_free_id = initial.len() as u64 + 1;
@@ -223,6 +235,7 @@ impl Client {
             let mut subs = lock(&self.subs);
             if let Some(s) = subs.iter_mut().find(|s| s.filter == filter) {
                 s.qos = s.qos.max(qos);
+                s.elisp = true;
                 s.id
             } else {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -230,6 +243,8 @@ impl Client {
                     id,
                     filter: filter.to_string(),
                     qos,
+                    elisp: true,
+                    session: false,
                 });
                 id
             }
@@ -240,10 +255,44 @@ impl Client {
         Ok(id)
     }
 
-    /// Forgets a subscription; returns false if there was none for `filter`.
+    /// Subscribes to `filter` for the core session: its messages go to the connection's
+    /// [`Inbound`](super::options::Inbound) receiver, as those of the initial federation
+    /// filters do (a per-share topic, taken after the connection was made). Idempotent.
+    pub fn subscribe_session(&self, filter: &str, qos: i64) -> Result<(), ClientCallError> {
+        validate_filter(filter).map_err(|e| ClientCallError::BadTopic(e.0))?;
+        let qos = check_qos(qos)?;
+        {
+            let mut subs = lock(&self.subs);
+            if let Some(s) = subs.iter_mut().find(|s| s.filter == filter) {
+                if s.session && s.qos >= qos {
+                    return Ok(());
+                }
+                s.qos = s.qos.max(qos);
+                s.session = true;
+            } else {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                subs.push(Subscription {
+                    id,
+                    filter: filter.to_string(),
+                    qos,
+                    elisp: false,
+                    session: true,
+                });
+            }
+        }
+        self.cmd
+            .send(Command::Subscribe(vec![(filter.to_string(), qos)]))
+            .map_err(|_| ClientCallError::Closed)
+    }
+
+    /// Forgets a subscription; returns false if there was none for `filter`. A filter the
+    /// core session takes stays subscribed for it; only Elisp's interest ends.
     pub fn unsubscribe(&self, filter: &str) -> bool {
         let removed = {
             let mut subs = lock(&self.subs);
+            if let Some(s) = subs.iter_mut().find(|s| s.filter == filter && s.session) {
+                return std::mem::replace(&mut s.elisp, false);
+            }
             let before = subs.len();
             subs.retain(|s| s.filter != filter);
             subs.len() != before
@@ -547,11 +596,24 @@ impl Manager {
             rumqttc::Event::Incoming(Incoming::ConnAck(_)) => self.on_connack(),
             rumqttc::Event::Incoming(Incoming::Publish(p)) => {
                 self.stats.received.fetch_add(1, Ordering::Relaxed);
-                let filters: Vec<u64> = lock(&self.subs)
-                    .iter()
-                    .filter(|s| filter_matches(&s.filter, &p.topic))
-                    .map(|s| s.id)
-                    .collect();
+                let (filters, to_session) = {
+                    let subs = lock(&self.subs);
+                    let matching = subs.iter().filter(|s| filter_matches(&s.filter, &p.topic));
+                    let mut ids = Vec::new();
+                    let mut to_session = false;
+                    for s in matching {
+                        to_session |= s.session;
+                        if s.elisp {
+                            ids.push(s.id);
+                        }
+                    }
+                    (ids, to_session)
+                };
+                if to_session {
+                    if let Some(inb) = &self.opts.inbound {
+                        (inb.deliver)(p.topic.clone(), p.payload.to_vec());
+                    }
+                }
                 // A message for a filter unsubscribed meanwhile has no handler left to run.
                 if !filters.is_empty() {
                     self.bus.push(Event::Message {

@@ -13,6 +13,27 @@ pub struct Will {
     pub retain: bool,
 }
 
+/// Where the messages of some subscriptions go instead of the event bus: the core session
+/// (`crate::session`) takes the federation's topics on the runtime, so Emacs' main thread
+/// never sees their raw bytes. Called on the runtime's thread with (topic, payload); it must
+/// only hand the message over (a channel send), never do the work itself.
+#[derive(Clone)]
+pub struct Inbound {
+    /// The filters whose messages go to `deliver` (they must be among the initial
+    /// subscriptions).
+    pub filters: Vec<String>,
+    /// Takes one message.
+    pub deliver: std::sync::Arc<dyn Fn(String, Vec<u8>) + Send + Sync>,
+}
+
+impl std::fmt::Debug for Inbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbound")
+            .field("filters", &self.filters)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything a connection needs. Build with [`ConnectOptions::new`] and adjust fields.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -43,6 +64,8 @@ pub struct ConnectOptions {
     /// persistent session has queued, which the broker sends right after the ConnAck, find
     /// their subscription.
     pub initial_subscriptions: Vec<(String, u8)>,
+    /// Subscriptions whose messages the core session takes (see [`Inbound`]).
+    pub inbound: Option<Inbound>,
 }
 
 impl ConnectOptions {
@@ -63,6 +86,7 @@ impl ConnectOptions {
             max_incoming_packet: 8 * 1024 * 1024,
             flush_timeout: Duration::from_secs(2),
             initial_subscriptions: Vec::new(),
+            inbound: None,
         }
     }
 
@@ -79,6 +103,17 @@ impl ConnectOptions {
             super::topic::validate_filter(f).map_err(|e| format!("subscription: {e}"))?;
             if *q > 2 {
                 return Err("subscription QoS must be 0, 1 or 2".into());
+            }
+        }
+        if let Some(i) = &self.inbound {
+            if let Some(f) = i
+                .filters
+                .iter()
+                .find(|f| !self.initial_subscriptions.iter().any(|(g, _)| g == *f))
+            {
+                return Err(format!(
+                    "the session's filter `{f}` must be one of the initial subscriptions"
+                ));
             }
         }
         if self.queue_limit == 0 {

@@ -180,40 +180,23 @@ impl Bus {
         }
     }
 
-    /// Takes the actions of node `from`: publications go to every other node (none if `from`
-    /// is offline), the rest is recorded.
+    /// Takes the actions of node `from` through the one executor
+    /// ([`super::exec::execute`]): publications go to every other node (none if `from` is
+    /// offline), the rest is recorded.
     pub(crate) fn absorb(&mut self, from: usize, actions: Vec<Action>) {
-        for a in actions {
-            match a {
-                Action::Publish {
-                    kind,
-                    content,
-                    tags,
-                } => {
-                    self.published += 1;
-                    self.largest_content = self.largest_content.max(content.len());
-                    self.log.push((from, kind, content.clone()));
-                    if !self.nodes[from].online {
-                        continue;
-                    }
-                    for to in 0..self.nodes.len() {
-                        if to != from {
-                            self.queue.push(Msg {
-                                from,
-                                to,
-                                kind,
-                                content: content.clone(),
-                                tags: tags.clone(),
-                            });
-                        }
-                    }
-                }
-                Action::Updated { share, created, .. } => self.updated.push((from, share, created)),
-                Action::Refused { reason, detail } => self.refused.push((from, reason, detail)),
-                Action::Warning { message, .. } => self.warnings.push((from, message)),
-                Action::WriteFailed { message, .. } => self.warnings.push((from, message)),
-            }
-        }
+        let mut sink = BusSink {
+            from,
+            online: self.nodes[from].online,
+            nodes: self.nodes.len(),
+            queue: &mut self.queue,
+            published: &mut self.published,
+            largest_content: &mut self.largest_content,
+            log: &mut self.log,
+            refused: &mut self.refused,
+            updated: &mut self.updated,
+            warnings: &mut self.warnings,
+        };
+        super::exec::execute(actions, &mut sink);
     }
 
     /// Delivers one event; false when none is left.
@@ -268,6 +251,60 @@ impl Bus {
         let actions = f(self.nodes[i].engine(), now)?;
         self.absorb(i, actions);
         Ok(())
+    }
+}
+
+/// The test bus as the executor's sink: the fields of [`Bus`] that taking one node's actions
+/// changes.
+struct BusSink<'a> {
+    from: usize,
+    online: bool,
+    nodes: usize,
+    queue: &'a mut Vec<Msg>,
+    published: &'a mut usize,
+    largest_content: &'a mut usize,
+    log: &'a mut Vec<(usize, SyncKind, String)>,
+    refused: &'a mut Vec<(usize, &'static str, String)>,
+    updated: &'a mut Vec<(usize, ShareId, bool)>,
+    warnings: &'a mut Vec<(usize, String)>,
+}
+
+impl super::exec::ActionSink for BusSink<'_> {
+    fn publish(
+        &mut self,
+        kind: SyncKind,
+        content: &str,
+        tags: &[Vec<String>],
+    ) -> Result<(), String> {
+        *self.published += 1;
+        *self.largest_content = (*self.largest_content).max(content.len());
+        self.log.push((self.from, kind, content.to_string()));
+        if !self.online {
+            return Ok(());
+        }
+        for to in (0..self.nodes).filter(|&to| to != self.from) {
+            self.queue.push(Msg {
+                from: self.from,
+                to,
+                kind,
+                content: content.to_string(),
+                tags: tags.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn report(&mut self, action: Action) {
+        match action {
+            Action::Updated { share, created, .. } => {
+                self.updated.push((self.from, share, created))
+            }
+            Action::Refused { reason, detail } => self.refused.push((self.from, reason, detail)),
+            Action::Warning { message, .. } | Action::WriteFailed { message, .. } => {
+                self.warnings.push((self.from, message))
+            }
+            Action::Publish { .. } => unreachable!("the executor publishes these itself"),
+        }
     }
 }
 

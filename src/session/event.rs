@@ -1,0 +1,110 @@
+//! The finished, high-level events the session hands to its consumer (Elisp): one per thing
+//! that happened, after every check, decryption, merge and file write is done.
+
+/// Why a peer went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offline {
+    /// It said goodbye (a departure event).
+    Departed,
+    /// The broker published its last will.
+    Vanished,
+    /// Silent for longer than the stale limit.
+    Stale,
+}
+
+impl Offline {
+    /// The Elisp symbol name (`departed`, `vanished`, `stale`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Offline::Departed => "departed",
+            Offline::Vanished => "vanished",
+            Offline::Stale => "stale",
+        }
+    }
+}
+
+/// A shared file that a remote change rewrote. A struct, so that what the receiver needs to
+/// patch a buffer (the changed lines) can be added without touching every consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileUpdate {
+    /// The share's `canvasl://` URL.
+    pub share: String,
+    /// The file written.
+    pub path: String,
+    /// Whether the file is new (a share just received, or a missing file rewritten).
+    pub created: bool,
+}
+
+/// Something that happened, finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// A peer came online.
+    PeerOnline {
+        peer_id: String,
+        /// Its announced display name (peer-supplied text: show it through the safe helper).
+        name: String,
+        /// The topic that messages to it go to.
+        address: String,
+    },
+    /// A peer went away.
+    PeerOffline { peer_id: String, reason: Offline },
+    /// A known name was announced by a new key (held until the person decides).
+    KeyConflict {
+        new_peer_id: String,
+        name: String,
+        known_peer_id: String,
+    },
+    /// A verified, decrypted peer message.
+    PeerMessage {
+        from: String,
+        text: String,
+        /// The event's id and verified Schnorr signature.
+        id: String,
+        sig: String,
+        /// The topic it came on.
+        topic: String,
+    },
+    /// A receipt acknowledged our messages, as (id, peer).
+    Receipt { delivered: Vec<(String, String)> },
+    /// An accepted presence, departure or sync event, for the prototype's
+    /// `meta-log-mqtt-message-received-hook` (only sent while that hook has functions).
+    Accepted {
+        topic: String,
+        /// `presence`, `departure`, `sync-change`, `sync-request` or `sync-response`.
+        kind: &'static str,
+        /// The content (empty for presence and departure).
+        content: String,
+    },
+    /// A message was dropped by a check; `quiet` ones (echoes of our own) are counted only.
+    Dropped {
+        reason: String,
+        message: String,
+        peer: Option<String>,
+        quiet: bool,
+    },
+    /// A remote change was merged and written to a shared file.
+    FileUpdated(FileUpdate),
+    /// Remote changes were merged into a share whose file a buffer visits (the share is held):
+    /// the file is left as it is until the consumer, on its own thread, releases the hold
+    /// (an unmodified buffer) or saves (a modified one). Sent once until it is written.
+    HeldChanges {
+        /// The share's URL.
+        share: String,
+        /// Its file.
+        path: String,
+    },
+    /// A sync message from a peer was refused; nothing changed.
+    SyncRefused { reason: String, detail: String },
+    /// Something the person should know (a share's URL, if any, and the text).
+    Warning {
+        share: Option<String>,
+        message: String,
+    },
+    /// A file of a share could not be written; it is retried.
+    WriteFailed {
+        share: String,
+        path: String,
+        message: String,
+        attempt: u32,
+    },
+}

@@ -1,0 +1,380 @@
+//! The core session: where the program is put together. One [`Session`] owns the federation
+//! [`Node`] (identity, peers, trust, replay, delivery) and, once opened, the
+//! [`SyncEngine`], and runs the whole inbound pipeline on a worker thread of its own: size,
+//! signature, id, time window, replay, trust and decryption (in the node), then sync merge,
+//! state persistence and file writes (in the engine, through the one executor
+//! [`crate::sync::exec`]). Its consumer (Emacs) receives only finished [`SessionEvent`]s.
+//!
+//! The transport hands the federation's messages straight to the worker
+//! ([`Session::inbound`]): Emacs' main thread never sees their bytes. Outbound calls made by
+//! the consumer sign (and encrypt) on the calling thread, which costs tens of microseconds,
+//! and hand the publication to the MQTT client, which returns at once.
+//!
+//! Lock order: the engine before the node, never the reverse (the worker takes the node,
+//! lets it go, then takes the engine; an engine operation signs its publications with the node
+//! while it holds the engine).
+
+pub mod event;
+mod publisher;
+mod worker;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use sha2::{Digest, Sha256};
+
+use crate::events::lock;
+use crate::federation::{Node, OutboundError, Publication, SyncKind};
+use crate::sync::exec::{execute_on, ActionSink};
+use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
+use crate::transport::options::Inbound;
+
+pub use event::{FileUpdate, Offline, SessionEvent};
+pub use publisher::{GlobalConnection, PublishError, Publisher};
+
+/// Where the session's events go (the Emacs event bus, or a test's channel).
+pub type EventSink = Box<dyn Fn(SessionEvent) + Send + Sync>;
+
+/// The clock: Unix time in seconds (injected, so tests can move it).
+pub type Clock = fn() -> u64;
+
+/// Unix time now.
+pub fn system_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Counters of the session, for statistics and benchmarks.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    /// Messages the worker took from the transport.
+    pub inbound: AtomicU64,
+    /// Events handed to the consumer.
+    pub events: AtomicU64,
+    /// The longest time the worker spent on one message, in microseconds.
+    pub max_handle_us: AtomicU64,
+}
+
+/// What the session's parts share with its worker.
+pub(crate) struct Shared {
+    pub(crate) node: Mutex<Node>,
+    pub(crate) engine: Mutex<Option<SyncEngine>>,
+    pub(crate) publisher: Box<dyn Publisher>,
+    pub(crate) sink: EventSink,
+    pub(crate) clock: Clock,
+    /// Whether [`SessionEvent::Accepted`] events are wanted (the prototype's hook has
+    /// functions); off, the content of sync events never crosses to Elisp.
+    pub(crate) report_accepted: AtomicBool,
+    pub(crate) stats: SessionStats,
+    /// Held shares already reported with [`SessionEvent::HeldChanges`] and not written since.
+    pub(crate) held_reported: Mutex<std::collections::BTreeSet<String>>,
+    /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
+    /// never waits for a flood to be worked through.
+    pub(crate) stopping: AtomicBool,
+    /// Where accepted direct-link signals go (the link manager), if direct links are built.
+    pub(crate) link_signals: Mutex<Option<LinkSignalHandler>>,
+}
+
+/// Takes an accepted direct-link signal: the sender's peer id and the decrypted signal.
+pub type LinkSignalHandler = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+impl Shared {
+    pub(crate) fn emit(&self, ev: SessionEvent) {
+        self.stats.events.fetch_add(1, Ordering::Relaxed);
+        (self.sink)(ev);
+    }
+
+    /// Signs a sync event with the node and publishes it.
+    pub(crate) fn publish_sync(
+        &self,
+        kind: SyncKind,
+        content: &str,
+        tags: &[Vec<String>],
+    ) -> Result<(), String> {
+        let p = lock(&self.node)
+            .sync(kind, content, tags.to_vec(), (self.clock)())
+            .map_err(|e| e.to_string())?;
+        self.publisher
+            .publish(&p.topic, p.payload, p.qos, p.retain)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The executor's sink inside the session: publications are signed and published, the other
+/// actions collected (for the caller, or turned into events by the worker).
+pub(crate) struct SessionSink<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) reports: Vec<Action>,
+}
+
+impl ActionSink for SessionSink<'_> {
+    fn publish(
+        &mut self,
+        kind: SyncKind,
+        content: &str,
+        tags: &[Vec<String>],
+    ) -> Result<(), String> {
+        self.shared.publish_sync(kind, content, tags)
+    }
+
+    fn report(&mut self, action: Action) {
+        self.reports.push(action);
+    }
+}
+
+/// Work for the worker thread.
+pub(crate) enum Work {
+    Inbound(String, Vec<u8>),
+    /// Run a closure on the worker, in order with the messages (tests, flushes).
+    Call(Box<dyn FnOnce(&Shared) + Send>),
+    Stop,
+}
+
+/// Why an outbound call did not publish.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The event could not be built (unknown peer, too large, ...).
+    #[error(transparent)]
+    Build(#[from] OutboundError),
+    /// The MQTT client refused it or there is no connection.
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// One peer's running federation: the node, the sync engine, the worker.
+pub struct Session {
+    /// Our peer id, kept outside the node's lock: Elisp asks for it per message.
+    peer_id: String,
+    /// The per-share sync topics' prefix (`{p}/sync/`), kept outside the node's lock: the
+    /// publisher asks for it per publication.
+    share_topic_prefix: Option<String>,
+    shared: Arc<Shared>,
+    tx: Sender<Work>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Session {
+    /// Starts the session of `node`: publications go to `publisher`, events to `sink`.
+    pub fn start(
+        node: Node,
+        publisher: Box<dyn Publisher>,
+        sink: EventSink,
+        clock: Clock,
+    ) -> std::io::Result<Session> {
+        let peer_id = node.peer_id().to_string();
+        let share_topic_prefix = node.config().topics().ok().map(|t| t.share_sync(""));
+        let shared = Arc::new(Shared {
+            node: Mutex::new(node),
+            engine: Mutex::new(None),
+            publisher,
+            sink,
+            clock,
+            report_accepted: AtomicBool::new(false),
+            stats: SessionStats::default(),
+            held_reported: Mutex::new(Default::default()),
+            stopping: AtomicBool::new(false),
+            link_signals: Mutex::new(None),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let s = shared.clone();
+        let worker = std::thread::Builder::new()
+            .name("meta-log-session".into())
+            .spawn(move || {
+                crate::runtime::block_sigpipe();
+                worker::run(&s, rx);
+            })?;
+        Ok(Session {
+            peer_id,
+            share_topic_prefix,
+            shared,
+            tx,
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// What the transport needs to hand the federation's messages to the worker: the
+    /// node's subscriptions, and a sender that only queues.
+    pub fn inbound(&self) -> Inbound {
+        let filters = self
+            .with_node(|n| n.subscriptions())
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        let tx = self.tx.clone();
+        Inbound {
+            filters,
+            deliver: Arc::new(move |topic, payload| {
+                // The worker lives as long as the session; after a stop nothing is wanted.
+                let _ = tx.send(Work::Inbound(topic, payload));
+            }),
+        }
+    }
+
+    /// Hands one received message to the worker (what [`Session::inbound`]'s sender does).
+    pub fn receive(&self, topic: &str, payload: &[u8]) {
+        let _ = self
+            .tx
+            .send(Work::Inbound(topic.to_string(), payload.to_vec()));
+    }
+
+    /// Our peer id (without waiting for the node).
+    pub fn peer_id(&self) -> &str {
+        &self.peer_id
+    }
+
+    /// Runs `f` with the node (briefly: the worker waits for it).
+    pub fn with_node<T>(&self, f: impl FnOnce(&mut Node) -> T) -> T {
+        f(&mut lock(&self.shared.node))
+    }
+
+    /// Builds a publication with the node and publishes it; returns the event id.
+    pub fn publish_with(
+        &self,
+        f: impl FnOnce(&mut Node, u64) -> Result<Publication, OutboundError>,
+    ) -> Result<String, SendError> {
+        let p = f(&mut lock(&self.shared.node), (self.shared.clock)())?;
+        self.publish(p)
+    }
+
+    /// Publishes a publication built elsewhere; returns its event id.
+    pub fn publish(&self, p: Publication) -> Result<String, SendError> {
+        let id = p.event_id;
+        self.shared
+            .publisher
+            .publish(&p.topic, p.payload, p.qos, p.retain)?;
+        Ok(id)
+    }
+
+    /// Whether an MQTT client is there to publish to.
+    pub fn publisher(&self) -> &dyn Publisher {
+        &*self.shared.publisher
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> u64 {
+        (self.shared.clock)()
+    }
+
+    /// Asks for (or stops) [`SessionEvent::Accepted`] events.
+    pub fn set_report_accepted(&self, on: bool) {
+        self.shared.report_accepted.store(on, Ordering::Relaxed);
+    }
+
+    pub fn stats(&self) -> &SessionStats {
+        &self.shared.stats
+    }
+
+    /// Whether `topic` is one of the per-share sync topics (`{p}/sync/TAG`).
+    pub fn is_share_topic(&self, topic: &str) -> bool {
+        self.share_topic_prefix.as_deref().is_some_and(|p| {
+            topic
+                .strip_prefix(p)
+                .is_some_and(|tag| !tag.is_empty() && !tag.contains('/'))
+        })
+    }
+
+    /// Sends the direct-link signals the node accepts to `f` (the link manager).
+    pub fn set_link_signal_handler(&self, f: LinkSignalHandler) {
+        *lock(&self.shared.link_signals) = Some(f);
+    }
+
+    /// Opens the sync engine in `sync_dir` (received files) and `state_dir` (merge states),
+    /// for events of at most `max_event_bytes`.
+    pub fn open_sync(
+        &self,
+        sync_dir: &Path,
+        state_dir: &Path,
+        max_event_bytes: usize,
+    ) -> Result<(), SyncError> {
+        let (me, identity) = self.with_node(|n| (n.peer_id().to_string(), n.identity().clone()));
+        // The CRDT actor: stable for this peer, different for every peer.
+        let mut actor = [0u8; 32];
+        actor.copy_from_slice(&Sha256::digest(format!("meta-log-federation actor {me}")));
+        let config = SyncConfig::for_event_limit(max_event_bytes);
+        let mut e = SyncEngine::open_with(sync_dir, state_dir, &me, actor, config)?;
+        // The engine signs memberships and key envelopes of the shares we originate.
+        e.set_signer(identity, (self.shared.clock)())?;
+        *lock(&self.shared.engine) = Some(e);
+        Ok(())
+    }
+
+    /// Closes the sync engine; true if it was open.
+    pub fn close_sync(&self) -> bool {
+        lock(&self.shared.engine).take().is_some()
+    }
+
+    pub fn sync_open_p(&self) -> bool {
+        lock(&self.shared.engine).is_some()
+    }
+
+    /// Runs a query on the engine (`None` while it is closed).
+    pub fn with_engine<T>(
+        &self,
+        f: impl FnOnce(&mut SyncEngine) -> Result<T, SyncError>,
+    ) -> Option<Result<T, SyncError>> {
+        lock(&self.shared.engine).as_mut().map(f)
+    }
+
+    /// Runs an operation on the engine and carries out its actions with the one executor:
+    /// publications are signed and published; the other actions (and the engine's notices,
+    /// see `SyncEngine::take_notices`) are returned, in order. `None` while the engine is
+    /// closed.
+    pub fn engine_op<T>(
+        &self,
+        f: impl FnOnce(&mut SyncEngine, u64) -> Result<(T, Vec<Action>), SyncError>,
+    ) -> Option<Result<(T, Vec<Action>), SyncError>> {
+        let mut g = lock(&self.shared.engine);
+        let e = g.as_mut()?;
+        let now = (self.shared.clock)();
+        Some(f(e, now).map(|(v, mut actions)| {
+            actions.extend(e.take_notices());
+            let mut sink = SessionSink {
+                shared: &self.shared,
+                reports: Vec::new(),
+            };
+            execute_on(e, actions, now, &mut sink);
+            // A held share written (or released) here is reported again at its next change.
+            let waiting: std::collections::BTreeSet<String> =
+                e.held_with_changes().iter().map(|(s, _)| s.url()).collect();
+            lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
+            (v, sink.reports)
+        }))
+    }
+
+    /// Runs `f` on the worker after every message queued before this call, and returns its
+    /// result (for tests, and to wait until the pipeline is idle).
+    pub fn on_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Node) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send(Work::Call(Box::new(move |s: &Shared| {
+                let _ = tx.send(f(&mut lock(&s.node)));
+            })))
+            .ok()?;
+        rx.recv().ok()
+    }
+
+    /// Stops the worker and waits for it: the message it is handling is finished, those still
+    /// queued are dropped (the broker's persistent session and the peers' catch-up bring back
+    /// what matters).
+    pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let _ = self.tx.send(Work::Stop);
+        if let Some(h) = lock(&self.worker).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,261 @@
+//! The session's worker thread: the whole inbound pipeline, one message at a time, in the
+//! order the broker delivered them.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use crate::events::lock;
+use crate::federation::{Body, SyncKind, Transition};
+use crate::sync::exec::execute_on;
+use crate::sync::Action;
+
+use super::{FileUpdate, Offline, SessionEvent, SessionSink, Shared, Work};
+
+pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
+    for work in rx {
+        match work {
+            Work::Inbound(..) if shared.stopping.load(Ordering::Relaxed) => {}
+            Work::Inbound(topic, payload) => {
+                let started = Instant::now();
+                shared.stats.inbound.fetch_add(1, Ordering::Relaxed);
+                // A panic in one message's handling must not end the pipeline: it is reported
+                // and the next message is handled.
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handle(shared, &topic, &payload)
+                }));
+                if r.is_err() {
+                    shared.emit(SessionEvent::Warning {
+                        share: None,
+                        message: format!(
+                            "internal error while handling a message on {topic}; it was \
+                             dropped (please report this)"
+                        ),
+                    });
+                }
+                let us = started.elapsed().as_micros() as u64;
+                shared.stats.max_handle_us.fetch_max(us, Ordering::Relaxed);
+            }
+            Work::Call(f) => f(shared),
+            Work::Stop => break,
+        }
+    }
+}
+
+fn sync_kind_name(k: SyncKind) -> &'static str {
+    match k {
+        SyncKind::Change => "sync-change",
+        SyncKind::Request => "sync-request",
+        SyncKind::Response => "sync-response",
+    }
+}
+
+/// One message: the node's checks, then what it carries.
+fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
+    let now = (shared.clock)();
+    let (h, addresses) = {
+        let mut node = lock(&shared.node);
+        let h = node.handle(topic, payload, now);
+        let transitions = match &h.result {
+            Ok(a) => &a.transitions,
+            Err(d) => &d.transitions,
+        };
+        // The topic each peer that came online is reached on, while the node is at hand.
+        let addresses: Vec<String> = transitions
+            .iter()
+            .filter_map(|t| match t {
+                Transition::CameOnline { peer_id, .. } => Some(node.messages_topic(peer_id)),
+                _ => None,
+            })
+            .collect();
+        (h, addresses)
+    };
+    let transitions = match h.result {
+        Ok(a) => {
+            let from = a.from().to_string();
+            match a.body {
+                Body::Message { plaintext } => shared.emit(SessionEvent::PeerMessage {
+                    from,
+                    text: plaintext,
+                    id: a.event.id,
+                    sig: a.event.sig,
+                    topic: topic.to_string(),
+                }),
+                Body::LinkSignal { plaintext } => {
+                    let handler = lock(&shared.link_signals).clone();
+                    if let Some(f) = handler {
+                        f(&from, &plaintext);
+                    }
+                }
+                Body::Receipt { .. } => {
+                    if !h.delivered.is_empty() {
+                        shared.emit(SessionEvent::Receipt {
+                            delivered: h.delivered,
+                        })
+                    }
+                }
+                Body::Presence(_) | Body::Departure(_) => {
+                    if shared.report_accepted.load(Ordering::Relaxed) {
+                        let kind = if matches!(a.body, Body::Presence(_)) {
+                            "presence"
+                        } else {
+                            "departure"
+                        };
+                        shared.emit(SessionEvent::Accepted {
+                            topic: topic.to_string(),
+                            kind,
+                            content: String::new(),
+                        });
+                    }
+                }
+                Body::Sync { kind, content } => {
+                    sync_event(shared, &from, kind, &content, &a.event.tags, now);
+                    if shared.report_accepted.load(Ordering::Relaxed) {
+                        shared.emit(SessionEvent::Accepted {
+                            topic: topic.to_string(),
+                            kind: sync_kind_name(kind),
+                            content,
+                        });
+                    }
+                }
+            }
+            a.transitions
+        }
+        Err(d) => {
+            // Our own events echoed back by the broker are normal: counted, not reported.
+            if !d.is_quiet() {
+                shared.emit(SessionEvent::Dropped {
+                    reason: d.reason.as_str().to_string(),
+                    message: d.message,
+                    peer: d.peer_id,
+                    quiet: false,
+                });
+            }
+            d.transitions
+        }
+    };
+    let mut addresses = addresses.into_iter();
+    for t in transitions {
+        shared.emit(match t {
+            Transition::CameOnline { peer_id, name } => SessionEvent::PeerOnline {
+                peer_id,
+                name,
+                address: addresses.next().unwrap_or_default(),
+            },
+            Transition::WentOffline { peer_id, graceful } => SessionEvent::PeerOffline {
+                peer_id,
+                reason: if graceful {
+                    Offline::Departed
+                } else {
+                    Offline::Vanished
+                },
+            },
+            Transition::WentStale { peer_id } => SessionEvent::PeerOffline {
+                peer_id,
+                reason: Offline::Stale,
+            },
+            Transition::KeyConflict {
+                name,
+                known_peer_id,
+                new_peer_id,
+            } => SessionEvent::KeyConflict {
+                new_peer_id,
+                name,
+                known_peer_id,
+            },
+        });
+    }
+}
+
+/// A verified sync event: merged by the engine (state saved, file written), its actions
+/// carried out by the one executor, its reports turned into events.
+fn sync_event(
+    shared: &Shared,
+    from: &str,
+    kind: SyncKind,
+    content: &str,
+    tags: &[Vec<String>],
+    now: u64,
+) {
+    let mut g = lock(&shared.engine);
+    // Sync closed (it failed to start, or federation is stopping): nothing to merge into.
+    let Some(engine) = g.as_mut() else { return };
+    let actions = match engine.handle(from, kind, content, tags, now) {
+        Ok(mut a) => {
+            if !a.iter().any(|a| matches!(a, Action::Refused { .. })) {
+                engine.note_received(content, now);
+            }
+            a.extend(engine.take_notices());
+            a
+        }
+        Err(e) => vec![Action::Warning {
+            share: None,
+            message: format!("taking in a peer's change: {e}"),
+        }],
+    };
+    let mut sink = SessionSink {
+        shared,
+        reports: Vec::new(),
+    };
+    execute_on(engine, actions, now, &mut sink);
+    let held = engine.held_with_changes();
+    drop(g);
+    for a in sink.reports {
+        shared.emit(report_event(a));
+    }
+    // Each held share with changes waiting is reported once, until it is written.
+    let mut reported = lock(&shared.held_reported);
+    let now_held: std::collections::BTreeSet<String> = held.iter().map(|(s, _)| s.url()).collect();
+    reported.retain(|s| now_held.contains(s));
+    for (share, path) in held {
+        if reported.insert(share.url()) {
+            shared.emit(SessionEvent::HeldChanges {
+                share: share.url(),
+                path: path.to_string_lossy().into_owned(),
+            });
+        }
+    }
+}
+
+/// The event for an action the executor reported.
+pub(crate) fn report_event(a: Action) -> SessionEvent {
+    match a {
+        Action::Updated {
+            share,
+            path,
+            created,
+            // Written by the worker, the file has no buffer visiting it (a visited file is
+            // held): nothing to patch in place.
+            hunks: _,
+        } => SessionEvent::FileUpdated(FileUpdate {
+            share: share.url(),
+            path: path.to_string_lossy().into_owned(),
+            created,
+        }),
+        Action::Refused { reason, detail } => SessionEvent::SyncRefused {
+            reason: reason.to_string(),
+            detail,
+        },
+        Action::Warning { share, message } => SessionEvent::Warning {
+            share: share.map(|s| s.url()),
+            message,
+        },
+        Action::WriteFailed {
+            share,
+            path,
+            message,
+            attempt,
+        } => SessionEvent::WriteFailed {
+            share: share.url(),
+            path: path.to_string_lossy().into_owned(),
+            message,
+            attempt,
+        },
+        // The executor publishes these itself; one reaching here is a bug, said as a warning.
+        Action::Publish { kind, .. } => SessionEvent::Warning {
+            share: None,
+            message: format!("a sync {kind:?} was not published (internal error)"),
+        },
+    }
+}
