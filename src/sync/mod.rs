@@ -127,8 +127,8 @@ pub mod members;
 mod recover;
 mod sealing;
 pub mod share_id;
-mod statelog;
 pub mod share_key;
+mod statelog;
 mod store;
 mod wire;
 
@@ -140,11 +140,11 @@ pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
+pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use share_id::{
     check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
     MAX_NAME_BYTES,
 };
-pub use members::{Membership, KIND_SHARE_MEMBERS};
 pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`

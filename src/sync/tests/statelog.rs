@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use super::util::{read, Bus, R};
 use super::bus::edit_entry;
+use super::util::{read, Bus, R};
 use super::{ShareId, SyncConfig};
 use crate::federation::SyncKind;
 
