@@ -7,7 +7,7 @@ use crate::transport::connection;
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     /// There is no MQTT connection.
-    #[error("federation has no MQTT connection: call meta-log-federation-init again")]
+    #[error("federation has no MQTT connection: start federation again")]
     NotConnected,
     /// The client refused it (full queue, too large, ...).
     #[error(transparent)]
