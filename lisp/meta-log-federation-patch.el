@@ -32,7 +32,7 @@
 (require 'cl-lib)
 (require 'meta-log-federation-custom)
 
-(declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-changed-lines "meta-log-federation-module")
 (declare-function meta-log-federation--buffer-share "meta-log-federation-sync")
 (declare-function meta-log-federation--sync-refresh-buffer "meta-log-federation-sync")
