@@ -253,8 +253,11 @@ impl SyncEngine {
         if !self.member_may(from, share, out) {
             return Ok(());
         }
-        // Answer with the file as the user last saved it.
-        out.extend(self.absorb_if_touched(share)?);
+        // Answer with the file as the user last saved it; a file a buffer visits (held) is
+        // handed over by Emacs after each save instead (it may be half-written right now).
+        if !self.shares.get(share).is_some_and(|s| s.held) {
+            out.extend(self.absorb_if_touched(share)?);
+        }
         let mut known = Vec::with_capacity(heads.len() + have.len());
         known.extend_from_slice(heads);
         known.extend_from_slice(have);
@@ -412,8 +415,13 @@ impl SyncEngine {
         out: &mut Vec<Action>,
     ) -> Result<(), SyncError> {
         // A save the engine has not been told about is taken in first, so it is never
-        // overwritten.
-        out.extend(self.absorb_if_touched(share)?);
+        // overwritten. Not while a buffer visits the file (it is held): Emacs may be writing it
+        // right now, and hands the save over itself (three-way, against what the buffer was
+        // based on) once it is written; read half-way, it would be taken in as an edit made
+        // after this change, and this change's lines lost.
+        if !self.shares.get(share).is_some_and(|s| s.held) {
+            out.extend(self.absorb_if_touched(share)?);
+        }
         let live = self.live(share)?;
         let on_disk = Some(live.state.meta.file_sha256);
         let heads_before = live.doc.heads();
