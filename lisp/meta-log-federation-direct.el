@@ -64,6 +64,16 @@ Takes effect when federation starts."
                  (string :tag "HOST:PORT"))
   :group 'meta-log-federation)
 
+(defcustom meta-log-federation-webrtc t
+  "Whether a direct link first tries a WebRTC data channel.
+Non-nil (the default, in a module built with WebRTC): ICE finds a path
+through NATs (host, STUN or TURN candidates, see
+`meta-log-federation-ice-servers'), and the TCP fallback is tried only
+when ICE fails.  nil: the TCP fallback only (see
+`meta-log-federation-tcp-listen').  Takes effect when federation starts."
+  :type 'boolean
+  :group 'meta-log-federation)
+
 (defcustom meta-log-federation-ice-servers nil
   "STUN and TURN servers for WebRTC links, as WebRTC's iceServers.
 Each entry is a plist (:urls URL :username U :credential C), URL a
@@ -133,6 +143,7 @@ Runs from `meta-log-federation-started-hook'."
     (let ((addr (meta-log-federation--links-start
                  (list :tcp-listen meta-log-federation-tcp-listen
                        :ice-servers meta-log-federation-ice-servers
+                       :webrtc meta-log-federation-webrtc
                        :auto meta-log-federation-direct-links
                        :setup-timeout meta-log-federation-link-setup-timeout))))
       (setq meta-log-federation-direct--running t)

@@ -67,6 +67,7 @@ the broker, and every message arrives exactly once."
   (delivery-test--with-broker (conf "direct")
     (ignore conf)
     (let ((meta-log-federation-tcp-listen "127.0.0.1:0")
+          (meta-log-federation-webrtc nil)
           (ups nil) (downs nil) (delivered nil))
       (let ((meta-log-federation-link-up-functions
              (list (lambda (peer path) (push (cons peer path) ups))))
@@ -76,7 +77,8 @@ the broker, and every message arrives exactly once."
              (list (lambda (id _peer) (push id delivered)))))
         (delivery-test--as-peer
           (let* ((bob (delivery-test--start-peer
-                       "bob" nil nil '(meta-log-federation-tcp-listen "127.0.0.1:0")))
+                       "bob" nil nil '(meta-log-federation-tcp-listen "127.0.0.1:0"
+                                       meta-log-federation-webrtc nil)))
                  (bob-id (process-get bob 'peer-id))
                  (spy (direct-test--spy (format "canvasl/peers/%s/messages" bob-id)))
                  (ids nil))
@@ -165,6 +167,7 @@ The link never comes up, the refusal is counted, and messages go through the bro
     (let* ((bob-port (meta-log-federation-test-free-port))
            (impostor-port (meta-log-federation-test-free-port))
            (meta-log-federation-tcp-listen nil)
+           (meta-log-federation-webrtc nil)
            (meta-log-federation-link-setup-timeout 5)
            (downs nil) (delivered nil)
            (meta-log-federation-link-down-functions
@@ -178,7 +181,8 @@ The link never comes up, the refusal is counted, and messages go through the bro
             (delivery-test--as-peer
               (let* ((bob (delivery-test--start-peer
                            "bob" nil nil
-                           `(meta-log-federation-tcp-listen ,(format "127.0.0.1:%d" bob-port))))
+                           `(meta-log-federation-tcp-listen ,(format "127.0.0.1:%d" bob-port)
+                             meta-log-federation-webrtc nil)))
                      (bob-id (process-get bob 'peer-id))
                      (spy (direct-test--spy (format "canvasl/peers/%s/messages" bob-id)))
                      (ids nil))
@@ -206,6 +210,7 @@ The link never comes up, the refusal is counted, and messages go through the bro
   (delivery-test--with-broker (conf "direct-none")
     (ignore conf)
     (let ((meta-log-federation-tcp-listen nil)
+          (meta-log-federation-webrtc nil)
           (meta-log-federation-link-setup-timeout 5)
           (downs nil) (delivered nil))
       (let ((meta-log-federation-link-down-functions
@@ -213,7 +218,8 @@ The link never comes up, the refusal is counted, and messages go through the bro
             (meta-log-federation-peer-message-delivered-functions
              (list (lambda (id _peer) (push id delivered)))))
         (delivery-test--as-peer
-          (let* ((bob (delivery-test--start-peer "bob"))
+          (let* ((bob (delivery-test--start-peer
+                       "bob" nil nil '(meta-log-federation-webrtc nil)))
                  (bob-id (process-get bob 'peer-id)))
             (should (meta-log-federation-wait-until
                      (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
@@ -231,10 +237,12 @@ The link never comes up, the refusal is counted, and messages go through the bro
   (delivery-test--with-broker (conf "direct-auto")
     (ignore conf)
     (let ((meta-log-federation-tcp-listen "127.0.0.1:0")
+          (meta-log-federation-webrtc nil)
           (meta-log-federation-direct-links t))
       (delivery-test--as-peer
         (let* ((bob (delivery-test--start-peer
                      "bob" nil nil '(meta-log-federation-tcp-listen "127.0.0.1:0"
+                                     meta-log-federation-webrtc nil
                                      meta-log-federation-direct-links t)))
                (bob-id (process-get bob 'peer-id)))
           (should (meta-log-federation-wait-until
@@ -262,3 +270,39 @@ The link never comes up, the refusal is counted, and messages go through the bro
 
 (provide 'meta-log-federation-direct-test)
 ;;; meta-log-federation-direct-test.el ends here
+
+(ert-deftest direct::a-webrtc-link-between-two-emacs-carries-messages ()
+  "Two Emacs link by a WebRTC data channel on loopback (host candidates).
+While it is up, a `mosquitto_sub' on Bob's message topic sees none of
+20 messages, and each arrives once."
+  (direct-test--require-links)
+  (unless (memq 'webrtc (meta-log-federation--features))
+    (ert-skip "this module was built without WebRTC (cargo feature `webrtc')"))
+  (delivery-test--with-broker (conf "direct-webrtc")
+    (ignore conf)
+    (let ((meta-log-federation-tcp-listen nil)
+          (meta-log-federation-webrtc t)
+          (ups nil) (delivered nil))
+      (let ((meta-log-federation-link-up-functions
+             (list (lambda (peer path) (push (cons peer path) ups))))
+            (meta-log-federation-peer-message-delivered-functions
+             (list (lambda (id _peer) (push id delivered)))))
+        (delivery-test--as-peer
+          (let* ((bob (delivery-test--start-peer
+                       "bob" nil nil '(meta-log-federation-webrtc t)))
+                 (bob-id (process-get bob 'peer-id))
+                 (spy (direct-test--spy (format "canvasl/peers/%s/messages" bob-id)))
+                 (ids nil))
+            (should (meta-log-federation-wait-until
+                     (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
+            (meta-log-federation-connect-to-peer bob-id)
+            (should (meta-log-federation-wait-until (lambda () (assoc bob-id ups)) 40))
+            (should (eq (cdr (assoc bob-id ups)) 'host))
+            (should (eq (plist-get (direct-test--link bob-id) :path) 'host))
+            (dotimes (i 20)
+              (push (meta-log-federation-send-peer-message bob-id (format "rtc-%d" i)) ids))
+            (should (meta-log-federation-wait-until
+                     (lambda () (cl-every (lambda (id) (member id delivered)) ids)) 40))
+            (dotimes (i 20)
+              (should (= 1 (direct-test--received bob (format "rtc-%d" i)))))
+            (should (= 0 (direct-test--spied-messages spy)))))))))

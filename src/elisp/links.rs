@@ -153,7 +153,8 @@ fn ice_servers(env: &Env, list: Value<'_>) -> Result<Vec<IceServer>> {
 ///
 /// Keys: :tcp-listen ("HOST:PORT" where the TCP fallback listens, or
 /// nil), :ice-servers (as `meta-log-federation-ice-servers'), :auto (nil,
-/// t or `on-demand'), :setup-timeout (seconds).  Return the address the
+/// t or `on-demand'), :setup-timeout (seconds), :webrtc (non-nil: try a
+/// WebRTC data channel before the TCP fallback).  Return the address the
 /// TCP fallback listens on, or nil.
 ///
 /// Internal: `meta-log-federation-direct-start' calls it.
@@ -188,6 +189,7 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         Some(v) => auto_links(env, v)?,
     };
     let timeout = super::federation::natnum(env, plist_v, ":setup-timeout", 1, 15)?;
+    let webrtc = plist_get(env, plist_v, ":webrtc")?.is_some();
     guard(env, || {
         let Some((me, topics)) = node_do(|n| (n.peer_id().to_string(), n.config().topics())) else {
             return signal(
@@ -203,6 +205,7 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         let mut s = Settings::new(&me, topics);
         s.tcp_listen = tcp_listen;
         s.ice = ice;
+        s.webrtc = webrtc;
         s.auto = auto;
         s.setup_timeout = Duration::from_secs(timeout);
         let mut g = lock(&LINKS);

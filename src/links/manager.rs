@@ -66,6 +66,9 @@ pub struct Settings {
     pub tcp_listen: Option<SocketAddr>,
     /// ICE servers for WebRTC.
     pub ice: Vec<IceServer>,
+    /// Whether a WebRTC data channel is tried before the TCP fallback (in a build with
+    /// WebRTC).
+    pub webrtc: bool,
     /// When links open by themselves.
     pub auto: AutoLinks,
     /// How long one attempt may take.
@@ -88,6 +91,7 @@ impl Settings {
             topics,
             tcp_listen: None,
             ice: Vec::new(),
+            webrtc: true,
             auto: AutoLinks::Off,
             setup_timeout: Duration::from_secs(15),
             ping_interval: Duration::from_secs(5),
@@ -742,7 +746,7 @@ async fn open_channel(ctx: &mut SessionCtx) -> Result<(Channel, String), LinkErr
             ctx.offer.as_ref().map(|m| &m.body),
             Some(SignalBody::TcpOffer { .. })
         );
-        if !tcp_first {
+        if !tcp_first && ctx.inner.settings.webrtc {
             match webrtc_channel(ctx).await {
                 Ok(x) => return Ok(x),
                 Err(LinkError::Fingerprint) => return Err(LinkError::Fingerprint),
@@ -896,7 +900,7 @@ async fn tcp_channel(
                 Ok((ch, their_fp))
             } else {
                 Err(LinkError::Setup(
-                    "neither peer accepts TCP connections (set meta-log-federation-tcp-listen)"
+                    "neither peer accepts TCP connections (one of them must listen for the TCP fallback)"
                         .into(),
                 ))
             }
@@ -939,7 +943,7 @@ async fn tcp_channel(
                 )?;
                 let Some(addr) = their_addr else {
                     return Err(LinkError::Setup(
-                        "neither peer accepts TCP connections (set meta-log-federation-tcp-listen)"
+                        "neither peer accepts TCP connections (one of them must listen for the TCP fallback)"
                             .into(),
                     ));
                 };

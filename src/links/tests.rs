@@ -158,6 +158,9 @@ fn net_with(policy_b: TrustPolicy, listens: [bool; 2], auto: AutoLinks) -> Arc<N
         let mut s = Settings::new(&me, topics);
         s.tcp_listen = listen.then(|| "127.0.0.1:0".parse().unwrap());
         s.setup_timeout = Duration::from_secs(5);
+        // These tests are about the manager and the TCP fallback; WebRTC has its own
+        // (tests/webrtc_link.rs, and an Emacs-level one in test/).
+        s.webrtc = false;
         s.auto = auto;
         let host = Arc::new(Host {
             net: net.clone(),

@@ -109,9 +109,7 @@ pub enum SyncError {
     #[error("{0} has members and is encrypted; it cannot be opened to the whole federation (share a copy of the file instead)")]
     Sealed(ShareId),
     /// Memberships cannot be signed: the engine has no key (federation is not running).
-    #[error(
-        "the sync engine has no signing key: start federation (meta-log-federation-init) first"
-    )]
+    #[error("the sync engine has no signing key: start federation first")]
     NoSigner,
     /// The share was unshared.
     #[error("{0} is not synced any more (it was unshared); share the file again to resume")]
