@@ -163,20 +163,3 @@ fn session_stats(env: &Env) -> Result<Value<'_>> {
         }
     })
 }
-
-/// Hand PAYLOAD received on TOPIC to the session's worker, which checks and
-/// handles it off the main thread (its results come back as events).
-///
-/// Internal: the handler of subscriptions made from Elisp whose messages
-/// are the federation's, such as the per-share topics of shares with members.
-#[defun(name = "-session-receive")]
-fn session_receive(env: &Env, topic: String, payload: Value<'_>) -> Result<()> {
-    let _t = super::convert::CallTimer::start("session-receive");
-    let bytes = super::convert::payload_from_lisp(payload)?;
-    guard(env, || {
-        with_session(env, |s| {
-            s.receive(&topic, &bytes);
-            Ok(())
-        })
-    })
-}
