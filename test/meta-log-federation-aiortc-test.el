@@ -165,6 +165,9 @@ trusted with `meta-log-federation-trust-peer', the documented way."
       (dolist (spy (list spy-mine spy-theirs))
         (should (= 0 (aiortc-test--spied spy 4770)))
         (should (= 0 (aiortc-test--spied spy 4773))))
+      ;; Emacs pings every 5 s: the Python peer's pongs give the link a round trip.
+      (should (meta-log-federation-wait-until
+               (lambda () (numberp (plist-get (direct-test--link py-id) :rtt-ms))) 15))
       (let ((report (aiortc-test--quit python)))
         (should (equal (alist-get 'role report)
                        (if (equal order "smaller") "offerer" "answerer")))
