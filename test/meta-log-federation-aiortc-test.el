@@ -104,12 +104,15 @@ trusted with `meta-log-federation-trust-peer', the documented way."
            (meta-log-federation-trust-policy 'allowlist))
        (delivery-test--as-peer ,@body))))
 
-(defun aiortc-test--link-and-exchange (order)
-  "Link with a Python peer whose id is ORDER than ours; exchange 20 messages each way."
+(defun aiortc-test--link-and-exchange (order initiator)
+  "Link with a Python peer whose id is ORDER than ours; exchange 20 messages each way.
+INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
+`python' (it offers, or sends `request', as soon as it is online)."
   (aiortc-test--require)
   (aiortc-test--with-emacs-peer
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-           (python (aiortc-test--start me order))
+           (python (apply #'aiortc-test--start me order
+                          (and (eq initiator 'python) '("--initiate"))))
            (py-id (process-get python 'peer-id))
            (ups nil) (delivered nil) (received nil)
            (meta-log-federation-link-up-functions
@@ -126,7 +129,8 @@ trusted with `meta-log-federation-trust-peer', the documented way."
       (process-send-string python "go\n")
       (should (meta-log-federation-wait-until
                (lambda () (eq (meta-log-federation-test-status py-id) 'online)) 20))
-      (meta-log-federation-connect-to-peer py-id)
+      (when (eq initiator 'emacs)
+        (meta-log-federation-connect-to-peer py-id))
       (should (meta-log-federation-wait-until (lambda () (assoc py-id ups)) 40))
       (should (eq (cdr (assoc py-id ups)) 'host))
       ;; Emacs' hello passed every check of the Python side.
@@ -179,11 +183,43 @@ trusted with `meta-log-federation-trust-peer', the documented way."
 
 (ert-deftest aiortc::a-python-offerer-links-by-the-documented-signalling ()
   "The Python peer has the smaller id: Emacs asks (`request'), Python offers."
-  (aiortc-test--link-and-exchange "smaller"))
+  (aiortc-test--link-and-exchange "smaller" 'emacs))
 
 (ert-deftest aiortc::a-python-answerer-links-by-the-documented-signalling ()
   "The Python peer has the larger id: Emacs offers, Python answers."
-  (aiortc-test--link-and-exchange "larger"))
+  (aiortc-test--link-and-exchange "larger" 'emacs))
+
+(ert-deftest aiortc::a-python-peer-offers-unasked-and-emacs-answers ()
+  "The Python peer has the smaller id and offers on its own; Emacs answers."
+  (aiortc-test--link-and-exchange "smaller" 'python))
+
+(ert-deftest aiortc::a-python-request-makes-emacs-offer ()
+  "The Python peer has the larger id and sends `request'; Emacs offers."
+  (aiortc-test--link-and-exchange "larger" 'python))
+
+(ert-deftest aiortc::an-untrusted-python-peer-gets-no-link ()
+  "Under `allowlist', an aiortc peer nobody trusted offers: Emacs drops its signals.
+Its presence and its offer are counted `untrusted', and no answer goes back."
+  (aiortc-test--require)
+  (aiortc-test--with-emacs-peer
+    (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (python (aiortc-test--start me "smaller" "--initiate"))
+           (py-id (process-get python 'peer-id))
+           (dropped nil)
+           (meta-log-federation-dropped-functions
+            (list (lambda (reason _message peer) (push (cons peer reason) dropped)))))
+      (process-send-string python "go\n")
+      (should (meta-log-federation-wait-until
+               (lambda () (aiortc-test--line python "ONLINE")) 20))
+      ;; Its presence, its announcement and its offer (at least) are refused.
+      (should (meta-log-federation-wait-until
+               (lambda () (>= (cl-count (cons py-id "untrusted") dropped :test #'equal) 3)) 20))
+      (should-not (meta-log-federation-peer py-id))
+      (should-not (direct-test--link py-id))
+      (should (= 0 (alist-get 'links-up (meta-log-federation-direct-counters))))
+      (should (= 0 (aiortc-test--count python "SIGNAL")))
+      (let ((report (aiortc-test--quit python)))
+        (should (equal '((ok . 0) (bad . 0)) (alist-get 'hellos report)))))))
 
 (ert-deftest aiortc::a-hello-naming-another-certificate-carries-no-message ()
   "The Python peer's hello names a fingerprint its DTLS did not present.

@@ -11,11 +11,12 @@ mlf_protocol.py, written from the document alone.
 Usage:
   federation_peer.py --broker HOST:PORT --emacs PEER-ID --order smaller|larger
                      [--prefix canvasl] [--send N] [--expect N]
-                     [--hello good|wrong-fingerprint]
+                     [--hello good|wrong-fingerprint] [--initiate]
 
 --order picks a key whose peer id is smaller or larger than the Emacs
 peer's, so the glare rule (the smaller id offers) makes this peer the
-offerer or the answerer.  Lines on stdout, for the driving test:
+offerer or the answerer.  With --initiate it asks for the link itself once
+online: the offerer offers unasked, the answerer sends `request`.  Lines on stdout, for the driving test:
   PEER ID          the key is made; connects after reading "go" on stdin
   ONLINE           connected, presence published
   SIGNAL TYPE      a link signal accepted from the Emacs peer
@@ -131,6 +132,14 @@ class Peer:
         client.loop_start()
         self.mqtt = client
 
+    async def initiate(self):
+        """Ask for a link: offer when the glare rule says we offer, else `request` (16.1)."""
+        if self.offerer:
+            await self.start_offer()
+        else:
+            # Any fresh id: the offerer ignores it and starts its own session.
+            self.publish_signal({"type": "request"}, session=os.urandom(16).hex())
+
     def on_connect(self, client, _userdata, _flags, _reason, _properties):
         client.subscribe(
             [
@@ -147,13 +156,15 @@ class Peer:
             event = proto.presence(self.me, self.args.name, "online", self.since, kind)
             client.publish(topic, proto.event_json(event), qos=1, retain=retain)
         self.loop.call_soon_threadsafe(say, "ONLINE")
+        if self.args.initiate:
+            asyncio.run_coroutine_threadsafe(self.initiate(), self.loop)
 
     def on_message(self, _client, _userdata, msg):
         if msg.topic == proto.messages_topic(self.prefix, self.me.peer_id):
             self.loop.call_soon_threadsafe(self.inbox.put_nowait, msg.payload)
 
-    def publish_signal(self, body):
-        body = dict(body, session=self.link.session)
+    def publish_signal(self, body, session=None):
+        body = dict(body, session=session or self.link.session)
         event = proto.addressed(self.me, proto.KIND_SIGNAL, self.emacs, proto.canonical(body))
         self.mqtt.publish(
             proto.messages_topic(self.prefix, self.emacs), proto.event_json(event), qos=1
@@ -432,6 +443,7 @@ if __name__ == "__main__":
     parser.add_argument("--name", default="aiortc-python")
     parser.add_argument("--send", type=int, default=20)
     parser.add_argument("--hello", choices=("good", "wrong-fingerprint"), default="good")
+    parser.add_argument("--initiate", action="store_true")
     code = asyncio.run(main(parser.parse_args()))
     sys.stdout.flush()
     # Not waiting for aiortc's and paho's teardown threads: the report is out.
