@@ -30,7 +30,7 @@
   "The Python peer.")
 
 (defun aiortc-test--require ()
-  "Skip the test unless direct links, WebRTC and the Python peer's modules are here."
+  "Skip the test unless links, WebRTC and the Python peer's modules are here."
   (direct-test--require-links)
   (unless (memq 'webrtc (meta-log-federation--features))
     (ert-skip "this module was built without WebRTC (cargo feature `webrtc')"))
@@ -105,7 +105,8 @@ trusted with `meta-log-federation-trust-peer', the documented way."
        (delivery-test--as-peer ,@body))))
 
 (defun aiortc-test--link-and-exchange (order initiator)
-  "Link with a Python peer whose id is ORDER than ours; exchange 20 messages each way.
+  "Link with a Python peer whose id is ORDER than ours; exchange messages.
+Each side sends 20 over the link.
 INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
 `python' (it offers, or sends `request', as soon as it is online)."
   (aiortc-test--require)
@@ -198,7 +199,7 @@ INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
   (aiortc-test--link-and-exchange "larger" 'python))
 
 (ert-deftest aiortc::an-untrusted-python-peer-gets-no-link ()
-  "Under `allowlist', an aiortc peer nobody trusted offers: Emacs drops its signals.
+  "Under `allowlist', an untrusted aiortc peer offers: Emacs drops its signals.
 Its presence and its offer are counted `untrusted', and no answer goes back."
   (aiortc-test--require)
   (aiortc-test--with-emacs-peer
