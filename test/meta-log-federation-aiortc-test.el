@@ -200,7 +200,7 @@ INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
 
 (ert-deftest aiortc::an-untrusted-python-peer-gets-no-link ()
   "Under `allowlist', an untrusted aiortc peer offers: Emacs drops its signals.
-Its presence and its offer are counted `untrusted', and no answer goes back."
+Its presence and its signals are dropped as `untrusted', and no answer goes back."
   (aiortc-test--require)
   (aiortc-test--with-emacs-peer
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
@@ -208,13 +208,14 @@ Its presence and its offer are counted `untrusted', and no answer goes back."
            (py-id (process-get python 'peer-id))
            (dropped nil)
            (meta-log-federation-dropped-functions
-            (list (lambda (reason _message peer) (push (cons peer reason) dropped)))))
+            (list (lambda (reason message peer)
+                    (when (and (equal peer py-id) (equal reason "untrusted"))
+                      (push message dropped))))))
       (process-send-string python "go\n")
       (should (meta-log-federation-wait-until
                (lambda () (aiortc-test--line python "ONLINE")) 20))
-      ;; Its presence, its announcement and its offer (at least) are refused.
-      (should (meta-log-federation-wait-until
-               (lambda () (>= (cl-count (cons py-id "untrusted") dropped :test #'equal) 3)) 20))
+      ;; Its presence, its announcement, its offer and its end-of-candidates are refused.
+      (should (meta-log-federation-wait-until (lambda () (= (length dropped) 4)) 20))
       (should-not (meta-log-federation-peer py-id))
       (should-not (direct-test--link py-id))
       (should (= 0 (alist-get 'links-up (meta-log-federation-direct-counters))))
