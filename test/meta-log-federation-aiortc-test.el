@@ -104,16 +104,19 @@ trusted with `meta-log-federation-trust-peer', the documented way."
            (meta-log-federation-trust-policy 'allowlist))
        (delivery-test--as-peer ,@body))))
 
-(defun aiortc-test--link-and-exchange (order initiator)
+(defun aiortc-test--link-and-exchange (order initiator &optional foreign)
   "Link with a Python peer whose id is ORDER than ours; exchange messages.
 Each side sends 20 over the link.
 INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
-`python' (it offers, or sends `request', as soon as it is online)."
+`python' (it offers, or sends `request', as soon as it is online).
+With FOREIGN, the Python peer first sends two events the link must not
+carry (signed by another key; for another topic)."
   (aiortc-test--require)
   (aiortc-test--with-emacs-peer
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
            (python (apply #'aiortc-test--start me order
-                          (and (eq initiator 'python) '("--initiate"))))
+                          (append (and (eq initiator 'python) '("--initiate"))
+                                  (and foreign '("--foreign")))))
            (py-id (process-get python 'peer-id))
            (ups nil) (delivered nil) (received nil)
            (meta-log-federation-link-up-functions
@@ -143,6 +146,14 @@ INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
       (dotimes (i 20)
         (should (= 1 (cl-count (cons py-id (format "from-python-%d" i)) received
                                :test #'equal))))
+      (if foreign
+          ;; Both came before the 20 on the ordered channel: dropped, counted, link kept.
+          (progn
+            (should (= 2 (alist-get 'link-foreign (meta-log-federation-direct-counters))))
+            (should-not (cl-find-if (lambda (m) (string-prefix-p "foreign-" (cdr m)))
+                                    received)))
+        (should (= 0 (alist-get 'link-foreign (meta-log-federation-direct-counters)))))
+      (should (= 20 (length received)))
       ;; Ours reach it over the link, and its receipts come back.
       (dotimes (i 20)
         (push (meta-log-federation-send-peer-message py-id (format "from-emacs-%d" i)) ids))
@@ -197,6 +208,13 @@ INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
 (ert-deftest aiortc::a-python-request-makes-emacs-offer ()
   "The Python peer has the larger id and sends `request'; Emacs offers."
   (aiortc-test--link-and-exchange "larger" 'python))
+
+(ert-deftest aiortc::events-of-another-signer-or-topic-are-not-carried ()
+  "Events of another signer or for another topic are dropped from a link.
+Over an up link the Python peer sends a message signed by another key
+and one for another peer's topic: both are dropped as `link-foreign',
+and the link stays up."
+  (aiortc-test--link-and-exchange "larger" 'emacs t))
 
 (ert-deftest aiortc::an-untrusted-python-peer-gets-no-link ()
   "Under `allowlist', an untrusted aiortc peer offers: Emacs drops its signals.

@@ -11,12 +11,15 @@ mlf_protocol.py, written from the document alone.
 Usage:
   federation_peer.py --broker HOST:PORT --emacs PEER-ID --order smaller|larger
                      [--prefix canvasl] [--send N] [--expect N]
-                     [--hello good|wrong-fingerprint] [--initiate]
+                     [--hello good|wrong-fingerprint] [--initiate] [--foreign]
 
 --order picks a key whose peer id is smaller or larger than the Emacs
 peer's, so the glare rule (the smaller id offers) makes this peer the
 offerer or the answerer.  With --initiate it asks for the link itself once
-online: the offerer offers unasked, the answerer sends `request`.  Lines on stdout, for the driving test:
+online: the offerer offers unasked, the answerer sends `request`.  With
+--foreign, before its own messages it sends over the link a peer message
+signed by another key ("foreign-signer") and one of its own for a topic that
+is not the Emacs peer's ("foreign-topic"): the Emacs peer must drop both.  Lines on stdout, for the driving test:
   PEER ID          the key is made; connects after reading "go" on stdin
   ONLINE           connected, presence published
   SIGNAL TYPE      a link signal accepted from the Emacs peer
@@ -75,6 +78,8 @@ class Link:
 
     def __init__(self, session):
         self.session = session
+        self.started = time.monotonic()
+        self.setup_ms = None
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.channel = None
         self.pending = []  # remote candidates that came before the remote description
@@ -107,6 +112,7 @@ class Peer:
         self.refused = []
         self.hellos = {"ok": 0, "bad": 0}
         self.signals = {}
+        self.setup_ms = None
         self.since = int(time.time())
         self.mqtt = None
 
@@ -337,6 +343,8 @@ class Peer:
                 say("HELLO-BAD", error)
                 return await self.close_link("bad-hello", link=link)
             link.hello_ok = True
+            link.setup_ms = int((time.monotonic() - link.started) * 1000)
+            self.setup_ms = link.setup_ms
             self.hellos["ok"] += 1
             say("HELLO-OK", link.session)
             if self.args.hello == "good":
@@ -388,7 +396,24 @@ class Peer:
             },
         )
 
+    def send_foreign(self, link):
+        """Frames that 16.5 says to drop (link-foreign), on a link that verified."""
+        stranger = proto.Identity()
+        event = proto.addressed(stranger, proto.KIND_MESSAGE, self.emacs, "foreign-signer")
+        self.send_event(link, event)
+        event = proto.addressed(self.me, proto.KIND_MESSAGE, self.emacs, "foreign-topic")
+        self.send_frame(
+            link,
+            {
+                "type": "event",
+                "topic": proto.messages_topic(self.prefix, stranger.peer_id),
+                "payload": proto.event_json(event),
+            },
+        )
+
     def send_messages(self, link):
+        if self.args.foreign:
+            self.send_foreign(link)
         for i in range(self.args.send):
             if link.closed or link.channel.readyState != "open":
                 break
@@ -403,6 +428,7 @@ class Peer:
             "role": "offerer" if self.offerer else "answerer",
             "hellos": self.hellos,
             "signals": self.signals,
+            "setup_ms": self.setup_ms,
             "sent": len(self.sent_ids),
             "acked": len(self.acked),
             "got": len(self.got),
@@ -444,6 +470,7 @@ if __name__ == "__main__":
     parser.add_argument("--send", type=int, default=20)
     parser.add_argument("--hello", choices=("good", "wrong-fingerprint"), default="good")
     parser.add_argument("--initiate", action="store_true")
+    parser.add_argument("--foreign", action="store_true")
     code = asyncio.run(main(parser.parse_args()))
     sys.stdout.flush()
     # Not waiting for aiortc's and paho's teardown threads: the report is out.
