@@ -118,7 +118,9 @@ carry (signed by another key; for another topic)."
                           (append (and (eq initiator 'python) '("--initiate"))
                                   (and foreign '("--foreign")))))
            (py-id (process-get python 'peer-id))
-           (ups nil) (delivered nil) (received nil)
+           (ups nil) (delivered nil) (received nil) (offline nil)
+           (meta-log-federation-peer-offline-functions
+            (list (lambda (peer reason) (push (cons peer reason) offline))))
            (meta-log-federation-link-up-functions
             (list (lambda (peer path) (push (cons peer path) ups))))
            (meta-log-federation-peer-message-delivered-functions
@@ -185,13 +187,17 @@ carry (signed by another key; for another topic)."
       (should (meta-log-federation-wait-until
                (lambda () (numberp (plist-get (direct-test--link py-id) :rtt-ms))) 15))
       (let ((report (aiortc-test--quit python)))
+        (message "aiortc peer's report: %S" report)
         (should (equal (alist-get 'role report)
                        (if (equal order "smaller") "offerer" "answerer")))
         (should (= 0 (alist-get 'bad (alist-get 'hellos report))))
         (should (= 20 (alist-get 'acked report)))
         (should (= 20 (alist-get 'got report)))
         (should (= 0 (alist-get 'via_broker report)))
-        (should (equal [] (alist-get 'refused report)))))))
+        (should (equal [] (alist-get 'refused report))))
+      ;; Its departure (not a will) tells Emacs it left.
+      (should (meta-log-federation-wait-until (lambda () (assoc py-id offline)) 10))
+      (should (eq (cdr (assoc py-id offline)) 'departed)))))
 
 (ert-deftest aiortc::a-python-offerer-links-by-the-documented-signalling ()
   "The Python peer has the smaller id: Emacs asks (`request'), Python offers."

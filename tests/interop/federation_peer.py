@@ -31,7 +31,8 @@ is not the Emacs peer's ("foreign-topic"): the Emacs peer must drop both.  Lines
   ACKED N          receipts over the link acknowledged N of our messages
   CLOSED WHY       the link closed
   REFUSED WHY      a frame refused
-  DONE JSON        the final report, after "quit" on stdin (or stdin closing)
+  DONE JSON        the final report, after "quit" on stdin (or stdin closing),
+                   once its departure is published
 """
 
 import argparse
@@ -164,6 +165,20 @@ class Peer:
         self.loop.call_soon_threadsafe(say, "ONLINE")
         if self.args.initiate:
             asyncio.run_coroutine_threadsafe(self.initiate(), self.loop)
+
+    def depart(self):
+        """A clean shutdown (section 6): a retained departure, then DISCONNECT (no will)."""
+        event = proto.presence(
+            self.me, self.args.name, "offline", self.since, "presence", reason="shutdown"
+        )
+        info = self.mqtt.publish(
+            proto.presence_topic(self.prefix, self.me.peer_id),
+            proto.event_json(event),
+            qos=1,
+            retain=True,
+        )
+        info.wait_for_publish(5)
+        self.mqtt.disconnect()
 
     def on_message(self, _client, _userdata, msg):
         if msg.topic == proto.messages_topic(self.prefix, self.me.peer_id):
@@ -456,6 +471,7 @@ async def main(args):
         if peer.link.channel and peer.link.channel.readyState == "open":
             peer.send_frame(peer.link, {"type": "close", "reason": "quit"})
         await peer.close_link("quit")
+    peer.depart()
     say("DONE", json.dumps(peer.report()))
     return 0
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
 # Section 4.
 KIND_PRESENCE = 20770
+KIND_DEPARTURE = 20771
 KIND_MESSAGE = 4770
 KIND_RECEIPT = 4773
 KIND_SIGNAL = 4774
@@ -215,21 +216,22 @@ def sync_topic(prefix):
 # Presence (section 6).
 
 
-def presence(identity, name, status, since, topic_kind):
-    """A presence event (kind 20770) of STATUS for the session SINCE."""
-    content = canonical(
-        {
-            "peer_id": identity.peer_id,
-            "name": name,
-            "software": "mlf-aiortc-interop/0.1",
-            "protocol": "1",
-            "capabilities": ["nip44-messages"],
-            "status": status,
-            "since": since,
-        }
-    )
+def presence(identity, name, status, since, topic_kind, reason=None):
+    """A presence event of STATUS for the session SINCE; with REASON, a departure (20771)."""
+    body = {
+        "peer_id": identity.peer_id,
+        "name": name,
+        "software": "mlf-aiortc-interop/0.1",
+        "protocol": "1",
+        "capabilities": ["nip44-messages"],
+        "status": status,
+        "since": since,
+    }
+    if reason is not None:
+        body["reason"] = reason
+    kind = KIND_PRESENCE if reason is None else KIND_DEPARTURE
     created_at = max(int(time.time()), since)
-    return identity.sign(KIND_PRESENCE, [["v", "1"], ["t", topic_kind]], content, created_at)
+    return identity.sign(kind, [["v", "1"], ["t", topic_kind]], canonical(body), created_at)
 
 
 # Addressed, encrypted events: peer messages, receipts (section 14), signals (16.1).
