@@ -62,26 +62,36 @@ connects, so the process property `peer-id' is set when this returns."
       (process-put proc 'peer-id id))
     proc))
 
+(defmacro aiortc-test--in-lines (proc &rest body)
+  "Run BODY in PROC's output, narrowed to its complete lines.
+A line still being written (output arrives in chunks) is left out, so
+\"SENT 2\" is never read from a half-arrived \"SENT 20\"."
+  (declare (indent 1) (debug t))
+  `(with-current-buffer (process-buffer ,proc)
+     (save-excursion
+       (save-restriction
+         (goto-char (point-max))
+         (narrow-to-region (point-min) (if (search-backward "\n" nil t) (1+ (point)) (point-min)))
+         ,@body))))
+
 (defun aiortc-test--line (proc regexp)
   "Return group 1 (or the whole match) of the last line of PROC matching REGEXP."
-  (with-current-buffer (process-buffer proc)
-    (save-excursion
-      (goto-char (point-max))
-      (when (re-search-backward (concat "^" regexp) nil t)
-        (or (match-string 1) (match-string 0))))))
+  (aiortc-test--in-lines proc
+    (goto-char (point-max))
+    (when (re-search-backward (concat "^" regexp) nil t)
+      (or (match-string 1) (match-string 0)))))
 
 (defun aiortc-test--count (proc regexp)
   "Return how many lines of PROC match REGEXP."
-  (with-current-buffer (process-buffer proc)
-    (save-excursion
-      (goto-char (point-min))
-      (cl-loop while (re-search-forward (concat "^" regexp) nil t) count t))))
+  (aiortc-test--in-lines proc
+    (goto-char (point-min))
+    (cl-loop while (re-search-forward (concat "^" regexp) nil t) count t)))
 
 (defun aiortc-test--quit (proc)
   "Tell PROC to close its link and report; return its report as an alist."
   (process-send-string proc "quit\n")
   (let ((done (meta-log-federation-wait-until
-               (lambda () (aiortc-test--line proc "DONE \\(.*\\)")) 20)))
+               (lambda () (aiortc-test--line proc "DONE \\({.*}\\)$")) 20)))
     (should done)
     (json-parse-string done :object-type 'alist)))
 

@@ -110,7 +110,8 @@ class Peer:
         self.acked = set()
         self.got = []
         self.via_broker = []
-        self.refused = []
+        self.refused = []  # events of the Emacs peer that failed a check
+        self.ignored = 0  # payloads on our topic that are not events of the Emacs peer
         self.hellos = {"ok": 0, "bad": 0}
         self.signals = {}
         self.setup_ms = None
@@ -198,8 +199,14 @@ class Peer:
             payload = await self.inbox.get()
             try:
                 event = json.loads(payload)
-                if not isinstance(event, dict) or event.get("pubkey") != self.emacs:
-                    continue
+            except ValueError:
+                # Not an event at all (the test's mosquitto_sub probes land here too).
+                self.ignored += 1
+                continue
+            if not isinstance(event, dict) or event.get("pubkey") != self.emacs:
+                self.ignored += 1
+                continue
+            try:
                 plaintext = proto.open_addressed(self.me, event, self.emacs)
             except (ValueError, proto.ProtocolError) as error:
                 self.refused.append(f"mqtt: {error}")
@@ -449,6 +456,7 @@ class Peer:
             "got": len(self.got),
             "via_broker": len(self.via_broker),
             "refused": self.refused,
+            "ignored": self.ignored,
         }
 
 
