@@ -232,7 +232,9 @@ class Peer:
                 await self.start_offer()
         elif kind == "offer":
             if self.offerer:
-                return  # glare: only the smaller id offers
+                # Glare: only the smaller id offers; the Emacs peer should never do this.
+                self.refused.append("glare: an offer from the larger peer id")
+                return
             await self.new_link(session)
             await self.set_remote(body["sdp"], "offer")
             await self.link.pc.setLocalDescription(await self.link.pc.createAnswer())
@@ -403,7 +405,14 @@ class Peer:
             )
             self.send_event(link, receipt)
         elif event["kind"] == proto.KIND_RECEIPT:
-            for acked in json.loads(plaintext).get("ack", []):
+            try:
+                body = json.loads(plaintext)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("ack"), list):
+                self.refused.append("frame: a receipt that is not {\"ack\":[...]}")
+                return
+            for acked in body["ack"]:
                 if acked in self.sent_ids:
                     self.acked.add(acked)
             say("ACKED", len(self.acked))

@@ -275,6 +275,8 @@ def check_hello(identity, event, peer, session, fingerprint_seen, own_fingerprin
     if tag(event, "v") != "1" or tag(event, "t") != "link" or tag(event, "p") != identity.peer_id:
         raise ProtocolError("hello tags")
     body = json.loads(event["content"])
+    if not isinstance(body, dict):
+        raise ProtocolError("hello content is not a JSON object")
     if body.get("session") != session:
         raise ProtocolError("hello for another session")
     if not same_fingerprint(body.get("fingerprint"), fingerprint_seen):
