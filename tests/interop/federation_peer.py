@@ -12,6 +12,7 @@ Usage:
   federation_peer.py --broker HOST:PORT --emacs PEER-ID --order smaller|larger
                      [--prefix canvasl] [--send N] [--expect N]
                      [--hello good|wrong-fingerprint] [--initiate] [--foreign]
+                     [--transport webrtc|tcp]
 
 --order picks a key whose peer id is smaller or larger than the Emacs
 peer's, so the glare rule (the smaller id offers) makes this peer the
@@ -19,7 +20,9 @@ offerer or the answerer.  With --initiate it asks for the link itself once
 online: the offerer offers unasked, the answerer sends `request`.  With
 --foreign, before its own messages it sends over the link a peer message
 signed by another key ("foreign-signer") and one of its own for a topic that
-is not the Emacs peer's ("foreign-topic"): the Emacs peer must drop both.  Lines on stdout, for the driving test:
+is not the Emacs peer's ("foreign-topic"): the Emacs peer must drop both.
+With --transport tcp it has no WebRTC: it links by the TCP fallback (16.2,
+tls_link.py), always dialling the Emacs peer's listener.  Lines on stdout, for the driving test:
   PEER ID          the key is made; connects after reading "go" on stdin
   ONLINE           connected, presence published
   SIGNAL TYPE      a link signal accepted from the Emacs peer
@@ -48,6 +51,7 @@ from aiortc.sdp import candidate_from_sdp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mlf_protocol as proto  # noqa: E402
+from tls_link import TcpLink  # noqa: E402
 
 LABEL = "meta-log-federation"
 SIGNAL_TYPES = {
@@ -77,6 +81,8 @@ def make_identity(emacs, order):
 class Link:
     """One signalling session and its RTCPeerConnection."""
 
+    path = "webrtc"
+
     def __init__(self, session):
         self.session = session
         self.started = time.monotonic()
@@ -94,6 +100,15 @@ class Link:
             proto.sdp_fingerprint(self.pc.localDescription.sdp),
             proto.sdp_fingerprint(self.pc.remoteDescription.sdp),
         )
+
+    def is_open(self):
+        return self.channel is not None and self.channel.readyState == "open"
+
+    def send(self, text):
+        self.channel.send(text)
+
+    async def shutdown(self):
+        await self.pc.close()
 
 
 class Peer:
@@ -143,7 +158,7 @@ class Peer:
     async def initiate(self):
         """Ask for a link: offer when the glare rule says we offer, else `request` (16.1)."""
         if self.offerer:
-            await self.start_offer()
+            await self.start_session()
         else:
             # Any fresh id: the offerer ignores it and starts its own session.
             self.publish_signal({"type": "request"}, session=os.urandom(16).hex())
@@ -228,8 +243,12 @@ class Peer:
         self.signals[kind] = self.signals.get(kind, 0) + 1
         say("SIGNAL", kind)
         if kind == "request":
-            if self.offerer and not (self.link and not self.link.closed and self.link.channel):
-                await self.start_offer()
+            if self.offerer and not (self.link and not self.link.closed and self.link.is_open()):
+                await self.start_session()
+        elif kind == "tcp-offer" and not self.offerer:
+            await self.answer_tcp(body)
+        elif kind == "offer" and self.args.transport == "tcp":
+            return  # without WebRTC: wait for the tcp-offer (16.1)
         elif kind == "offer":
             if self.offerer:
                 # Glare: only the smaller id offers; the Emacs peer should never do this.
@@ -245,6 +264,12 @@ class Peer:
             return  # stale-session
         elif kind == "answer" and self.offerer:
             await self.set_remote(body["sdp"], "answer")
+        elif kind == "tcp-answer" and self.offerer and isinstance(self.link, TcpLink):
+            self.link.signalled_fp = body.get("fingerprint")
+            if body.get("addr"):
+                self.dial(self.link, body["addr"])
+            else:
+                await self.close_link("neither side listens (this peer never does)")
         elif kind == "candidate":
             candidate = self.candidate(body)
             if self.link.have_remote:
@@ -295,6 +320,38 @@ class Peer:
 
         return link
 
+    async def start_session(self):
+        """Start a session as the offerer, by WebRTC or, without it, by the TCP fallback."""
+        if self.args.transport == "tcp":
+            if self.link:
+                await self.close_link("replaced by a new session", notify=False)
+            self.link = TcpLink(os.urandom(16).hex())
+            # We never listen: the answerer's tcp-answer must name its listener.
+            self.publish_signal({"type": "tcp-offer", "fingerprint": self.link.own_fp, "addr": None})
+        else:
+            await self.start_offer()
+
+    async def answer_tcp(self, body):
+        """Answer a tcp-offer; the offerer listens, so we dial it (16.1)."""
+        if self.link:
+            await self.close_link("replaced by a new session", notify=False)
+        self.link = TcpLink(body["session"])
+        self.link.signalled_fp = body.get("fingerprint")
+        self.publish_signal({"type": "tcp-answer", "fingerprint": self.link.own_fp, "addr": None})
+        if body.get("addr"):
+            self.dial(self.link, body["addr"])
+        else:
+            await self.close_link("neither side listens (this peer never does)")
+
+    def dial(self, link, addr):
+        async def failed(why):
+            await self.close_link(why, link=link)
+
+        async def frame(data):
+            await self.on_frame(link, data)
+
+        self.loop.create_task(link.dial(addr, lambda: self.on_open(link), frame, failed))
+
     async def start_offer(self):
         link = await self.new_link(os.urandom(16).hex())
         self.attach(link, link.pc.createDataChannel(LABEL))
@@ -313,36 +370,37 @@ class Peer:
                 self.publish_signal({"type": "close", "reason": why})
             except Exception:
                 pass
-        await link.pc.close()
+        await link.shutdown()
 
     # The data channel: frames (16.3), hello (16.4), events (16.5).
 
     def attach(self, link, channel):
         link.channel = channel
 
-        def opened():
-            ours, theirs = link.fingerprints()
-            if self.args.hello == "wrong-fingerprint":
-                # A certificate that is not the one DTLS presented.
-                ours = "sha-256 " + ":".join(f"{b:02X}" for b in os.urandom(32))
-            event = proto.hello(self.me, self.emacs, link.session, ours, theirs)
-            self.send_frame(link, {"type": "hello", "event": event})
-            if self.args.hello != "good":
-                # What a forger would try next: events on a link that never verified,
-                # queued on the channel right behind the hello.
-                self.send_messages(link)
-
         if channel.readyState == "open":
-            opened()
+            self.on_open(link)
         else:
-            channel.on("open", opened)
+            channel.on("open", lambda: self.on_open(link))
 
         @channel.on("message")
         def on_message(message):
             self.loop.create_task(self.on_frame(link, message))
 
+    def on_open(self, link):
+        """The channel is open: our hello goes first (16.4)."""
+        ours, theirs = link.fingerprints()
+        if self.args.hello == "wrong-fingerprint":
+            # A certificate that is not the one the transport presented.
+            ours = "sha-256 " + ":".join(f"{b:02X}" for b in os.urandom(32))
+        event = proto.hello(self.me, self.emacs, link.session, ours, theirs)
+        self.send_frame(link, {"type": "hello", "event": event})
+        if self.args.hello != "good":
+            # What a forger would try next: events on a link that never verified,
+            # queued on the channel right behind the hello.
+            self.send_messages(link)
+
     def send_frame(self, link, frame):
-        link.channel.send(proto.canonical(frame))
+        link.send(proto.canonical(frame))
 
     async def on_frame(self, link, message):
         if link.closed:
@@ -446,7 +504,7 @@ class Peer:
         if self.args.foreign:
             self.send_foreign(link)
         for i in range(self.args.send):
-            if link.closed or link.channel.readyState != "open":
+            if link.closed or not link.is_open():
                 break
             event = proto.addressed(self.me, proto.KIND_MESSAGE, self.emacs, f"from-python-{i}")
             self.sent_ids.add(event["id"])
@@ -457,6 +515,7 @@ class Peer:
         return {
             "peer_id": self.me.peer_id,
             "role": "offerer" if self.offerer else "answerer",
+            "transport": self.args.transport,
             "hellos": self.hellos,
             "signals": self.signals,
             "setup_ms": self.setup_ms,
@@ -485,7 +544,7 @@ async def main(args):
         pass
     pump.cancel()
     if peer.link:
-        if peer.link.channel and peer.link.channel.readyState == "open":
+        if peer.link.is_open():
             peer.send_frame(peer.link, {"type": "close", "reason": "quit"})
         await peer.close_link("quit")
     peer.depart()
@@ -504,6 +563,7 @@ if __name__ == "__main__":
     parser.add_argument("--hello", choices=("good", "wrong-fingerprint"), default="good")
     parser.add_argument("--initiate", action="store_true")
     parser.add_argument("--foreign", action="store_true")
+    parser.add_argument("--transport", choices=("webrtc", "tcp"), default="webrtc")
     code = asyncio.run(main(parser.parse_args()))
     sys.stdout.flush()
     # Not waiting for aiortc's and paho's teardown threads: the report is out.
