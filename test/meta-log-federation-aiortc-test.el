@@ -102,112 +102,126 @@ A line still being written (output arrives in chunks) is left out, so
       (goto-char (point-min))
       (cl-loop while (search-forward (format "\"kind\":%d" kind) nil t) count t))))
 
+(defvar aiortc-test--transport 'webrtc
+  "How the links of `aiortc-test--with-emacs-peer' go: `webrtc' or `tcp'.
+With `tcp' this Emacs has no WebRTC and listens for TCP links on loopback.")
+
 (defmacro aiortc-test--with-emacs-peer (&rest body)
-  "Run BODY with this Emacs as a WebRTC-capable peer on a private broker.
-The trust policy is `allowlist': the Python peer is accepted only once
-trusted with `meta-log-federation-trust-peer', the documented way."
+  "Run BODY with this Emacs as a peer on a private broker.
+Its links go as `aiortc-test--transport' says.  The trust policy is
+`allowlist': the Python peer is accepted only once trusted with
+`meta-log-federation-trust-peer', the documented way."
   (declare (indent 0) (debug t))
   `(delivery-test--with-broker (conf "aiortc")
      (ignore conf)
-     (let ((meta-log-federation-tcp-listen nil)
-           (meta-log-federation-webrtc t)
+     (let ((meta-log-federation-tcp-listen (and (eq aiortc-test--transport 'tcp) "127.0.0.1:0"))
+           (meta-log-federation-webrtc (eq aiortc-test--transport 'webrtc))
            (meta-log-federation-trust-policy 'allowlist))
        (delivery-test--as-peer ,@body))))
 
-(defun aiortc-test--link-and-exchange (order initiator &optional foreign)
+(defun aiortc-test--link-and-exchange (order initiator &optional foreign tcp)
   "Link with a Python peer whose id is ORDER than ours; exchange messages.
 Each side sends 20 over the link.
 INITIATOR is `emacs' (`meta-log-federation-connect-to-peer') or
 `python' (it offers, or sends `request', as soon as it is online).
 With FOREIGN, the Python peer first sends two events the link must not
-carry (signed by another key; for another topic)."
+carry (signed by another key; for another topic).  With TCP, neither
+side uses WebRTC: the link is the TCP fallback, Emacs listening."
   (aiortc-test--require)
-  (aiortc-test--with-emacs-peer
-    (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-           (python (apply #'aiortc-test--start me order
-                          (append (and (eq initiator 'python) '("--initiate"))
-                                  (and foreign '("--foreign")))))
-           (py-id (process-get python 'peer-id))
-           (ups nil) (delivered nil) (received nil) (offline nil)
-           (meta-log-federation-peer-offline-functions
-            (list (lambda (peer reason) (push (cons peer reason) offline))))
-           (meta-log-federation-link-up-functions
-            (list (lambda (peer path) (push (cons peer path) ups))))
-           (meta-log-federation-peer-message-delivered-functions
-            (list (lambda (id _peer) (push id delivered))))
-           (meta-log-federation-peer-message-functions
-            (list (lambda (from text) (push (cons from text) received))))
-           (spy-mine (direct-test--spy (format "canvasl/peers/%s/messages" me)))
-           (spy-theirs (direct-test--spy (format "canvasl/peers/%s/messages" py-id)))
-           (ids nil))
-      (should (equal (string< py-id me) (equal order "smaller")))
-      (meta-log-federation-trust-peer py-id)
-      (process-send-string python "go\n")
-      (should (meta-log-federation-wait-until
-               (lambda () (eq (meta-log-federation-test-status py-id) 'online)) 20))
-      (when (eq initiator 'emacs)
-        (meta-log-federation-connect-to-peer py-id))
-      (should (meta-log-federation-wait-until (lambda () (assoc py-id ups)) 40))
-      (should (eq (cdr (assoc py-id ups)) 'host))
-      ;; Emacs' hello passed every check of the Python side.
-      (should (meta-log-federation-wait-until
-               (lambda () (aiortc-test--line python "HELLO-OK \\([0-9a-f]+\\)")) 10))
-      ;; The Python peer's 20 messages arrive as verified peer messages, once each.
-      (should (meta-log-federation-wait-until
-               (lambda () (= 20 (cl-count py-id received :key #'car :test #'equal))) 30))
-      (dotimes (i 20)
-        (should (= 1 (cl-count (cons py-id (format "from-python-%d" i)) received
-                               :test #'equal))))
-      (if foreign
-          ;; Both came before the 20 on the ordered channel: dropped, counted, link kept.
-          (progn
-            (should (= 2 (alist-get 'link-foreign (meta-log-federation-direct-counters))))
-            (should-not (cl-find-if (lambda (m) (string-prefix-p "foreign-" (cdr m)))
-                                    received)))
-        (should (= 0 (alist-get 'link-foreign (meta-log-federation-direct-counters)))))
-      (should (= 20 (length received)))
-      ;; Ours reach it over the link, and its receipts come back.
-      (dotimes (i 20)
-        (push (meta-log-federation-send-peer-message py-id (format "from-emacs-%d" i)) ids))
-      (should (meta-log-federation-wait-until
-               (lambda () (cl-every (lambda (id) (member id delivered)) ids)) 30))
-      (should (meta-log-federation-wait-until
-               (lambda () (= 20 (aiortc-test--count python "GOT from-emacs-"))) 10))
-      (dotimes (i 20)
-        (should (= 1 (aiortc-test--count python (format "GOT from-emacs-%d$" i)))))
-      ;; Our receipts for its 20 messages reached it over the link too.
-      (should (meta-log-federation-wait-until
-               (lambda () (aiortc-test--line python "ACKED 20$")) 10))
-      (let ((link (direct-test--link py-id)))
-        (should (eq (plist-get link :state) 'up))
-        (should (eq (plist-get link :path) 'host))
-        (should (> (plist-get link :bytes-in) 0))
-        (should (> (plist-get link :bytes-out) 0)))
-      ;; Sent over the link: our 20 messages and at least one receipt;
-      ;; received: its 20 messages and its 20 receipts.
-      (let ((counters (meta-log-federation-direct-counters)))
-        (should (>= (alist-get 'carried counters) 21))
-        (should (>= (alist-get 'received counters) 40)))
-      ;; The broker saw the signalling, but no peer message and no receipt.
-      (should (> (aiortc-test--spied spy-mine 4774) 0))
-      (dolist (spy (list spy-mine spy-theirs))
-        (should (= 0 (aiortc-test--spied spy 4770)))
-        (should (= 0 (aiortc-test--spied spy 4773))))
-      ;; Emacs pings every 5 s: the Python peer's pongs give the link a round trip.
-      (should (meta-log-federation-wait-until
-               (lambda () (numberp (plist-get (direct-test--link py-id) :rtt-ms))) 15))
-      (let ((report (aiortc-test--quit python)))
-        (message "aiortc peer's report: %S" report)
-        (should (equal (alist-get 'role report)
-                       (if (equal order "smaller") "offerer" "answerer")))
-        (should (= 0 (alist-get 'bad (alist-get 'hellos report))))
-        (should (= 20 (alist-get 'acked report)))
-        (should (= 20 (alist-get 'got report)))
-        (should (= 0 (alist-get 'via_broker report)))
-        (should (equal [] (alist-get 'refused report))))
-      ;; Its departure (not a will) tells Emacs it left.
-      (should (meta-log-federation-wait-until (lambda () (assoc py-id offline)) 10))
-      (should (eq (cdr (assoc py-id offline)) 'departed)))))
+  (let ((aiortc-test--transport (if tcp 'tcp 'webrtc))
+        (path (if tcp 'tcp 'host)))
+    (aiortc-test--with-emacs-peer
+      (aiortc-test--exchange order initiator foreign path))))
+
+(defun aiortc-test--exchange (order initiator foreign path)
+  "The body of `aiortc-test--link-and-exchange' (same ORDER, INITIATOR, FOREIGN).
+PATH is the link's expected path."
+  (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+         (python (apply #'aiortc-test--start me order
+                        (append (and (eq initiator 'python) '("--initiate"))
+                                (and foreign '("--foreign"))
+                                (and (eq path 'tcp) '("--transport" "tcp")))))
+         (py-id (process-get python 'peer-id))
+         (ups nil) (delivered nil) (received nil) (offline nil)
+         (meta-log-federation-peer-offline-functions
+          (list (lambda (peer reason) (push (cons peer reason) offline))))
+         (meta-log-federation-link-up-functions
+          (list (lambda (peer path) (push (cons peer path) ups))))
+         (meta-log-federation-peer-message-delivered-functions
+          (list (lambda (id _peer) (push id delivered))))
+         (meta-log-federation-peer-message-functions
+          (list (lambda (from text) (push (cons from text) received))))
+         (spy-mine (direct-test--spy (format "canvasl/peers/%s/messages" me)))
+         (spy-theirs (direct-test--spy (format "canvasl/peers/%s/messages" py-id)))
+         (ids nil))
+    (should (equal (string< py-id me) (equal order "smaller")))
+    (meta-log-federation-trust-peer py-id)
+    (process-send-string python "go\n")
+    (should (meta-log-federation-wait-until
+             (lambda () (eq (meta-log-federation-test-status py-id) 'online)) 20))
+    (when (eq initiator 'emacs)
+      (meta-log-federation-connect-to-peer py-id))
+    (should (meta-log-federation-wait-until (lambda () (assoc py-id ups)) 40))
+    (should (eq (cdr (assoc py-id ups)) path))
+    ;; Emacs' hello passed every check of the Python side.
+    (should (meta-log-federation-wait-until
+             (lambda () (aiortc-test--line python "HELLO-OK \\([0-9a-f]+\\)")) 10))
+    ;; The Python peer's 20 messages arrive as verified peer messages, once each.
+    (should (meta-log-federation-wait-until
+             (lambda () (= 20 (cl-count py-id received :key #'car :test #'equal))) 30))
+    (dotimes (i 20)
+      (should (= 1 (cl-count (cons py-id (format "from-python-%d" i)) received
+                             :test #'equal))))
+    (if foreign
+        ;; Both came before the 20 on the ordered channel: dropped, counted, link kept.
+        (progn
+          (should (= 2 (alist-get 'link-foreign (meta-log-federation-direct-counters))))
+          (should-not (cl-find-if (lambda (m) (string-prefix-p "foreign-" (cdr m)))
+                                  received)))
+      (should (= 0 (alist-get 'link-foreign (meta-log-federation-direct-counters)))))
+    (should (= 20 (length received)))
+    ;; Ours reach it over the link, and its receipts come back.
+    (dotimes (i 20)
+      (push (meta-log-federation-send-peer-message py-id (format "from-emacs-%d" i)) ids))
+    (should (meta-log-federation-wait-until
+             (lambda () (cl-every (lambda (id) (member id delivered)) ids)) 30))
+    (should (meta-log-federation-wait-until
+             (lambda () (= 20 (aiortc-test--count python "GOT from-emacs-"))) 10))
+    (dotimes (i 20)
+      (should (= 1 (aiortc-test--count python (format "GOT from-emacs-%d$" i)))))
+    ;; Our receipts for its 20 messages reached it over the link too.
+    (should (meta-log-federation-wait-until
+             (lambda () (aiortc-test--line python "ACKED 20$")) 10))
+    (let ((link (direct-test--link py-id)))
+      (should (eq (plist-get link :state) 'up))
+      (should (eq (plist-get link :path) path))
+      (should (> (plist-get link :bytes-in) 0))
+      (should (> (plist-get link :bytes-out) 0)))
+    ;; Sent over the link: our 20 messages and at least one receipt;
+    ;; received: its 20 messages and its 20 receipts.
+    (let ((counters (meta-log-federation-direct-counters)))
+      (should (>= (alist-get 'carried counters) 21))
+      (should (>= (alist-get 'received counters) 40)))
+    ;; The broker saw the signalling, but no peer message and no receipt.
+    (should (> (aiortc-test--spied spy-mine 4774) 0))
+    (dolist (spy (list spy-mine spy-theirs))
+      (should (= 0 (aiortc-test--spied spy 4770)))
+      (should (= 0 (aiortc-test--spied spy 4773))))
+    ;; Emacs pings every 5 s: the Python peer's pongs give the link a round trip.
+    (should (meta-log-federation-wait-until
+             (lambda () (numberp (plist-get (direct-test--link py-id) :rtt-ms))) 15))
+    (let ((report (aiortc-test--quit python)))
+      (message "aiortc peer's report: %S" report)
+      (should (equal (alist-get 'role report)
+                     (if (equal order "smaller") "offerer" "answerer")))
+      (should (= 0 (alist-get 'bad (alist-get 'hellos report))))
+      (should (= 20 (alist-get 'acked report)))
+      (should (= 20 (alist-get 'got report)))
+      (should (= 0 (alist-get 'via_broker report)))
+      (should (equal [] (alist-get 'refused report))))
+    ;; Its departure (not a will) tells Emacs it left.
+    (should (meta-log-federation-wait-until (lambda () (assoc py-id offline)) 10))
+    (should (eq (cdr (assoc py-id offline)) 'departed))))
 
 (ert-deftest aiortc::a-python-offerer-links-by-the-documented-signalling ()
   "The Python peer has the smaller id: Emacs asks (`request'), Python offers."
@@ -224,6 +238,16 @@ carry (signed by another key; for another topic)."
 (ert-deftest aiortc::a-python-request-makes-emacs-offer ()
   "The Python peer has the larger id and sends `request'; Emacs offers."
   (aiortc-test--link-and-exchange "larger" 'python))
+
+(ert-deftest aiortc::a-python-peer-without-webrtc-offers-the-tcp-fallback ()
+  "Neither side uses WebRTC; the Python peer has the smaller id and sends `tcp-offer'.
+Emacs answers with its listener's address, the Python peer dials it
+with TLS 1.3 (Python's ssl), and the link carries the messages."
+  (aiortc-test--link-and-exchange "smaller" 'emacs nil t))
+
+(ert-deftest aiortc::a-python-peer-without-webrtc-answers-a-tcp-offer ()
+  "Neither side uses WebRTC; Emacs offers TCP with its address, the Python peer dials."
+  (aiortc-test--link-and-exchange "larger" 'emacs nil t))
 
 (ert-deftest aiortc::events-of-another-signer-or-topic-are-not-carried ()
   "Events of another signer or for another topic are dropped from a link.
@@ -255,7 +279,7 @@ Its presence and its signals are dropped as `untrusted', and no answer goes back
       (should (= 0 (alist-get 'links-up (meta-log-federation-direct-counters))))
       (should (= 0 (aiortc-test--count python "SIGNAL")))
       (let ((report (aiortc-test--quit python)))
-        (should (equal '((ok . 0) (bad . 0)) (alist-get 'hellos report)))))))
+	(should (equal '((ok . 0) (bad . 0)) (alist-get 'hellos report)))))))
 
 (ert-deftest aiortc::a-hello-naming-another-certificate-carries-no-message ()
   "The Python peer's hello names a fingerprint its DTLS did not present.
