@@ -240,13 +240,13 @@ PATH is the link's expected path."
   (aiortc-test--link-and-exchange "larger" 'python))
 
 (ert-deftest aiortc::a-python-peer-without-webrtc-offers-the-tcp-fallback ()
-  "Neither side uses WebRTC; the Python peer has the smaller id and sends `tcp-offer'.
+  "Without WebRTC, the Python peer (the smaller id) sends `tcp-offer'.
 Emacs answers with its listener's address, the Python peer dials it
 with TLS 1.3 (Python's ssl), and the link carries the messages."
   (aiortc-test--link-and-exchange "smaller" 'emacs nil t))
 
 (ert-deftest aiortc::a-python-peer-without-webrtc-answers-a-tcp-offer ()
-  "Neither side uses WebRTC; Emacs offers TCP with its address, the Python peer dials."
+  "Without WebRTC, Emacs offers TCP with its address; the Python peer dials."
   (aiortc-test--link-and-exchange "larger" 'emacs nil t))
 
 (ert-deftest aiortc::events-of-another-signer-or-topic-are-not-carried ()
