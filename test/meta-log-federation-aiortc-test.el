@@ -17,7 +17,9 @@
 ;;
 ;; The Python peer's key is picked smaller or larger than this Emacs'
 ;; peer id, so the glare rule makes it the offerer in one test and the
-;; answerer in the other.  Without python3, aiortc, coincurve or
+;; answerer in the other; either side may ask for the link.  Two tests
+;; use the TCP fallback instead of WebRTC (the Python peer dials with
+;; TLS 1.3 from Python's ssl).  Without python3, aiortc, coincurve or
 ;; paho-mqtt the tests are skipped, saying what to install.
 
 ;;; Code:
