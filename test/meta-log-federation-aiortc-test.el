@@ -309,6 +309,7 @@ Python peer sends right after that hello are never accepted."
                              0))
                40))
       (should (meta-log-federation-wait-until (lambda () (assoc py-id downs)) 10))
+      (should (string-search "hello" (cdr (assoc py-id downs))))
       ;; The Python side did send its messages on the channel, after the hello.
       (should (meta-log-federation-wait-until
                (lambda () (aiortc-test--line python "SENT \\([0-9]+\\)")) 10))
