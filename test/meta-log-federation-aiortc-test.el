@@ -284,13 +284,22 @@ Its presence and its signals are dropped as `untrusted', and no answer goes back
 	(should (equal '((ok . 0) (bad . 0)) (alist-get 'hellos report)))))))
 
 (ert-deftest aiortc::a-hello-naming-another-certificate-carries-no-message ()
-  "The Python peer's hello names a fingerprint its DTLS did not present.
+  "The Python answerer's hello names a fingerprint its DTLS did not present.
 Emacs closes the link and counts a bad hello; the 20 messages the
 Python peer sends right after that hello are never accepted."
+  (aiortc-test--bad-hello "larger"))
+
+(ert-deftest aiortc::a-bad-hello-from-the-offerer-carries-no-message-either ()
+  "As the offerer, the Python peer sends a hello naming another certificate."
+  (aiortc-test--bad-hello "smaller"))
+
+(defun aiortc-test--bad-hello (order)
+  "A Python peer whose id is ORDER than ours sends a wrong hello.
+Check that the link never comes up and that nothing passes."
   (aiortc-test--require)
   (aiortc-test--with-emacs-peer
     (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
-           (python (aiortc-test--start me "larger" "--hello" "wrong-fingerprint"))
+           (python (aiortc-test--start me order "--hello" "wrong-fingerprint"))
            (py-id (process-get python 'peer-id))
            (downs nil) (ups nil) (received nil)
            (meta-log-federation-link-up-functions
