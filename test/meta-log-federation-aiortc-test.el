@@ -50,7 +50,7 @@ connects, so the process property `peer-id' is set when this returns."
          (proc (make-process
                 :name "aiortc-peer" :buffer buffer :noquery t :connection-type 'pipe
                 :stderr (get-buffer-create " *aiortc-peer-stderr*")
-                :command (append (list "python3" aiortc-test--script
+                :command (append (list "python3" "-B" aiortc-test--script
                                        "--broker" (format "127.0.0.1:%d"
                                                           meta-log-federation-test-broker-port)
                                        "--emacs" me "--order" order)
