@@ -333,5 +333,25 @@ Check that the link never comes up and that nothing passes."
                (lambda () (aiortc-test--line python "BROKER through-the-broker")) 20))
       (aiortc-test--quit python))))
 
+(ert-deftest aiortc::the-python-peers-protocol-passes-the-published-vectors ()
+  "The Python peer's crypto and events agree with published data.
+tests/interop/self_test.py checks mlf_protocol.py against the official
+NIP-44 v2 vectors and the example events of docs/PROTOCOL.md section
+13, so a link test that fails is not the Python side's crypto."
+  (unless (and (executable-find "python3")
+               (zerop (call-process "python3" nil nil nil "-c"
+                                    "import coincurve, cryptography")))
+    (ert-skip "python3 with coincurve and cryptography is missing (pip install coincurve cryptography)"))
+  (let ((root (expand-file-name "../../" (file-name-directory aiortc-test--script))))
+    (with-temp-buffer
+      (let ((status (call-process "python3" nil t nil "-B"
+                                  (expand-file-name "tests/interop/self_test.py" root)
+                                  (expand-file-name "src/identity/testdata/nip44_vectors.json"
+                                                    root)
+                                  (expand-file-name "docs/PROTOCOL.md" root))))
+        ;; On a failure ert shows the output, which names the first check that failed.
+        (should (string-match-p "\\`OK [0-9]+ checks\n\\'" (buffer-string)))
+        (should (= 0 status))))))
+
 (provide 'meta-log-federation-aiortc-test)
 ;;; meta-log-federation-aiortc-test.el ends here
