@@ -1,6 +1,10 @@
-//! Interop with an independent WebRTC implementation: Python aiortc
+//! Transport-level interop with an independent WebRTC implementation: Python aiortc
 //! (`tests/interop/aiortc_peer.py`) and our `connect` (`examples/link_probe.rs`) open a data
 //! channel to each other, signalling through a real mosquitto, each side offering in turn.
+//! The signalling here is the probe's plain JSON; the protocol-level test, where an aiortc peer
+//! written from docs/PROTOCOL.md links with a batch Emacs through the signed, encrypted
+//! signalling and the hello, is `test/meta-log-federation-aiortc-test.el`
+//! (`tests/interop/federation_peer.py`).
 //! Without python3 + aiortc + paho-mqtt the tests print SKIPPED and record themselves in
 //! `$CARGO_TARGET_DIR/skipped-tests`.
 

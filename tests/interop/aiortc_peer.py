@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent WebRTC peer (Python aiortc) for tests/webrtc_aiortc.rs.
+"""An independent WebRTC peer (Python aiortc) for tests/webrtc_aiortc.rs (transport only).
 
 Speaks the link probe's signalling (examples/link_probe.rs: JSON on
 meta-log-probe/SESSION/offerer|answerer over a real MQTT broker) and opens, or
