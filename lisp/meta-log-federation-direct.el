@@ -65,7 +65,7 @@ Takes effect when federation starts."
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-tcp-advertise nil
-  "The address offered to peers for the TCP fallback, or nil for the listener's own.
+  "Address offered to peers for the TCP fallback; nil: the listener's.
 A string \"HOST:PORT\" with an IP address.  Behind a home router the
 listener's address (`meta-log-federation-tcp-listen') is private: forward
 a TCP port of the router to the listener and write the router's public

@@ -63,7 +63,7 @@ until exit, and the test reads the lines while the peer runs."
     (nat-peer-report-link)))
 
 (defun nat-peer-report-link ()
-  "Report the link to `nat-peer-send-to' as `meta-log-federation-peer-links' has it."
+  "Report the link to `nat-peer-send-to' from `meta-log-federation-peer-links'."
   (let ((link (cl-find nat-peer-send-to (meta-log-federation-peer-links)
                        :key (lambda (l) (plist-get l :peer-id)) :test #'equal)))
     (nat-peer-report "link" `((state . ,(format "%s" (plist-get link :state)))
