@@ -312,6 +312,7 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
         return None;
     }
     require_module();
+    let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let mut topology = Topology::build(tag, case.nat1, case.nat2);
     topology.start_servers(dir.path());
@@ -374,6 +375,17 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
         spied: spied_messages(&spy),
     };
     drop(topology);
+    // For the record (`--nocapture`): what happened, and how long it took.
+    println!(
+        "{test}: sender path {:?}, recipient path {:?}, sender link {}, {} distinct messages \
+         arrived, the spy saw {}, {:.1} s in all",
+        outcome.sender_path,
+        outcome.recipient_path,
+        outcome.sender_link,
+        outcome.received.len(),
+        outcome.spied,
+        started.elapsed().as_secs_f64()
+    );
     Some(outcome)
 }
 
