@@ -330,8 +330,13 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
             lisp_string(&format!("{}:{TCP_PORT}", nat::router_public_addr(2))),
         ));
     }
-    let (recipient, recipient_id) =
-        start_peer(&mut topology, dir.path(), 2, "recipient", &recipient_settings);
+    let (recipient, recipient_id) = start_peer(
+        &mut topology,
+        dir.path(),
+        2,
+        "recipient",
+        &recipient_settings,
+    );
     let topic = Topics::default().messages(&recipient_id);
     let spy = spy(&mut topology, dir.path(), &topic);
     let (sender, _) = start_peer(
@@ -436,8 +441,16 @@ fn two_emacs_behind_cone_nats_link_directly_through_stun() {
     };
     assert_eq!(outcome.sender_path.as_deref(), Some("srflx"));
     assert_eq!(outcome.recipient_path.as_deref(), Some("srflx"));
-    assert_eq!(outcome.sender_link["state"], "up", "{}", outcome.sender_link);
-    assert_eq!(outcome.sender_link["path"], "srflx", "{}", outcome.sender_link);
+    assert_eq!(
+        outcome.sender_link["state"], "up",
+        "{}",
+        outcome.sender_link
+    );
+    assert_eq!(
+        outcome.sender_link["path"], "srflx",
+        "{}",
+        outcome.sender_link
+    );
     assert_each_once(&outcome);
     assert_eq!(outcome.spied, 0, "the broker carried peer messages");
 }
@@ -459,7 +472,11 @@ fn two_emacs_behind_symmetric_nats_link_through_turn() {
     };
     assert_eq!(outcome.sender_path.as_deref(), Some("relay"));
     assert_eq!(outcome.recipient_path.as_deref(), Some("relay"));
-    assert_eq!(outcome.sender_link["state"], "up", "{}", outcome.sender_link);
+    assert_eq!(
+        outcome.sender_link["state"], "up",
+        "{}",
+        outcome.sender_link
+    );
     assert_each_once(&outcome);
     assert_eq!(outcome.spied, 0, "the broker carried peer messages");
 }
@@ -481,7 +498,11 @@ fn udp_blocked_falls_back_to_tcp_through_a_forwarded_port() {
     };
     assert_eq!(outcome.sender_path.as_deref(), Some("tcp"));
     assert_eq!(outcome.recipient_path.as_deref(), Some("tcp"));
-    assert_eq!(outcome.sender_link["state"], "up", "{}", outcome.sender_link);
+    assert_eq!(
+        outcome.sender_link["state"], "up",
+        "{}",
+        outcome.sender_link
+    );
     assert_each_once(&outcome);
     assert_eq!(outcome.spied, 0, "the broker carried peer messages");
 }
@@ -503,7 +524,11 @@ fn udp_blocked_without_a_forwarded_port_leaves_the_broker_and_loses_nothing() {
     };
     assert_eq!(outcome.sender_path, None);
     assert_eq!(outcome.recipient_path, None);
-    assert_ne!(outcome.sender_link["state"], "up", "{}", outcome.sender_link);
+    assert_ne!(
+        outcome.sender_link["state"], "up",
+        "{}",
+        outcome.sender_link
+    );
     assert_each_once(&outcome);
     assert_eq!(outcome.spied, COUNT, "the broker carried each message once");
 }

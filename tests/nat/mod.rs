@@ -465,7 +465,10 @@ impl Topology {
 
     /// The piped standard output of the process [`Topology::spawn`] returned `index` for.
     pub fn take_stdout(&mut self, index: usize) -> std::process::ChildStdout {
-        self.children[index].stdout.take().expect("stdout taken twice")
+        self.children[index]
+            .stdout
+            .take()
+            .expect("stdout taken twice")
     }
 
     /// Kill the process [`Topology::spawn`] returned `index` for (e.g. a peer whose work is
