@@ -17,7 +17,9 @@
 ;; It reports on standard output, one JSON object a line, what the test
 ;; asserts:
 ;;   {"event":"ready","peer_id":ID}          federation runs, connected
-;;   {"event":"link-up","peer":ID,"path":P}  a direct link came up (P is
+;;   {"event":"connecting","peer":ID,"at":T} it asks for a link (T: `float-time')
+;;   {"event":"link-up","peer":ID,"path":P,"at":T}
+;;                                           a direct link came up (P is
 ;;                                           host, srflx, relay or tcp)
 ;;   {"event":"link-down","peer":ID,"reason":R}
 ;;   {"event":"message","from":ID,"text":T}  a peer message arrived
@@ -83,7 +85,8 @@ until exit, and the test reads the lines while the peer runs."
 
 (add-hook 'meta-log-federation-link-up-functions
           (lambda (peer path)
-            (nat-peer-report "link-up" `((peer . ,peer) (path . ,(symbol-name path))))
+            (nat-peer-report "link-up" `((peer . ,peer) (path . ,(symbol-name path))
+                                         (at . ,(float-time))))
             (when (and (equal peer nat-peer-send-to) (eq nat-peer-send-after 'link-up))
               (nat-peer-send))))
 
@@ -96,6 +99,7 @@ until exit, and the test reads the lines while the peer runs."
 (add-hook 'meta-log-federation-peer-online-functions
           (lambda (id _name)
             (when (equal id nat-peer-send-to)
+              (nat-peer-report "connecting" `((peer . ,id) (at . ,(float-time))))
               (meta-log-federation-connect-to-peer id))))
 
 (add-hook 'meta-log-federation-peer-message-functions

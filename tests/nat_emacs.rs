@@ -372,6 +372,22 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
         std::thread::sleep(Duration::from_millis(100));
     }
     mark(&topology, &spy, &topic, "spy-done");
+    if case.expect_link {
+        // The recipient's link-up hook runs from a timer (every 0.5 s), possibly after the
+        // first messages came over the link.
+        recipient.wait_for("link-up", 20, |_| true);
+    }
+    // Link setup as the sender saw it: from asking to the link-up hook (a figure, not asserted).
+    let at = |event: &str| {
+        sender
+            .reports()
+            .iter()
+            .find(|v| v["event"] == event)
+            .and_then(|v| v["at"].as_f64())
+    };
+    let setup = at("link-up")
+        .zip(at("connecting"))
+        .map(|(up, asked)| up - asked);
     let outcome = Outcome {
         sender_path: path(&sender),
         recipient_path: path(&recipient),
@@ -383,12 +399,13 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
     // For the record (`--nocapture`): what happened, and how long it took.
     println!(
         "{test}: sender path {:?}, recipient path {:?}, sender link {}, {} distinct messages \
-         arrived, the spy saw {}, {:.1} s in all",
+         arrived, the spy saw {}, link setup {:?} s, {:.1} s in all",
         outcome.sender_path,
         outcome.recipient_path,
         outcome.sender_link,
         outcome.received.len(),
         outcome.spied,
+        setup,
         started.elapsed().as_secs_f64()
     );
     Some(outcome)
