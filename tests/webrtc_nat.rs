@@ -22,33 +22,37 @@ mod probe;
 use nat::{cannot_run, Nat, Topology, PUB_ADDR, STUN, TURN_PASSWORD, TURN_URL, TURN_USER};
 use probe::probe_binary;
 use serde_json::Value;
-use std::process::{Child, Command, Stdio};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-/// Run the two probes, one in each home of `topology`; returns (offerer's report, answerer's
-/// report).
-fn link(topology: &Topology, session: &str, ice: &[&str]) -> (Value, Value) {
-    let probe = probe_binary();
-    let spawn = |home: &str, role: &str| {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &topology.ns(home)])
-            .arg(&probe)
-            .args([role, &format!("{PUB_ADDR}:1883"), session])
-            .args(ice)
-            .env("LINK_PROBE_TIMEOUT_MS", "15000")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.spawn().expect("start link_probe")
+/// Run the two probes, one in each home of `topology` (which kills them if the test fails
+/// first); returns (offerer's report, answerer's report).
+fn link(topology: &mut Topology, dir: &Path, session: &str, ice: &[&str]) -> (Value, Value) {
+    let probe = probe_binary().display().to_string();
+    let mut spawn = |home: &str, role: &str| {
+        let mut command = vec![probe.clone(), role.into(), format!("{PUB_ADDR}:1883")];
+        command.push(session.into());
+        command.extend(ice.iter().map(|s| s.to_string()));
+        let log = dir.join(format!("{role}.log"));
+        let index = topology.spawn(
+            home,
+            &command,
+            &[("LINK_PROBE_TIMEOUT_MS", "15000".into())],
+            dir,
+            &log,
+        );
+        (index, log)
     };
     let answerer = spawn("home2", "answerer");
     let offerer = spawn("home1", "offerer");
-    let report = |child: Child| {
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+    // Each probe prints its report as its last line, then exits (closing its output).
+    let mut report = |(index, log): (usize, PathBuf)| {
+        let mut text = String::new();
+        let _ = topology.take_stdout(index).read_to_string(&mut text);
         serde_json::from_str::<Value>(text.lines().last().unwrap_or("")).unwrap_or_else(|_| {
             panic!(
                 "link_probe printed no report: {text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                std::fs::read_to_string(&log).unwrap_or_default()
             )
         })
     };
@@ -64,7 +68,12 @@ fn scenario(test: &str, tag: &str, nat1: Nat, nat2: Nat, ice: &[&str]) -> Option
     let dir = tempfile::tempdir().unwrap();
     let mut topology = Topology::build(tag, nat1, nat2);
     topology.start_servers(dir.path());
-    let reports = link(&topology, &format!("{}{tag}", std::process::id()), ice);
+    let reports = link(
+        &mut topology,
+        dir.path(),
+        &format!("{}{tag}", std::process::id()),
+        ice,
+    );
     drop(topology);
     Some(reports)
 }
