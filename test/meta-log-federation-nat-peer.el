@@ -22,6 +22,9 @@
 ;;                                           a direct link came up (P is
 ;;                                           host, srflx, relay or tcp)
 ;;   {"event":"link-down","peer":ID,"reason":R}
+;;   {"event":"counters",NAME:COUNT...}      after a link-down: the refusals and
+;;                                           events carried, as
+;;                                           `meta-log-federation-direct-counters'
 ;;   {"event":"message","from":ID,"text":T}  a peer message arrived
 ;;   {"event":"sent","count":N}              all N messages were handed over
 ;;   {"event":"link","state":S,"path":P,"bytes_out":B}
@@ -48,11 +51,11 @@
 (defvar nat-peer-sent nil "Non-nil once the messages were sent.")
 (defvar nat-peer-delivered 0 "Receipts for our messages.")
 
-(defun nat-peer-report (event &rest fields)
+(defun nat-peer-report (event &optional fields)
   "Write EVENT with FIELDS (an alist of (KEY . VALUE)) as one JSON line on stdout.
 Written straight to /dev/stdout: `princ' in batch Emacs is buffered
 until exit, and the test reads the lines while the peer runs."
-  (let ((line (concat (json-serialize (cons (cons 'event event) (car fields))) "\n"))
+  (let ((line (concat (json-serialize (cons (cons 'event event) fields)) "\n"))
         ;; Both peers write "/dev/stdout": a lock file would make them wait for each other.
         (create-lockfiles nil))
     (write-region line nil "/dev/stdout" t 'silent)))
@@ -93,6 +96,7 @@ until exit, and the test reads the lines while the peer runs."
 (add-hook 'meta-log-federation-link-down-functions
           (lambda (peer reason)
             (nat-peer-report "link-down" `((peer . ,peer) (reason . ,(format "%s" reason))))
+            (nat-peer-report "counters" (meta-log-federation-direct-counters))
             (when (and (equal peer nat-peer-send-to) (eq nat-peer-send-after 'link-down))
               (nat-peer-send))))
 

@@ -9,7 +9,7 @@
 //! recipient online, and sends 100 messages when the link is up (or when it failed, in the
 //! broker case). The test counts every message arriving at the recipient, and what the spy saw.
 //!
-//! Needs root, `ip`, `nft`, `turnserver`, `emacs` and `mosquitto_sub`; otherwise each test
+//! Needs root, `ip`, `nft`, `turnserver`, `emacs`, the mosquitto clients and `openssl`; otherwise each test
 //! prints SKIPPED and records itself in `$CARGO_TARGET_DIR/skipped-tests`. Needs the module
 //! (`lisp/meta-log-federation-module.so`, built by `make module`, which `make test` runs before
 //! `cargo test`): missing or older than its sources, the test fails and says what to run.
@@ -70,7 +70,7 @@ fn cannot_run_emacs(tag: &str) -> Option<String> {
     if let Some(why) = cannot_run(tag) {
         return Some(why);
     }
-    for tool in ["emacs", "mosquitto_sub", "mosquitto_pub"] {
+    for tool in ["emacs", "mosquitto_sub", "mosquitto_pub", "openssl", "bash"] {
         if !nat::run_status(&["sh", "-c", &format!("command -v {tool}")]) {
             return Some(format!("{tool} is not installed"));
         }
@@ -286,10 +286,89 @@ struct Outcome {
     recipient_path: Option<String>,
     /// The sender's `link` report after sending (state, path, bytes out).
     sender_link: Value,
+    /// The sender's direct-link counters after its last link-down (empty without one).
+    sender_counters: Value,
     /// How many times each message arrived at the recipient.
     received: HashMap<String, usize>,
     /// Peer messages the spy on the recipient's message topic saw.
     spied: usize,
+}
+
+/// Where router 2 forwards [`TCP_PORT`].
+#[derive(Clone, Copy, PartialEq)]
+enum Forward {
+    /// Nowhere (no forwarding rule; the recipient does not listen).
+    Nothing,
+    /// To the recipient's listener.
+    Listener,
+    /// To another TLS server in home2 ([`IMPOSTOR_PORT`]) with a certificate of its own: a
+    /// connection the recipient never signed for.
+    Impostor,
+}
+
+/// The port the impostor listens on in home2.
+const IMPOSTOR_PORT: u16 = 7449;
+
+/// Starts `openssl s_server` in home2 on [`IMPOSTOR_PORT`] with a fresh certificate; it asks
+/// for a client certificate and speaks the links' ALPN, as a link's listener does.
+fn start_impostor(topology: &mut Topology, dir: &Path) {
+    let (key, cert) = (dir.join("impostor.key"), dir.join("impostor.crt"));
+    nat::must(&[
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=impostor",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
+    ]);
+    let addr = format!("{}:{IMPOSTOR_PORT}", nat::home_addr(2));
+    let alpn = String::from_utf8_lossy(meta_log_federation_module::links::tcp::ALPN).to_string();
+    let command: Vec<String> = [
+        "openssl",
+        "s_server",
+        "-accept",
+        &addr,
+        "-cert",
+        cert.to_str().unwrap(),
+        "-key",
+        key.to_str().unwrap(),
+        "-tls1_3",
+        "-verify",
+        "1",
+        "-alpn",
+        &alpn,
+        // Serve without reading commands from standard input (at its end, it would quit).
+        "-www",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let index = topology.spawn("home2", &command, &[], dir, &dir.join("impostor.log"));
+    let _drained = Lines::follow(topology.take_stdout(index));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let probe = format!("exec 3<>/dev/tcp/{}/{IMPOSTOR_PORT}", nat::home_addr(2));
+    while !nat::run_status(&[
+        "ip",
+        "netns",
+        "exec",
+        &topology.ns("home2"),
+        "bash",
+        "-c",
+        &probe,
+    ]) {
+        assert!(Instant::now() < deadline, "the impostor did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// How a test's homes are set up.
@@ -298,9 +377,9 @@ struct Case {
     nat2: Nat,
     /// ICE servers (an Elisp list) for both peers.
     ice: String,
-    /// Whether router 2 forwards [`TCP_PORT`] to the recipient, which listens there and
-    /// advertises the router's public address.
-    forward: bool,
+    /// What router 2 forwards [`TCP_PORT`] to; with a forward, the recipient listens on
+    /// [`TCP_PORT`] and advertises the router's public address.
+    forward: Forward,
     /// Whether the sender sends after the link came up (true) or after it failed (false).
     expect_link: bool,
 }
@@ -316,11 +395,16 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
     let dir = tempfile::tempdir().unwrap();
     let mut topology = Topology::build(tag, case.nat1, case.nat2);
     topology.start_servers(dir.path());
-    if case.forward {
-        topology.forward_tcp(2, TCP_PORT);
+    match case.forward {
+        Forward::Nothing => {}
+        Forward::Listener => topology.forward_tcp(2, TCP_PORT, TCP_PORT),
+        Forward::Impostor => {
+            start_impostor(&mut topology, dir.path());
+            topology.forward_tcp(2, TCP_PORT, IMPOSTOR_PORT);
+        }
     }
     let mut recipient_settings = vec![("meta-log-federation-ice-servers", case.ice.clone())];
-    if case.forward {
+    if case.forward != Forward::Nothing {
         recipient_settings.push((
             "meta-log-federation-tcp-listen",
             lisp_string(&format!("0.0.0.0:{TCP_PORT}")),
@@ -392,6 +476,12 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
         sender_path: path(&sender),
         recipient_path: path(&recipient),
         sender_link,
+        sender_counters: sender
+            .reports()
+            .into_iter()
+            .filter(|v| v["event"] == "counters")
+            .last()
+            .unwrap_or_default(),
         received: recipient.received(),
         spied: spied_messages(&spy),
     };
@@ -450,7 +540,7 @@ fn two_emacs_behind_cone_nats_link_directly_through_stun() {
             nat1: Nat::Cone,
             nat2: Nat::Cone,
             ice: ice_stun(),
-            forward: false,
+            forward: Forward::Nothing,
             expect_link: true,
         },
     ) else {
@@ -481,7 +571,7 @@ fn two_emacs_behind_symmetric_nats_link_through_turn() {
             nat1: Nat::Symmetric,
             nat2: Nat::Symmetric,
             ice: ice_turn(),
-            forward: false,
+            forward: Forward::Nothing,
             expect_link: true,
         },
     ) else {
@@ -507,7 +597,7 @@ fn udp_blocked_falls_back_to_tcp_through_a_forwarded_port() {
             nat1: Nat::UdpBlocked,
             nat2: Nat::Cone,
             ice: ice_turn(),
-            forward: true,
+            forward: Forward::Listener,
             expect_link: true,
         },
     ) else {
@@ -533,7 +623,7 @@ fn udp_blocked_without_a_forwarded_port_leaves_the_broker_and_loses_nothing() {
             nat1: Nat::UdpBlocked,
             nat2: Nat::Cone,
             ice: ice_turn(),
-            forward: false,
+            forward: Forward::Nothing,
             expect_link: false,
         },
     ) else {
@@ -546,6 +636,37 @@ fn udp_blocked_without_a_forwarded_port_leaves_the_broker_and_loses_nothing() {
         "{}",
         outcome.sender_link
     );
+    assert_each_once(&outcome);
+    assert_eq!(outcome.spied, COUNT, "the broker carried each message once");
+}
+
+#[test]
+fn a_forwarded_port_that_reaches_an_impostor_never_carries_a_message() {
+    let Some(outcome) = scenario(
+        "a_forwarded_port_that_reaches_an_impostor_never_carries_a_message",
+        "ei",
+        Case {
+            nat1: Nat::UdpBlocked,
+            nat2: Nat::Cone,
+            ice: ice_turn(),
+            forward: Forward::Impostor,
+            expect_link: false,
+        },
+    ) else {
+        return;
+    };
+    assert_eq!(outcome.sender_path, None);
+    assert_ne!(
+        outcome.sender_link["state"], "up",
+        "{}",
+        outcome.sender_link
+    );
+    let counters = &outcome.sender_counters;
+    assert!(
+        counters["bad-fingerprint"].as_u64().unwrap_or(0) >= 1,
+        "{counters}"
+    );
+    assert_eq!(counters["carried"], 0, "{counters}");
     assert_each_once(&outcome);
     assert_eq!(outcome.spied, COUNT, "the broker carried each message once");
 }

@@ -421,16 +421,16 @@ impl Topology {
         std::thread::sleep(Duration::from_millis(300));
     }
 
-    /// Forward TCP `port` arriving at router `n`'s public address to the same port in home
-    /// `n`, as a person does on a home router for a listener inside.
-    pub fn forward_tcp(&self, n: u8, port: u16) {
+    /// Forward TCP `port` arriving at router `n`'s public address to `to_port` in home `n`,
+    /// as a person does on a home router for a listener inside.
+    pub fn forward_tcp(&self, n: u8, port: u16, to_port: u16) {
         let home = home_addr(n);
         nft(
             &self.ns(&format!("nat{n}")),
             &format!(
                 "table ip nat {{\n\
                    chain pre {{ type nat hook prerouting priority -100; \
-                     iifname \"out\" tcp dport {port} dnat to {home}:{port}; }}\n\
+                     iifname \"out\" tcp dport {port} dnat to {home}:{to_port}; }}\n\
                  }}\n\
                  insert rule inet filter forward iifname \"out\" ct status dnat accept\n"
             ),
