@@ -7,7 +7,10 @@
 //! Each test: the recipient starts in home2; a `mosquitto_sub` in `pub` subscribes to the
 //! recipient's message topic; the sender starts in home1, opens a link once it sees the
 //! recipient online, and sends 100 messages when the link is up (or when it failed, in the
-//! broker case). The test counts every message arriving at the recipient, and what the spy saw.
+//! broker and impostor cases). The test counts every message arriving at the recipient, and
+//! what the spy saw. Cases: cone NATs + STUN → `srflx`; symmetric NATs + TURN → `relay`; UDP
+//! blocked with a forwarded TCP port (`meta-log-federation-tcp-advertise`) → `tcp`; UDP blocked
+//! without one → the broker; a forwarded port that reaches an impostor → refused, the broker.
 //!
 //! Needs root, `ip`, `nft`, `turnserver`, `emacs`, the mosquitto clients and `openssl`; otherwise each test
 //! prints SKIPPED and records itself in `$CARGO_TARGET_DIR/skipped-tests`. Needs the module
