@@ -482,8 +482,7 @@ fn scenario(test: &str, tag: &str, case: Case) -> Option<Outcome> {
         sender_counters: sender
             .reports()
             .into_iter()
-            .filter(|v| v["event"] == "counters")
-            .last()
+            .rfind(|v| v["event"] == "counters")
             .unwrap_or_default(),
         received: recipient.received(),
         spied: spied_messages(&spy),
