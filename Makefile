@@ -21,7 +21,7 @@ help:
 	@echo "make test-module-assertions   the ert suite under emacs --module-assertions (also in make test)"
 	@echo "make lint       cargo fmt --check, clippy, byte-compile, checkdoc"
 	@echo "make bench      print throughput and latency figures"
-	@echo "make test-links the WebRTC link tests alone (loopback, coturn, NAT namespaces as root, aiortc)"
+	@echo "make test-links the WebRTC link tests alone (loopback, coturn, NAT namespaces as root with Emacs peers, aiortc)"
 	@echo "make demo       two Emacs peers meet through the embedded broker"
 	@echo "make docker-check   build the image with podman and run the README's Docker quick start"
 	@echo "                (not in make test; RUST_IMAGE=, RUNTIME_IMAGE=, MOSQUITTO_IMAGE= name local images)"
@@ -86,8 +86,8 @@ test-large:
 	$(CARGO) test $(CARGO_FEATURES) -- --ignored
 
 # The WebRTC link tests alone (loopback, coturn, NAT namespaces as root, aiortc interop); they
-# run the example peer, built first.
+# run the example peer, built first, and (nat_emacs) batch Emacs peers with the module.
 .PHONY: test-links
-test-links:
+test-links: module
 	$(CARGO) build $(CARGO_FEATURES) --example link_probe
-	$(CARGO) test $(CARGO_FEATURES) --test webrtc_link --test webrtc_nat --test webrtc_aiortc
+	$(CARGO) test $(CARGO_FEATURES) --test webrtc_link --test webrtc_nat --test nat_emacs --test webrtc_aiortc

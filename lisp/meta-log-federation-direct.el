@@ -64,6 +64,18 @@ Takes effect when federation starts."
                  (string :tag "HOST:PORT"))
   :group 'meta-log-federation)
 
+(defcustom meta-log-federation-tcp-advertise nil
+  "Address offered to peers for the TCP fallback; nil: the listener's.
+A string \"HOST:PORT\" with an IP address.  Behind a home router the
+listener's address (`meta-log-federation-tcp-listen') is private: forward
+a TCP port of the router to the listener and write the router's public
+address and that port here, such as \"203.0.113.7:7448\".  Peers dial
+it when WebRTC cannot find a path (a network that blocks UDP).  Takes
+effect when federation starts."
+  :type '(choice (const :tag "The listener's own address" nil)
+                 (string :tag "Public HOST:PORT"))
+  :group 'meta-log-federation)
+
 (defcustom meta-log-federation-webrtc t
   "Whether a direct link first tries a WebRTC data channel.
 Non-nil (the default, in a module built with WebRTC): ICE finds a path
@@ -142,6 +154,7 @@ Runs from `meta-log-federation-started-hook'."
              (not meta-log-federation-direct--running))
     (let ((addr (meta-log-federation--links-start
                  (list :tcp-listen meta-log-federation-tcp-listen
+                       :tcp-advertise meta-log-federation-tcp-advertise
                        :ice-servers meta-log-federation-ice-servers
                        :webrtc meta-log-federation-webrtc
                        :auto meta-log-federation-direct-links

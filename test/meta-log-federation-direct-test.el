@@ -306,3 +306,12 @@ While it is up, a `mosquitto_sub' on Bob's message topic sees none of
             (dotimes (i 20)
               (should (= 1 (direct-test--received bob (format "rtc-%d" i)))))
             (should (= 0 (direct-test--spied-messages spy)))))))))
+
+(ert-deftest direct::a-malformed-tcp-advertise-says-what-to-write ()
+  "`meta-log-federation-tcp-advertise' that is not an IP HOST:PORT is refused by name.
+Checked before anything starts, so federation need not run."
+  (direct-test--require-links)
+  (let ((err (should-error (meta-log-federation--links-start
+                            '(:tcp-listen "127.0.0.1:0" :tcp-advertise "my-router:7448")))))
+    (should (string-search "meta-log-federation-tcp-advertise" (error-message-string err)))
+    (should (string-search "HOST:PORT" (error-message-string err)))))

@@ -172,7 +172,8 @@ fn ice_servers(env: &Env, list: Value<'_>) -> Result<Vec<IceServer>> {
 /// Start direct links for the running federation node, with the settings in PLIST.
 ///
 /// Keys: :tcp-listen ("HOST:PORT" where the TCP fallback listens, or
-/// nil), :ice-servers (as `meta-log-federation-ice-servers'), :auto (nil,
+/// nil), :tcp-advertise ("HOST:PORT" offered to peers instead of the
+/// listener's address, or nil), :ice-servers (as `meta-log-federation-ice-servers'), :auto (nil,
 /// t or `on-demand'), :setup-timeout (seconds), :webrtc (non-nil: try a
 /// WebRTC data channel before the TCP fallback).  Return the address the
 /// TCP fallback listens on, or nil.
@@ -193,6 +194,24 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
                         format!(
                             "`meta-log-federation-tcp-listen' is {s:?}: write \"HOST:PORT\" with \
                              an IP address, e.g. \"0.0.0.0:7448\", or nil"
+                        ),
+                    )
+                }
+            }
+        }
+        None => None,
+    };
+    let tcp_advertise = match plist_get(env, plist_v, ":tcp-advertise")? {
+        Some(v) => {
+            let s: String = v.into_rust()?;
+            match s.parse() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    return signal(
+                        env,
+                        Kind::General,
+                        format!(
+                            "`meta-log-federation-tcp-advertise' is {s:?}: write the public                              \"HOST:PORT\" (an IP address) forwarded to the listener, or nil"
                         ),
                     )
                 }
@@ -224,6 +243,7 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         };
         let mut s = Settings::new(&me, topics);
         s.tcp_listen = tcp_listen;
+        s.tcp_advertise = tcp_advertise;
         s.ice = ice;
         s.webrtc = webrtc;
         s.auto = auto;

@@ -64,6 +64,9 @@ pub struct Settings {
     pub topics: Topics,
     /// Where the TCP fallback listens (`None`: no listener; we may still dial).
     pub tcp_listen: Option<SocketAddr>,
+    /// The address offered to peers for the TCP fallback instead of the listener's own (a
+    /// router's public address with a port forwarded to the listener); `None`: the listener's.
+    pub tcp_advertise: Option<SocketAddr>,
     /// ICE servers for WebRTC.
     pub ice: Vec<IceServer>,
     /// Whether a WebRTC data channel is tried before the TCP fallback (in a build with
@@ -90,6 +93,7 @@ impl Settings {
             me: me.to_string(),
             topics,
             tcp_listen: None,
+            tcp_advertise: None,
             ice: Vec::new(),
             webrtc: true,
             auto: AutoLinks::Off,
@@ -852,7 +856,14 @@ async fn tcp_channel(
     let cert = SessionCert::generate()?;
     let inner = ctx.inner.clone();
     let listener = inner.listener.as_ref();
-    let our_addr = listener.map(|l| l.local_addr().to_string());
+    // Behind a NAT the listener's own address is private: offer the advertised one instead.
+    let our_addr = listener.map(|l| {
+        inner
+            .settings
+            .tcp_advertise
+            .unwrap_or_else(|| l.local_addr())
+            .to_string()
+    });
     let parse = |a: &str| {
         a.parse::<SocketAddr>()
             .map_err(|e| LinkError::Setup(format!("bad address {a}: {e}")))
