@@ -8,9 +8,8 @@ use std::path::PathBuf;
 
 use super::convert::{counts_alist, plist, CallTimer};
 use super::errors::{guard, raise, signal, Kind};
-use super::federation::tags_from_lisp;
+
 use super::session::current;
-use crate::federation::SyncKind;
 use crate::sync::{Action, SyncEngine, SyncError};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
@@ -333,35 +332,6 @@ fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'
     let hold = hold.is_not_nil();
     guard(env, || {
         engine_actions(env, |e, _| e.hold_writes(&share, hold))
-    })
-}
-
-/// Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine; return the actions.
-#[defun(name = "-sync-handle")]
-fn sync_handle<'e>(
-    env: &'e Env,
-    kind: Value<'e>,
-    from: String,
-    content: String,
-    tags: Value<'e>,
-) -> Result<Value<'e>> {
-    let _t = CallTimer::start("sync-handle");
-    let name: String = env.call("symbol-name", (kind,))?.into_rust()?;
-    let kind = match name.as_str() {
-        "sync-change" => SyncKind::Change,
-        "sync-request" => SyncKind::Request,
-        "sync-response" => SyncKind::Response,
-        _ => return signal(env, Kind::General, format!("not a sync event kind: {name}")),
-    };
-    let tags = tags_from_lisp(env, tags)?;
-    guard(env, || {
-        engine_actions(env, |e, now| {
-            let a = e.handle(&from, kind, &content, &tags, now)?;
-            if !a.iter().any(|a| matches!(a, Action::Refused { .. })) {
-                e.note_received(&content, now);
-            }
-            Ok(a)
-        })
     })
 }
 
