@@ -22,8 +22,9 @@
 (declare-function meta-log-federation--session-flush "meta-log-federation-module")
 (declare-function meta-log-federation--session-stats "meta-log-federation-module")
 
-(defconst session-test--inbound-work-calls "receive\\|handle\\|verify\\|decrypt"
-  "Names of module calls that would take in a received message on the main thread.")
+(defconst session-test--inbound-work-calls
+  "receive\\|handle\\|verify\\|decrypt\\|delivery-tick\\|save-delivery"
+  "Module calls that would take in a message, or keep delivery, on the main thread.")
 
 (defun session-test--inbound-work-counts ()
   "Return ((NAME . CALLS) ...) of the module calls that take in a message."
@@ -54,9 +55,13 @@ message (verify, decrypt, merge): the session's worker did that."
                  (bob-id (process-get bob 'peer-id)))
             (should (meta-log-federation-wait-until
                      (lambda () (meta-log-federation-peer bob-id)) 20))
-            (meta-log-federation-send-peer-message bob-id "echo:over the worker")
-            (should (meta-log-federation-wait-until
-                     (lambda () (equal got "echoed:over the worker")) 20))
+            (let ((id (meta-log-federation-send-peer-message bob-id "echo:over the worker")))
+              (should (meta-log-federation-wait-until
+                       (lambda () (equal got "echoed:over the worker")) 20))
+              ;; Bob's worker saved his log and sent the receipt; ours took it in.
+              (should (meta-log-federation-wait-until
+                       (lambda () (eq (meta-log-federation-peer-message-state id) 'delivered))
+                       20)))
             (should (memq 'peer-online types))
             (should (memq 'peer-message types))
             (should-not (cl-remove-if-not

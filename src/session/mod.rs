@@ -78,12 +78,22 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// Where accepted direct-link signals go (the link manager), if direct links are built.
     pub(crate) link_signals: Mutex<Option<LinkSignalHandler>>,
+    /// Milliseconds between two delivery upkeeps on the worker (0: none).
+    pub(crate) delivery_every_ms: AtomicU64,
 }
 
 /// Takes an accepted direct-link signal: the sender's peer id and the decrypted signal.
 pub type LinkSignalHandler = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Shared {
+    /// The interval of the delivery upkeep, if it runs.
+    pub(crate) fn delivery_every(&self) -> Option<std::time::Duration> {
+        match self.delivery_every_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
     pub(crate) fn emit(&self, ev: SessionEvent) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         (self.sink)(ev);
@@ -179,6 +189,7 @@ impl Session {
             held_reported: Mutex::new(Default::default()),
             stopping: AtomicBool::new(false),
             link_signals: Mutex::new(None),
+            delivery_every_ms: AtomicU64::new(0),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -276,6 +287,29 @@ impl Session {
                 .strip_prefix(p)
                 .is_some_and(|tag| !tag.is_empty() && !tag.contains('/'))
         })
+    }
+
+    /// Runs the delivery upkeep (`Node::delivery_tick`: receipts, resends, expiry, and the
+    /// saving of the outbox and the received log) on the worker every `every`, or no more
+    /// (`None`). Its outcome comes as [`SessionEvent::Delivery`] when something changed.
+    pub fn run_delivery_every(&self, every: Option<std::time::Duration>) {
+        let ms = every.map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64);
+        self.shared.delivery_every_ms.store(ms, Ordering::Relaxed);
+        // Wake the worker so that it takes the new schedule at once.
+        let _ = self.tx.send(Work::Call(Box::new(|_| ())));
+    }
+
+    /// Runs the delivery upkeep once more on the worker, after the messages queued so far, and
+    /// waits for it; its event goes to the consumer as usual. False if the worker has stopped.
+    pub fn delivery_upkeep_now(&self) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            if let Some(ev) = worker::delivery_upkeep(s, &mut Vec::new()) {
+                s.emit(ev);
+            }
+            let _ = tx.send(());
+        })));
+        sent.is_ok() && rx.recv().is_ok()
     }
 
     /// Sends the direct-link signals the node accepts to `f` (the link manager).
