@@ -165,8 +165,8 @@ buffer merges both.  Called once until the file is written.")
                         :warning))
       (`(write-failed ,url ,file ,text ,attempt)
        (meta-log-federation--sync-write-failed url file text attempt))))
-  (when (fboundp 'meta-log-federation--members-update-topics)
-    (meta-log-federation--members-update-topics))
+  ;; The session follows the shares' own topics itself (see
+  ;; `Shared::follow_share_topics'): nothing to subscribe here.
   actions)
 
 (defun meta-log-federation--sync-refresh-buffer (file)

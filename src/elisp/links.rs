@@ -55,6 +55,10 @@ impl Publisher for ViaLinks {
     fn connected(&self) -> bool {
         GlobalConnection.connected()
     }
+
+    fn follow(&self, topic: &str) -> bool {
+        GlobalConnection.follow(topic)
+    }
 }
 
 /// Runs `f` on the session's node, if federation runs.

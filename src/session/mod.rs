@@ -80,6 +80,10 @@ pub(crate) struct Shared {
     pub(crate) link_signals: Mutex<Option<LinkSignalHandler>>,
     /// Milliseconds between two delivery upkeeps on the worker (0: none).
     pub(crate) delivery_every_ms: AtomicU64,
+    /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
+    pub(crate) share_topic_prefix: Option<String>,
+    /// The per-share topics the client took for the session.
+    pub(crate) followed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// Takes an accepted direct-link signal: the sender's peer id and the decrypted signal.
@@ -91,6 +95,22 @@ impl Shared {
         match self.delivery_every_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// Subscribes the session to the topic of each share in `tags` (the shares with members
+    /// held here) not yet taken: idempotent, and cheap when nothing is new. The engine's
+    /// operations call it, so Emacs never has to.
+    pub(crate) fn follow_share_topics(&self, tags: Vec<String>) {
+        let Some(prefix) = &self.share_topic_prefix else {
+            return;
+        };
+        let mut followed = lock(&self.followed);
+        for tag in tags {
+            let topic = format!("{prefix}{tag}");
+            if !followed.contains(&topic) && self.publisher.follow(&topic) {
+                followed.insert(topic);
+            }
         }
     }
 
@@ -190,6 +210,8 @@ impl Session {
             stopping: AtomicBool::new(false),
             link_signals: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
+            share_topic_prefix: share_topic_prefix.clone(),
+            followed: Mutex::new(Default::default()),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -372,12 +394,43 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
+            self.shared.follow_share_topics(e.share_tags());
             // A held share written (or released) here is reported again at its next change.
             let waiting: std::collections::BTreeSet<String> =
                 e.held_with_changes().iter().map(|(s, _)| s.url()).collect();
             lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
             (v, sink.reports)
         }))
+    }
+
+    /// Queues an operation on the engine for the worker and returns at once: it runs after
+    /// every message and operation queued before it, so the consumer's operations on one file
+    /// keep the order it made them in. Its actions are carried out by the one executor and
+    /// their outcome arrives as events; an error of the operation becomes a
+    /// [`SessionEvent::Warning`] (prefixed with `what`), unless `quiet_if` says it is expected.
+    pub fn engine_op_queued(
+        &self,
+        what: &'static str,
+        quiet_if: fn(&SyncError) -> bool,
+        f: impl FnOnce(&mut SyncEngine, u64) -> Result<Vec<Action>, SyncError> + Send + 'static,
+    ) {
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let mut g = lock(&s.engine);
+            let Some(e) = g.as_mut() else { return };
+            let now = (s.clock)();
+            let actions = match f(e, now) {
+                Ok(mut a) => {
+                    a.extend(e.take_notices());
+                    a
+                }
+                Err(err) if quiet_if(&err) => return,
+                Err(err) => vec![Action::Warning {
+                    share: None,
+                    message: format!("{what}: {err}"),
+                }],
+            };
+            worker::carry_out(s, g, actions, now);
+        })));
     }
 
     /// Runs `f` on the worker after every message queued before this call, and returns its

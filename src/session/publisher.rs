@@ -26,6 +26,12 @@ pub trait Publisher: Send + Sync {
     ) -> Result<(), PublishError>;
     /// Whether the connection is up right now.
     fn connected(&self) -> bool;
+    /// Subscribes the session to `topic` (a share's own topic): its messages come to the
+    /// worker. True once the client took the subscription (it keeps it across reconnections).
+    fn follow(&self, topic: &str) -> bool {
+        let _ = topic;
+        false
+    }
 }
 
 impl Publisher for Client {
@@ -64,6 +70,10 @@ impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
     fn connected(&self) -> bool {
         (**self).connected()
     }
+
+    fn follow(&self, topic: &str) -> bool {
+        (**self).follow(topic)
+    }
 }
 
 /// The process' MQTT connection ([`crate::transport::connection`]), which Emacs opens,
@@ -86,5 +96,9 @@ impl Publisher for GlobalConnection {
 
     fn connected(&self) -> bool {
         connection::with_client(|c| c.is_connected()).unwrap_or(false)
+    }
+
+    fn follow(&self, topic: &str) -> bool {
+        connection::with_client(|c| c.subscribe_session(topic, 1).is_ok()).unwrap_or(false)
     }
 }

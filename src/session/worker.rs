@@ -269,13 +269,27 @@ fn sync_event(
             message: format!("taking in a peer's change: {e}"),
         }],
     };
+    carry_out(shared, g, actions, now);
+}
+
+/// Carries out `actions` of the engine (held in `g`) with the one executor, then turns its
+/// reports into events, and reports each held share with changes waiting once.
+pub(crate) fn carry_out(
+    shared: &Shared,
+    mut g: std::sync::MutexGuard<'_, Option<crate::sync::SyncEngine>>,
+    actions: Vec<Action>,
+    now: u64,
+) {
+    let Some(engine) = g.as_mut() else { return };
     let mut sink = SessionSink {
         shared,
         reports: Vec::new(),
     };
     execute_on(engine, actions, now, &mut sink);
     let held = engine.held_with_changes();
+    let tags = engine.share_tags();
     drop(g);
+    shared.follow_share_topics(tags);
     for a in sink.reports {
         shared.emit(report_event(a));
     }
