@@ -35,11 +35,10 @@ pub(super) fn running() -> bool {
 pub(super) fn start(node: Node) -> std::io::Result<()> {
     let s = Session::start(
         node,
-        Box::new(super::links::ViaLinks),
+        Box::new(crate::session::GlobalConnection),
         Box::new(|ev| BUS.push(Event::Session(ev))),
         crate::session::system_clock,
     )?;
-    s.set_link_signal_handler(std::sync::Arc::new(super::links::on_accepted_signal));
     *lock(&SESSION) = Some(Arc::new(s));
     Ok(())
 }

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::events::lock;
 use crate::federation::{Node, OutboundError, Publication, SyncKind};
+use crate::links::manager::Manager;
 use crate::sync::exec::{execute_on, ActionSink};
 use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
@@ -76,8 +77,9 @@ pub(crate) struct Shared {
     /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
     /// never waits for a flood to be worked through.
     pub(crate) stopping: AtomicBool,
-    /// Where accepted direct-link signals go (the link manager), if direct links are built.
-    pub(crate) link_signals: Mutex<Option<LinkSignalHandler>>,
+    /// The direct-link manager while direct links run: it carries events to peers it has a
+    /// link to, and takes the link signals the node accepts.
+    pub(crate) links: Mutex<Option<Arc<Manager>>>,
     /// Milliseconds between two delivery upkeeps on the worker (0: none).
     pub(crate) delivery_every_ms: AtomicU64,
     /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
@@ -85,9 +87,6 @@ pub(crate) struct Shared {
     /// The per-share topics the client took for the session.
     pub(crate) followed: Mutex<std::collections::BTreeSet<String>>,
 }
-
-/// Takes an accepted direct-link signal: the sender's peer id and the decrypted signal.
-pub type LinkSignalHandler = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl Shared {
     /// The interval of the delivery upkeep, if it runs.
@@ -98,9 +97,10 @@ impl Shared {
         }
     }
 
-    /// Subscribes the session to the topic of each share in `tags` (the shares with members
-    /// held here) not yet taken: idempotent, and cheap when nothing is new. The engine's
-    /// operations call it, so Emacs never has to.
+    /// Subscribes the session to the topic of each share in `tags` not yet taken: idempotent,
+    /// and cheap when nothing is new. Called before each publication to a share's topic
+    /// ([`Shared::publish_to`]); a holder publishes there (a catch-up request at start or on
+    /// receiving the share) before it can expect anything on it, so Emacs never has to.
     pub(crate) fn follow_share_topics(&self, tags: Vec<String>) {
         let Some(prefix) = &self.share_topic_prefix else {
             return;
@@ -112,6 +112,32 @@ impl Shared {
                 followed.insert(topic);
             }
         }
+    }
+
+    /// Publishes one event: over the direct link to its addressee if one is up, else to the
+    /// MQTT client. A share's own topic is subscribed before its first publication, so an
+    /// answer cannot come back before the subscription.
+    pub(crate) fn publish_to(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), PublishError> {
+        let links = lock(&self.links).clone();
+        if links.is_some_and(|m| m.carry(topic, &payload)) {
+            return Ok(());
+        }
+        if let Some(tag) = self.share_topic_tag(topic) {
+            self.follow_share_topics(vec![tag.to_string()]);
+        }
+        self.publisher.publish(topic, payload, qos, retain)
+    }
+
+    /// The share tag of `topic` if it is a per-share sync topic (`{p}/sync/TAG`).
+    fn share_topic_tag<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let tag = topic.strip_prefix(self.share_topic_prefix.as_deref()?)?;
+        (!tag.is_empty() && !tag.contains('/')).then_some(tag)
     }
 
     pub(crate) fn emit(&self, ev: SessionEvent) {
@@ -129,8 +155,7 @@ impl Shared {
         let p = lock(&self.node)
             .sync(kind, content, tags.to_vec(), (self.clock)())
             .map_err(|e| e.to_string())?;
-        self.publisher
-            .publish(&p.topic, p.payload, p.qos, p.retain)
+        self.publish_to(&p.topic, p.payload, p.qos, p.retain)
             .map_err(|e| e.to_string())
     }
 }
@@ -180,9 +205,6 @@ pub enum SendError {
 pub struct Session {
     /// Our peer id, kept outside the node's lock: Elisp asks for it per message.
     peer_id: String,
-    /// The per-share sync topics' prefix (`{p}/sync/`), kept outside the node's lock: the
-    /// publisher asks for it per publication.
-    share_topic_prefix: Option<String>,
     shared: Arc<Shared>,
     tx: Sender<Work>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -208,9 +230,9 @@ impl Session {
             stats: SessionStats::default(),
             held_reported: Mutex::new(Default::default()),
             stopping: AtomicBool::new(false),
-            link_signals: Mutex::new(None),
+            links: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
-            share_topic_prefix: share_topic_prefix.clone(),
+            share_topic_prefix,
             followed: Mutex::new(Default::default()),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
@@ -223,7 +245,6 @@ impl Session {
             })?;
         Ok(Session {
             peer_id,
-            share_topic_prefix,
             shared,
             tx,
             worker: Mutex::new(Some(worker)),
@@ -278,8 +299,7 @@ impl Session {
     pub fn publish(&self, p: Publication) -> Result<String, SendError> {
         let id = p.event_id;
         self.shared
-            .publisher
-            .publish(&p.topic, p.payload, p.qos, p.retain)?;
+            .publish_to(&p.topic, p.payload, p.qos, p.retain)?;
         Ok(id)
     }
 
@@ -300,15 +320,6 @@ impl Session {
 
     pub fn stats(&self) -> &SessionStats {
         &self.shared.stats
-    }
-
-    /// Whether `topic` is one of the per-share sync topics (`{p}/sync/TAG`).
-    pub fn is_share_topic(&self, topic: &str) -> bool {
-        self.share_topic_prefix.as_deref().is_some_and(|p| {
-            topic
-                .strip_prefix(p)
-                .is_some_and(|tag| !tag.is_empty() && !tag.contains('/'))
-        })
     }
 
     /// Runs the delivery upkeep (`Node::delivery_tick`: receipts, resends, expiry, and the
@@ -334,9 +345,16 @@ impl Session {
         sent.is_ok() && rx.recv().is_ok()
     }
 
-    /// Sends the direct-link signals the node accepts to `f` (the link manager).
-    pub fn set_link_signal_handler(&self, f: LinkSignalHandler) {
-        *lock(&self.shared.link_signals) = Some(f);
+    /// Puts the direct-link manager in place (`None`: direct links stop); returns the one
+    /// it replaces. While it runs, events to a peer with a link up go over the link, and the
+    /// link signals the node accepts go to it.
+    pub fn set_links(&self, links: Option<Arc<Manager>>) -> Option<Arc<Manager>> {
+        std::mem::replace(&mut *lock(&self.shared.links), links)
+    }
+
+    /// The direct-link manager, while direct links run.
+    pub fn links(&self) -> Option<Arc<Manager>> {
+        lock(&self.shared.links).clone()
     }
 
     /// Opens the sync engine in `sync_dir` (received files) and `state_dir` (merge states),
@@ -394,7 +412,6 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
-            self.shared.follow_share_topics(e.share_tags());
             // A held share written (or released) here is reported again at its next change.
             let waiting: std::collections::BTreeSet<String> =
                 e.held_with_changes().iter().map(|(s, _)| s.url()).collect();

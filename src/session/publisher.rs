@@ -54,6 +54,10 @@ impl Publisher for Client {
     fn connected(&self) -> bool {
         self.is_connected()
     }
+
+    fn follow(&self, topic: &str) -> bool {
+        self.subscribe_session(topic, 1).is_ok()
+    }
 }
 
 impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {

@@ -100,10 +100,7 @@ pub(crate) fn delivery_upkeep(
     };
     let mut errors = tick.errors;
     for p in tick.publications {
-        if let Err(e) = shared
-            .publisher
-            .publish(&p.topic, p.payload, p.qos, p.retain)
-        {
+        if let Err(e) = shared.publish_to(&p.topic, p.payload, p.qos, p.retain) {
             errors.push(format!("not published: {e}"));
         }
     }
@@ -158,9 +155,9 @@ fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
                     topic: topic.to_string(),
                 }),
                 Body::LinkSignal { plaintext } => {
-                    let handler = lock(&shared.link_signals).clone();
-                    if let Some(f) = handler {
-                        f(&from, &plaintext);
+                    let links = lock(&shared.links).clone();
+                    if let Some(m) = links {
+                        m.on_signal(&from, &plaintext);
                     }
                 }
                 Body::Receipt { .. } => {
@@ -287,9 +284,7 @@ pub(crate) fn carry_out(
     };
     execute_on(engine, actions, now, &mut sink);
     let held = engine.held_with_changes();
-    let tags = engine.share_tags();
     drop(g);
-    shared.follow_share_topics(tags);
     for a in sink.reports {
         shared.emit(report_event(a));
     }
