@@ -84,8 +84,6 @@ pub(crate) struct Shared {
     pub(crate) delivery_every_ms: AtomicU64,
     /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
     pub(crate) share_topic_prefix: Option<String>,
-    /// The per-share topics the client took for the session.
-    pub(crate) followed: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Shared {
@@ -94,23 +92,6 @@ impl Shared {
         match self.delivery_every_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(std::time::Duration::from_millis(ms)),
-        }
-    }
-
-    /// Subscribes the session to the topic of each share in `tags` not yet taken: idempotent,
-    /// and cheap when nothing is new. Called before each publication to a share's topic
-    /// ([`Shared::publish_to`]); a holder publishes there (a catch-up request at start or on
-    /// receiving the share) before it can expect anything on it, so Emacs never has to.
-    pub(crate) fn follow_share_topics(&self, tags: Vec<String>) {
-        let Some(prefix) = &self.share_topic_prefix else {
-            return;
-        };
-        let mut followed = lock(&self.followed);
-        for tag in tags {
-            let topic = format!("{prefix}{tag}");
-            if !followed.contains(&topic) && self.publisher.follow(&topic) {
-                followed.insert(topic);
-            }
         }
     }
 
@@ -128,8 +109,11 @@ impl Shared {
         if links.is_some_and(|m| m.carry(topic, &payload)) {
             return Ok(());
         }
-        if let Some(tag) = self.share_topic_tag(topic) {
-            self.follow_share_topics(vec![tag.to_string()]);
+        if self.share_topic_tag(topic).is_some() {
+            // Idempotent in the client, which keeps it across reconnections. A holder
+            // publishes on its share's topic (a catch-up request at start, or on receiving the
+            // share) before it can expect anything there, so Emacs never has to subscribe.
+            self.publisher.follow(topic);
         }
         self.publisher.publish(topic, payload, qos, retain)
     }
@@ -233,7 +217,6 @@ impl Session {
             links: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
             share_topic_prefix,
-            followed: Mutex::new(Default::default()),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();

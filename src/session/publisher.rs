@@ -27,10 +27,9 @@ pub trait Publisher: Send + Sync {
     /// Whether the connection is up right now.
     fn connected(&self) -> bool;
     /// Subscribes the session to `topic` (a share's own topic): its messages come to the
-    /// worker. True once the client took the subscription (it keeps it across reconnections).
-    fn follow(&self, topic: &str) -> bool {
+    /// worker. Idempotent; the client keeps it across reconnections.
+    fn follow(&self, topic: &str) {
         let _ = topic;
-        false
     }
 }
 
@@ -55,8 +54,9 @@ impl Publisher for Client {
         self.is_connected()
     }
 
-    fn follow(&self, topic: &str) -> bool {
-        self.subscribe_session(topic, 1).is_ok()
+    fn follow(&self, topic: &str) {
+        // A topic the client refuses is refused again, and said, by the publication itself.
+        let _ = self.subscribe_session(topic, 1);
     }
 }
 
@@ -75,7 +75,7 @@ impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
         (**self).connected()
     }
 
-    fn follow(&self, topic: &str) -> bool {
+    fn follow(&self, topic: &str) {
         (**self).follow(topic)
     }
 }
@@ -102,7 +102,9 @@ impl Publisher for GlobalConnection {
         connection::with_client(|c| c.is_connected()).unwrap_or(false)
     }
 
-    fn follow(&self, topic: &str) -> bool {
-        connection::with_client(|c| c.subscribe_session(topic, 1).is_ok()).unwrap_or(false)
+    fn follow(&self, topic: &str) {
+        // Without a connection the publication fails and says so; with one, a topic the
+        // client refuses is refused again, and said, by the publication itself.
+        let _ = connection::with_client(|c| c.subscribe_session(topic, 1));
     }
 }

@@ -473,7 +473,7 @@ impl SyncEngine {
         if hold {
             Ok(Vec::new())
         } else {
-            self.absorb_file(&id)
+            self.absorb_released(&id)
         }
     }
 
