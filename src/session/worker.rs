@@ -283,6 +283,9 @@ pub(crate) fn carry_out(
         reports: Vec::new(),
     };
     execute_on(engine, actions, now, &mut sink);
+    // Rendered here, off Emacs' thread: writing a held file when its hold ends costs the
+    // write alone.
+    engine.prepare_held_writes();
     let held = engine.held_with_changes();
     drop(g);
     for a in sink.reports {

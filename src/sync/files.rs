@@ -34,6 +34,7 @@ impl SyncEngine {
                     state,
                     stamp: None,
                     written: None,
+                    prepared: None,
                 });
             }
         }
@@ -192,9 +193,11 @@ impl SyncEngine {
             // The file stays as it is, and so does what the state says about it.
             return self.write_state_or_report(id);
         }
-        let (text, hash) = match text_hash {
-            Some(h) => (None, h),
-            None => {
+        let prepared = live.prepared.take();
+        let (text, hash) = match (text_hash, prepared) {
+            (Some(h), _) => (None, h),
+            (None, Some((heads, t, h))) if heads == live.doc.heads() => (Some(t), h),
+            (None, _) => {
                 let t = live.doc.text();
                 let h = sha256(&t);
                 (Some(t), h)
