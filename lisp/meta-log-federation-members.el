@@ -32,31 +32,6 @@
 (declare-function meta-log-federation--sync-members "meta-log-federation-module")
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
 
-(declare-function meta-log-federation--sync-share-topics "meta-log-federation-module")
-(declare-function meta-log-federation--sync-subscribe-share-topics "meta-log-federation-module")
-
-(defvar meta-log-federation--share-topics nil
-  "The per-share topics subscribed: those of the shares with members held here.")
-
-(defun meta-log-federation--members-update-topics ()
-  "Follow the topics of the shares with members held by this peer.
-Each such share's traffic travels on a topic of its own, named after
-its opaque tag, which changes when its key does.  The module subscribes
-its session to them: their messages go straight to the session's
-worker, never through Elisp (a topic of a share this peer publishes to
-is also taken before its first publication)."
-  (if (not (meta-log-federation-sync-running-p))
-      (setq meta-log-federation--share-topics nil)
-    (let ((wanted (meta-log-federation--sync-share-topics)))
-      (unless (equal wanted meta-log-federation--share-topics)
-        (meta-log-federation--sync-subscribe-share-topics))
-      (setq meta-log-federation--share-topics wanted))))
-
-(defun meta-log-federation--members-forget-topics ()
-  "Forget the per-share topics: federation stops, and its subscriptions with it."
-  (setq meta-log-federation--share-topics nil))
-
-(add-hook 'meta-log-federation-stopping-hook #'meta-log-federation--members-forget-topics)
 
 (defun meta-log-federation--read-own-share (prompt)
   "Read the URL of a share this peer started, with completion, showing PROMPT."

@@ -44,7 +44,6 @@
 (declare-function meta-log-federation--broker-url-redact "meta-log-federation-module")
 (declare-function meta-log-federation--valid-peer-id-p "meta-log-federation-module")
 (declare-function meta-log-federation--federation-send-peer-message "meta-log-federation-module")
-(declare-function meta-log-federation--federation-receive "meta-log-federation-module")
 (declare-function meta-log-federation--federation-tick "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peers "meta-log-federation-module")
 (declare-function meta-log-federation--federation-peer "meta-log-federation-module")
@@ -206,10 +205,6 @@ decrypted text, SIGNATURE the event's verified Schnorr signature.")
 
 (defvar meta-log-federation-stopping-hook nil
   "Normal hook run when federation is about to stop.")
-
-(defvar meta-log-federation--sync-receiver nil
-  "Function that receives sync events: (KIND FROM CONTENT TAGS ID).
-Set by the CanvasL sync module.")
 
 ;;;; State
 
@@ -579,46 +574,6 @@ when OPERATION is `set'."
 
 (pcase-dolist (`(,type . ,handler) meta-log-federation--session-events)
   (meta-log-federation--on-event type handler))
-
-(defun meta-log-federation--receive (topic payload)
-  "Verify and handle PAYLOAD received on the federation TOPIC, here and now.
-The session handles the federation's own subscriptions off the main
-thread; this is for a message that reached Emacs otherwise."
-  (let ((r (meta-log-federation--federation-receive topic payload)))
-    (if (eq (plist-get r :status) 'accepted)
-        (meta-log-federation--accepted topic r)
-      (meta-log-federation--dropped r))
-    (meta-log-federation--run-transitions (plist-get r :transitions))))
-
-(defun meta-log-federation--accepted (topic result)
-  "Run the hooks for the accepted event RESULT that came on TOPIC."
-  (let ((kind (plist-get result :kind))
-        (from (plist-get result :from))
-        (content (plist-get result :content)))
-    (pcase kind
-      ('message
-       (setq meta-log-federation-messages-received
-             (1+ meta-log-federation-messages-received))
-       ;; Shown to the person whatever hooks are installed (chat.el).
-       (when (fboundp 'meta-log-federation-chat--received)
-         (meta-log-federation--safe-funcall
-          #'meta-log-federation-chat--received 'message from content))
-       (meta-log-federation--run-hook-safely
-        'meta-log-federation-peer-message-functions from content)
-       (meta-log-federation--run-hook-safely
-        'meta-log-mqtt-peer-message-hook from
-        (meta-log-federation--federation-peer-id) content (plist-get result :sig)))
-      ('receipt
-       (meta-log-federation--note-delivered (plist-get result :delivered)))
-      ((or 'sync-change 'sync-request 'sync-response)
-       (when meta-log-federation--sync-receiver
-         (meta-log-federation--safe-funcall
-          meta-log-federation--sync-receiver kind kind from content
-          (plist-get result :tags) (plist-get result :id)))))
-    ;; Receipts and direct-link signals are the package's own control traffic.
-    (unless (memq kind '(receipt link-signal))
-      (meta-log-federation--run-hook-safely
-       'meta-log-mqtt-message-received-hook topic content))))
 
 (defun meta-log-federation--dropped (result)
   "Report the dropped message RESULT (rate-limited in the echo area).

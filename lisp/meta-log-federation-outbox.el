@@ -33,7 +33,8 @@
 (require 'meta-log-federation-mqtt)
 
 (declare-function meta-log-federation--federation-open-delivery "meta-log-federation-module")
-(declare-function meta-log-federation--federation-delivery-tick "meta-log-federation-module")
+(declare-function meta-log-federation--session-run-delivery "meta-log-federation-module")
+(declare-function meta-log-federation--session-delivery-now "meta-log-federation-module")
 (declare-function meta-log-federation--federation-outbox-resend "meta-log-federation-module")
 (declare-function meta-log-federation--federation-outbox "meta-log-federation-module")
 (declare-function meta-log-federation--federation-save-delivery "meta-log-federation-module")
@@ -97,9 +98,6 @@ REASON is a string that says why (no receipt before
 Receipts for accepted messages go out at the next run, in one batch
 per sender.")
 
-(defvar meta-log-federation--delivery-timer nil
-  "Timer running `meta-log-federation--delivery-tick'.")
-
 (defvar meta-log-federation--message-states (make-hash-table :test #'equal)
   "Message id -> (STATE PEER REASON) for messages sent in this session.
 STATE is `sent', `delivered' or `failed'.")
@@ -145,21 +143,16 @@ session are resent at the first connection."
     (puthash (plist-get p :id) (list 'sent (plist-get p :peer) nil)
              meta-log-federation--message-states))
   (add-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--outbox-resend)
-  (when (timerp meta-log-federation--delivery-timer)
-    (cancel-timer meta-log-federation--delivery-timer))
-  (setq meta-log-federation--delivery-timer
-        (run-at-time meta-log-federation--delivery-tick-interval
-                     meta-log-federation--delivery-tick-interval
-                     #'meta-log-federation--delivery-tick)))
+  ;; The upkeep (saving two files, receipts, resends) runs on the session's
+  ;; worker; a `delivery' event brings its outcome.
+  (meta-log-federation--session-run-delivery meta-log-federation--delivery-tick-interval))
 
 (defun meta-log-federation--outbox-close ()
-  "Run the upkeep once more (receipts due), save, and stop the timer."
-  (when (timerp meta-log-federation--delivery-timer)
-    (cancel-timer meta-log-federation--delivery-timer))
-  (setq meta-log-federation--delivery-timer nil)
+  "Stop the upkeep, run it once more (receipts due) and save."
   (remove-hook 'meta-log-federation-mqtt-connected-hook #'meta-log-federation--outbox-resend)
   (when (meta-log-federation-running-p)
-    (meta-log-federation--delivery-tick)
+    (meta-log-federation--session-run-delivery nil)
+    (meta-log-federation--session-delivery-now)
     (condition-case err
         (meta-log-federation--federation-save-delivery)
       (error (display-warning 'meta-log-federation (error-message-string err) :error)))))
@@ -173,22 +166,22 @@ session are resent at the first connection."
       (when (> n 0)
         (meta-log-federation--log "resent %d messages that had no receipt yet" n)))))
 
-(defun meta-log-federation--delivery-tick ()
-  "Send due receipts, resend due messages, report failed ones."
-  (when (meta-log-federation-running-p)
-    (condition-case err
-        (let ((r (meta-log-federation--federation-delivery-tick)))
-          (clrhash meta-log-federation--outbox-waiting)
-          (dolist (w (plist-get r :waiting))
-            (puthash (car w) (cdr w) meta-log-federation--outbox-waiting))
-          (dolist (f (plist-get r :failed))
-            (apply #'meta-log-federation--note-failed f))
-          (dolist (e (plist-get r :errors))
-            (unless (member e meta-log-federation--delivery-errors-shown)
-              (push e meta-log-federation--delivery-errors-shown)
-              (display-warning 'meta-log-federation
-                               (format "Delivery: %s" e) :warning))))
-      (error (meta-log-federation--log "delivery upkeep: %s" (error-message-string err))))))
+(defun meta-log-federation--on-delivery (event)
+  "Take in EVENT [delivery FAILED ERRORS WAITING] of the worker's upkeep.
+FAILED is ((ID PEER REASON) ...), messages given up; ERRORS texts of
+what could not be saved or sent (each shown once a session); WAITING
+\((PEER . COUNT) ...), the messages still waiting for a receipt."
+  (clrhash meta-log-federation--outbox-waiting)
+  (dolist (w (aref event 3))
+    (puthash (car w) (cdr w) meta-log-federation--outbox-waiting))
+  (dolist (f (aref event 1))
+    (apply #'meta-log-federation--note-failed f))
+  (dolist (e (aref event 2))
+    (unless (member e meta-log-federation--delivery-errors-shown)
+      (push e meta-log-federation--delivery-errors-shown)
+      (display-warning 'meta-log-federation (format "Delivery: %s" e) :warning))))
+
+(meta-log-federation--on-event 'delivery #'meta-log-federation--on-delivery)
 
 (defun meta-log-federation--count-delivery (peer delivered)
   "Count one message to PEER as DELIVERED (non-nil) or failed."

@@ -54,7 +54,6 @@
 (declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
-(declare-function meta-log-federation--sync-handle "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
 (declare-function meta-log-federation--sync-refusals "meta-log-federation-module")
@@ -166,8 +165,8 @@ buffer merges both.  Called once until the file is written.")
                         :warning))
       (`(write-failed ,url ,file ,text ,attempt)
        (meta-log-federation--sync-write-failed url file text attempt))))
-  (when (fboundp 'meta-log-federation--members-update-topics)
-    (meta-log-federation--members-update-topics))
+  ;; The session follows the shares' own topics itself (see
+  ;; `Shared::follow_share_topics'): nothing to subscribe here.
   actions)
 
 (defun meta-log-federation--sync-refresh-buffer (file)
@@ -252,22 +251,6 @@ The hold is taken again at once: the buffer still visits the file."
 
 (dolist (type '(file-updated sync-refused sync-warning write-failed held-change))
   (meta-log-federation--on-event type #'meta-log-federation--sync-on-event))
-
-(defun meta-log-federation--sync-receive (kind from content tags _id)
-  "Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine.
-The session does this itself for the messages it receives; this stays
-for a sync event that reached Emacs otherwise."
-  (when (meta-log-federation-sync-running-p)
-    (meta-log-federation--sync-run-actions
-     (meta-log-federation--sync-receive-1 kind from content tags))))
-
-(defun meta-log-federation--sync-receive-1 (kind from content tags)
-  "Call the engine for KIND FROM CONTENT TAGS; report errors, return actions."
-  (condition-case err
-      (meta-log-federation--sync-handle kind from content tags)
-    (meta-log-federation-error
-     (meta-log-federation--sync-report-failure "taking in a peer's change" err)
-     nil)))
 
 ;;;; Local changes
 
@@ -423,7 +406,6 @@ merged file, and the hold goes on while it visits the file."
 
 (defun meta-log-federation--sync-start-1 (sync-dir)
   "Start syncing once the engine is open; the peers' files go to SYNC-DIR."
-  (setq meta-log-federation--sync-receiver #'meta-log-federation--sync-receive)
   (meta-log-federation--sync-refresh-shared-files)
   (meta-log-federation--sync-watch sync-dir)
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
@@ -462,8 +444,7 @@ merged file, and the hold goes on while it visits the file."
     (meta-log-federation--sync-take-pending))
   (dolist (w meta-log-federation--sync-watches)
     (ignore-errors (file-notify-rm-watch (cdr w))))
-  (setq meta-log-federation--sync-watches nil
-        meta-log-federation--sync-receiver nil)
+  (setq meta-log-federation--sync-watches nil)
   (meta-log-federation--sync-status-reset)
   (clrhash meta-log-federation--shared-files)
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)

@@ -16,7 +16,8 @@
 ;; back, "bench:..." is only counted and "bench-count" answers the count,
 ;; "call-stats" answers the longest module call (name and microseconds),
 ;; "spy:PEER-ID" subscribes to PEER-ID's message topic as a plain
-;; MQTT subscriber and reports whether it can read what passes there,
+;; MQTT subscriber, hands what passes there to its session and reports
+;; the session's verdict and whether the secret was readable (RAW),
 ;; "edit:URL|ID|FIELD|JSON" edits an entry of a synced file in a buffer
 ;; and saves it, reports EDITED ID, then answers "edited:ID";
 ;; "share:NAME" writes a small canvas NAME in its directory, shares it,
@@ -28,6 +29,8 @@
 (require 'meta-log-federation)
 (require 'cl-lib)
 (require 'json)
+
+(declare-function meta-log-federation--session-receive "meta-log-federation-module")
 
 (defvar test-peer-name "peer" "Display name.")
 (defvar test-peer-dir nil "Directory for this peer's files.")
@@ -81,18 +84,34 @@ Return the share's URL."
           (lambda (file url created)
             (test-peer-say "UPDATED %s %s %s" url created file)))
 
+(defvar test-peer-spy-visible nil
+  "Non-nil once the spy saw `test-peer-spy-secret' in a payload it watched.")
+
+(defvar test-peer-spy-pending 0
+  "Payloads the spy handed to the session and has no verdict for yet.")
+
 (defun test-peer-spy (peer-id)
-  "Watch PEER-ID's messages topic as a plain subscriber."
-  (meta-log-federation-mqtt-subscribe
-   (format "canvasl/peers/%s/messages" peer-id)
-   (lambda (topic payload)
-     (let ((r (meta-log-federation--federation-receive topic payload)))
-       (test-peer-say "RAW %s %s %s" (plist-get r :status) (plist-get r :reason)
-                      (if (and test-peer-spy-secret
-                               (string-search test-peer-spy-secret
-                                              (format "%s%s" payload (plist-get r :content))))
-                          "plaintext-visible" "opaque"))))
-   1))
+  "Watch PEER-ID's messages topic as a plain subscriber.
+Each payload is looked at for the secret, then handed to this peer's
+session, which checks it as any received message; the session's
+verdict comes back as a `dropped' event (a RAW line) or, were the
+message readable here, as a peer message."
+  (let ((topic (format "canvasl/peers/%s/messages" peer-id)))
+    (add-hook 'meta-log-federation-dropped-functions
+              (lambda (reason _text _peer)
+                ;; Only while a watched payload waits: other drops are not the spy's.
+                (when (> test-peer-spy-pending 0)
+                  (setq test-peer-spy-pending (1- test-peer-spy-pending))
+                  (test-peer-say "RAW dropped %s %s" reason
+                                 (if test-peer-spy-visible "plaintext-visible" "opaque")))))
+    (meta-log-federation-mqtt-subscribe
+     topic
+     (lambda (topic payload)
+       (when (and test-peer-spy-secret (string-search test-peer-spy-secret payload))
+         (setq test-peer-spy-visible t))
+       (setq test-peer-spy-pending (1+ test-peer-spy-pending))
+       (meta-log-federation--session-receive topic payload))
+     1)))
 
 (add-hook 'meta-log-federation-peer-message-functions
           (lambda (from text)

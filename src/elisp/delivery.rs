@@ -9,7 +9,7 @@ use super::errors::{guard, signal, Kind};
 use super::federation::{natnum, with_node};
 use super::identity::now;
 use super::mqtt::plist_get;
-use super::session::current;
+use super::session::{current, with_session};
 use crate::federation::{DeliveryPaths, OutboxSettings, Publication};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
@@ -83,45 +83,48 @@ fn federation_client_id(env: &Env) -> Result<String> {
     guard(env, || with_node(env, |n| Ok(n.client_id())))
 }
 
-fn waiting_alist<'e>(env: &'e Env, waiting: &[(String, usize)]) -> Result<Value<'e>> {
-    let items = waiting
-        .iter()
-        .map(|(peer, n)| env.cons(peer.as_str(), *n as i64))
-        .collect::<Result<Vec<_>>>()?;
-    env.list(&items[..])
+/// Run the delivery upkeep on the session's worker every SECONDS (nil: stop it).
+///
+/// The upkeep saves the log of accepted messages, then sends their
+/// receipts; gives up messages older than the expiry; resends those whose
+/// backoff ran out; saves the outbox.  None of it runs on Emacs' thread:
+/// when something changed, a [delivery FAILED ERRORS WAITING] event says
+/// what.
+///
+/// Internal: `meta-log-federation-init' calls it.
+#[defun(name = "-session-run-delivery")]
+fn session_run_delivery(env: &Env, seconds: Value<'_>) -> Result<()> {
+    let _t = CallTimer::start("session-run-delivery");
+    let every = if seconds.is_not_nil() {
+        let s: f64 = env.call("float", (seconds,))?.into_rust()?;
+        if !(s > 0.0 && s.is_finite()) {
+            return signal(
+                env,
+                Kind::General,
+                format!("the delivery interval must be a positive number of seconds, not {s}"),
+            );
+        }
+        Some(std::time::Duration::from_secs_f64(s))
+    } else {
+        None
+    };
+    guard(env, || {
+        with_session(env, |s| {
+            s.run_delivery_every(every);
+            Ok(())
+        })
+    })
 }
 
-/// Delivery upkeep; call about twice a second while federation runs.
+/// Run the delivery upkeep once more now, on the session's worker, and wait for it.
 ///
-/// Save the log of accepted messages, then send their receipts; give up
-/// messages older than the expiry; resend those whose backoff ran out;
-/// save the outbox.  Return (:failed ((ID PEER REASON) ...) :errors
-/// (TEXT ...) :sent N :waiting ((PEER . COUNT) ...)), the last being the
-/// messages still waiting for a receipt, per recipient.
-#[defun(name = "-federation-delivery-tick")]
-fn federation_delivery_tick(env: &Env) -> Result<Value<'_>> {
-    let _t = CallTimer::start("federation-delivery-tick");
+/// For shutting down: receipts due go out before the connection closes.
+/// Return non-nil if a session ran it.
+#[defun(name = "-session-delivery-now")]
+fn session_delivery_now(env: &Env) -> Result<bool> {
+    let _t = CallTimer::start("session-delivery-now");
     guard(env, || {
-        let (tick, waiting) = with_node(env, |n| {
-            let t = n.delivery_tick(now());
-            Ok((t, n.outbox().waiting_per_peer()))
-        })?;
-        let (sent, mut errors) = publish_all(tick.publications);
-        errors.extend(tick.errors);
-        let failed = tick
-            .failed
-            .iter()
-            .map(|(id, peer, why)| env.list((id.as_str(), peer.as_str(), why.as_str())))
-            .collect::<Result<Vec<_>>>()?;
-        plist(
-            env,
-            vec![
-                (":failed", env.list(&failed[..])?),
-                (":errors", strings(env, &errors)?),
-                (":sent", (sent as i64).into_lisp(env)?),
-                (":waiting", waiting_alist(env, &waiting)?),
-            ],
-        )
+        Ok(current().is_some_and(|s| s.delivery_upkeep_now()))
     })
 }
 

@@ -19,6 +19,7 @@ use_symbols! {
     sym_key_conflict => "key-conflict"
     sym_peer_message => "peer-message"
     sym_receipt => "receipt"
+    sym_delivery => "delivery"
     sym_accepted => "accepted"
     sym_dropped => "dropped"
     sym_file_updated => "file-updated"
@@ -145,6 +146,34 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
                 .map(|(id, peer)| env.list((id.as_str(), peer.as_str())))
                 .collect::<Result<Vec<_>>>()?;
             set_all(env, slot, sym_receipt.bind(env), &[env.list(&pairs[..])?])
+        }
+        SessionEvent::Delivery {
+            failed,
+            errors,
+            waiting,
+        } => {
+            let failed = failed
+                .iter()
+                .map(|(id, peer, why)| env.list((id.as_str(), peer.as_str(), why.as_str())))
+                .collect::<Result<Vec<_>>>()?;
+            let errors = errors
+                .iter()
+                .map(|e| e.as_str().into_lisp(env))
+                .collect::<Result<Vec<_>>>()?;
+            let waiting = waiting
+                .iter()
+                .map(|(peer, n)| env.cons(peer.as_str(), *n as i64))
+                .collect::<Result<Vec<_>>>()?;
+            set_all(
+                env,
+                slot,
+                sym_delivery.bind(env),
+                &[
+                    env.list(&failed[..])?,
+                    env.list(&errors[..])?,
+                    env.list(&waiting[..])?,
+                ],
+            )
         }
         SessionEvent::Accepted {
             topic,
@@ -276,7 +305,8 @@ fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
 /// MESSAGE nil nil], or a finished event of the federation session:
 /// [peer-online PEER NAME ADDRESS], [peer-offline PEER REASON],
 /// [key-conflict NEW-PEER NAME KNOWN-PEER], [peer-message FROM TEXT ID
-/// SIG TOPIC], [receipt ((ID PEER) ...)], [accepted TOPIC KIND CONTENT],
+/// SIG TOPIC], [receipt ((ID PEER) ...)], [delivery ((ID PEER REASON)
+/// ...) (ERROR ...) ((PEER . WAITING) ...)], [accepted TOPIC KIND CONTENT],
 /// [dropped REASON MESSAGE PEER QUIET], [file-updated URL FILE CREATED],
 /// [held-change URL FILE] (merged, not written: a buffer visits FILE),
 /// [sync-refused REASON DETAIL], [sync-warning URL-OR-NIL MESSAGE] or

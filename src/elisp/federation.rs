@@ -4,15 +4,14 @@
 
 use std::path::PathBuf;
 
-use super::convert::{counts_alist, payload_from_lisp, plist, CallTimer};
+use super::convert::{counts_alist, plist, CallTimer};
 use super::errors::{check, guard, raise, signal, Kind};
 use super::identity::{identity_arg, now};
 use super::mqtt::plist_get;
 pub(super) use super::session::with_node;
 use super::session::{send_error, with_session};
 use crate::federation::{
-    Accepted, Body, Config, LocalProfile, Node, PeerInfo, Publication, SyncKind, Transition,
-    TrustPolicy,
+    Config, LocalProfile, Node, PeerInfo, Publication, SyncKind, Transition, TrustPolicy,
 };
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
@@ -302,113 +301,6 @@ fn transitions_to_lisp<'e>(env: &'e Env, ts: &[Transition]) -> Result<Value<'e>>
         .map(|t| transition_to_lisp(env, t))
         .collect::<Result<Vec<_>>>()?;
     env.list(&v[..])
-}
-
-fn tags_to_lisp<'e>(env: &'e Env, tags: &[Vec<String>]) -> Result<Value<'e>> {
-    let v = tags
-        .iter()
-        .map(|t| {
-            let s = t
-                .iter()
-                .map(|x| x.as_str().into_lisp(env))
-                .collect::<Result<Vec<_>>>()?;
-            env.list(&s[..])
-        })
-        .collect::<Result<Vec<_>>>()?;
-    env.list(&v[..])
-}
-
-fn accepted_to_lisp<'e>(env: &'e Env, a: &Accepted) -> Result<Value<'e>> {
-    let (kind, content): (&str, Value<'e>) = match &a.body {
-        Body::Presence(_) => ("presence", env.intern("nil")?),
-        Body::Departure(_) => ("departure", env.intern("nil")?),
-        Body::Message { plaintext } => ("message", plaintext.as_str().into_lisp(env)?),
-        Body::Receipt { .. } => ("receipt", env.intern("nil")?),
-        // Handled by the link manager (src/elisp/links.rs); its plaintext stays in Rust.
-        Body::LinkSignal { .. } => ("link-signal", env.intern("nil")?),
-        Body::Sync { kind, content } => (
-            match kind {
-                SyncKind::Change => "sync-change",
-                SyncKind::Request => "sync-request",
-                SyncKind::Response => "sync-response",
-            },
-            content.as_str().into_lisp(env)?,
-        ),
-    };
-    plist(
-        env,
-        vec![
-            (":status", env.intern("accepted")?),
-            (":kind", env.intern(kind)?),
-            (":from", a.from().into_lisp(env)?),
-            (":content", content),
-            (":tags", tags_to_lisp(env, &a.event.tags)?),
-            (":id", a.event.id.as_str().into_lisp(env)?),
-            (":sig", a.event.sig.as_str().into_lisp(env)?),
-            (":transitions", transitions_to_lisp(env, &a.transitions)?),
-        ],
-    )
-}
-
-/// Verify and apply one message received on a federation TOPIC, here and now.
-///
-/// The session verifies the messages of its own subscriptions on its
-/// worker and Emacs receives finished events; this function is for
-/// inspecting a message received otherwise (a test's spy subscription).
-///
-/// Return a plist: (:status accepted :kind KIND :from PEER :content
-/// CONTENT :tags TAGS :id ID :sig SIG :transitions TRANSITIONS), with
-/// :delivered ((ID PEER) ...) added for a receipt that acknowledged our
-/// messages, or
-/// (:status dropped :reason REASON :message TEXT :quiet BOOL :peer PEER
-/// :transitions TRANSITIONS).  KIND is presence, departure, message,
-/// receipt, sync-change, sync-request or sync-response.  A transition is
-/// (came-online PEER NAME), (went-offline PEER GRACEFUL), (went-stale
-/// PEER) or (key-conflict NEW-PEER NAME KNOWN-PEER).
-#[defun(name = "-federation-receive")]
-fn federation_receive<'e>(env: &'e Env, topic: String, payload: Value<'e>) -> Result<Value<'e>> {
-    let _t = CallTimer::start("federation-receive");
-    let bytes = payload_from_lisp(payload)?;
-    guard(env, || {
-        let h = with_node(env, |n| Ok(n.handle(&topic, &bytes, now())))?;
-        if let Ok(a) = &h.result {
-            if let Body::LinkSignal { plaintext } = &a.body {
-                super::links::on_accepted_signal(a.from(), plaintext);
-            }
-        }
-        match h.result {
-            Ok(a) => {
-                let v = accepted_to_lisp(env, &a)?;
-                if h.delivered.is_empty() {
-                    return Ok(v);
-                }
-                let pairs = h
-                    .delivered
-                    .iter()
-                    .map(|(id, peer)| env.list((id.as_str(), peer.as_str())))
-                    .collect::<Result<Vec<_>>>()?;
-                let tail = env.list((env.intern(":delivered")?, env.list(&pairs[..])?))?;
-                env.call("append", (v, tail))
-            }
-            Err(d) => plist(
-                env,
-                vec![
-                    (":status", env.intern("dropped")?),
-                    (":reason", d.reason.as_str().into_lisp(env)?),
-                    (":message", d.message.as_str().into_lisp(env)?),
-                    (":quiet", d.is_quiet().into_lisp(env)?),
-                    (
-                        ":peer",
-                        match &d.peer_id {
-                            Some(p) => p.as_str().into_lisp(env)?,
-                            None => env.intern("nil")?,
-                        },
-                    ),
-                    (":transitions", transitions_to_lisp(env, &d.transitions)?),
-                ],
-            ),
-        }
-    })
 }
 
 /// Mark peers silent for too long as stale; return the transitions.

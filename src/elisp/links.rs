@@ -1,10 +1,9 @@
-//! The direct-link functions Elisp calls, and the two narrow hooks of the node's pipeline:
-//! [`carry`] (before an event is published: a link to its addressee takes it instead) and
-//! [`on_accepted_signal`] (a link signal the node accepted goes to the link manager).
-//! Events received over a link go to the session's worker as MQTT messages do, so they take
-//! the very same receive path; [`ViaLinks`] is the session's publisher.
+//! The direct-link functions Elisp calls. The session owns the link manager
+//! (`Session::set_links`): it publishes over a link to the addressee when one is up, and
+//! hands the link signals the node accepts to it. Events received over a link go to the
+//! session's worker as MQTT messages do, so they take the very same receive path.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::convert::{plist, CallTimer};
@@ -12,49 +11,17 @@ use super::errors::{guard, signal, Kind};
 use super::identity::now;
 use super::mqtt::plist_get;
 use super::session::current;
-use crate::events::lock;
 use crate::federation::protocol::{is_peer_id, KIND_LINK_HELLO};
 use crate::federation::{Publication, TrustState};
 use crate::links::channel::IceServer;
 use crate::links::manager::{AutoLinks, LinkEvent, LinkHost, Manager, Settings};
 use crate::links::{hello, ice};
-use crate::session::{GlobalConnection, PublishError, Publisher};
-use crate::transport::connection;
+use crate::session::{GlobalConnection, Publisher};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
-/// The running link manager; `None` while direct links are off.
-static LINKS: Mutex<Option<Arc<Manager>>> = Mutex::new(None);
-
+/// The session's link manager, while direct links run (the session owns it).
 fn manager() -> Option<Arc<Manager>> {
-    lock(&LINKS).clone()
-}
-
-/// The session's publisher: an event goes over a direct link to its addressee if one is up,
-/// else to the MQTT connection.
-pub(super) struct ViaLinks;
-
-impl Publisher for ViaLinks {
-    fn publish(
-        &self,
-        topic: &str,
-        payload: Vec<u8>,
-        qos: u8,
-        retain: bool,
-    ) -> std::result::Result<(), PublishError> {
-        if manager().is_some_and(|m| m.carry(topic, &payload)) {
-            return Ok(());
-        }
-        // A share's own topic is subscribed before its first publication, so an answer
-        // cannot come back before the subscription.
-        if current().is_some_and(|s| s.is_share_topic(topic)) {
-            let _ = connection::with_client(|c| c.subscribe_session(topic, 1));
-        }
-        GlobalConnection.publish(topic, payload, qos, retain)
-    }
-
-    fn connected(&self) -> bool {
-        GlobalConnection.connected()
-    }
+    current().and_then(|s| s.links())
 }
 
 /// Runs `f` on the session's node, if federation runs.
@@ -67,13 +34,6 @@ fn publish_now(p: &Publication) -> std::result::Result<(), String> {
     GlobalConnection
         .publish(&p.topic, p.payload.clone(), p.qos, p.retain)
         .map_err(|e| e.to_string())
-}
-
-/// Inbound hook: a link signal the node accepted from `from`.
-pub(super) fn on_accepted_signal(from: &str, plaintext: &str) {
-    if let Some(m) = manager() {
-        m.on_signal(from, plaintext);
-    }
 }
 
 /// The node side of the link manager in Emacs: the federation node and the MQTT client.
@@ -248,14 +208,20 @@ fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
         s.webrtc = webrtc;
         s.auto = auto;
         s.setup_timeout = Duration::from_secs(timeout);
-        let mut g = lock(&LINKS);
-        if g.is_some() {
+        let Some(session) = current() else {
+            return signal(
+                env,
+                Kind::NotRunning,
+                "federation is not running: call meta-log-federation-init first",
+            );
+        };
+        if session.links().is_some() {
             return signal(env, Kind::General, "direct links are already running");
         }
         match Manager::start(Arc::new(EmacsHost), s) {
             Ok(m) => {
                 let addr = m.tcp_addr();
-                *g = Some(Arc::new(m));
+                session.set_links(Some(Arc::new(m)));
                 match addr {
                     Some(a) => a.to_string().into_lisp(env),
                     None => env.intern("nil"),
@@ -283,8 +249,7 @@ fn auto_links(env: &Env, v: Value<'_>) -> Result<AutoLinks> {
 /// Return non-nil if they were running.
 #[defun(name = "-links-stop")]
 fn links_stop() -> Result<bool> {
-    let m = lock(&LINKS).take();
-    Ok(m.is_some())
+    Ok(current().and_then(|s| s.set_links(None)).is_some())
 }
 
 /// Return non-nil if this build can open direct links.

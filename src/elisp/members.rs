@@ -3,57 +3,8 @@
 
 use super::convert::{plist, CallTimer};
 use super::errors::{guard, signal, Kind};
-use super::session::current;
 use super::sync::{actions_to_lisp, engine_actions, engine_op, expand, with_engine};
-use crate::transport::connection;
 use emacs::{defun, Env, IntoLisp, Result, Value};
-
-/// The topics of the shares with members this peer holds (`{p}/sync/{tag}`).
-fn share_topics() -> Vec<String> {
-    let Some(s) = current() else {
-        return Vec::new();
-    };
-    let tags = match s.with_engine(|e| Ok(e.share_tags())) {
-        Some(Ok(t)) => t,
-        _ => return Vec::new(),
-    };
-    match s.with_node(|n| n.config().topics().ok()) {
-        Some(t) => tags.iter().map(|tag| t.share_sync(tag)).collect(),
-        None => Vec::new(),
-    }
-}
-
-/// Subscribes the session to the topic of every share with members we hold (the client
-/// sends their messages straight to the session's worker). Idempotent.
-pub(super) fn subscribe_share_topics() {
-    for topic in share_topics() {
-        let _ = connection::with_client(|c| c.subscribe_session(&topic, 1));
-    }
-}
-
-/// Subscribe the session to the topics of the shares with members held here.
-///
-/// Internal: called after the engine's actions ran; the topic of a share
-/// this peer publishes to is also taken before its first publication.
-#[defun(name = "-sync-subscribe-share-topics")]
-fn sync_subscribe_share_topics() -> Result<()> {
-    subscribe_share_topics();
-    Ok(())
-}
-
-/// Return the topics of the shares with members this peer holds (`PREFIX/sync/TAG`).
-///
-/// Internal: `meta-log-federation--members-update-topics' subscribes to them.
-#[defun(name = "-sync-share-topics")]
-fn sync_share_topics(env: &Env) -> Result<Value<'_>> {
-    let topics = share_topics();
-    env.list(
-        &topics
-            .into_iter()
-            .map(|t| t.into_lisp(env))
-            .collect::<Result<Vec<_>>>()?[..],
-    )
-}
 
 /// MEMBERS from Lisp: the symbol `all` for the whole federation, else a list of peer ids.
 fn members_arg(env: &Env, v: Value<'_>) -> Result<Option<Vec<String>>> {

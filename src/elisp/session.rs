@@ -35,11 +35,10 @@ pub(super) fn running() -> bool {
 pub(super) fn start(node: Node) -> std::io::Result<()> {
     let s = Session::start(
         node,
-        Box::new(super::links::ViaLinks),
+        Box::new(crate::session::GlobalConnection),
         Box::new(|ev| BUS.push(Event::Session(ev))),
         crate::session::system_clock,
     )?;
-    s.set_link_signal_handler(std::sync::Arc::new(super::links::on_accepted_signal));
     *lock(&SESSION) = Some(Arc::new(s));
     Ok(())
 }
@@ -161,5 +160,22 @@ fn session_stats(env: &Env) -> Result<Value<'_>> {
                 ],
             )
         }
+    })
+}
+
+/// Hand PAYLOAD, received on TOPIC outside the session's subscriptions, to the session.
+///
+/// Return at once: the session's worker checks it as it checks its own
+/// subscriptions' messages (size, signature, id, time window, replay,
+/// trust, decryption), and its outcome arrives as a finished event
+/// (`peer-message', `dropped', ...).  For a message that reached Emacs
+/// by another route, such as a plain subscription that watches a topic.
+#[defun(name = "-session-receive")]
+fn session_receive(env: &Env, topic: String, payload: Value<'_>) -> Result<()> {
+    let _t = CallTimer::start("session-receive");
+    let bytes = super::convert::payload_from_lisp(payload)?;
+    with_session(env, |s| {
+        s.receive(&topic, &bytes);
+        Ok(())
     })
 }

@@ -8,9 +8,8 @@ use std::path::PathBuf;
 
 use super::convert::{counts_alist, plist, CallTimer};
 use super::errors::{guard, raise, signal, Kind};
-use super::federation::tags_from_lisp;
+
 use super::session::current;
-use crate::federation::SyncKind;
 use crate::sync::{Action, SyncEngine, SyncError};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
@@ -324,44 +323,26 @@ fn sync_file_changed_lines<'e>(
 
 /// While HOLD is non-nil, remote changes to SHARE are merged but not written to its file.
 ///
-/// Elisp holds a file while a buffer visiting it has unsaved edits, so that the
-/// save is merged relative to the text the buffer started from. Releasing
-/// (HOLD nil) writes what was held back. Return the actions.
+/// Elisp holds a file while a buffer visits it, so that the file never
+/// changes under the buffer and a save is merged relative to the text the
+/// buffer started from.  Releasing (HOLD nil) writes what was held back.
+/// Return nil at once: the session's worker applies the hold after every
+/// message and operation queued before it, and what it writes arrives as
+/// events.  A share no longer synced has nothing to hold: said nowhere.
 #[defun(name = "-sync-hold")]
-fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<Value<'e>> {
+fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<()> {
     let _t = CallTimer::start("sync-hold");
     let hold = hold.is_not_nil();
-    guard(env, || {
-        engine_actions(env, |e, _| e.hold_writes(&share, hold))
-    })
-}
-
-/// Hand a verified sync event (KIND FROM CONTENT TAGS) to the engine; return the actions.
-#[defun(name = "-sync-handle")]
-fn sync_handle<'e>(
-    env: &'e Env,
-    kind: Value<'e>,
-    from: String,
-    content: String,
-    tags: Value<'e>,
-) -> Result<Value<'e>> {
-    let _t = CallTimer::start("sync-handle");
-    let name: String = env.call("symbol-name", (kind,))?.into_rust()?;
-    let kind = match name.as_str() {
-        "sync-change" => SyncKind::Change,
-        "sync-request" => SyncKind::Request,
-        "sync-response" => SyncKind::Response,
-        _ => return signal(env, Kind::General, format!("not a sync event kind: {name}")),
-    };
-    let tags = tags_from_lisp(env, tags)?;
-    guard(env, || {
-        engine_actions(env, |e, now| {
-            let a = e.handle(&from, kind, &content, &tags, now)?;
-            if !a.iter().any(|a| matches!(a, Action::Refused { .. })) {
-                e.note_received(&content, now);
-            }
-            Ok(a)
-        })
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "holding a shared file",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, _| e.hold_writes(&share, hold),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
     })
 }
 

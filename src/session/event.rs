@@ -66,6 +66,16 @@ pub enum SessionEvent {
     },
     /// A receipt acknowledged our messages, as (id, peer).
     Receipt { delivered: Vec<(String, String)> },
+    /// The delivery upkeep ran (on the worker): messages given up, errors, and the messages
+    /// still waiting for a receipt per recipient. Sent only when one of them changed.
+    Delivery {
+        /// (id, peer, why) of each message given up.
+        failed: Vec<(String, String, String)>,
+        /// What could not be saved or sent.
+        errors: Vec<String>,
+        /// (peer, count) of messages waiting for a receipt.
+        waiting: Vec<(String, usize)>,
+    },
     /// An accepted presence, departure or sync event, for the prototype's
     /// `meta-log-mqtt-message-received-hook` (only sent while that hook has functions).
     Accepted {

@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::events::lock;
 use crate::federation::{Node, OutboundError, Publication, SyncKind};
+use crate::links::manager::Manager;
 use crate::sync::exec::{execute_on, ActionSink};
 use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
@@ -76,14 +77,53 @@ pub(crate) struct Shared {
     /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
     /// never waits for a flood to be worked through.
     pub(crate) stopping: AtomicBool,
-    /// Where accepted direct-link signals go (the link manager), if direct links are built.
-    pub(crate) link_signals: Mutex<Option<LinkSignalHandler>>,
+    /// The direct-link manager while direct links run: it carries events to peers it has a
+    /// link to, and takes the link signals the node accepts.
+    pub(crate) links: Mutex<Option<Arc<Manager>>>,
+    /// Milliseconds between two delivery upkeeps on the worker (0: none).
+    pub(crate) delivery_every_ms: AtomicU64,
+    /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
+    pub(crate) share_topic_prefix: Option<String>,
 }
 
-/// Takes an accepted direct-link signal: the sender's peer id and the decrypted signal.
-pub type LinkSignalHandler = Arc<dyn Fn(&str, &str) + Send + Sync>;
-
 impl Shared {
+    /// The interval of the delivery upkeep, if it runs.
+    pub(crate) fn delivery_every(&self) -> Option<std::time::Duration> {
+        match self.delivery_every_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
+    /// Publishes one event: over the direct link to its addressee if one is up, else to the
+    /// MQTT client. A share's own topic is subscribed before its first publication, so an
+    /// answer cannot come back before the subscription.
+    pub(crate) fn publish_to(
+        &self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: u8,
+        retain: bool,
+    ) -> Result<(), PublishError> {
+        let links = lock(&self.links).clone();
+        if links.is_some_and(|m| m.carry(topic, &payload)) {
+            return Ok(());
+        }
+        if self.share_topic_tag(topic).is_some() {
+            // Idempotent in the client, which keeps it across reconnections. A holder
+            // publishes on its share's topic (a catch-up request at start, or on receiving the
+            // share) before it can expect anything there, so Emacs never has to subscribe.
+            self.publisher.follow(topic);
+        }
+        self.publisher.publish(topic, payload, qos, retain)
+    }
+
+    /// The share tag of `topic` if it is a per-share sync topic (`{p}/sync/TAG`).
+    fn share_topic_tag<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let tag = topic.strip_prefix(self.share_topic_prefix.as_deref()?)?;
+        (!tag.is_empty() && !tag.contains('/')).then_some(tag)
+    }
+
     pub(crate) fn emit(&self, ev: SessionEvent) {
         self.stats.events.fetch_add(1, Ordering::Relaxed);
         (self.sink)(ev);
@@ -99,8 +139,7 @@ impl Shared {
         let p = lock(&self.node)
             .sync(kind, content, tags.to_vec(), (self.clock)())
             .map_err(|e| e.to_string())?;
-        self.publisher
-            .publish(&p.topic, p.payload, p.qos, p.retain)
+        self.publish_to(&p.topic, p.payload, p.qos, p.retain)
             .map_err(|e| e.to_string())
     }
 }
@@ -150,9 +189,6 @@ pub enum SendError {
 pub struct Session {
     /// Our peer id, kept outside the node's lock: Elisp asks for it per message.
     peer_id: String,
-    /// The per-share sync topics' prefix (`{p}/sync/`), kept outside the node's lock: the
-    /// publisher asks for it per publication.
-    share_topic_prefix: Option<String>,
     shared: Arc<Shared>,
     tx: Sender<Work>,
     worker: Mutex<Option<JoinHandle<()>>>,
@@ -178,7 +214,9 @@ impl Session {
             stats: SessionStats::default(),
             held_reported: Mutex::new(Default::default()),
             stopping: AtomicBool::new(false),
-            link_signals: Mutex::new(None),
+            links: Mutex::new(None),
+            delivery_every_ms: AtomicU64::new(0),
+            share_topic_prefix,
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -190,7 +228,6 @@ impl Session {
             })?;
         Ok(Session {
             peer_id,
-            share_topic_prefix,
             shared,
             tx,
             worker: Mutex::new(Some(worker)),
@@ -245,8 +282,7 @@ impl Session {
     pub fn publish(&self, p: Publication) -> Result<String, SendError> {
         let id = p.event_id;
         self.shared
-            .publisher
-            .publish(&p.topic, p.payload, p.qos, p.retain)?;
+            .publish_to(&p.topic, p.payload, p.qos, p.retain)?;
         Ok(id)
     }
 
@@ -269,18 +305,39 @@ impl Session {
         &self.shared.stats
     }
 
-    /// Whether `topic` is one of the per-share sync topics (`{p}/sync/TAG`).
-    pub fn is_share_topic(&self, topic: &str) -> bool {
-        self.share_topic_prefix.as_deref().is_some_and(|p| {
-            topic
-                .strip_prefix(p)
-                .is_some_and(|tag| !tag.is_empty() && !tag.contains('/'))
-        })
+    /// Runs the delivery upkeep (`Node::delivery_tick`: receipts, resends, expiry, and the
+    /// saving of the outbox and the received log) on the worker every `every`, or no more
+    /// (`None`). Its outcome comes as [`SessionEvent::Delivery`] when something changed.
+    pub fn run_delivery_every(&self, every: Option<std::time::Duration>) {
+        let ms = every.map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64);
+        self.shared.delivery_every_ms.store(ms, Ordering::Relaxed);
+        // Wake the worker so that it takes the new schedule at once.
+        let _ = self.tx.send(Work::Call(Box::new(|_| ())));
     }
 
-    /// Sends the direct-link signals the node accepts to `f` (the link manager).
-    pub fn set_link_signal_handler(&self, f: LinkSignalHandler) {
-        *lock(&self.shared.link_signals) = Some(f);
+    /// Runs the delivery upkeep once more on the worker, after the messages queued so far, and
+    /// waits for it; its event goes to the consumer as usual. False if the worker has stopped.
+    pub fn delivery_upkeep_now(&self) -> bool {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let sent = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            if let Some(ev) = worker::delivery_upkeep(s, &mut Vec::new()) {
+                s.emit(ev);
+            }
+            let _ = tx.send(());
+        })));
+        sent.is_ok() && rx.recv().is_ok()
+    }
+
+    /// Puts the direct-link manager in place (`None`: direct links stop); returns the one
+    /// it replaces. While it runs, events to a peer with a link up go over the link, and the
+    /// link signals the node accepts go to it.
+    pub fn set_links(&self, links: Option<Arc<Manager>>) -> Option<Arc<Manager>> {
+        std::mem::replace(&mut *lock(&self.shared.links), links)
+    }
+
+    /// The direct-link manager, while direct links run.
+    pub fn links(&self) -> Option<Arc<Manager>> {
+        lock(&self.shared.links).clone()
     }
 
     /// Opens the sync engine in `sync_dir` (received files) and `state_dir` (merge states),
@@ -344,6 +401,36 @@ impl Session {
             lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
             (v, sink.reports)
         }))
+    }
+
+    /// Queues an operation on the engine for the worker and returns at once: it runs after
+    /// every message and operation queued before it, so the consumer's operations on one file
+    /// keep the order it made them in. Its actions are carried out by the one executor and
+    /// their outcome arrives as events; an error of the operation becomes a
+    /// [`SessionEvent::Warning`] (prefixed with `what`), unless `quiet_if` says it is expected.
+    pub fn engine_op_queued(
+        &self,
+        what: &'static str,
+        quiet_if: fn(&SyncError) -> bool,
+        f: impl FnOnce(&mut SyncEngine, u64) -> Result<Vec<Action>, SyncError> + Send + 'static,
+    ) {
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let mut g = lock(&s.engine);
+            let Some(e) = g.as_mut() else { return };
+            let now = (s.clock)();
+            let actions = match f(e, now) {
+                Ok(mut a) => {
+                    a.extend(e.take_notices());
+                    a
+                }
+                Err(err) if quiet_if(&err) => return,
+                Err(err) => vec![Action::Warning {
+                    share: None,
+                    message: format!("{what}: {err}"),
+                }],
+            };
+            worker::carry_out(s, g, actions, now);
+        })));
     }
 
     /// Runs `f` on the worker after every message queued before this call, and returns its

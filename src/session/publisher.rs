@@ -26,6 +26,11 @@ pub trait Publisher: Send + Sync {
     ) -> Result<(), PublishError>;
     /// Whether the connection is up right now.
     fn connected(&self) -> bool;
+    /// Subscribes the session to `topic` (a share's own topic): its messages come to the
+    /// worker. Idempotent; the client keeps it across reconnections.
+    fn follow(&self, topic: &str) {
+        let _ = topic;
+    }
 }
 
 impl Publisher for Client {
@@ -48,6 +53,11 @@ impl Publisher for Client {
     fn connected(&self) -> bool {
         self.is_connected()
     }
+
+    fn follow(&self, topic: &str) {
+        // A topic the client refuses is refused again, and said, by the publication itself.
+        let _ = self.subscribe_session(topic, 1);
+    }
 }
 
 impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
@@ -63,6 +73,10 @@ impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
 
     fn connected(&self) -> bool {
         (**self).connected()
+    }
+
+    fn follow(&self, topic: &str) {
+        (**self).follow(topic)
     }
 }
 
@@ -86,5 +100,11 @@ impl Publisher for GlobalConnection {
 
     fn connected(&self) -> bool {
         connection::with_client(|c| c.is_connected()).unwrap_or(false)
+    }
+
+    fn follow(&self, topic: &str) {
+        // Without a connection the publication fails and says so; with one, a topic the
+        // client refuses is refused again, and said, by the publication itself.
+        let _ = connection::with_client(|c| c.subscribe_session(topic, 1));
     }
 }

@@ -2,9 +2,9 @@
 //! order the broker delivered them.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use crate::events::lock;
 use crate::federation::{Body, SyncKind, Transition};
@@ -14,7 +14,21 @@ use crate::sync::Action;
 use super::{FileUpdate, Offline, SessionEvent, SessionSink, Shared, Work};
 
 pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
-    for work in rx {
+    let mut upkeep = Upkeep::default();
+    loop {
+        // Wait for work, but no longer than the next delivery upkeep is due.
+        let work = match upkeep.due_in(shared) {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(wait) => rx.recv_timeout(wait),
+        };
+        let work = match work {
+            Ok(w) => w,
+            Err(RecvTimeoutError::Timeout) => {
+                upkeep.run_if_due(shared);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         match work {
             Work::Inbound(..) if shared.stopping.load(Ordering::Relaxed) => {}
             Work::Inbound(topic, payload) => {
@@ -40,7 +54,65 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
             Work::Call(f) => f(shared),
             Work::Stop => break,
         }
+        // A flood of messages must not starve the receipts and resends.
+        upkeep.run_if_due(shared);
     }
+}
+
+/// The delivery upkeep's schedule on the worker, and what it last told the consumer.
+#[derive(Default)]
+struct Upkeep {
+    last: Option<Instant>,
+    waiting_told: Vec<(String, usize)>,
+}
+
+impl Upkeep {
+    /// How long until the next upkeep (`None`: the upkeep is off).
+    fn due_in(&self, shared: &Shared) -> Option<Duration> {
+        let every = shared.delivery_every()?;
+        Some(match self.last {
+            None => Duration::ZERO,
+            Some(t) => every.saturating_sub(t.elapsed()),
+        })
+    }
+
+    fn run_if_due(&mut self, shared: &Shared) {
+        if self.due_in(shared) == Some(Duration::ZERO) {
+            self.last = Some(Instant::now());
+            if let Some(ev) = delivery_upkeep(shared, &mut self.waiting_told) {
+                shared.emit(ev);
+            }
+        }
+    }
+}
+
+/// One delivery upkeep (see `Node::delivery_tick`): the received log and the outbox saved,
+/// receipts and due resends published. The event, if the consumer has something new to know.
+pub(crate) fn delivery_upkeep(
+    shared: &Shared,
+    waiting_told: &mut Vec<(String, usize)>,
+) -> Option<SessionEvent> {
+    let now = (shared.clock)();
+    let (tick, waiting) = {
+        let mut node = lock(&shared.node);
+        let t = node.delivery_tick(now);
+        (t, node.outbox().waiting_per_peer())
+    };
+    let mut errors = tick.errors;
+    for p in tick.publications {
+        if let Err(e) = shared.publish_to(&p.topic, p.payload, p.qos, p.retain) {
+            errors.push(format!("not published: {e}"));
+        }
+    }
+    if tick.failed.is_empty() && errors.is_empty() && waiting == *waiting_told {
+        return None;
+    }
+    *waiting_told = waiting.clone();
+    Some(SessionEvent::Delivery {
+        failed: tick.failed,
+        errors,
+        waiting,
+    })
 }
 
 fn sync_kind_name(k: SyncKind) -> &'static str {
@@ -83,9 +155,9 @@ fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
                     topic: topic.to_string(),
                 }),
                 Body::LinkSignal { plaintext } => {
-                    let handler = lock(&shared.link_signals).clone();
-                    if let Some(f) = handler {
-                        f(&from, &plaintext);
+                    let links = lock(&shared.links).clone();
+                    if let Some(m) = links {
+                        m.on_signal(&from, &plaintext);
                     }
                 }
                 Body::Receipt { .. } => {
@@ -194,11 +266,26 @@ fn sync_event(
             message: format!("taking in a peer's change: {e}"),
         }],
     };
+    carry_out(shared, g, actions, now);
+}
+
+/// Carries out `actions` of the engine (held in `g`) with the one executor, then turns its
+/// reports into events, and reports each held share with changes waiting once.
+pub(crate) fn carry_out(
+    shared: &Shared,
+    mut g: std::sync::MutexGuard<'_, Option<crate::sync::SyncEngine>>,
+    actions: Vec<Action>,
+    now: u64,
+) {
+    let Some(engine) = g.as_mut() else { return };
     let mut sink = SessionSink {
         shared,
         reports: Vec::new(),
     };
     execute_on(engine, actions, now, &mut sink);
+    // Rendered here, off Emacs' thread: writing a held file when its hold ends costs the
+    // write alone.
+    engine.prepare_held_writes();
     let held = engine.held_with_changes();
     drop(g);
     for a in sink.reports {

@@ -48,6 +48,11 @@ pub(crate) struct Live {
     /// The file's bytes as the engine last wrote or read them, with their SHA-256: the old
     /// text of the hunks of the next [`Action::Updated`]. `None` until known.
     pub(crate) written: Option<([u8; 32], Vec<u8>)>,
+    /// The merged document's text rendered ahead, with its SHA-256, for the heads it is the
+    /// text of: rendered by the session's worker when changes are merged under a hold, so that
+    /// writing the file when the hold ends (on Emacs' main thread) neither renders nor hashes
+    /// the whole text. Ignored (and dropped) once the heads moved on.
+    pub(crate) prepared: Option<(Vec<u8>, Vec<u8>, [u8; 32])>,
 }
 
 pub(crate) struct Share {
@@ -362,6 +367,7 @@ impl SyncEngine {
                     state,
                     stamp: stamp_of(&canon),
                     written: Some((file_hash, bytes)),
+                    prepared: None,
                 }),
                 held: false,
             },
@@ -473,7 +479,7 @@ impl SyncEngine {
         if hold {
             Ok(Vec::new())
         } else {
-            self.absorb_file(&id)
+            self.absorb_released(&id)
         }
     }
 

@@ -34,6 +34,7 @@ impl SyncEngine {
                     state,
                     stamp: None,
                     written: None,
+                    prepared: None,
                 });
             }
         }
@@ -101,6 +102,38 @@ impl SyncEngine {
         Ok(out)
     }
 
+    /// [`SyncEngine::absorb_file`] for a hold just released: when the file's length,
+    /// modification time and inode are what the engine last wrote or read, and the text it
+    /// knows for them is the one its state describes, the file is neither read nor hashed
+    /// again: only the changes merged while it was held are written. A held file changes only
+    /// through the buffer's owner, who hands every save over itself (and a save changes the
+    /// stamp), so this skips two passes over the whole file on the main thread.
+    pub(crate) fn absorb_released(&mut self, id: &ShareId) -> Result<Vec<Action>, SyncError> {
+        let path = self.file_path(id)?;
+        if self.is_rebuilding(id) {
+            return self.absorb_file(id);
+        }
+        let live = self.live(id)?;
+        let unchanged = live.stamp.is_some() && live.stamp == stamp_of(&path);
+        let known = live.written.as_ref().map(|(h, _)| *h);
+        match known {
+            Some(h)
+                if unchanged
+                    && h == live.state.meta.file_sha256
+                    && live.state.meta.pending_sha256.is_none() =>
+            {
+                if live.doc.heads() == live.state.meta.heads {
+                    return Ok(Vec::new());
+                }
+                Ok(self
+                    .save_and_write(id, None, false, Some(h))?
+                    .into_iter()
+                    .collect())
+            }
+            _ => self.absorb_file(id),
+        }
+    }
+
     /// Like [`SyncEngine::absorb_file`] outside startup, but trusts the file's length,
     /// modification time and inode when they are what the engine last saw (before writing a
     /// file for a remote change, and before answering a request).
@@ -160,9 +193,11 @@ impl SyncEngine {
             // The file stays as it is, and so does what the state says about it.
             return self.write_state_or_report(id);
         }
-        let (text, hash) = match text_hash {
-            Some(h) => (None, h),
-            None => {
+        let prepared = live.prepared.take();
+        let (text, hash) = match (text_hash, prepared) {
+            (Some(h), _) => (None, h),
+            (None, Some((heads, t, h))) if heads == live.doc.heads() => (Some(t), h),
+            (None, _) => {
                 let t = live.doc.text();
                 let h = sha256(&t);
                 (Some(t), h)

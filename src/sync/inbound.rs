@@ -541,6 +541,7 @@ impl SyncEngine {
                     state,
                     stamp: None,
                     written: Some((sha256(&text), text)),
+                    prepared: None,
                 }),
                 held: false,
             },

@@ -646,6 +646,60 @@ fn requests_for_other_peers_and_unknown_shares_are_ignored() -> R {
     Ok(())
 }
 
+/// Releasing a hold trusts the file only while its stamp is the one the engine knows
+/// (`absorb_released`): a file changed under the hold is read and merged, never overwritten.
+#[test]
+fn a_file_changed_under_a_hold_is_merged_when_the_hold_ends() -> R {
+    let mut bus = pair(13);
+    let (share, p0, p1) = shared_pair(&mut bus);
+    bus.on(0, |e, _| e.hold_writes(&share.url(), true))?;
+    edit_entry(&p1, 2, "y", json!(9));
+    bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert_eq!(read(&p0), BASE.as_bytes());
+    // Written under the hold, and not handed over: the release must take it in.
+    edit_entry(&p0, 3, "x", json!(4));
+    bus.on(0, |e, _| e.hold_writes(&share.url(), false))?;
+    bus.run();
+    let text = String::from_utf8(read(&p0))?;
+    assert!(text.contains("\"y\":9"), "{text}");
+    assert!(text.contains("\"id\":\"b\",\"x\":4"), "{text}");
+    assert_eq!(read(&p0), read(&p1));
+    assert!(bus.refused.is_empty());
+    Ok(())
+}
+
+/// The text a worker renders ahead for a held share is written when the hold ends only while
+/// it is still the document's text: a change merged after it was rendered is not lost.
+#[test]
+fn text_rendered_ahead_of_a_release_is_used_only_while_current() -> R {
+    let mut bus = pair(14);
+    let (share, p0, p1) = shared_pair(&mut bus);
+    bus.on(0, |e, _| e.hold_writes(&share.url(), true))?;
+    edit_entry(&p1, 2, "y", json!(9));
+    bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    bus.nodes[0].engine().prepare_held_writes();
+    edit_entry(&p1, 3, "x", json!(4));
+    bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert_eq!(read(&p0), BASE.as_bytes());
+    bus.on(0, |e, _| e.hold_writes(&share.url(), false))?;
+    bus.run();
+    assert_eq!(read(&p0), read(&p1));
+    // Rendered ahead and still current: written as rendered.
+    bus.on(0, |e, _| e.hold_writes(&share.url(), true))?;
+    edit_entry(&p1, 4, "x", json!(6));
+    bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    bus.nodes[0].engine().prepare_held_writes();
+    bus.on(0, |e, _| e.hold_writes(&share.url(), false))?;
+    bus.run();
+    assert_eq!(read(&p0), read(&p1));
+    assert!(bus.refused.is_empty());
+    Ok(())
+}
+
 #[test]
 fn held_changes_are_written_when_the_hold_ends_or_at_startup() -> R {
     let mut bus = pair(12);
