@@ -92,7 +92,7 @@ broker (meta-log-broker, rumqttd) instead of mosquitto.")
          (conf (expand-file-name (format "mosquitto-%d.conf" port)
                                  meta-log-federation-test-directory)))
     (with-temp-file conf
-      (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nlog_dest stderr\n" port)))
+      (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 100000\nlog_dest stderr\n" port)))
     (set-file-modes conf #o644)
     (setq meta-log-federation-test-broker-port port)
     (setq meta-log-federation-test-broker-process

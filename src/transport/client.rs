@@ -516,7 +516,13 @@ impl Manager {
     /// A fresh client and event loop for each attempt, so requests queued in a dead
     /// connection's channel can never go out ahead of the re-subscriptions.
     fn start_connection(&mut self) {
-        let (client, eventloop) = AsyncClient::new(self.mqtt_options(), REQUEST_CHANNEL_CAP);
+        let (client, mut eventloop) = AsyncClient::new(self.mqtt_options(), REQUEST_CHANNEL_CAP);
+        // rumqttc leaves Nagle's algorithm on: a small publish then waits for the broker's
+        // delayed ACK of the previous one (40 ms on Linux), which made every round trip
+        // through the broker ~80 ms. Messages here are small and latency-bound.
+        let mut network = eventloop.network_options();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let (tx, rx) = mpsc::unbounded_channel();
         let poll = tokio::spawn(poll_loop(eventloop, tx));
         self.conn = Some(Conn {
