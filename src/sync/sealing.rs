@@ -136,7 +136,7 @@ impl SyncEngine {
             let payload =
                 nip44::encrypt(&ck, &gift).map_err(|e| SyncError::Crypto(e.to_string()))?;
             let content = serde_json::to_string(&KeyEnvelope {
-                v: 1,
+                v: super::wire::CONTENT_VERSION,
                 op: "key".into(),
                 nip44: payload,
             })
