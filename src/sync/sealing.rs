@@ -279,10 +279,15 @@ impl SyncEngine {
         if new_key {
             self.save_keys()?;
         }
+        let was_removed = self.removed_here(&share);
         self.take_membership(m)?;
         if !self.shares.contains_key(&share) {
             // A newcomer member: ask the origin for the document (sealed).
             out.extend(self.request(&share, Some(from), now, false));
+        } else if was_removed && !self.removed_here(&share) {
+            // Removed earlier, a member again: sync resumes (the file, with whatever was
+            // written in it meanwhile, merges with the share's edits since).
+            out.extend(self.readmitted(&share, now)?);
         }
         Ok(())
     }

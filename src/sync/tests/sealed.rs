@@ -98,6 +98,44 @@ fn a_removed_member_cannot_open_what_follows() -> R {
 }
 
 #[test]
+fn a_removed_member_added_again_gets_the_key_and_the_document() -> R {
+    let mut bus = Bus::new(2, 33, &SyncConfig::default());
+    let b = bus.nodes[1].id.clone();
+    let path = bus.nodes[0].write_home("again.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "again.canvasl")?;
+    bus.now += 10;
+    bus.on(0, |e, now| e.set_members(&share.url(), Some(vec![]), now))?;
+    bus.run();
+    std::fs::write(&path, text("{\"id\":\"z\",\"text\":\"while away\"}\n"))?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(!String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("while away"));
+    bus.now += 10;
+    bus.on(0, |e, now| {
+        e.set_members(&share.url(), Some(vec![b.clone()]), now)
+    })?;
+    bus.run();
+    // The current key, the edit made while it was away, and later edits.
+    let tag = bus.nodes[0].engine().keys.current(&share).unwrap().tag();
+    assert!(bus.nodes[1].engine().keys.by_tag(&tag).is_some());
+    assert!(String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("while away"));
+    assert!(bus.nodes[1].engine().share_tags().contains(&tag));
+    std::fs::write(
+        &path,
+        text("{\"id\":\"z\",\"text\":\"while away\"}\n{\"id\":\"y\",\"text\":\"back\"}\n"),
+    )?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("back"));
+    assert!(bus.refused.is_empty(), "{:?}", bus.refused);
+    Ok(())
+}
+
+#[test]
 fn keys_come_only_from_the_origin_and_only_to_members() -> R {
     let mut bus = Bus::new(3, 33, &SyncConfig::default());
     let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
