@@ -288,6 +288,12 @@ impl SyncEngine {
             // Removed earlier, a member again: sync resumes (the file, with whatever was
             // written in it meanwhile, merges with the share's edits since).
             out.extend(self.readmitted(&share, now)?);
+        } else if new_key && self.shares.get(&share).is_some_and(|s| !s.entry.unshared) {
+            // A new epoch of a share we hold (the origin removed a member): its events now
+            // travel on the new tag's topic. Asking the origin there takes that topic (a
+            // share's topic is subscribed before its first publication) and fetches what
+            // was sealed under the new key before we had it.
+            out.extend(self.request(&share, Some(from), now, true));
         }
         Ok(())
     }

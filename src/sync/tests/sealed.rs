@@ -71,6 +71,13 @@ fn a_removed_member_cannot_open_what_follows() -> R {
     assert_ne!(old_tag, new_tag, "the key was rotated");
     assert!(bus.nodes[1].engine().keys.by_tag(&new_tag).is_none());
     assert!(bus.nodes[2].engine().keys.by_tag(&new_tag).is_some());
+    // c, still a member, asks under the new key at once: publishing on the new tag's topic
+    // is what subscribes it there (a share's topic is taken before its first publication).
+    assert!(bus.log.iter().any(|(from, kind, content)| {
+        *from == 2
+            && *kind == SyncKind::Request
+            && matches!(envelope(content), Ok(Envelope::Sealed(s)) if s.tag == new_tag)
+    }));
     let mark = bus.log.len();
     std::fs::write(&path, text("{\"id\":\"z\",\"text\":\"after removal\"}\n"))?;
     bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
