@@ -24,7 +24,8 @@
   "The protocol version before this one, spoken by a peer not yet updated.")
 
 (defun meta-log-federation-versions-test-presence (identity name)
-  "Return a version-1 presence of IDENTITY announcing NAME, as the old release signs it."
+  "Return a version-1 presence of IDENTITY announcing NAME.
+It is what the previous release signs and publishes."
   (meta-log-federation-sign-event
    identity 20770
    (json-encode `((peer_id . ,(meta-log-federation-identity-peer-id identity))
