@@ -20,6 +20,9 @@
 (require 'meta-log-federation-hostile-test)
 (require 'json)
 
+;; Defined with the other cross-checks; test/run-tests.el loads every suite.
+(declare-function meta-log-federation-test-run-crosscheck "meta-log-federation-identity-test" (events))
+
 (defconst meta-log-federation-versions-test-old "1"
   "The protocol version before this one, spoken by a peer not yet updated.")
 
@@ -99,6 +102,27 @@ It is what the previous release signs and publishes."
       ;; One per key up to the bound, then one saying the rest are only counted.
       (should (= (length warnings) (1+ meta-log-federation--version-warnings-max)))
       (should (string-search "only counted" (car warnings))))))
+
+;; The documented examples were signed again for version 2: the independent
+;; verifier (test/crosscheck, pure-JS BIP-340) must accept every one, and
+;; each must carry this version.
+(ert-deftest versions::documented-examples-carry-this-version-and-verify-independently ()
+  "Every example event of docs/PROTOCOL.md: version tag current, signature valid."
+  (let* ((doc (expand-file-name "../docs/PROTOCOL.md"
+                                (file-name-directory
+                                 (locate-library "meta-log-federation-test-helpers"))))
+         (events (with-temp-buffer
+                   (insert-file-contents doc)
+                   (cl-remove-if-not (lambda (l) (and (string-prefix-p "{\"id\"" l)
+                                                      (string-search "\"sig\"" l)))
+                                     (split-string (buffer-string) "\n")))))
+    (should (>= (length events) 5))
+    (dolist (e events)
+      (let* ((ev (json-parse-string e :object-type 'plist))
+             (v (seq-find (lambda (tag) (equal (aref tag 0) "v")) (plist-get ev :tags))))
+        (should (equal (aref v 1) (meta-log-federation--protocol-version)))))
+    (should (equal (meta-log-federation-test-run-crosscheck events)
+                   (make-list (length events) "ok")))))
 
 (provide 'meta-log-federation-versions-test)
 ;;; meta-log-federation-versions-test.el ends here
