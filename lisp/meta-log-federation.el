@@ -49,6 +49,7 @@
 (require 'meta-log-federation-sync)
 (require 'meta-log-federation-blackboard-share)
 (require 'meta-log-federation-members)
+(require 'meta-log-federation-versions)
 (require 'meta-log-federation-links)
 (require 'meta-log-federation-direct)
 

@@ -25,10 +25,10 @@
    identity 20770
    (json-encode
     `((peer_id . ,(meta-log-federation-identity-peer-id identity))
-      (name . ,name) (software . "test/1") (protocol . "1")
+      (name . ,name) (software . "test/1") (protocol . ,(meta-log-federation--protocol-version))
       (capabilities . []) (status . "online")
       (since . ,(truncate (float-time)))))
-   '(("v" "1") ("t" "announce"))))
+   `(("v" ,(meta-log-federation--protocol-version)) ("t" "announce"))))
 
 (defun meta-log-federation-test-new-identity ()
   "Return a fresh identity."
@@ -178,7 +178,7 @@ The collection offered and its annotations are in
         (meta-log-federation-mqtt-publish
          "canvasl/sync"
          (meta-log-federation-sign-event carol 4771 (format "{\"n\":%d}" i)
-                                         '(("v" "1") ("t" "sync")))
+                                         `(("v" ,(meta-log-federation--protocol-version)) ("t" "sync")))
          1))
       (should (meta-log-federation-wait-until
                (lambda () (equal (plist-get (meta-log-federation-peer carol-id) :sync-in) 2))

@@ -219,10 +219,10 @@ and `dir' hold its id, name and directory."
                         mallory 20770
                         (json-encode
                          `((peer_id . ,(meta-log-federation-identity-peer-id mallory))
-                           (name . "mallory") (software . "x/1") (protocol . "1")
+                           (name . "mallory") (software . "x/1") (protocol . ,(meta-log-federation--protocol-version))
                            (capabilities . []) (status . ,status)
                            (since . ,(truncate (float-time)))))
-                        '(("v" "1") ("t" "announce"))))))
+                        `(("v" ,(meta-log-federation--protocol-version)) ("t" "announce"))))))
       ;; Capture the raw events that reach our message topic.
       (meta-log-federation-mqtt-subscribe
        (format "canvasl/peers/%s/messages" me)
@@ -387,9 +387,9 @@ and `dir' hold its id, name and directory."
            (meta-log-federation-sign-event
             identity 20770
             (json-encode `((peer_id . ,id) (name . ,(format "crowd-%d-%d" i (random 1000000)))
-                           (software . "x/1") (protocol . "1") (capabilities . [])
+                           (software . "x/1") (protocol . ,(meta-log-federation--protocol-version)) (capabilities . [])
                            (status . "online") (since . ,(truncate (float-time)))))
-            '(("v" "1") ("t" "presence")))
+            `(("v" ,(meta-log-federation--protocol-version)) ("t" "presence")))
            1 t)))
       (let ((newcomer (meta-log-federation-test-start-peer "newcomer")))
         (should (meta-log-federation-wait-until

@@ -40,7 +40,7 @@ busy meanwhile with anything but waiting."
                             (insert (meta-log-federation-sign-event
                                      (meta-log-federation-identity-from-mnemonic
                                       phrase nil (format "m/44'/1237'/%d'/0/0" i))
-                                     4771 "{}" '(("v" "1") ("t" "sync")))
+                                     4771 "{}" `(("v" ,(meta-log-federation--protocol-version)) ("t" "sync")))
                                     "\n"))))))))
     (with-temp-buffer
       (unless (zerop (apply #'call-process (car command) nil t nil (cdr command)))

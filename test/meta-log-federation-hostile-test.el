@@ -30,9 +30,9 @@
     (meta-log-federation-sign-event
      identity 20770
      (json-encode `((peer_id . ,id) (name . ,name) (software . "evil/1")
-                    (protocol . "1") (capabilities . []) (status . "online")
+                    (protocol . ,(meta-log-federation--protocol-version)) (capabilities . []) (status . "online")
                     (since . ,now)))
-     '(("v" "1") ("t" "presence")))))
+     `(("v" ,(meta-log-federation--protocol-version)) ("t" "presence")))))
 
 (defun meta-log-federation-test-mosquitto-pub (topic payload)
   "Publish PAYLOAD on TOPIC of the test broker with mosquitto_pub."
@@ -98,7 +98,7 @@
              (stranger-id (meta-log-federation-identity-peer-id stranger)))
         (meta-log-federation-test-mosquitto-pub
          "canvasl/sync"
-         (meta-log-federation-sign-event stranger 4771 "{}" '(("v" "1") ("t" "sync"))))
+         (meta-log-federation-sign-event stranger 4771 "{}" `(("v" ,(meta-log-federation--protocol-version)) ("t" "sync"))))
         (should (meta-log-federation-wait-until
                  (lambda () (member stranger-id (meta-log-federation-discover-peers))) 10))
         (meta-log-federation--save-trust)

@@ -31,7 +31,7 @@
 TO, a peer id, adds a `p' tag."
   (meta-log-federation-sign-event
    identity kind (json-encode content)
-   (append '(("v" "1") ("t" "sync")) (and to `(("p" ,to))))))
+   (append `(("v" ,(meta-log-federation--protocol-version)) ("t" "sync")) (and to `(("p" ,to))))))
 
 (ert-deftest members::a-forged-share-is-refused-and-writes-nothing ()
   "The attack of issue 13, from a plain MQTT client, against three peers."
@@ -220,6 +220,68 @@ Carol's edits are refused; once removed, Bob cannot read a later edit."
                                   (not (string-search (format "\"pubkey\":\"%s\"" carol-id)
                                                       line))))
                            (split-string (buffer-string) "\n"))))
+            (kill-buffer (find-buffer-visiting file)))
+        (delete-process sniffer)
+        (kill-buffer sniffed)))))
+
+;; Item 3 of issue 13, re-admission: a member the origin removed and later
+;; added again gets the current key and the document by itself.
+(ert-deftest members::a-removed-member-added-again-syncs-again ()
+  "Alice removes Bob, edits, adds him again: Bob gets that edit and later ones.
+Carol, a member throughout, gets both; the broker sees neither canary."
+  (meta-log-federation-test-with-federation
+    (let* ((me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           (bob (meta-log-federation-test-start-peer "bob"))
+           (carol (meta-log-federation-test-start-peer "carol"))
+           (bob-id (process-get bob 'peer-id))
+           (carol-id (process-get carol 'peer-id))
+           (file (meta-log-federation-test-canvas (meta-log-federation-test-peer-dir "own")))
+           (name (file-name-nondirectory file))
+           (bob-file (meta-log-federation-test-peer-file bob me name))
+           (carol-file (meta-log-federation-test-peer-file carol me name))
+           (away (format "away-%d" (random 100000000)))
+           (back (format "back-%d" (random 100000000)))
+           (sniffed (generate-new-buffer " *members-sniffer*"))
+           (sniffer (meta-log-federation-members-test-sniffer sniffed))
+           (url nil))
+      (unwind-protect
+          (progn
+            (should (meta-log-federation-wait-until
+                     (lambda () (and (meta-log-federation-peer bob-id)
+                                     (meta-log-federation-peer carol-id)))
+                     20))
+            (setq url (meta-log-federation-share-canvasl file :members (list bob-id carol-id)))
+            (should (meta-log-federation-wait-until
+                     (lambda () (meta-log-federation-test-converged
+                                 (list file bob-file carol-file)))
+                     20))
+            ;; Removed: Bob does not get the edit made while he is out.
+            (should (equal (meta-log-federation-share-remove-member url bob-id)
+                           (list carol-id)))
+            (meta-log-federation-test-edit file "a" "text" (format "\"%s\"" away))
+            (should (meta-log-federation-wait-until
+                     (lambda () (string-search away (meta-log-federation-test-file-string
+                                                     carol-file)))
+                     20))
+            (should-not (string-search away (meta-log-federation-test-file-string bob-file)))
+            ;; Added again, with nothing done on Bob's side: the key and that edit reach him.
+            (should (equal (sort (meta-log-federation-share-add-member url bob-id) #'string<)
+                           (sort (list bob-id carol-id) #'string<)))
+            (should (meta-log-federation-wait-until
+                     (lambda () (string-search away (meta-log-federation-test-file-string
+                                                     bob-file)))
+                     20))
+            ;; And he is a member again for what follows.
+            (meta-log-federation-test-edit file "b" "text" (format "\"%s\"" back))
+            (should (meta-log-federation-wait-until
+                     (lambda () (meta-log-federation-test-converged
+                                 (list file bob-file carol-file)))
+                     20))
+            (should (string-search back (meta-log-federation-test-file-string bob-file)))
+            (with-current-buffer sniffed
+              (should (string-search "sealed" (buffer-string)))
+              (should-not (string-search away (buffer-string)))
+              (should-not (string-search back (buffer-string))))
             (kill-buffer (find-buffer-visiting file)))
         (delete-process sniffer)
         (kill-buffer sniffed)))))

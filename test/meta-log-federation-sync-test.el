@@ -192,7 +192,7 @@ With NO-SAVE, leave the edit unsaved."
           mallory 4771
           (json-encode `((v . 1) (share . ,(format "canvasl://%s/%s" m-id name))
                          (op . "change") (full . t) (data . "AAAA")))
-          '(("v" "1") ("t" "sync")))
+          `(("v" ,(meta-log-federation--protocol-version)) ("t" "sync")))
          1))
       (should (meta-log-federation-wait-until (lambda () (>= (length refused) 5)) 10))
       (should (cl-every (lambda (r) (or (string-prefix-p "name-" r) (equal r "bad-share")))

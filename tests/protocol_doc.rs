@@ -16,7 +16,8 @@
 //! * ```text blocks are checked when the line before them starts with
 //!   "Canonical serialisation" (of the event before), "Bob's decryption
 //!   result" (of the last peer message) or "NIP-44 intermediate values" (of
-//!   the last peer message).
+//!   the last peer message); the block after the paragraph starting "Sealing
+//!   test vector" (§17.3) is recomputed from its key, nonce and plaintext.
 
 use std::path::Path;
 
@@ -973,4 +974,68 @@ fn newcomer_offer_runs_as_documented() {
         .handle(&bob_id, SyncKind::Request, &offer, &[], now)
         .unwrap()
         .is_empty());
+}
+
+/// §17.3's sealing test vector: the opaque tag and the sealed box follow from the key, nonce
+/// and plaintext by the documented construction (SHA-256 and XChaCha20-Poly1305 used
+/// directly), and the module opens the box to the plaintext.
+#[test]
+fn sealing_test_vector() {
+    use chacha20poly1305::aead::{Aead, KeyInit as _, Payload};
+    use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+    use meta_log_federation_module::sync::share_key::ShareKey;
+    use sha2::Digest;
+
+    let doc = doc();
+    let start = doc
+        .find("Sealing test vector")
+        .expect("§17.3 has a sealing test vector");
+    let block = &doc[start..];
+    let body = &block[block.find("```text\n").expect("a text block") + 8..];
+    let body = &body[..body.find("```").expect("a closed block")];
+    let get = |k: &str| {
+        body.lines()
+            .find_map(|l| {
+                l.split_once(char::is_whitespace)
+                    .filter(|(n, _)| *n == k)
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("sealing test vector: no `{k}` line"))
+    };
+    let key = hex::decode(get("key")).unwrap();
+    let nonce = hex::decode(get("nonce")).unwrap();
+    let plaintext = get("plaintext");
+    assert_eq!((key.len(), nonce.len()), (32, 24));
+    assert_eq!(get("kind"), "request");
+    let mut h = Sha256::new();
+    h.update(b"meta-log-federation share tag v1");
+    h.update(&key);
+    let tag = hex::encode(&h.finalize()[..16]);
+    assert_eq!(get("tag"), tag, "the opaque tag");
+    let aad = format!("meta-log-federation sealed v1|{tag}|request");
+    assert_eq!(get("aad"), aad, "the associated data");
+    let cipher = XChaCha20Poly1305::new_from_slice(&key).unwrap();
+    let ct = cipher
+        .encrypt(
+            &XNonce::from(<[u8; 24]>::try_from(nonce.as_slice()).unwrap()),
+            Payload {
+                msg: plaintext.as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        .unwrap();
+    assert_eq!(ct.len(), plaintext.len() + 16);
+    let boxed = Base64::encode_string(&[nonce.as_slice(), ct.as_slice()].concat());
+    assert_eq!(get("box"), boxed, "the box");
+    let module_key = ShareKey::from_bytes(1, &key).unwrap();
+    assert_eq!(module_key.tag(), tag, "the module's tag");
+    assert_eq!(
+        module_key.open(SyncKind::Request, &boxed).unwrap(),
+        plaintext,
+        "the module opens the box"
+    );
+    assert!(
+        module_key.open(SyncKind::Change, &boxed).is_err(),
+        "a box is bound to its kind"
+    );
 }

@@ -6,7 +6,7 @@
 
 use super::convert::{plist, CallTimer};
 use super::errors::{check, guard, meta_log_federation_error, signal, Kind};
-use crate::federation::protocol::is_peer_id;
+use crate::federation::protocol::{is_peer_id, PROTOCOL_VERSION};
 use crate::federation::Topics;
 use crate::sync::{check_share_name, ShareId};
 use crate::transport::url;
@@ -30,6 +30,15 @@ fn text(env: &Env, v: Value<'_>, what: &str) -> Result<String> {
         meta_log_federation_error,
         (format!("the {what} must be a string"), v),
     )
+}
+
+/// Return the federation protocol version this module speaks, a string such as "2".
+///
+/// Every event carries it in its `v' tag and every presence in its `protocol'
+/// field; a peer of another version is refused.
+#[defun(name = "-protocol-version")]
+fn protocol_version() -> Result<&'static str> {
+    Ok(PROTOCOL_VERSION)
 }
 
 /// Return non-nil if OBJECT is a peer id: a string of 64 lowercase hexadecimal characters.

@@ -203,17 +203,22 @@ impl Inbound {
                 "our own event, echoed by the broker".into(),
             ));
         }
-        // 4. Version, kind, presence content.
+        // 4. Version, kind, presence content. The signature is verified (step 2), so a
+        // refusal names its real signer (the person is told once per peer); a blocked
+        // signer stays a quiet `blocked`.
+        let other_version = |v: &str| {
+            if self.trust.state(&ev.pubkey) == TrustState::Blocked {
+                fail(DropReason::Blocked, "the peer is blocked".into())
+            } else {
+                fail(
+                    DropReason::ProtocolVersion,
+                    super::protocol::version_refusal(v),
+                )
+            }
+        };
         match tag_value(&ev.tags, TAG_VERSION) {
             Some(PROTOCOL_VERSION) => {}
-            Some(v) => {
-                return Err(fail(
-                    DropReason::ProtocolVersion,
-                    super::protocol::shorten(format!(
-                        "protocol version `{v}`, this peer speaks `{PROTOCOL_VERSION}`"
-                    )),
-                ))
-            }
+            Some(v) => return Err(other_version(v)),
             None => {
                 return Err(fail(
                     DropReason::ProtocolVersion,
@@ -239,13 +244,7 @@ impl Inbound {
                 ));
             }
             if p.protocol != PROTOCOL_VERSION {
-                return Err(fail(
-                    DropReason::ProtocolVersion,
-                    super::protocol::shorten(format!(
-                        "presence announces protocol `{}`, this peer speaks `{PROTOCOL_VERSION}`",
-                        p.protocol
-                    )),
-                ));
+                return Err(other_version(&p.protocol));
             }
             if ev.kind == u32::from(KIND_DEPARTURE) && p.status != AnnouncedStatus::Offline {
                 return Err(fail(

@@ -67,7 +67,7 @@
 //! ## Tags
 //!
 //! Every event carries:
-//! * `["v","1"]` — protocol version; a missing or different value is
+//! * `["v","2"]` — protocol version; a missing or different value is
 //!   dropped (`protocol-version`);
 //! * `["t",<topic-kind>]` — `presence`, `announce`, `sync` or `message`:
 //!   the kind of topic the event was made for. It is covered by the

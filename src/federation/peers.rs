@@ -407,7 +407,7 @@ mod tests {
             peer_id: "a".repeat(64),
             name: "alice".into(),
             software: "t/1".into(),
-            protocol: "1".into(),
+            protocol: crate::federation::protocol::PROTOCOL_VERSION.into(),
             capabilities: vec![],
             status,
             since,

@@ -1,4 +1,4 @@
-//! Wire constants of federation protocol version 1: event kinds, tags,
+//! Wire constants of federation protocol version 2: event kinds, tags,
 //! topic names and the JSON content of presence events. See the
 //! [module documentation](super) for the protocol as a whole.
 
@@ -8,8 +8,40 @@ use super::names;
 use crate::transport::topic::{validate_topic, TopicError};
 
 /// The protocol version this code speaks, carried in every event as
-/// `["v","1"]` and in presence content as `"protocol":"1"`.
-pub const PROTOCOL_VERSION: &str = "1";
+/// `["v","2"]` and in presence content as `"protocol":"2"`.
+///
+/// Version 2 added private shares (sealed content, key envelopes, membership
+/// documents, per-share topics `{p}/sync/{TAG}`); a version-1 peer would take
+/// them for malformed sync events, so the two refuse each other by this tag.
+/// The sync content keeps its own format version
+/// (`sync::wire::CONTENT_VERSION`, still 1).
+pub const PROTOCOL_VERSION: &str = "2";
+
+/// The sentence an event or presence of another protocol version is dropped
+/// with: both versions and which side to update. `theirs` comes from the
+/// network, so it is quoted only when it is a short number.
+pub fn version_refusal(theirs: &str) -> String {
+    let number = |v: &str| {
+        (!v.is_empty() && v.len() <= 6 && v.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| v.parse::<u32>().ok())
+            .flatten()
+    };
+    let ours = number(PROTOCOL_VERSION).unwrap_or_default();
+    match number(theirs) {
+        Some(t) if t < ours => format!(
+            "the peer speaks protocol version {t}, this peer speaks {ours}: \
+             update meta-log-federation on that peer"
+        ),
+        Some(t) => format!(
+            "the peer speaks protocol version {t}, this peer speaks {ours}: \
+             update meta-log-federation here"
+        ),
+        None => format!(
+            "the peer speaks an unknown protocol version, this peer speaks {ours}: \
+             update meta-log-federation on the older side"
+        ),
+    }
+}
 
 /// Default topic prefix (the prototype's).
 pub const DEFAULT_PREFIX: &str = "canvasl";
@@ -56,7 +88,7 @@ pub const KINDS: [u16; 8] = [
 pub const TAG_TOPIC: &str = "t";
 /// Tag name of the recipient tag `["p", <peer id>]`.
 pub const TAG_RECIPIENT: &str = "p";
-/// Tag name of the protocol version tag `["v", "1"]`.
+/// Tag name of the protocol version tag `["v", "2"]`.
 pub const TAG_VERSION: &str = "v";
 
 /// Longest display name, software string, capability or reason, in bytes.
@@ -263,7 +295,7 @@ pub enum AnnouncedStatus {
 ///
 /// ```json
 /// {"peer_id":"<64 hex>","name":"alice","software":"meta-log-federation/0.1.0",
-///  "protocol":"1","capabilities":["canvasl-sync","nip44-messages"],
+///  "protocol":"2","capabilities":["canvasl-sync","nip44-messages"],
 ///  "status":"online","since":1767225600}
 /// ```
 ///
@@ -451,12 +483,22 @@ mod tests {
     }
 
     #[test]
+    fn version_refusal_says_which_side_to_update() {
+        assert!(version_refusal("1").contains("version 1, this peer speaks 2"));
+        assert!(version_refusal("1").ends_with("on that peer"));
+        assert!(version_refusal("3").ends_with("here"));
+        // Peer text is never quoted unless it is a short number.
+        let odd = version_refusal("2\u{202e}evil");
+        assert!(odd.contains("unknown protocol version") && !odd.contains("evil"));
+    }
+
+    #[test]
     fn presence_parsing() {
         let p = Presence {
             peer_id: ID.into(),
             name: "alice".into(),
             software: "x/1".into(),
-            protocol: "1".into(),
+            protocol: PROTOCOL_VERSION.into(),
             capabilities: vec!["canvasl-sync".into()],
             status: AnnouncedStatus::Online,
             since: 10,

@@ -379,7 +379,7 @@ impl SyncEngine {
         Ok(actions)
     }
 
-    fn resume(&mut self, id: &ShareId, now: u64) -> Result<Vec<Action>, SyncError> {
+    pub(super) fn resume(&mut self, id: &ShareId, now: u64) -> Result<Vec<Action>, SyncError> {
         if let Some(s) = self.shares.get_mut(id) {
             s.entry.unshared = false;
         }

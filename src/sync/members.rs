@@ -499,6 +499,7 @@ impl SyncEngine {
             }
         };
         let held = self.shares.get(share).map(|s| s.entry.unshared);
+        let was_removed = self.removed_here(share);
         let admits_me = m.admits(&self.me);
         // A member list that names us for a share we lack: ask the origin for it (the
         // origin's own offer may have come first and been declined under an older list).
@@ -511,6 +512,9 @@ impl SyncEngine {
         }
         if held.is_some() {
             self.save_members()?;
+        }
+        if was_removed && admits_me {
+            out.extend(self.readmitted(share, now)?);
         }
         if held == Some(false) && !admits_me {
             // The origin removed us: stop syncing, keep the file.
@@ -598,6 +602,32 @@ impl SyncEngine {
         } else {
             true
         }
+    }
+
+    /// Whether our copy of `share` stopped because its origin removed us: we hold it,
+    /// unshared, and the membership we keep leaves us out. (A share the person unshared
+    /// while a member is not this: it resumes only when they share its file again.)
+    pub(crate) fn removed_here(&self, share: &ShareId) -> bool {
+        self.shares.get(share).is_some_and(|s| s.entry.unshared)
+            && self.members.get(share).is_some_and(|m| !m.admits(&self.me))
+    }
+
+    /// The origin made us a member again of `share`, which stopped when it removed us: sync
+    /// resumes as if the person had shared the file again, and says so.
+    pub(crate) fn readmitted(
+        &mut self,
+        share: &ShareId,
+        now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let mut out = self.resume(share, now)?;
+        out.push(Action::Warning {
+            share: Some(share.clone()),
+            message: format!(
+                "the origin of {share} made this peer a member again: the share is synced \
+                 again (edits made to its file meanwhile are merged in)"
+            ),
+        });
+        Ok(out)
     }
 
     /// Whether `from` may send changes and requests for a share we hold (refuses otherwise).

@@ -151,7 +151,7 @@ pub use wire::{escaped_len, CONTENT_VERSION};
 
 /// Bytes of a signed sync event besides its content, counted generously: `id` (64), `pubkey`
 /// (64), `sig` (128), `created_at` and `kind` (30), the keys and punctuation (about 70), and
-/// the tags `["v","1"]`, `["t","sync"]`, `["p",<64 hex>]`, `["e",<64 hex>]` (about 190), with
+/// the tags `["v","2"]`, `["t","sync"]`, `["p",<64 hex>]`, `["e",<64 hex>]` (about 190), with
 /// room to spare for a few more tags.
 pub const EVENT_OVERHEAD: usize = 1024;
 

@@ -136,7 +136,7 @@ impl SyncEngine {
             let payload =
                 nip44::encrypt(&ck, &gift).map_err(|e| SyncError::Crypto(e.to_string()))?;
             let content = serde_json::to_string(&KeyEnvelope {
-                v: 1,
+                v: super::wire::CONTENT_VERSION,
                 op: "key".into(),
                 nip44: payload,
             })
@@ -279,10 +279,21 @@ impl SyncEngine {
         if new_key {
             self.save_keys()?;
         }
+        let was_removed = self.removed_here(&share);
         self.take_membership(m)?;
         if !self.shares.contains_key(&share) {
             // A newcomer member: ask the origin for the document (sealed).
             out.extend(self.request(&share, Some(from), now, false));
+        } else if was_removed && !self.removed_here(&share) {
+            // Removed earlier, a member again: sync resumes (the file, with whatever was
+            // written in it meanwhile, merges with the share's edits since).
+            out.extend(self.readmitted(&share, now)?);
+        } else if new_key && self.shares.get(&share).is_some_and(|s| !s.entry.unshared) {
+            // A new epoch of a share we hold (the origin removed a member): its events now
+            // travel on the new tag's topic. Asking the origin there takes that topic (a
+            // share's topic is subscribed before its first publication) and fetches what
+            // was sealed under the new key before we had it.
+            out.extend(self.request(&share, Some(from), now, true));
         }
         Ok(())
     }

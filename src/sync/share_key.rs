@@ -33,6 +33,7 @@ use crate::federation::SyncKind;
 use crate::identity::event::SignedEvent;
 
 use super::share_id::ShareId;
+use super::wire::CONTENT_VERSION;
 
 pub use crate::federation::protocol::{is_share_tag as is_tag, SHARE_TAG_HEX_LEN as TAG_HEX_LEN};
 
@@ -131,7 +132,7 @@ impl ShareKey {
         boxed.extend_from_slice(&nonce);
         boxed.extend_from_slice(&ct);
         Ok(serde_json::to_string(&Sealed {
-            v: 1,
+            v: CONTENT_VERSION,
             op: "sealed".into(),
             tag: self.tag(),
             sealed: Base64::encode_string(&boxed),
@@ -217,7 +218,7 @@ pub(crate) fn envelope(content: &str) -> Result<Envelope, (&'static str, String)
         "sealed" => {
             let s: Sealed = serde_json::from_str(content)
                 .map_err(|e| ("malformed", format!("sealed content: {e}")))?;
-            if s.v != 1 {
+            if s.v != CONTENT_VERSION {
                 return Err(("version", format!("sealed content version {}", s.v)));
             }
             if !is_tag(&s.tag) {
@@ -231,7 +232,7 @@ pub(crate) fn envelope(content: &str) -> Result<Envelope, (&'static str, String)
         "key" => {
             let k: KeyEnvelope = serde_json::from_str(content)
                 .map_err(|e| ("malformed", format!("key envelope: {e}")))?;
-            if k.v != 1 {
+            if k.v != CONTENT_VERSION {
                 return Err(("version", format!("key envelope version {}", k.v)));
             }
             Ok(Envelope::Key(k))

@@ -97,7 +97,7 @@ fn random_and_mutated_payloads_never_panic() {
             alice(),
             KIND_PRESENCE,
             &content,
-            &[&["v", "1"], &["t", "presence"]],
+            &[&["v", PROTOCOL_VERSION], &["t", "presence"]],
             T0,
         );
         assert_eq!(reason(b.accept(&ptopic, &e, T0)), "malformed");
@@ -118,8 +118,8 @@ fn random_and_mutated_payloads_never_panic() {
         65_535,
     ];
     let tag_pool: Vec<Vec<String>> = vec![
-        vec!["v".into(), "1".into()],
-        vec!["v".into(), "2".into()],
+        vec!["v".into(), PROTOCOL_VERSION.into()],
+        vec!["v".into(), OLD_VERSION.into()],
         vec!["v".into()],
         vec![],
         vec!["t".into(), "sync".into()],
@@ -151,7 +151,7 @@ fn random_and_mutated_payloads_never_panic() {
         let topic = &topic_pool[(next() as usize) % topic_pool.len()];
         let mut tags: Vec<Vec<String>> = Vec::new();
         if next() % 4 != 0 {
-            tags.push(vec!["v".into(), "1".into()]);
+            tags.push(vec!["v".into(), PROTOCOL_VERSION.into()]);
         }
         if let (true, Some(route)) = (next() % 3 != 0, topics.parse(topic)) {
             tags.push(vec!["t".into(), route.kind().tag().into()]);

@@ -47,7 +47,7 @@ fn a_replay_after_a_100000_event_flood_is_refused() {
             &flood,
             KIND_SYNC_CHANGE,
             &n.to_string(),
-            &[&["v", "1"], &["t", "sync"]],
+            &[&["v", PROTOCOL_VERSION], &["t", "sync"]],
             T0 + n / 1000,
         );
         if b.receive(&sync, &e, T0 + n / 1000).is_ok() {
@@ -115,7 +115,7 @@ fn a_flood_of_keys_leaves_the_trust_file_alone_and_a_newcomer_gets_in() {
             &throwaway(n),
             KIND_SYNC_CHANGE,
             "x",
-            &[&["v", "1"], &["t", "sync"]],
+            &[&["v", PROTOCOL_VERSION], &["t", "sync"]],
             T0,
         );
         let _ = b.receive(&sync, &e, T0);
@@ -134,7 +134,7 @@ fn a_flood_of_keys_leaves_the_trust_file_alone_and_a_newcomer_gets_in() {
                 &format!("\"since\":{T0}"),
                 &format!("\"since\":{}", T0 + 10),
             ),
-            &[&["v", "1"], &["t", "announce"]],
+            &[&["v", PROTOCOL_VERSION], &["t", "announce"]],
             T0 + 10,
         );
         let _ = b.receive(&announce, &e, T0 + 10);

@@ -56,7 +56,7 @@ fn encrypted_messages_reach_only_their_recipient() {
         alice(),
         KIND_PEER_MESSAGE,
         &ct,
-        &[&["v", "1"], &["t", "message"], &["p", &cp]],
+        &[&["v", PROTOCOL_VERSION], &["t", "message"], &["p", &cp]],
         T0,
     );
     assert_eq!(reason(c.accept(&on_carol, &ev, T0)), "decrypt-failed");
@@ -64,7 +64,7 @@ fn encrypted_messages_reach_only_their_recipient() {
         alice(),
         KIND_PEER_MESSAGE,
         "not nip44",
-        &[&["v", "1"], &["t", "message"], &["p", &cp]],
+        &[&["v", PROTOCOL_VERSION], &["t", "message"], &["p", &cp]],
         T0,
     );
     assert_eq!(reason(c.accept(&on_carol, &ev, T0)), "decrypt-failed");
@@ -73,7 +73,7 @@ fn encrypted_messages_reach_only_their_recipient() {
         alice(),
         KIND_PEER_MESSAGE,
         &ct,
-        &[&["v", "1"], &["t", "message"]],
+        &[&["v", PROTOCOL_VERSION], &["t", "message"]],
         T0,
     );
     assert_eq!(reason(c.accept(&on_carol, &ev, T0)), "wrong-topic");

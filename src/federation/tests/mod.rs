@@ -18,6 +18,8 @@ pub(super) use super::protocol::*;
 pub(super) use super::*;
 
 pub(super) const T0: u64 = 1_767_225_600;
+/// The protocol version before this one, spoken by a peer that was not updated.
+pub(super) const OLD_VERSION: &str = "1";
 
 pub(super) fn ident(slot: usize) -> &'static Identity {
     static IDS: OnceLock<Vec<Identity>> = OnceLock::new();
@@ -114,7 +116,7 @@ pub(super) fn online_presence_json(peer_id: String, name: &str) -> String {
         peer_id,
         name: name.into(),
         software: "x".into(),
-        protocol: "1".into(),
+        protocol: PROTOCOL_VERSION.into(),
         capabilities: vec![],
         status: AnnouncedStatus::Online,
         since: T0,

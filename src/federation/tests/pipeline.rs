@@ -139,7 +139,7 @@ fn other_claiming(victim: &Identity) -> SignedEvent {
         KIND_SYNC_CHANGE,
         "evil",
         vec![
-            vec!["v".into(), "1".into()],
+            vec!["v".into(), PROTOCOL_VERSION.into()],
             vec!["t".into(), "sync".into()],
         ],
         T0,
@@ -187,7 +187,7 @@ fn signer_must_match_the_topic() {
         alice(),
         KIND_PRESENCE,
         &content,
-        &[&["v", "1"], &["t", "presence"]],
+        &[&["v", PROTOCOL_VERSION], &["t", "presence"]],
         T0,
     );
     assert_eq!(
@@ -287,7 +287,7 @@ fn oversize_payloads_are_dropped() {
         alice(),
         KIND_SYNC_CHANGE,
         &"x".repeat(65_536),
-        &[&["v", "1"], &["t", "sync"]],
+        &[&["v", PROTOCOL_VERSION], &["t", "sync"]],
         T0,
     );
     assert_eq!(reason(b.accept(&topic, &big, T0)), "too-large");
@@ -336,7 +336,13 @@ fn own_events_are_dropped_quietly() {
 fn unknown_kinds_versions_and_malformed_payloads() {
     let mut b = inbound(bob(), TrustPolicy::Open);
     let topic = Topics::default().sync();
-    let e = raw(alice(), 1, "hi", &[&["v", "1"], &["t", "sync"]], T0);
+    let e = raw(
+        alice(),
+        1,
+        "hi",
+        &[&["v", PROTOCOL_VERSION], &["t", "sync"]],
+        T0,
+    );
     assert_eq!(reason(b.accept(&topic, &e, T0)), "unknown-kind");
     let e = raw(alice(), KIND_SYNC_CHANGE, "hi", &[&["t", "sync"]], T0);
     assert_eq!(reason(b.accept(&topic, &e, T0)), "protocol-version");
@@ -344,10 +350,23 @@ fn unknown_kinds_versions_and_malformed_payloads() {
         alice(),
         KIND_SYNC_CHANGE,
         "hi",
-        &[&["v", "2"], &["t", "sync"]],
+        &[&["v", OLD_VERSION], &["t", "sync"]],
         T0,
     );
-    assert_eq!(reason(b.accept(&topic, &e, T0)), "protocol-version");
+    // An old peer's verified event: refused, naming its signer and which side to update.
+    let d = b.accept(&topic, &e, T0).unwrap_err();
+    assert_eq!(d.reason.as_str(), "protocol-version");
+    assert_eq!(d.peer_id, Some(alice().peer_id()));
+    assert!(d.message.contains("version 1, this peer speaks 2"), "{d}");
+    assert!(
+        d.message
+            .contains("update meta-log-federation on that peer"),
+        "{d}"
+    );
+    // A blocked peer stays blocked, whatever its version: no refusal names it.
+    let mut blocked = inbound(bob(), TrustPolicy::Open);
+    blocked.block_peer(&alice().peer_id(), T0).unwrap();
+    assert_eq!(reason(blocked.accept(&topic, &e, T0)), "blocked");
     for bad in [&b""[..], b"not json", b"{}", b"[1,2]", b"\xff\xfe", b"null"] {
         assert_eq!(reason(b.accept(&topic, bad, T0)), "malformed");
     }
@@ -356,7 +375,7 @@ fn unknown_kinds_versions_and_malformed_payloads() {
         alice(),
         KIND_PRESENCE,
         "{\"status\":1}",
-        &[&["v", "1"], &["t", "presence"]],
+        &[&["v", PROTOCOL_VERSION], &["t", "presence"]],
         T0,
     );
     assert_eq!(reason(b.accept(&ptopic, &e, T0)), "malformed");
@@ -417,7 +436,7 @@ fn every_drop_reason_is_reachable() {
         alice(),
         KIND_PEER_MESSAGE,
         "zz",
-        &[&["v", "1"], &["t", "message"], &["p", &cp]],
+        &[&["v", PROTOCOL_VERSION], &["t", "message"], &["p", &cp]],
         T0,
     );
     let r = b.accept(&topics.messages(&cp), &e, T0);
@@ -427,7 +446,7 @@ fn every_drop_reason_is_reachable() {
         alice(),
         KIND_PEER_MESSAGE,
         "zz",
-        &[&["v", "1"], &["t", "message"], &["p", &other]],
+        &[&["v", PROTOCOL_VERSION], &["t", "message"], &["p", &other]],
         T0,
     );
     let r = b.accept(&topics.messages(&other), &e, T0);
@@ -438,7 +457,7 @@ fn every_drop_reason_is_reachable() {
     assert_eq!(reason(feed(&mut b, &mine, T0)), "own-event");
     assert_eq!(b.counters().echoes(), 1);
     assert_eq!(b.drop_counts(), before);
-    let e = raw(alice(), 1, "", &[&["v", "1"]], T0);
+    let e = raw(alice(), 1, "", &[&["v", PROTOCOL_VERSION]], T0);
     let r = b.accept(&sync, &e, T0);
     check(&b, r, "unknown-kind");
     let e = raw(alice(), 1, "", &[], T0);

@@ -81,15 +81,18 @@ fn the_will_rule() {
         alice(),
         KIND_DEPARTURE,
         &bad,
-        &[&["v", "1"], &["t", "presence"]],
+        &[&["v", PROTOCOL_VERSION], &["t", "presence"]],
         T0,
     );
     assert_eq!(reason(d.accept(&will1.topic, &ev, T0)), "malformed");
     let ev = raw(
         alice(),
         KIND_PRESENCE,
-        &bad.replace("\"protocol\":\"1\"", "\"protocol\":\"2\""),
-        &[&["v", "1"], &["t", "presence"]],
+        &bad.replace(
+            &format!("\"protocol\":\"{PROTOCOL_VERSION}\""),
+            &format!("\"protocol\":\"{OLD_VERSION}\""),
+        ),
+        &[&["v", PROTOCOL_VERSION], &["t", "presence"]],
         T0,
     );
     assert_eq!(reason(d.accept(&will1.topic, &ev, T0)), "protocol-version");

@@ -71,6 +71,13 @@ fn a_removed_member_cannot_open_what_follows() -> R {
     assert_ne!(old_tag, new_tag, "the key was rotated");
     assert!(bus.nodes[1].engine().keys.by_tag(&new_tag).is_none());
     assert!(bus.nodes[2].engine().keys.by_tag(&new_tag).is_some());
+    // c, still a member, asks under the new key at once: publishing on the new tag's topic
+    // is what subscribes it there (a share's topic is taken before its first publication).
+    assert!(bus.log.iter().any(|(from, kind, content)| {
+        *from == 2
+            && *kind == SyncKind::Request
+            && matches!(envelope(content), Ok(Envelope::Sealed(s)) if s.tag == new_tag)
+    }));
     let mark = bus.log.len();
     std::fs::write(&path, text("{\"id\":\"z\",\"text\":\"after removal\"}\n"))?;
     bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
@@ -94,6 +101,44 @@ fn a_removed_member_cannot_open_what_follows() -> R {
         let old = old.expect("b keeps its old key");
         assert!(old.open(kind, &s.sealed).is_err());
     }
+    Ok(())
+}
+
+#[test]
+fn a_removed_member_added_again_gets_the_key_and_the_document() -> R {
+    let mut bus = Bus::new(2, 33, &SyncConfig::default());
+    let b = bus.nodes[1].id.clone();
+    let path = bus.nodes[0].write_home("again.canvasl", text("").as_bytes());
+    bus.on(0, |e, now| {
+        e.share_with_members(&path, None, Some(vec![b.clone()]), now)
+    })?;
+    bus.run();
+    let share = ShareId::new(&bus.nodes[0].id, "again.canvasl")?;
+    bus.now += 10;
+    bus.on(0, |e, now| e.set_members(&share.url(), Some(vec![]), now))?;
+    bus.run();
+    std::fs::write(&path, text("{\"id\":\"z\",\"text\":\"while away\"}\n"))?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(!String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("while away"));
+    bus.now += 10;
+    bus.on(0, |e, now| {
+        e.set_members(&share.url(), Some(vec![b.clone()]), now)
+    })?;
+    bus.run();
+    // The current key, the edit made while it was away, and later edits.
+    let tag = bus.nodes[0].engine().keys.current(&share).unwrap().tag();
+    assert!(bus.nodes[1].engine().keys.by_tag(&tag).is_some());
+    assert!(String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("while away"));
+    assert!(bus.nodes[1].engine().share_tags().contains(&tag));
+    std::fs::write(
+        &path,
+        text("{\"id\":\"z\",\"text\":\"while away\"}\n{\"id\":\"y\",\"text\":\"back\"}\n"),
+    )?;
+    bus.on(0, |e, now| e.local_file_changed(&share.url(), now))?;
+    bus.run();
+    assert!(String::from_utf8(read(&bus.nodes[1].file_of(&share)))?.contains("back"));
+    assert!(bus.refused.is_empty(), "{:?}", bus.refused);
     Ok(())
 }
 
