@@ -84,7 +84,7 @@
 //!
 //! ```json
 //! {"peer_id":"<64 hex>","name":"alice","software":"meta-log-federation/0.1.0",
-//!  "protocol":"1","capabilities":["canvasl-sync","nip44-messages"],
+//!  "protocol":"2","capabilities":["canvasl-sync","nip44-messages"],
 //!  "status":"online","since":1767225600}
 //! ```
 //!

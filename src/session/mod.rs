@@ -105,15 +105,17 @@ impl Shared {
         qos: u8,
         retain: bool,
     ) -> Result<(), PublishError> {
-        let links = lock(&self.links).clone();
-        if links.is_some_and(|m| m.carry(topic, &payload)) {
-            return Ok(());
-        }
         if self.share_topic_tag(topic).is_some() {
             // Idempotent in the client, which keeps it across reconnections. A holder
             // publishes on its share's topic (a catch-up request at start, or on receiving the
             // share) before it can expect anything there, so Emacs never has to subscribe.
+            // Also when a direct link carries this one event: later edits from other holders
+            // still come through the broker.
             self.publisher.follow(topic);
+        }
+        let links = lock(&self.links).clone();
+        if links.is_some_and(|m| m.carry(topic, &payload)) {
+            return Ok(());
         }
         self.publisher.publish(topic, payload, qos, retain)
     }

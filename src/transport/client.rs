@@ -576,6 +576,14 @@ impl Manager {
                     .push_back(filters.into_iter().map(|(f, _)| f).collect());
             }
         }
+        // Publishes wait until the broker has acknowledged every subscription asked for
+        // before them. MQTT orders packets on one connection, but the embedded broker
+        // (rumqttd) routes subscriptions and publishes apart: a presence sent right behind
+        // the subscriptions reached peers before ours were in place, and their answer (a
+        // share key, say) was lost.
+        if !self.sub_requests.is_empty() || !self.sub_pkids.is_empty() {
+            return;
+        }
         while let Some(m) = self.queue.pop_front() {
             match conn.client.try_publish(
                 m.topic.clone(),
@@ -643,6 +651,7 @@ impl Manager {
                         });
                     }
                 }
+                self.flush();
             }
             rumqttc::Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(m) = self.awaiting_pkid.pop_front() {

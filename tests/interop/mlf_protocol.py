@@ -20,6 +20,9 @@ from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
+# The protocol version every event carries (["v", ...]) and presence announces (§5, §17.6).
+PROTOCOL_VERSION = "2"
+
 # Section 4.
 KIND_PRESENCE = 20770
 KIND_DEPARTURE = 20771
@@ -225,7 +228,7 @@ def presence(identity, name, status, since, topic_kind, reason=None):
         "peer_id": identity.peer_id,
         "name": name,
         "software": "mlf-aiortc-interop/0.1",
-        "protocol": "1",
+        "protocol": PROTOCOL_VERSION,
         "capabilities": ["nip44-messages"],
         "status": status,
         "since": since,
@@ -234,7 +237,7 @@ def presence(identity, name, status, since, topic_kind, reason=None):
         body["reason"] = reason
     kind = KIND_PRESENCE if reason is None else KIND_DEPARTURE
     created_at = max(int(time.time()), since)
-    return identity.sign(kind, [["v", "1"], ["t", topic_kind]], canonical(body), created_at)
+    return identity.sign(kind, [["v", PROTOCOL_VERSION], ["t", topic_kind]], canonical(body), created_at)
 
 
 # Addressed, encrypted events: peer messages, receipts (section 14), signals (16.1).
@@ -243,7 +246,7 @@ def presence(identity, name, status, since, topic_kind, reason=None):
 def addressed(identity, kind, recipient, plaintext):
     """A kind KIND event to RECIPIENT whose content is the NIP-44 of PLAINTEXT."""
     content = nip44_encrypt(identity.conversation_key(recipient), plaintext)
-    return identity.sign(kind, [["v", "1"], ["t", "message"], ["p", recipient]], content)
+    return identity.sign(kind, [["v", PROTOCOL_VERSION], ["t", "message"], ["p", recipient]], content)
 
 
 def open_addressed(identity, event, sender):
@@ -251,7 +254,7 @@ def open_addressed(identity, event, sender):
     verify_event(event)
     if event["pubkey"] != sender:
         raise ProtocolError("not from the linked peer")
-    if tag(event, "v") != "1":
+    if tag(event, "v") != PROTOCOL_VERSION:
         raise ProtocolError("protocol-version")
     if tag(event, "t") != "message" or tag(event, "p") != identity.peer_id:
         raise ProtocolError("wrong-topic")
@@ -265,7 +268,7 @@ def hello(identity, peer, session, fingerprint, peer_fingerprint):
     content = canonical(
         {"session": session, "fingerprint": fingerprint, "peer_fingerprint": peer_fingerprint}
     )
-    return identity.sign(KIND_HELLO, [["v", "1"], ["t", "link"], ["p", peer]], content)
+    return identity.sign(KIND_HELLO, [["v", PROTOCOL_VERSION], ["t", "link"], ["p", peer]], content)
 
 
 def check_hello(identity, event, peer, session, fingerprint_seen, own_fingerprint):
@@ -275,7 +278,7 @@ def check_hello(identity, event, peer, session, fingerprint_seen, own_fingerprin
         raise ProtocolError("hello signed by another key")
     if event["kind"] != KIND_HELLO:
         raise ProtocolError("hello of another kind")
-    if tag(event, "v") != "1" or tag(event, "t") != "link" or tag(event, "p") != identity.peer_id:
+    if tag(event, "v") != PROTOCOL_VERSION or tag(event, "t") != "link" or tag(event, "p") != identity.peer_id:
         raise ProtocolError("hello tags")
     body = json.loads(event["content"])
     if not isinstance(body, dict):
