@@ -382,6 +382,7 @@ merged file, and the hold goes on while it visits the file."
     (kill-buffer-hook . meta-log-federation--sync-kill-buffer)
     (meta-log-federation-mqtt-connected-hook . meta-log-federation--sync-on-connect)
     (meta-log-federation-connect-peer-functions . meta-log-federation--sync-with-peer)
+    (meta-log-federation-link-down-functions . meta-log-federation--sync-after-link-down)
     (meta-log-federation-peer-online-functions . meta-log-federation--sync-offer-to))
   "Hooks that sync adds its functions to while it runs: (HOOK . FUNCTION).")
 
@@ -431,6 +432,13 @@ merged file, and the hold goes on while it visits the file."
   "Catch up every share (answers come from every peer that has more)."
   (when (meta-log-federation-sync-running-p)
     (meta-log-federation--sync-run-actions (meta-log-federation--sync-catch-up nil))))
+
+(defun meta-log-federation--sync-after-link-down (peer-id _reason)
+  "Catch up every share after the direct link to PEER-ID went down.
+Sync events in flight on a link that breaks are not resent; a catch-up
+on both sides (each sees its link go down) brings back what either
+missed, through the broker."
+  (meta-log-federation--sync-with-peer peer-id))
 
 (defun meta-log-federation--sync-offer-to (peer-id _name)
   "Tell PEER-ID, just online, about the shares this Emacs started."
