@@ -51,6 +51,13 @@
        "slices/u" (lambda (_topic payload) (push payload got)) 1)
       (dotimes (i 100)
         (meta-log-federation-mqtt-publish "slices/u" (number-to-string i) 1))
+      ;; Give the broker a moment to hand all of them to the module, running
+      ;; neither filters nor timers (only a silent pipe's output is
+      ;; accepted): under load they could otherwise come in one by one, and
+      ;; a drain of one event leaves no backlog.
+      (let ((quiet (make-pipe-process :name "events-test-quiet" :noquery t)))
+        (unwind-protect (accept-process-output quiet 1.0 nil 0)
+          (delete-process quiet)))
       ;; Let only the wake-up filter run (no timers): it takes one event
       ;; and leaves the rest of its drain as a backlog...
       (let ((deadline (+ (float-time) 10)))
