@@ -129,6 +129,25 @@ fn ice_servers(env: &Env, list: Value<'_>) -> Result<Vec<IceServer>> {
     Ok(out)
 }
 
+/// The socket address under KEY of the plist, or None; a value that is not one signals an
+/// error naming OPTION and saying what to WRITE.
+fn socket_addr<T: std::str::FromStr>(
+    env: &Env,
+    plist_v: Value<'_>,
+    key: &str,
+    option: &str,
+    write: &str,
+) -> Result<Option<T>> {
+    let Some(v) = plist_get(env, plist_v, key)? else {
+        return Ok(None);
+    };
+    let s: String = v.into_rust()?;
+    match s.parse() {
+        Ok(a) => Ok(Some(a)),
+        Err(_) => signal(env, Kind::General, format!("{option} is {s:?}: {write}")),
+    }
+}
+
 /// Start direct links for the running federation node, with the settings in PLIST.
 ///
 /// Keys: :tcp-listen ("HOST:PORT" where the TCP fallback listens, or
@@ -142,43 +161,20 @@ fn ice_servers(env: &Env, list: Value<'_>) -> Result<Vec<IceServer>> {
 #[defun(name = "-links-start")]
 fn links_start<'e>(env: &'e Env, plist_v: Value<'e>) -> Result<Value<'e>> {
     let _t = CallTimer::start("links-start");
-    let tcp_listen = match plist_get(env, plist_v, ":tcp-listen")? {
-        Some(v) => {
-            let s: String = v.into_rust()?;
-            match s.parse() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    return signal(
-                        env,
-                        Kind::General,
-                        format!(
-                            "`meta-log-federation-tcp-listen' is {s:?}: write \"HOST:PORT\" with \
-                             an IP address, e.g. \"0.0.0.0:7448\", or nil"
-                        ),
-                    )
-                }
-            }
-        }
-        None => None,
-    };
-    let tcp_advertise = match plist_get(env, plist_v, ":tcp-advertise")? {
-        Some(v) => {
-            let s: String = v.into_rust()?;
-            match s.parse() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    return signal(
-                        env,
-                        Kind::General,
-                        format!(
-                            "`meta-log-federation-tcp-advertise' is {s:?}: write the public                              \"HOST:PORT\" (an IP address) forwarded to the listener, or nil"
-                        ),
-                    )
-                }
-            }
-        }
-        None => None,
-    };
+    let tcp_listen = socket_addr(
+        env,
+        plist_v,
+        ":tcp-listen",
+        "`meta-log-federation-tcp-listen'",
+        "write \"HOST:PORT\" with an IP address, e.g. \"0.0.0.0:7448\", or nil",
+    )?;
+    let tcp_advertise = socket_addr(
+        env,
+        plist_v,
+        ":tcp-advertise",
+        "`meta-log-federation-tcp-advertise'",
+        "write the public \"HOST:PORT\" (an IP address) forwarded to the listener, or nil",
+    )?;
     let ice = match plist_get(env, plist_v, ":ice-servers")? {
         Some(v) => ice_servers(env, v)?,
         None => Vec::new(),
