@@ -141,6 +141,7 @@ the file come before them.  Return the number of conversations read."
                       (append (meta-log-federation-chat-conversation-entries c) (reverse old))
                       (meta-log-federation-chat-conversation-count c)
                       (length (meta-log-federation-chat-conversation-entries c)))
+                (meta-log-federation-chat--reindex c)
                 (let ((unread (gethash "unread" object)))
                   (when (natnump unread)
                     (cl-incf (meta-log-federation-chat-conversation-unread c) unread)))

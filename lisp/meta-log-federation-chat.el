@@ -167,10 +167,15 @@ of at most WIDTH characters, ending in \"…\" when cut."
   "The messages exchanged with one peer."
   (peer nil :documentation "The peer id.")
   (entries nil :documentation "The entries, newest first.")
+  (by-id (make-hash-table :test #'equal)
+         :documentation "The kept entries that have an event id, by id.
+Receipts find their entry here: a search of ENTRIES per receipt made
+a burst of N messages cost N times the conversation's length.")
   (count 0 :documentation "Length of ENTRIES.")
   (unread 0 :documentation "Received messages not yet seen.")
   (buffer nil :documentation "The conversation buffer, if made.")
   (pending nil :documentation "Entries not yet shown in the buffer, newest first.")
+  (restate nil :documentation "Shown entries whose state changed since the last redisplay.")
   (redraw nil :documentation "Non-nil when the buffer must be drawn again."))
 
 (defvar meta-log-federation-chat--conversations (make-hash-table :test #'equal)
@@ -200,12 +205,23 @@ of at most WIDTH characters, ending in \"…\" when cut."
   (let ((c (meta-log-federation-chat--conversation peer-id)))
     (if c (meta-log-federation-chat-conversation-unread c) 0)))
 
+(defun meta-log-federation-chat--reindex (conversation)
+  "Index CONVERSATION's entries by event id again, after ENTRIES was replaced."
+  (let ((by-id (meta-log-federation-chat-conversation-by-id conversation)))
+    (clrhash by-id)
+    (dolist (entry (meta-log-federation-chat-conversation-entries conversation))
+      (when (meta-log-federation-chat-entry-id entry)
+        (puthash (meta-log-federation-chat-entry-id entry) entry by-id)))))
+
 (defun meta-log-federation-chat--add (peer-id entry)
   "Add ENTRY to the conversation with PEER-ID and return it.
 It is shown at the next redisplay (`meta-log-federation-chat--flush')."
   (let ((c (meta-log-federation-chat--conversation peer-id t)))
     (push entry (meta-log-federation-chat-conversation-entries c))
     (push entry (meta-log-federation-chat-conversation-pending c))
+    (when (meta-log-federation-chat-entry-id entry)
+      (puthash (meta-log-federation-chat-entry-id entry) entry
+               (meta-log-federation-chat-conversation-by-id c)))
     (cl-incf (meta-log-federation-chat-conversation-count c))
     (when (> (meta-log-federation-chat-conversation-count c)
              (+ meta-log-federation-chat-max-messages
@@ -217,7 +233,8 @@ It is shown at the next redisplay (`meta-log-federation-chat--flush')."
             (meta-log-federation-chat-conversation-count c)
             meta-log-federation-chat-max-messages
             (meta-log-federation-chat-conversation-pending c) nil
-            (meta-log-federation-chat-conversation-redraw c) t))
+            (meta-log-federation-chat-conversation-redraw c) t)
+      (meta-log-federation-chat--reindex c))
     (meta-log-federation-chat--changed peer-id)
     entry))
 
@@ -268,13 +285,17 @@ The buffer is made when the conversation has new entries."
                  (meta-log-federation-chat--buffer peer-id)))
               ((meta-log-federation-chat-conversation-redraw c)
                (meta-log-federation-chat--redraw buffer c))
-              (pending
-               (with-current-buffer buffer
-                 (setq meta-log-federation-chat--shown-label
-                       (meta-log-federation-chat--label peer-id)))
-               (dolist (entry (reverse pending))
-                 (meta-log-federation-chat--insert-entry buffer entry))))
+              (t
+               (meta-log-federation-chat--redraw-states
+                buffer (meta-log-federation-chat-conversation-restate c) pending)
+               (when pending
+                 (with-current-buffer buffer
+                   (setq meta-log-federation-chat--shown-label
+                         (meta-log-federation-chat--label peer-id)))
+                 (dolist (entry (reverse pending))
+                   (meta-log-federation-chat--insert-entry buffer entry)))))
         (setf (meta-log-federation-chat-conversation-pending c) nil
+              (meta-log-federation-chat-conversation-restate c) nil
               (meta-log-federation-chat-conversation-redraw c) nil)))))
 
 (defun meta-log-federation-chat--flush ()
@@ -305,9 +326,7 @@ The buffer is made when the conversation has new entries."
 (defun meta-log-federation-chat--find-entry (peer-id id)
   "Return the entry of the message ID sent to PEER-ID, or nil."
   (let ((c (meta-log-federation-chat--conversation peer-id)))
-    (and c id
-         (cl-find id (meta-log-federation-chat-conversation-entries c)
-                  :key #'meta-log-federation-chat-entry-id :test #'equal))))
+    (and c id (gethash id (meta-log-federation-chat-conversation-by-id c)))))
 
 ;;;; Receiving
 
@@ -341,11 +360,10 @@ Called by federation for each verified, decrypted peer message."
       (setf (meta-log-federation-chat-entry-state entry) state
             (meta-log-federation-chat-entry-reason entry)
             (and reason (meta-log-federation-chat--safe-text reason 200)))
-      (let ((buffer (meta-log-federation-chat-conversation-buffer
-                     (meta-log-federation-chat--conversation peer-id))))
-        ;; An entry not shown yet will be shown with its new state.
-        (when (buffer-live-p buffer)
-          (meta-log-federation-chat--redraw-state buffer entry)))
+      ;; Shown at the next redisplay, all states of a burst in one pass
+      ;; over the buffer.  An entry not shown yet is shown with its state.
+      (push entry (meta-log-federation-chat-conversation-restate
+                   (meta-log-federation-chat--conversation peer-id)))
       (meta-log-federation-chat--changed peer-id))))
 
 (defun meta-log-federation-chat--delivered (id peer-id)
@@ -509,31 +527,34 @@ The state is marked with the property `meta-log-federation-chat-state'."
       (meta-log-federation-chat--insert-history
        (meta-log-federation-chat--entry-text entry)))))
 
-(defun meta-log-federation-chat--state-region (entry)
-  "Return (BEG . END) of the state shown for ENTRY in this buffer, or nil.
-Receipts concern recent messages, so the search goes from the end."
-  (let ((end meta-log-federation-chat--prompt-start)
-        (found nil))
-    (while (and (not found) (> end (point-min)))
-      (let ((beg (previous-single-property-change end 'meta-log-federation-chat-state
-                                                  nil (point-min))))
-        (if (eq (get-text-property beg 'meta-log-federation-chat-state) entry)
-            (setq found (cons beg end))
-          (setq end beg))))
-    found))
-
-(defun meta-log-federation-chat--redraw-state (buffer entry)
-  "Show the new state of the outgoing ENTRY in BUFFER."
-  (with-current-buffer buffer
-    (let ((region (meta-log-federation-chat--state-region entry))
-          (inhibit-read-only t))
-      (when region
-        (save-excursion
-          (goto-char (car region))
-          (delete-region (car region) (cdr region))
-          (insert (propertize (meta-log-federation-chat--state-text entry)
-                              'meta-log-federation-chat-state entry
-                              'read-only t 'front-sticky '(read-only))))))))
+(defun meta-log-federation-chat--redraw-states (buffer entries pending)
+  "Show the new states of the outgoing ENTRIES in BUFFER, in one pass.
+Entries in PENDING are not in the buffer yet: they are left to be
+inserted with their state.  The search goes from the end, since
+receipts concern recent messages, and stops when every entry is done."
+  (let ((todo (make-hash-table :test #'eq)))
+    (dolist (entry entries)
+      (puthash entry t todo))
+    (when entries
+      (dolist (entry pending)
+        (remhash entry todo)))
+    (when (> (hash-table-count todo) 0)
+      (with-current-buffer buffer
+        (let ((inhibit-read-only t)
+              (end meta-log-federation-chat--prompt-start))
+          (save-excursion
+            (while (and (> (hash-table-count todo) 0) (> end (point-min)))
+              (let* ((beg (previous-single-property-change
+                           end 'meta-log-federation-chat-state nil (point-min)))
+                     (entry (get-text-property beg 'meta-log-federation-chat-state)))
+                (when (and entry (gethash entry todo))
+                  (remhash entry todo)
+                  (goto-char beg)
+                  (delete-region beg end)
+                  (insert (propertize (meta-log-federation-chat--state-text entry)
+                                      'meta-log-federation-chat-state entry
+                                      'read-only t 'front-sticky '(read-only))))
+                (setq end beg)))))))))
 
 (defun meta-log-federation-chat--redraw (buffer conversation)
   "Show CONVERSATION's history in BUFFER again, keeping the typed input."
