@@ -25,6 +25,7 @@
 (declare-function meta-log-federation--drain-slots "meta-log-federation-module")
 (declare-function meta-log-federation--drain-slot-width "meta-log-federation-module")
 (declare-function meta-log-federation--session-flush "meta-log-federation-module")
+(declare-function meta-log-federation--note-gc "meta-log-federation-module")
 
 (defvar meta-log-federation--wakeup-process nil
   "Pipe process whose filter drains the module's events.")
@@ -67,11 +68,14 @@ CONTEXT says what was being handled, for the report."
 
 (defun meta-log-federation--run-hook-safely (hook &rest args)
   "Run HOOK's functions with ARGS, each protected against errors."
-  (apply #'run-hook-wrapped hook
-         (lambda (function &rest fargs)
-           (apply #'meta-log-federation--safe-funcall function hook fargs)
-           nil)
-         args))
+  ;; An empty hook (most, most of the time) costs no closure and no list:
+  ;; this runs for every message of a burst.
+  (when (and (boundp hook) (symbol-value hook))
+    (apply #'run-hook-wrapped hook
+           (lambda (function &rest fargs)
+             (apply #'meta-log-federation--safe-funcall function hook fargs)
+             nil)
+           args)))
 
 (defun meta-log-federation--dispatch-event (event)
   "Hand EVENT (a vector whose first element is its type) to its dispatcher."
@@ -93,6 +97,19 @@ When the module has queued more events than fit in this time (a flood,
 a burst), the rest are handled in later slices from a timer, so typing
 and redisplay go on in between.  Order is kept."
   :type 'number
+  :group 'meta-log-federation)
+
+(defcustom meta-log-federation-dispatch-gc-cons-threshold (* 32 1024 1024)
+  "Bytes Emacs may allocate while it handles one slice of events before it collects garbage.
+A collection costs the size of Emacs' heap, not of the garbage: with
+the default `gc-cons-threshold' a burst of messages (each makes a few
+strings) set off a collection every few hundred messages, and these
+took most of the time.  While a slice is handled (at most
+`meta-log-federation-dispatch-budget' seconds, or a wait of
+`meta-log-federation-wait-until'), `gc-cons-threshold' is at least
+this; the collection then comes once, after the slice.  nil leaves
+`gc-cons-threshold' as it is."
+  :type '(choice (const :tag "Leave gc-cons-threshold alone" nil) natnum)
   :group 'meta-log-federation)
 
 (defvar meta-log-federation--backlog nil
@@ -119,6 +136,10 @@ With BUDGET (seconds), stop once that time is spent (after at least
 one event) and leave the rest to a timer; without it, dispatch every
 waiting event.  Return the number of events dispatched."
   (let ((deadline (and budget (+ (float-time) budget)))
+        (gc-cons-threshold (if meta-log-federation-dispatch-gc-cons-threshold
+                               (max gc-cons-threshold
+                                    meta-log-federation-dispatch-gc-cons-threshold)
+                             gc-cons-threshold))
         (buffer (meta-log-federation--drain-buffer))
         (count 0)
         (n 0)
@@ -154,8 +175,19 @@ longer scheduled (cancelled by someone) does not count."
   (unless (memq meta-log-federation--slice-timer timer-list)
     (meta-log-federation-dispatch-pending meta-log-federation-dispatch-budget)))
 
+(defun meta-log-federation--after-gc ()
+  "Tell the module how long Emacs' garbage collections took so far.
+On `post-gc-hook' while the module's events are followed: the module's
+call timings leave out collections that Emacs ran inside a call."
+  (when (fboundp 'meta-log-federation--note-gc)
+    (meta-log-federation--note-gc gc-elapsed)))
+
 (defun meta-log-federation--ensure-wakeup ()
   "Create the wake-up pipe and hand it to the module, unless it exists."
+  (unless (memq #'meta-log-federation--after-gc post-gc-hook)
+    (add-hook 'post-gc-hook #'meta-log-federation--after-gc)
+    ;; The time of the collections so far: the next one counts from here.
+    (meta-log-federation--after-gc))
   (unless (process-live-p meta-log-federation--wakeup-process)
     (setq meta-log-federation--wakeup-process
           (make-pipe-process :name " meta-log-federation-wakeup"
@@ -168,6 +200,7 @@ longer scheduled (cancelled by someone) does not count."
 
 (defun meta-log-federation--stop-wakeup ()
   "Detach and delete the wake-up pipe."
+  (remove-hook 'post-gc-hook #'meta-log-federation--after-gc)
   (when (fboundp 'meta-log-federation--clear-wakeup)
     (meta-log-federation--clear-wakeup))
   (when (process-live-p meta-log-federation--wakeup-process)

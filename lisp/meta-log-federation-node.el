@@ -513,15 +513,25 @@ departure first."
        #'meta-log-federation-chat--received 'message from text))
     (meta-log-federation--run-hook-safely
      'meta-log-federation-peer-message-functions from text)
-    (meta-log-federation--run-hook-safely
-     'meta-log-mqtt-peer-message-hook from
-     (meta-log-federation--federation-peer-id) text (aref event 4))
+    (when meta-log-mqtt-peer-message-hook
+      (meta-log-federation--run-hook-safely
+       'meta-log-mqtt-peer-message-hook from
+       (meta-log-federation--federation-peer-id) text (aref event 4)))
     (meta-log-federation--run-hook-safely
      'meta-log-mqtt-message-received-hook (aref event 5) text)))
 
 (defun meta-log-federation--on-receipt (event)
-  "Note the deliveries of EVENT [receipt ((ID PEER) ...)]."
-  (meta-log-federation--note-delivered (aref event 1)))
+  "Note the deliveries of EVENT [receipt IDS PEERS].
+IDS and PEERS are 64-character ids one after the other: the Nth id
+went to the Nth peer (strings cross from the module more cheaply
+than a list of pairs)."
+  (let ((ids (aref event 1))
+        (peers (aref event 2))
+        (pairs nil))
+    (dotimes (i (/ (length ids) 64))
+      (let ((at (* i 64)))
+        (push (list (substring ids at (+ at 64)) (substring peers at (+ at 64))) pairs)))
+    (meta-log-federation--note-delivered (nreverse pairs))))
 
 (defun meta-log-federation--on-accepted (event)
   "Run the prototype's hook for EVENT [accepted TOPIC KIND CONTENT].

@@ -10,8 +10,16 @@ static MAX_CALL_NS: AtomicU64 = AtomicU64::new(0);
 static MAX_CALL_CPU_NS: AtomicU64 = AtomicU64::new(0);
 static CALLS: AtomicU64 = AtomicU64::new(0);
 static MAX_CALL_NAME: Mutex<&'static str> = Mutex::new("");
-/// Per function: (calls, longest wall-clock ns, total ns), for `--module-call-stats`.
-type CallTable = HashMap<&'static str, (u64, u64, u64)>;
+static MAX_CALL_CPU_NAME: Mutex<&'static str> = Mutex::new("");
+/// Emacs' garbage collections seen so far (`post-gc-hook` reports each, see [`note_gc`]):
+/// their total time, and `gc-elapsed` at the last one.
+static GC_NS: AtomicU64 = AtomicU64::new(0);
+static GC_ELAPSED_LAST_NS: AtomicU64 = AtomicU64::new(0);
+/// The longest collection Emacs ran inside a module call.
+static MAX_CALL_GC_NS: AtomicU64 = AtomicU64::new(0);
+/// Per function: (calls, longest wall-clock ns, total ns, longest CPU ns), for
+/// `--module-call-stats`.
+type CallTable = HashMap<&'static str, (u64, u64, u64, u64)>;
 static PER_FUNCTION: Mutex<Option<CallTable>> = Mutex::new(None);
 
 /// CPU time of the calling thread, in nanoseconds.
@@ -28,20 +36,41 @@ fn thread_cpu_ns() -> u64 {
 /// Records how long a call into the module took, so benchmarks can show the longest one and
 /// which function it was: in wall-clock time (what a user could notice, including any time
 /// the OS gave other processes) and in CPU time of Emacs' thread (the module's own work).
-pub struct CallTimer(Instant, u64, &'static str);
+/// The CPU time leaves out Emacs' garbage collections: any call into Lisp (even `list`) lets
+/// Emacs collect when its allocations since the last collection call for it, so the call
+/// that pays for it is chance, and the collection's cost is the size of Emacs' heap.
+pub struct CallTimer(Instant, u64, &'static str, u64);
 
 impl CallTimer {
     pub fn start(name: &'static str) -> Self {
-        CallTimer(Instant::now(), thread_cpu_ns(), name)
+        CallTimer(
+            Instant::now(),
+            thread_cpu_ns(),
+            name,
+            GC_NS.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Notes a garbage collection that has just ended; `gc_elapsed_ns` is Emacs' `gc-elapsed`
+/// (all collections' time) now.
+pub fn note_gc(gc_elapsed_ns: u64) {
+    let last = GC_ELAPSED_LAST_NS.swap(gc_elapsed_ns, Ordering::Relaxed);
+    if last > 0 && gc_elapsed_ns > last {
+        GC_NS.fetch_add(gc_elapsed_ns - last, Ordering::Relaxed);
     }
 }
 
 impl Drop for CallTimer {
     fn drop(&mut self) {
         let ns = self.0.elapsed().as_nanos() as u64;
-        let cpu = thread_cpu_ns().saturating_sub(self.1);
+        let gc = GC_NS.load(Ordering::Relaxed).saturating_sub(self.3);
+        MAX_CALL_GC_NS.fetch_max(gc, Ordering::Relaxed);
+        let cpu = thread_cpu_ns().saturating_sub(self.1).saturating_sub(gc);
         CALLS.fetch_add(1, Ordering::Relaxed);
-        MAX_CALL_CPU_NS.fetch_max(cpu, Ordering::Relaxed);
+        if MAX_CALL_CPU_NS.fetch_max(cpu, Ordering::Relaxed) < cpu {
+            *crate::events::lock(&MAX_CALL_CPU_NAME) = self.2;
+        }
         if MAX_CALL_NS.fetch_max(ns, Ordering::Relaxed) < ns {
             *crate::events::lock(&MAX_CALL_NAME) = self.2;
         }
@@ -53,23 +82,35 @@ impl Drop for CallTimer {
         e.0 += 1;
         e.1 = e.1.max(ns);
         e.2 += ns;
+        e.3 = e.3.max(cpu);
     }
 }
 
-/// Every instrumented function with (calls, longest ns, total ns), the longest first.
-pub fn per_function() -> Vec<(&'static str, u64, u64, u64)> {
+/// Every instrumented function with (calls, longest ns, total ns, longest CPU ns), the
+/// longest (wall-clock) first.
+pub fn per_function() -> Vec<(&'static str, u64, u64, u64, u64)> {
     let g = crate::events::lock(&PER_FUNCTION);
     let mut v: Vec<_> = g
         .iter()
         .flatten()
-        .map(|(k, (n, max, total))| (*k, *n, *max, *total))
+        .map(|(k, (n, max, total, cpu))| (*k, *n, *max, *total, *cpu))
         .collect();
     v.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
     v
 }
 
+/// The longest garbage collection Emacs ran inside a module call, in microseconds.
+pub fn max_call_gc_us() -> u64 {
+    MAX_CALL_GC_NS.load(Ordering::Relaxed) / 1000
+}
+
 pub fn max_call_cpu_us() -> u64 {
     MAX_CALL_CPU_NS.load(Ordering::Relaxed) / 1000
+}
+
+/// Name of the function that made the call with the most CPU time.
+pub fn max_call_cpu_name() -> &'static str {
+    *crate::events::lock(&MAX_CALL_CPU_NAME)
 }
 
 /// Name of the function that made the longest call.
@@ -88,6 +129,7 @@ pub fn calls() -> u64 {
 pub fn reset_max_call() {
     MAX_CALL_NS.store(0, Ordering::Relaxed);
     MAX_CALL_CPU_NS.store(0, Ordering::Relaxed);
+    MAX_CALL_GC_NS.store(0, Ordering::Relaxed);
     *crate::events::lock(&PER_FUNCTION) = None;
 }
 

@@ -30,6 +30,8 @@ use_symbols! {
     kw_max_call_us => ":max-call-us"
     kw_calls => ":calls"
     kw_max_call_function => ":max-call-function"
+    kw_max_call_cpu_function => ":max-call-cpu-function"
+    kw_max_call_gc_us => ":max-call-gc-us"
     kw_max_call_cpu_us => ":max-call-cpu-us"
     kw_events_pushed => ":events-pushed"
     kw_wakeups => ":wakeups"
@@ -141,11 +143,17 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             &[s(&from)?, s(&text)?, s(&id)?, s(&sig)?, s(&topic)?],
         ),
         SessionEvent::Receipt { delivered } => {
-            let pairs = delivered
-                .iter()
-                .map(|(id, peer)| env.list((id.as_str(), peer.as_str())))
-                .collect::<Result<Vec<_>>>()?;
-            set_all(env, slot, sym_receipt.bind(env), &[env.list(&pairs[..])?])
+            // Two strings of 64-character ids one after the other (event ids, and the peer of
+            // each), not a list of pairs: strings are made without calling into Lisp, and a
+            // call into Lisp (`list') lets Emacs collect garbage inside this module call.
+            let (mut ids, mut peers) = (String::new(), String::new());
+            for (id, peer) in &delivered {
+                if id.len() == ID_CHARS && peer.len() == ID_CHARS {
+                    ids.push_str(id);
+                    peers.push_str(peer);
+                }
+            }
+            set_all(env, slot, sym_receipt.bind(env), &[s(&ids)?, s(&peers)?])
         }
         SessionEvent::Delivery {
             failed,
@@ -243,8 +251,9 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
 ///
 /// Only the module API's own `vec_set`, `make_string` and `make_integer` are used: they never
 /// run Emacs' garbage collector, whereas any funcall (even of `vector`) may, and a collection
-/// inside a drain made single calls take several milliseconds in the benchmark. The one
-/// exception is a message matching several subscriptions, whose ids need a fresh vector.
+/// inside a drain made single calls take several milliseconds in the benchmark. The
+/// exceptions ([`calls_into_lisp`]: a message matching several subscriptions, whose ids need
+/// a fresh vector, and the delivery report's lists) each start a drain of their own.
 fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
     let nil = ().into_lisp(env)?;
     match ev {
@@ -305,7 +314,8 @@ fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
 /// MESSAGE nil nil], or a finished event of the federation session:
 /// [peer-online PEER NAME ADDRESS], [peer-offline PEER REASON],
 /// [key-conflict NEW-PEER NAME KNOWN-PEER], [peer-message FROM TEXT ID
-/// SIG TOPIC], [receipt ((ID PEER) ...)], [delivery ((ID PEER REASON)
+/// SIG TOPIC], [receipt IDS PEERS] (IDS and PEERS: 64-character ids one after
+/// the other, the Nth peer the addressee of the Nth id), [delivery ((ID PEER REASON)
 /// ...) (ERROR ...) ((PEER . WAITING) ...)], [accepted TOPIC KIND CONTENT],
 /// [dropped REASON MESSAGE PEER QUIET], [file-updated URL FILE CREATED],
 /// [held-change URL FILE] (merged, not written: a buffer visits FILE),
@@ -324,7 +334,7 @@ fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
                 format!("drain buffer needs {DRAIN_SLOTS} slots, has {slots}"),
             );
         }
-        let events = BUS.drain(DRAIN_SLOTS);
+        let events = take_events(DRAIN_SLOTS);
         let n = events.len();
         for (i, ev) in events.into_iter().enumerate() {
             let slot: Vector = buffer.get(i)?;
@@ -339,6 +349,87 @@ fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
         }
         Ok(n)
     })
+}
+
+/// Length of an event id and of a peer id (hex).
+const ID_CHARS: usize = 64;
+
+/// Most (ID PEER) pairs one `receipt` event carries into Emacs: a receipt for a burst of
+/// thousands of messages would otherwise be converted in one module call (31 ms of CPU for
+/// 5,000), so it is handed over in parts, in order, one part per slot.
+const RECEIPT_PAIRS_PER_SLOT: usize = 64;
+
+/// Events taken from the bus but not handed to Emacs yet (the parts of a split receipt and
+/// what followed it), in order: they go before anything still on the bus.
+static LEFTOVER: std::sync::Mutex<std::collections::VecDeque<Event>> =
+    std::sync::Mutex::new(std::collections::VecDeque::new());
+
+/// Up to `max` events, in order, with large receipts split (see [`RECEIPT_PAIRS_PER_SLOT`]).
+fn take_events(max: usize) -> Vec<Event> {
+    let mut left = crate::events::lock(&LEFTOVER);
+    if left.len() < max {
+        let more = BUS.drain(max - left.len());
+        left.extend(more);
+    }
+    let mut out: Vec<Event> = Vec::with_capacity(max);
+    let mut bytes = 0;
+    while out.len() < max && bytes < DRAIN_BYTES {
+        // An event whose conversion calls into Lisp starts a drain of its own: a call into
+        // Lisp may collect garbage, and after the strings of the events before it (a burst of
+        // receipts) it very likely would, inside this module call.
+        if !out.is_empty() && left.front().is_some_and(calls_into_lisp) {
+            break;
+        }
+        match left.pop_front() {
+            Some(Event::Session(SessionEvent::Receipt { mut delivered }))
+                if delivered.len() > RECEIPT_PAIRS_PER_SLOT =>
+            {
+                let rest = delivered.split_off(RECEIPT_PAIRS_PER_SLOT);
+                left.push_front(Event::Session(SessionEvent::Receipt { delivered: rest }));
+                bytes += RECEIPT_PAIRS_PER_SLOT * 2 * ID_CHARS;
+                out.push(Event::Session(SessionEvent::Receipt { delivered }));
+            }
+            Some(ev) => {
+                bytes += text_bytes(&ev);
+                out.push(ev)
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// Text one drain converts at most (after its first event): Emacs decodes every string the
+/// module makes, about 1 ms for 500 KB here, so a burst is handed over in short calls.
+const DRAIN_BYTES: usize = 64 * 1024;
+
+/// About how many bytes of text converting `ev` makes.
+fn text_bytes(ev: &Event) -> usize {
+    match ev {
+        Event::Message { topic, payload, .. } => topic.len() + payload.len(),
+        Event::Session(SessionEvent::PeerMessage {
+            from,
+            text,
+            id,
+            sig,
+            topic,
+        }) => from.len() + text.len() + id.len() + sig.len() + topic.len(),
+        Event::Session(SessionEvent::Receipt { delivered }) => delivered.len() * 2 * ID_CHARS,
+        _ => 256,
+    }
+}
+
+/// Whether converting `ev` calls a Lisp function (to make a list or a vector), see [`fill_slot`].
+fn calls_into_lisp(ev: &Event) -> bool {
+    match ev {
+        Event::Message { filters, .. } => filters.len() != 1,
+        Event::Session(SessionEvent::Delivery {
+            failed,
+            errors,
+            waiting,
+        }) => !(failed.is_empty() && errors.is_empty() && waiting.is_empty()),
+        _ => false,
+    }
 }
 
 /// Return the length of each event vector of the drain buffer.
@@ -364,6 +455,10 @@ pub fn stats_plist(env: &Env) -> Result<Value<'_>> {
         (convert::max_call_cpu_us() as i64).into_lisp(env)?,
         kw_max_call_function.bind(env),
         convert::max_call_name().into_lisp(env)?,
+        kw_max_call_cpu_function.bind(env),
+        convert::max_call_cpu_name().into_lisp(env)?,
+        kw_max_call_gc_us.bind(env),
+        (convert::max_call_gc_us() as i64).into_lisp(env)?,
         kw_calls.bind(env),
         (convert::calls() as i64).into_lisp(env)?,
         kw_events_pushed.bind(env),
@@ -371,7 +466,7 @@ pub fn stats_plist(env: &Env) -> Result<Value<'_>> {
         kw_wakeups.bind(env),
         (c.wakeups.load(Ordering::Relaxed) as i64).into_lisp(env)?,
         kw_events_waiting.bind(env),
-        (BUS.len() as i64).into_lisp(env)?,
+        ((BUS.len() + crate::events::lock(&LEFTOVER).len()) as i64).into_lisp(env)?,
     ];
     let client_stats = connection::with_client(|cl| {
         let s = &cl.stats;

@@ -213,11 +213,24 @@ fn federation_depart(env: &Env, reason: String) -> Result<String> {
 fn federation_send_peer_message(env: &Env, peer_id: String, text: String) -> Result<String> {
     let _t = CallTimer::start("federation-send-peer-message");
     guard(env, || {
-        let p = with_node(env, |n| match n.peer_message(&peer_id, &text, now()) {
-            Ok(p) => Ok(p),
-            Err(e) => raise(env, e),
+        let prepared = with_node(env, |n| {
+            match n.prepare_peer_message(&peer_id, &text, now()) {
+                Ok(p) => Ok(p),
+                Err(e) => raise(env, e),
+            }
         })?;
-        publish(env, p)
+        // The id is known now; the signature (most of the cost) is made on the session's
+        // worker, which then publishes: the message is in the outbox from there on, so a
+        // failure to publish is retried like a lost one.
+        let id = prepared.event_id.clone();
+        with_session(env, |s| {
+            s.node_op_queued(
+                "a peer message could not be published now (it stays in the outbox and is resent)",
+                move |n, now| n.finish_peer_message(prepared, now),
+            );
+            Ok(())
+        })?;
+        Ok(id)
     })
 }
 

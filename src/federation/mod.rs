@@ -208,7 +208,7 @@ mod tests;
 pub use dropped::{DropCounters, DropReason, Dropped};
 pub use inbound::{Accepted, Body, Inbound, SyncKind};
 pub use node::{DeliveryPaths, DeliveryTick, Handled, Node, NodeCounts, NodeError};
-pub use outbound::{LocalProfile, Outbound, OutboundError, Publication};
+pub use outbound::{LocalProfile, Outbound, OutboundError, Prepared, Publication};
 pub use outbox::{Outbox, OutboxSettings, Pending};
 pub use peers::{PeerInfo, PeerStatus, PeerTable, Transition};
 pub use protocol::{Presence, Route, Topics};

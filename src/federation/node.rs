@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::identity::Identity;
 
 use super::inbound::{Accepted, Body, Inbound, SyncKind};
-use super::outbound::{LocalProfile, Outbound, OutboundError, Publication};
+use super::outbound::{LocalProfile, Outbound, OutboundError, Prepared, Publication};
 use super::outbox::{Outbox, OutboxSettings};
 use super::peers::{PeerInfo, Transition};
 use super::protocol::KIND_RECEIPT;
@@ -113,6 +113,9 @@ pub struct Node {
     outbox: Outbox,
     received: ReceivedLog,
     receipts_due: PendingReceipts,
+    /// Peer messages prepared but not signed and in the outbox yet: they count against its
+    /// capacity.
+    signing: usize,
 }
 
 impl Node {
@@ -169,6 +172,7 @@ impl Node {
             outbox: Outbox::in_memory(OutboxSettings::default()),
             received,
             receipts_due: PendingReceipts::default(),
+            signing: 0,
         })
     }
 
@@ -260,15 +264,42 @@ impl Node {
         plaintext: &str,
         now: u64,
     ) -> Result<Publication, OutboundError> {
-        if !self.outbox.has_room() {
-            return Err(OutboundError::OutboxFull(self.outbox.pending().len()));
+        let prepared = self.prepare_peer_message(to, plaintext, now)?;
+        Ok(self.finish_peer_message(prepared, now))
+    }
+
+    /// [`Node::peer_message`] in two steps, so that the caller gets the event id before the
+    /// signature is made: this step checks, encrypts and gives the id (refusals happen
+    /// here); [`Node::finish_peer_message`] signs and keeps the message in the outbox.
+    pub fn prepare_peer_message(
+        &mut self,
+        to: &str,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Prepared, OutboundError> {
+        let waiting = self.outbox.pending().len() + self.signing;
+        if waiting >= self.outbox.capacity() {
+            return Err(OutboundError::OutboxFull(waiting));
         }
-        let p = self
-            .outbound
-            .peer_message(self.inbound.peer_table_mut(), to, plaintext, now)?;
-        self.outbox.add(&p, to, now);
+        let p = self.outbound.prepare_peer_message(
+            self.inbound.peer_table_mut(),
+            to,
+            plaintext,
+            now,
+        )?;
+        self.signing += 1;
         self.counts.sent += 1;
         Ok(p)
+    }
+
+    /// Signs a message of [`Node::prepare_peer_message`] and keeps it in the outbox until
+    /// its receipt arrives; returns what to publish.
+    pub fn finish_peer_message(&mut self, prepared: Prepared, now: u64) -> Publication {
+        self.signing = self.signing.saturating_sub(1);
+        let to = prepared.to().to_string();
+        let p = prepared.sign(self.outbound.identity());
+        self.outbox.add(&p, &to, now);
+        p
     }
 
     /// Verifies and applies one received message, with delivery receipts:

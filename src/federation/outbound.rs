@@ -12,7 +12,7 @@
 //!    departure ends the session: to come back, reconnect with a new
 //!    session and a new will).
 
-use crate::identity::event::sign;
+use crate::identity::event::{compute_id, sign, sign_with_id, SignedEvent};
 use crate::identity::{nip44, Identity};
 
 use super::inbound::SyncKind;
@@ -33,6 +33,52 @@ pub struct LocalProfile {
     /// Capabilities, e.g. `canvasl-sync`, `nip44-messages`.
     pub capabilities: Vec<String>,
 }
+
+/// An event built, encrypted and given its id, but not signed yet: signing is most of an
+/// event's cost, so [`crate::federation::Node::prepare_peer_message`] hands the caller the id
+/// at once and the session's worker signs ([`Prepared::sign`]) and publishes.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Topic name.
+    pub topic: String,
+    /// The event id (hex), what the signature will sign.
+    pub event_id: String,
+    to: String,
+    id: [u8; 32],
+    kind: u16,
+    content: String,
+    tags: Vec<Vec<String>>,
+    created_at: u64,
+}
+
+impl Prepared {
+    /// The peer it is addressed to.
+    pub fn to(&self) -> &str {
+        &self.to
+    }
+
+    /// Signs it as `identity` (the identity that prepared it) and returns the publication.
+    pub fn sign(self, identity: &Identity) -> Publication {
+        let ev = sign_with_id(
+            identity,
+            self.id,
+            self.kind,
+            self.content,
+            self.tags,
+            self.created_at,
+        );
+        Publication {
+            topic: self.topic,
+            payload: ev.to_json().into_bytes(),
+            retain: false,
+            qos: 1,
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// Length in bytes of the hex signature in an event's JSON.
+const SIG_HEX_LEN: usize = 128;
 
 /// One MQTT publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,6 +315,70 @@ impl Outbound {
         )
     }
 
+    /// [`Outbound::peer_message`] up to the signature: checked, encrypted and given its id.
+    pub fn prepare_peer_message(
+        &self,
+        peers: &mut PeerTable,
+        to: &str,
+        plaintext: &str,
+        now: u64,
+    ) -> Result<Prepared, OutboundError> {
+        if !peers.contains(to) {
+            return Err(OutboundError::UnknownPeer(super::protocol::shorten(
+                to.to_string(),
+            )));
+        }
+        if plaintext.len() > self.max_bytes {
+            return Err(OutboundError::TooLarge {
+                size: plaintext.len(),
+                limit: self.max_bytes,
+            });
+        }
+        let content = self
+            .keys
+            .get(self.identity.keypair(), to)
+            .and_then(|k| nip44::encrypt(&k, plaintext))
+            .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
+        let mut tags = base_tags(TopicKind::Messages);
+        tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
+        let created_at = now.max(self.since);
+        let id = compute_id(
+            &self.me,
+            created_at,
+            u32::from(KIND_PEER_MESSAGE),
+            &tags,
+            &content,
+        );
+        let unsigned = SignedEvent {
+            id: hex::encode(id),
+            pubkey: self.me.clone(),
+            created_at,
+            kind: u32::from(KIND_PEER_MESSAGE),
+            tags,
+            content,
+            sig: "0".repeat(SIG_HEX_LEN),
+        };
+        // The signature's length is fixed: the size is known before signing.
+        let size = unsigned.to_json().len();
+        if size > self.max_bytes {
+            return Err(OutboundError::TooLarge {
+                size,
+                limit: self.max_bytes,
+            });
+        }
+        peers.note_sent(to);
+        Ok(Prepared {
+            topic: self.topics.messages(to),
+            event_id: unsigned.id,
+            to: to.to_string(),
+            id,
+            kind: KIND_PEER_MESSAGE,
+            content: unsigned.content,
+            tags: unsigned.tags,
+            created_at,
+        })
+    }
+
     /// A message to one peer, encrypted with NIP-44 so only it can read
     /// it. Refused if the peer is not in `peers` or the event would be too
     /// large; on success the peer's `messages_out` counter goes up.
@@ -279,22 +389,9 @@ impl Outbound {
         plaintext: &str,
         now: u64,
     ) -> Result<Publication, OutboundError> {
-        if !peers.contains(to) {
-            return Err(OutboundError::UnknownPeer(super::protocol::shorten(
-                to.to_string(),
-            )));
-        }
-        // Base64 of a NIP-44 payload is about 4/3 of the plaintext: refuse
-        // hopeless sizes before encrypting.
-        if plaintext.len() > self.max_bytes {
-            return Err(OutboundError::TooLarge {
-                size: plaintext.len(),
-                limit: self.max_bytes,
-            });
-        }
-        let p = self.encrypted_to(to, KIND_PEER_MESSAGE, plaintext, now)?;
-        peers.note_sent(to);
-        Ok(p)
+        Ok(self
+            .prepare_peer_message(peers, to, plaintext, now)?
+            .sign(&self.identity))
     }
 
     /// An event of `kind` on `to`'s messages topic with `plaintext`

@@ -166,6 +166,11 @@ impl Outbox {
         self.pending.len() < self.settings.capacity
     }
 
+    /// Most messages kept waiting for their receipt.
+    pub fn capacity(&self) -> usize {
+        self.settings.capacity
+    }
+
     /// Keeps the just-sent message `p` to `peer` until it is acknowledged.
     pub fn add(&mut self, p: &Publication, peer: &str, now: u64) {
         self.pending.push(Pending {

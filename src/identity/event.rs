@@ -190,8 +190,23 @@ pub fn sign(
     created_at: u64,
 ) -> SignedEvent {
     let pubkey = identity.peer_id();
+    let id = compute_id(&pubkey, created_at, u32::from(kind), &tags, content);
+    sign_with_id(identity, id, kind, content.to_string(), tags, created_at)
+}
+
+/// Signs an event whose id was computed before (see [`compute_id`]) with the same fields:
+/// the costly part of [`sign`], which can then run on another thread than the one that
+/// needs the id.
+pub fn sign_with_id(
+    identity: &Identity,
+    id: [u8; 32],
+    kind: u16,
+    content: String,
+    tags: Vec<Vec<String>>,
+    created_at: u64,
+) -> SignedEvent {
+    let pubkey = identity.peer_id();
     let kind = u32::from(kind);
-    let id = compute_id(&pubkey, created_at, kind, &tags, content);
     let mut aux = [0u8; 32];
     if getrandom::getrandom(&mut aux).is_err() {
         aux = [0u8; 32];
@@ -204,7 +219,7 @@ pub fn sign(
         created_at,
         kind,
         tags,
-        content: content.to_string(),
+        content,
         sig: hex::encode(sig.serialize()),
     }
 }

@@ -435,6 +435,25 @@ impl Session {
         })));
     }
 
+    /// Queues `f` on the worker with the node and returns at once: outbound work whose cost
+    /// Emacs must not wait for (signing), in the order of the calls. A publication `f`
+    /// returns is published; a failure to publish becomes a [`SessionEvent::Warning`].
+    pub fn node_op_queued(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Node, u64) -> Publication + Send + 'static,
+    ) {
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let p = f(&mut lock(&s.node), (s.clock)());
+            if let Err(e) = s.publish_to(&p.topic, p.payload, p.qos, p.retain) {
+                s.emit(SessionEvent::Warning {
+                    share: None,
+                    message: format!("{what}: {e}"),
+                });
+            }
+        })));
+    }
+
     /// Runs `f` on the worker after every message queued before this call, and returns its
     /// result (for tests, and to wait until the pipeline is idle).
     pub fn on_worker<T: Send + 'static>(
