@@ -100,7 +100,7 @@ and redisplay go on in between.  Order is kept."
   :group 'meta-log-federation)
 
 (defcustom meta-log-federation-dispatch-gc-cons-threshold (* 32 1024 1024)
-  "Bytes Emacs may allocate while it handles one slice of events before it collects garbage.
+  "Bytes Emacs may allocate in one slice of events before it collects garbage.
 A collection costs the size of Emacs' heap, not of the garbage: with
 the default `gc-cons-threshold' a burst of messages (each makes a few
 strings) set off a collection every few hundred messages, and these

@@ -183,6 +183,8 @@
                             (meta-log-federation-chat-entry-id first) bob-id)
         (run-hook-with-args 'meta-log-federation-peer-message-failed-functions
                             (meta-log-federation-chat-entry-id second) bob-id "no receipt")
+        ;; States show at the conversation's next redisplay (its timer's), all in one pass.
+        (meta-log-federation-chat--flush)
         (with-current-buffer buffer
           (should (string-search "you: first  (delivered)" (buffer-string)))
           (should (string-search "you: second  (FAILED: no receipt)" (buffer-string)))))

@@ -113,9 +113,6 @@ pub struct Node {
     outbox: Outbox,
     received: ReceivedLog,
     receipts_due: PendingReceipts,
-    /// Peer messages prepared but not signed and in the outbox yet: they count against its
-    /// capacity.
-    signing: usize,
 }
 
 impl Node {
@@ -172,7 +169,6 @@ impl Node {
             outbox: Outbox::in_memory(OutboxSettings::default()),
             received,
             receipts_due: PendingReceipts::default(),
-            signing: 0,
         })
     }
 
@@ -265,21 +261,20 @@ impl Node {
         now: u64,
     ) -> Result<Publication, OutboundError> {
         let prepared = self.prepare_peer_message(to, plaintext, now)?;
-        Ok(self.finish_peer_message(prepared, now))
+        Ok(self.finish_peer_message(prepared))
     }
 
     /// [`Node::peer_message`] in two steps, so that the caller gets the event id before the
-    /// signature is made: this step checks, encrypts and gives the id (refusals happen
-    /// here); [`Node::finish_peer_message`] signs and keeps the message in the outbox.
+    /// signature is made: this step checks, encrypts, gives the id (refusals happen here) and
+    /// puts the message in the outbox; [`Node::finish_peer_message`] signs it.
     pub fn prepare_peer_message(
         &mut self,
         to: &str,
         plaintext: &str,
         now: u64,
     ) -> Result<Prepared, OutboundError> {
-        let waiting = self.outbox.pending().len() + self.signing;
-        if waiting >= self.outbox.capacity() {
-            return Err(OutboundError::OutboxFull(waiting));
+        if !self.outbox.has_room() {
+            return Err(OutboundError::OutboxFull(self.outbox.pending().len()));
         }
         let p = self.outbound.prepare_peer_message(
             self.inbound.peer_table_mut(),
@@ -287,18 +282,17 @@ impl Node {
             plaintext,
             now,
         )?;
-        self.signing += 1;
+        // In the outbox from now on (shown and counted), sent once it is signed.
+        self.outbox.reserve(&p.event_id, p.to(), &p.topic, now);
         self.counts.sent += 1;
         Ok(p)
     }
 
-    /// Signs a message of [`Node::prepare_peer_message`] and keeps it in the outbox until
-    /// its receipt arrives; returns what to publish.
-    pub fn finish_peer_message(&mut self, prepared: Prepared, now: u64) -> Publication {
-        self.signing = self.signing.saturating_sub(1);
-        let to = prepared.to().to_string();
+    /// Signs a message of [`Node::prepare_peer_message`], which waits in the outbox until its
+    /// receipt arrives; returns what to publish.
+    pub fn finish_peer_message(&mut self, prepared: Prepared) -> Publication {
         let p = prepared.sign(self.outbound.identity());
-        self.outbox.add(&p, &to, now);
+        self.outbox.fill(&p);
         p
     }
 

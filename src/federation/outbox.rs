@@ -64,6 +64,12 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// False for a message whose id is given out but whose signature is still being made on
+    /// the session's worker ([`Outbox::reserve`]): it is not sent, resent or saved until then.
+    pub fn is_signed(&self) -> bool {
+        !self.event.is_empty()
+    }
+
     fn publication(&self) -> Publication {
         Publication {
             topic: self.topic.clone(),
@@ -166,11 +172,6 @@ impl Outbox {
         self.pending.len() < self.settings.capacity
     }
 
-    /// Most messages kept waiting for their receipt.
-    pub fn capacity(&self) -> usize {
-        self.settings.capacity
-    }
-
     /// Keeps the just-sent message `p` to `peer` until it is acknowledged.
     pub fn add(&mut self, p: &Publication, peer: &str, now: u64) {
         self.pending.push(Pending {
@@ -183,6 +184,33 @@ impl Outbox {
             next_at: now.saturating_add(self.settings.resend_after),
         });
         self.dirty = true;
+    }
+
+    /// Keeps the place of a message whose id is known but which is not signed yet, so that
+    /// it counts and shows as waiting at once; [`Outbox::fill`] adds the signed event.
+    pub fn reserve(&mut self, id: &str, peer: &str, topic: &str, now: u64) {
+        self.pending.push(Pending {
+            id: id.to_string(),
+            peer: peer.to_string(),
+            topic: topic.to_string(),
+            event: String::new(),
+            first_sent: now,
+            attempts: 1,
+            next_at: now.saturating_add(self.settings.resend_after),
+        });
+    }
+
+    /// The signed event of a message [`Outbox::reserve`]d (if it is still waiting).
+    pub fn fill(&mut self, p: &Publication) {
+        if let Some(m) = self
+            .pending
+            .iter_mut()
+            .rev()
+            .find(|m| m.id == p.event_id && !m.is_signed())
+        {
+            m.event = String::from_utf8_lossy(&p.payload).into_owned();
+            self.dirty = true;
+        }
     }
 
     /// Drops the messages to `from` that its receipt names; returns their
@@ -213,7 +241,7 @@ impl Outbox {
     fn resend(&mut self, now: u64, only_due: bool) -> Vec<Publication> {
         let mut out = Vec::new();
         for i in 0..self.pending.len() {
-            if only_due && self.pending[i].next_at > now {
+            if (only_due && self.pending[i].next_at > now) || !self.pending[i].is_signed() {
                 continue;
             }
             let attempts = self.pending[i].attempts.saturating_add(1);
@@ -240,7 +268,7 @@ impl Outbox {
     pub fn waiting_for(&self, peer: &str) -> Vec<Publication> {
         self.pending
             .iter()
-            .filter(|p| p.peer == peer)
+            .filter(|p| p.peer == peer && p.is_signed())
             .map(Pending::publication)
             .collect()
     }
@@ -300,7 +328,7 @@ impl Outbox {
         }
         let json = serde_json::to_vec(&OutboxFile {
             version: 1,
-            messages: self.pending.clone(),
+            messages: self.pending.iter().filter(|p| p.is_signed()).cloned().collect(),
         })
         .map_err(std::io::Error::other)?;
         crate::fsutil::write_atomic(path, &json, true)?;
@@ -363,6 +391,31 @@ mod tests {
         assert_eq!(failed[0].0, id(2));
         assert!(failed[0].2.contains("no receipt within 100 s"));
         assert!(o.pending().is_empty());
+    }
+
+    #[test]
+    fn a_reserved_message_waits_unsent_until_it_is_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.json");
+        let (mut o, _) = Outbox::open(&path, settings(), 1_000);
+        let bob = id(200);
+        let p = publication(1);
+        o.reserve(&p.event_id, &bob, &p.topic, 1_000);
+        // Shown and counted at once, but never sent, resent or saved without its signature.
+        assert_eq!(o.pending().len(), 1);
+        assert!(!o.pending()[0].is_signed());
+        assert!(o.resend_all(1_000).is_empty());
+        assert!(o.due(2_000).is_empty());
+        assert!(o.waiting_for(&bob).is_empty());
+        o.save().unwrap();
+        assert_eq!(Outbox::open(&path, settings(), 1_000).0.pending().len(), 0);
+        // Signed: it is the message from then on.
+        o.fill(&p);
+        assert!(o.pending()[0].is_signed());
+        assert_eq!(o.waiting_for(&bob), vec![p.clone()]);
+        assert_eq!(o.due(1_010), vec![p]);
+        o.save().unwrap();
+        assert_eq!(Outbox::open(&path, settings(), 1_000).0.pending().len(), 1);
     }
 
     #[test]
