@@ -220,6 +220,9 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             sym_sync_warning.bind(env),
             &[opt(share)?, s(&message)?],
         ),
+        SessionEvent::Sync { kind, values } => {
+            super::sync_events::fill_sync_slot(env, slot, kind, values)
+        }
         SessionEvent::WriteFailed {
             share,
             path,

@@ -99,6 +99,11 @@ pub(super) fn actions_to_lisp(env: &Env, actions: Vec<Action>) -> Result<Value<'
             ))?,
             // The executor publishes these; none reaches here.
             Action::Publish { .. } => continue,
+            // Only the worker's queued operations make these: they arrive as events.
+            Action::Saved { .. }
+            | Action::SaveNotTaken { .. }
+            | Action::Offered { .. }
+            | Action::OfferWritten { .. } => continue,
         });
     }
     env.list(&out[..])
@@ -514,5 +519,122 @@ fn sync_ask(env: &Env, share: String, peer_id: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-ask");
     guard(env, || {
         engine_actions(env, |e, now| e.ask(&share, &peer_id, now))
+    })
+}
+
+/// Hand the save of a buffer visiting SHARE's file to the session's worker; return nil at once.
+///
+/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
+/// did not change since the text it started from; MIDDLE is the text
+/// between them now (whole lines). The buffer started from the text of
+/// version BASE-VERSION, or of the save numbered BASE-SEQ, or (both nil)
+/// of the file whose modification time is BASE-MTIME ("SECONDS.NANOSECONDS").
+/// SEQ numbers this save. The worker writes the buffer's text to the file
+/// and takes the edit in; its outcome arrives as a `saved' or
+/// `save-not-taken' event carrying SEQ.
+#[allow(clippy::too_many_arguments)]
+#[defun(name = "-sync-save-lines")]
+fn sync_save_lines<'e>(
+    env: &'e Env,
+    share: String,
+    head: i64,
+    tail: i64,
+    middle: String,
+    base_mtime: Value<'e>,
+    base_version: Value<'e>,
+    base_seq: Value<'e>,
+    seq: i64,
+) -> Result<()> {
+    let _t = CallTimer::start("sync-save-lines");
+    let opt_u64 = |v: Value<'e>| -> Result<Option<u64>> {
+        Ok(if v.is_not_nil() {
+            u64::try_from(v.into_rust::<i64>()?).ok()
+        } else {
+            None
+        })
+    };
+    let base_mtime = if base_mtime.is_not_nil() {
+        super::sync_hunks::parse_mtime(&base_mtime.into_rust::<String>()?)
+    } else {
+        None
+    };
+    let save = crate::sync::BufferSave {
+        edit: crate::sync::LineEdit {
+            head: usize::try_from(head).unwrap_or(usize::MAX),
+            tail: usize::try_from(tail).unwrap_or(usize::MAX),
+            middle: middle.into_bytes(),
+            base_mtime,
+        },
+        base_version: opt_u64(base_version)?,
+        base_seq: opt_u64(base_seq)?,
+        seq: u64::try_from(seq).unwrap_or(0),
+    };
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.queue_save(share, crate::session::QueuedSave::Lines(save));
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Write the offered text VERSION of the held SHARE, which its buffer now shows; return nil.
+///
+/// Queued on the session's worker; an `offer-written' event follows once the
+/// file holds it.  Nothing happens when the offer is gone (a save came first).
+#[defun(name = "-sync-write-offered")]
+fn sync_write_offered(env: &Env, share: String, version: i64) -> Result<()> {
+    let _t = CallTimer::start("sync-write-offered");
+    let version = u64::try_from(version).unwrap_or(0);
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "writing a shared file",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, _| e.write_offered(&share, version),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Offer the changes merged into the held SHARE again, to the buffer now showing its file; nil.
+///
+/// Queued on the session's worker: a `held-change' event follows if the
+/// merged text differs from the file's.  For a buffer reverted or visited
+/// after it left an offer (it had unsaved edits then).
+#[defun(name = "-sync-reoffer")]
+fn sync_reoffer(env: &Env, share: String) -> Result<()> {
+    let _t = CallTimer::start("sync-reoffer");
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "offering held changes",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, _| e.reoffer(&share),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Queue the take-in of SHARE's file, just saved by Emacs as save number SEQ; return nil.
+///
+/// For a buffer that still visits the file: merged relative to the text the
+/// file had, on the session's worker; the file keeps the buffer's text and
+/// the merged text, if it differs, is offered (`held-change').  A `saved'
+/// event with SEQ (or `save-not-taken') follows.
+#[defun(name = "-sync-saved-file")]
+fn sync_saved_file(env: &Env, share: String, seq: i64) -> Result<()> {
+    let _t = CallTimer::start("sync-saved-file");
+    let seq = u64::try_from(seq).unwrap_or(0);
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.queue_save(share, crate::session::QueuedSave::File(seq));
+            Ok(())
+        }
+        _ => not_running(env),
     })
 }

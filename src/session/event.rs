@@ -35,6 +35,21 @@ pub struct FileUpdate {
     pub created: bool,
 }
 
+/// A value of a [`SessionEvent::Sync`] event, as Elisp receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncValue {
+    /// A string.
+    Text(String),
+    /// An integer (versions and sequence numbers stay far below 2^61).
+    Int(i64),
+    /// t or nil.
+    Flag(bool),
+    /// A modification time as "SECONDS.NANOSECONDS", or nil.
+    Mtime(Option<(i64, u32)>),
+    /// Hunks (see `crate::sync::hunk`), or nil when unknown.
+    Hunks(Option<Vec<crate::sync::Hunk>>),
+}
+
 /// Something that happened, finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
@@ -116,5 +131,16 @@ pub enum SessionEvent {
         path: String,
         message: String,
         attempt: u32,
+    },
+    /// An event of the edit path (see `crate::sync::save`): a symbol and at most five
+    /// values, so that this path's events need no case of their own in the conversion.
+    /// `saved` (SHARE PATH SEQ VERSION MTIME), `save-not-taken` (SHARE PATH SEQ REASON
+    /// FAILED), `held-change` (SHARE PATH FROM VERSION HUNKS), `offer-written` (SHARE PATH
+    /// VERSION MTIME), `file-updated` (SHARE PATH CREATED HUNKS).
+    Sync {
+        /// The event's type, an Elisp symbol's name.
+        kind: &'static str,
+        /// Its values.
+        values: Vec<SyncValue>,
     },
 }

@@ -33,7 +33,7 @@ use crate::sync::exec::{execute_on, ActionSink};
 use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
 
-pub use event::{FileUpdate, Offline, SessionEvent};
+pub use event::{FileUpdate, Offline, SessionEvent, SyncValue};
 pub use publisher::{GlobalConnection, PublishError, Publisher};
 
 /// Where the session's events go (the Emacs event bus, or a test's channel).
@@ -72,8 +72,6 @@ pub(crate) struct Shared {
     /// functions); off, the content of sync events never crosses to Elisp.
     pub(crate) report_accepted: AtomicBool,
     pub(crate) stats: SessionStats,
-    /// Held shares already reported with [`SessionEvent::HeldChanges`] and not written since.
-    pub(crate) held_reported: Mutex<std::collections::BTreeSet<String>>,
     /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
     /// never waits for a flood to be worked through.
     pub(crate) stopping: AtomicBool,
@@ -214,7 +212,6 @@ impl Session {
             clock,
             report_accepted: AtomicBool::new(false),
             stats: SessionStats::default(),
-            held_reported: Mutex::new(Default::default()),
             stopping: AtomicBool::new(false),
             links: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
@@ -397,10 +394,6 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
-            // A held share written (or released) here is reported again at its next change.
-            let waiting: std::collections::BTreeSet<String> =
-                e.held_with_changes().iter().map(|(s, _)| s.url()).collect();
-            lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
             (v, sink.reports)
         }))
     }
@@ -435,6 +428,32 @@ impl Session {
         })));
     }
 
+    /// Queues a buffer's save of `share` (see `crate::sync::save`) for the worker and returns
+    /// at once. Its outcome arrives as a `saved` or `save-not-taken` event (also when the
+    /// operation fails: a save is never left unanswered), and the changes it published and the
+    /// text it offers as the usual events.
+    pub fn queue_save(&self, share: String, save: QueuedSave) {
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let mut g = lock(&s.engine);
+            let Some(e) = g.as_mut() else {
+                drop(g);
+                s.emit(save_not_taken(&share, save.seq(), "CanvasL sync is not running"));
+                return;
+            };
+            let now = (s.clock)();
+            match save.run(e, &share, now) {
+                Ok(mut a) => {
+                    a.extend(e.take_notices());
+                    worker::carry_out(s, g, a, now);
+                }
+                Err(err) => {
+                    drop(g);
+                    s.emit(save_not_taken(&share, save.seq(), &err.to_string()));
+                }
+            }
+        })));
+    }
+
     /// Runs `f` on the worker after every message queued before this call, and returns its
     /// result (for tests, and to wait until the pipeline is idle).
     pub fn on_worker<T: Send + 'static>(
@@ -465,5 +484,44 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A buffer's save for the worker: its changed lines, or (Emacs wrote the file) its number.
+pub enum QueuedSave {
+    /// See `SyncEngine::save_buffer`.
+    Lines(crate::sync::BufferSave),
+    /// See `SyncEngine::save_buffer_file`: the save's sequence number.
+    File(u64),
+}
+
+impl QueuedSave {
+    fn seq(&self) -> u64 {
+        match self {
+            QueuedSave::Lines(s) => s.seq,
+            QueuedSave::File(seq) => *seq,
+        }
+    }
+
+    fn run(&self, e: &mut SyncEngine, share: &str, now: u64) -> Result<Vec<Action>, SyncError> {
+        match self {
+            QueuedSave::Lines(s) => e.save_buffer(share, s, now),
+            QueuedSave::File(seq) => e.save_buffer_file(share, *seq, now),
+        }
+    }
+}
+
+/// The `save-not-taken` event of a save that failed before the engine could say more.
+fn save_not_taken(share: &str, seq: u64, why: &str) -> SessionEvent {
+    use event::SyncValue::{Flag, Int, Text};
+    SessionEvent::Sync {
+        kind: "save-not-taken",
+        values: vec![
+            Text(share.to_string()),
+            Text(String::new()),
+            Int(seq as i64),
+            Text(why.to_string()),
+            Flag(false),
+        ],
     }
 }
