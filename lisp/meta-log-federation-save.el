@@ -217,12 +217,13 @@ is left alone: its next save merges the changes."
     (cond
      ((null buffer)
       (meta-log-federation--sync-set-hold url nil))
-     ((with-current-buffer buffer
-        (and (meta-log-federation--save-take-offer-p)
-             (or (null meta-log-federation--save-base-version)
-                 (eql meta-log-federation--save-base-version from))))
+     ((with-current-buffer buffer (meta-log-federation--save-take-offer-p))
       (with-current-buffer buffer
         (if (and meta-log-federation-patch-buffers hunks
+                 ;; The hunks start from text FROM: a buffer that started from
+                 ;; another text is not patched with them.
+                 (or (null meta-log-federation--save-base-version)
+                     (eql meta-log-federation--save-base-version from))
                  (meta-log-federation--patch-apply hunks file 'offered))
             (progn
               (cl-incf (nth 0 meta-log-federation-patch-counts))
@@ -232,9 +233,10 @@ is left alone: its next save merges the changes."
                     meta-log-federation--save-base-version version
                     meta-log-federation--save-base-seq nil)
               (meta-log-federation--sync-write-offered url version))
-          ;; No hunks, or they do not fit: the file is written and the buffer
-          ;; reverted in one step on this thread (rare), so that nothing typed
-          ;; in between could be based on a text the buffer never showed.
+          ;; No hunks, or they do not fit this buffer: the file is written and
+          ;; the buffer patched or reverted in one step on this thread (rare),
+          ;; so that nothing typed in between could start from a text the
+          ;; buffer never showed.
           (meta-log-federation--save-forget)
           (meta-log-federation--sync-flush url))))
      (t

@@ -82,6 +82,9 @@ pub(crate) struct Shared {
     pub(crate) delivery_every_ms: AtomicU64,
     /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
     pub(crate) share_topic_prefix: Option<String>,
+    /// Whether the engine is open, readable without its lock: Emacs asks on every save and
+    /// hold, and must not wait while the worker merges or writes.
+    pub(crate) sync_open: AtomicBool,
 }
 
 impl Shared {
@@ -216,6 +219,7 @@ impl Session {
             links: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
             share_topic_prefix,
+            sync_open: AtomicBool::new(false),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -356,16 +360,19 @@ impl Session {
         // The engine signs memberships and key envelopes of the shares we originate.
         e.set_signer(identity, (self.shared.clock)())?;
         *lock(&self.shared.engine) = Some(e);
+        self.shared.sync_open.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     /// Closes the sync engine; true if it was open.
     pub fn close_sync(&self) -> bool {
+        self.shared.sync_open.store(false, Ordering::SeqCst);
         lock(&self.shared.engine).take().is_some()
     }
 
+    /// Whether the engine is open (without waiting for the worker).
     pub fn sync_open_p(&self) -> bool {
-        lock(&self.shared.engine).is_some()
+        self.shared.sync_open.load(Ordering::SeqCst)
     }
 
     /// Runs a query on the engine (`None` while it is closed).

@@ -168,6 +168,8 @@ impl SyncEngine {
         if !merged_meanwhile && before + after > live.doc.line_count() {
             return not_taken("the changed lines do not fit the file", false);
         }
+        // The buffer changed since any offer: what is merged is offered again, from its text.
+        live.offered = None;
         // The file first: if it cannot be written, nothing else changes and the buffer is
         // marked modified again.
         if let Err(e) = write_synced_file(&path, &text) {
@@ -218,7 +220,8 @@ impl SyncEngine {
     ) -> Result<Vec<Action>, SyncError> {
         let id = self.active(share_or_path)?;
         let path = self.file_path(&id)?;
-        self.live(&id)?;
+        // The buffer changed since any offer: what is merged is offered again, from its text.
+        self.live(&id)?.offered = None;
         let unusual = self.is_rebuilding(&id) || {
             let live = self.live(&id)?;
             live.state.meta.pending_sha256.is_some()
@@ -229,14 +232,12 @@ impl SyncEngine {
             // general take-in, which writes the merged file; held again after.
             let mut a = self.local_file_changed(share_or_path, now)?;
             self.hold_writes(share_or_path, true)?;
-            a.extend(self.take_offers());
             a
         } else {
             match super::store::read_file(&path)? {
                 None => {
                     let mut a = self.local_file_changed(share_or_path, now)?;
                     self.hold_writes(share_or_path, true)?;
-                    a.extend(self.take_offers());
                     a
                 }
                 Some(text) => {
@@ -252,7 +253,6 @@ impl SyncEngine {
                     if let Some(s) = self.shares.get_mut(&id) {
                         s.held = true;
                     }
-                    a.extend(self.take_offers());
                     a
                 }
             }
@@ -260,6 +260,7 @@ impl SyncEngine {
         let live = self.live(&id)?;
         live.saved_seq = Some(seq);
         let (version, mtime) = (live.version, mtime_pair(live.stamp));
+        out.extend(self.take_offers());
         let (offers, rest): (Vec<Action>, Vec<Action>) = out
             .drain(..)
             .partition(|a| matches!(a, Action::Offered { .. }));
