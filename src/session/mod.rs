@@ -444,7 +444,11 @@ impl Session {
             let mut g = lock(&s.engine);
             let Some(e) = g.as_mut() else {
                 drop(g);
-                s.emit(save_not_taken(&share, save.seq(), "CanvasL sync is not running"));
+                s.emit(save_not_taken(
+                    &share,
+                    save.seq(),
+                    "CanvasL sync is not running",
+                ));
                 return;
             };
             let now = (s.clock)();

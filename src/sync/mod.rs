@@ -143,8 +143,8 @@ pub use engine::{ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
-pub use save::BufferSave;
 pub use members::{Membership, KIND_SHARE_MEMBERS};
+pub use save::BufferSave;
 pub use share_id::{
     check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
     MAX_NAME_BYTES,

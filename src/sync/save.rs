@@ -75,10 +75,7 @@ pub(crate) struct Offered {
 
 /// Modification time of a stamp as (seconds, nanoseconds) since the epoch.
 pub(crate) fn mtime_pair(stamp: Option<(u64, std::time::SystemTime, u64)>) -> Option<(i64, u32)> {
-    let d = stamp?
-        .1
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?;
+    let d = stamp?.1.duration_since(std::time::UNIX_EPOCH).ok()?;
     Some((i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()))
 }
 
@@ -230,20 +227,20 @@ impl SyncEngine {
         let mut out = if unusual {
             // A rebuild, an interrupted write or a file the engine does not know: the
             // general take-in, which writes the merged file; held again after.
-            let mut a = self.local_file_changed(share_or_path, now)?;
+            let a = self.local_file_changed(share_or_path, now)?;
             self.hold_writes(share_or_path, true)?;
             a
         } else {
             match super::store::read_file(&path)? {
                 None => {
-                    let mut a = self.local_file_changed(share_or_path, now)?;
+                    let a = self.local_file_changed(share_or_path, now)?;
                     self.hold_writes(share_or_path, true)?;
                     a
                 }
                 Some(text) => {
                     let hash = sha256(&text);
                     let live = self.live(&id)?;
-                    let mut a = if live.written.as_ref().is_some_and(|w| w.0 == hash) {
+                    let a = if live.written.as_ref().is_some_and(|w| w.0 == hash) {
                         Vec::new()
                     } else {
                         self.take_save_merged(&id, &path, text, hash)?
@@ -262,7 +259,7 @@ impl SyncEngine {
         let (version, mtime) = (live.version, mtime_pair(live.stamp));
         out.extend(self.take_offers());
         let (offers, rest): (Vec<Action>, Vec<Action>) = out
-            .drain(..)
+            .into_iter()
             .partition(|a| matches!(a, Action::Offered { .. }));
         let mut out = rest;
         out.push(Action::Saved {

@@ -191,7 +191,9 @@ impl World {
                     .iter()
                     .map(|l| l.len())
                     .sum(),
-                middle: new_lines[before..new_lines.len() - after].concat().into_bytes(),
+                middle: new_lines[before..new_lines.len() - after]
+                    .concat()
+                    .into_bytes(),
                 base_mtime: b.base_mtime,
             },
             base_version: b.base_version,
@@ -459,7 +461,14 @@ fn a_buffer_save_writes_the_file_and_an_unknown_base_changes_nothing() {
         .save_buffer(&url, &save, T0)
         .expect("save");
     assert!(
-        matches!(&a[..], [Action::SaveNotTaken { failed: false, seq: 999, .. }]),
+        matches!(
+            &a[..],
+            [Action::SaveNotTaken {
+                failed: false,
+                seq: 999,
+                ..
+            }]
+        ),
         "{a:?}"
     );
     assert_eq!(read(&w.bufs[0].path), before);
