@@ -67,14 +67,21 @@
     p))
 
 (defun mlf-edit-reports (proc word)
-  "Return the rest of PROC's report lines starting with WORD, oldest first."
-  (with-current-buffer (process-buffer proc)
-    (save-excursion
-      (goto-char (point-min))
-      (let (out)
-        (while (re-search-forward (format "^PEER: %s\\(?: \\(.*\\)\\)?$" word) nil t)
+  "Return the rest of PROC's report lines starting with WORD, oldest first.
+Each call reads only what PROC printed since the last one: the bench
+polls this, and rescanning the whole output would stall this Emacs'
+main thread by itself, inflating the stalls it measures."
+  (let* ((key (intern (concat "mlf-reports-" word)))
+         (seen (or (process-get proc key) (list 1)))
+         (out (cdr seen)))
+    (with-current-buffer (process-buffer proc)
+      (save-excursion
+        (goto-char (car seen))
+        ;; Only whole lines: a line still being printed is read next time.
+        (while (re-search-forward (format "^PEER: %s\\(?: \\(.*\\)\\)?\n" word) nil t)
           (push (or (match-string 1) "") out))
-        (nreverse out)))))
+        (process-put proc key (cons (point) out))))
+    (reverse out)))
 
 (defun mlf-edit-ask (proc command word)
   "Send COMMAND to PROC and return its next report starting with WORD."
