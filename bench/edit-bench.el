@@ -24,6 +24,7 @@
 (require 'stall)
 
 (declare-function meta-log-federation--module-call-stats "meta-log-federation-module")
+(declare-function meta-log-federation-dispatch-pending "meta-log-federation-events")
 
 (defvar mlf-edit-port (string-to-number (pop command-line-args-left)))
 (setq meta-log-federation-test-broker-port mlf-edit-port
@@ -83,11 +84,26 @@ main thread by itself, inflating the stalls it measures."
         (process-put proc key (cons (point) out))))
     (reverse out)))
 
+(defun mlf-edit-wait (predicate timeout)
+  "Pump events until PREDICATE is non-nil or TIMEOUT seconds pass.
+Return its value.
+Unlike `meta-log-federation-wait-until', this never waits for the
+session's worker to finish its queue: a person's Emacs does not, and
+that wait would show up as a stall of the main thread that the
+product does not cause."
+  (let ((deadline (+ (float-time) timeout))
+        result)
+    (while (and (not (setq result (funcall predicate)))
+                (< (float-time) deadline))
+      (when (zerop (meta-log-federation-dispatch-pending))
+        (accept-process-output nil 0.002)))
+    result))
+
 (defun mlf-edit-ask (proc command word)
   "Send COMMAND to PROC and return its next report starting with WORD."
   (let ((n (length (mlf-edit-reports proc word))))
     (meta-log-federation-send-peer-message (process-get proc 'peer-id) command)
-    (unless (meta-log-federation-wait-until
+    (unless (mlf-edit-wait
              (lambda () (> (length (mlf-edit-reports proc word)) n)) 60)
       (error "No %s from the witness" word))
     (car (last (mlf-edit-reports proc word)))))
@@ -129,7 +145,7 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
         (let* ((before (length (mlf-edit-reports witness "PUPDATED")))
                (t-saved nil) (t-synced nil))
           ;; A quiet moment, then the edit; the stalls are those of this edit.
-          (meta-log-federation-wait-until #'ignore 0.05)
+          (mlf-edit-wait #'ignore 0.05)
           (mlf-stall-take)
           (mlf-edit-ask witness "pstall" "PSTALL")
           (add-hook 'after-save-hook (lambda () (setq t-saved (float-time))) -100 t)
@@ -144,7 +160,7 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
             (insert (json-serialize entry)))
           (save-buffer)
           (setq after-save-hook (cl-remove-if #'functionp after-save-hook))
-          (unless (meta-log-federation-wait-until
+          (unless (mlf-edit-wait
                    (lambda () (> (length (mlf-edit-reports witness "PUPDATED")) before))
                    60)
             (error "Edit %d of %s never arrived" i url))
