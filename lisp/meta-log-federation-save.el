@@ -40,6 +40,7 @@
 (declare-function meta-log-federation--sync-set-hold "meta-log-federation-sync")
 (declare-function meta-log-federation--sync-flush "meta-log-federation-sync")
 (declare-function meta-log-federation--log "meta-log-federation-node")
+(declare-function meta-log-federation-dispatch-pending "meta-log-federation-events")
 (declare-function meta-log-federation--run-hook-safely "meta-log-federation-node")
 (defvar meta-log-federation-canvasl-updated-functions)
 (defvar meta-log-federation-canvasl-held-functions)
@@ -276,6 +277,24 @@ is left alone: its next save merges the changes."
   (setq meta-log-federation--save-base-version nil
         meta-log-federation--save-base-seq nil
         meta-log-federation--save-offer nil))
+
+(defun meta-log-federation--save-abandon-pending ()
+  "Settle what the worker has not answered yet, as sync stops.
+The worker wrote them before it closed; their answers are dispatched
+now.  A buffer whose answer is still missing is marked modified: it
+must not look saved when its file might lack its text."
+  (when (fboundp 'meta-log-federation-dispatch-pending)
+    (meta-log-federation-dispatch-pending))
+  (maphash (lambda (_seq buffer)
+             (when (buffer-live-p buffer)
+               (with-current-buffer buffer
+                 (setq meta-log-federation--save-pending nil
+                       meta-log-federation--save-base-version nil
+                       meta-log-federation--save-base-seq nil
+                       meta-log-federation--patch-span nil)
+                 (set-buffer-modified-p t))))
+           meta-log-federation--save-buffers)
+  (clrhash meta-log-federation--save-buffers))
 
 (provide 'meta-log-federation-save)
 ;;; meta-log-federation-save.el ends here

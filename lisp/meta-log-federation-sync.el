@@ -48,12 +48,12 @@
 (declare-function meta-log-federation--sync-running-p "meta-log-federation-module")
 (declare-function meta-log-federation--sync-startup "meta-log-federation-module")
 (declare-function meta-log-federation--sync-share "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share-background "meta-log-federation-module")
 (declare-function meta-log-federation--sync-unshare "meta-log-federation-module")
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
-(declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
-(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-touched "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
@@ -362,11 +362,9 @@ then offered to the buffer."
          ;; taken in by the engine before any remote change is written.
          (unless (and buffer (buffer-modified-p buffer))
            (condition-case err
-               ;; A visiting buffer keeps its hold through the take-in.
-               (meta-log-federation--sync-run-actions
-                (if buffer
-                    (meta-log-federation--sync-file-changed-and-hold file)
-                  (meta-log-federation--sync-file-changed file)))
+               ;; On the worker, which ignores its own writes (they notify too);
+               ;; a visiting buffer keeps its hold through the take-in.
+               (meta-log-federation--sync-file-touched file (and buffer t))
              (meta-log-federation-error
               (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
      meta-log-federation--sync-pending))
@@ -469,7 +467,9 @@ missed, through the broker."
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
     (remove-hook hook function))
   (when (fboundp 'meta-log-federation--sync-close)
-    (meta-log-federation--sync-close)))
+    ;; The worker finishes the saves handed to it before it closes.
+    (meta-log-federation--sync-close))
+  (meta-log-federation--save-abandon-pending))
 
 (add-hook 'meta-log-federation-started-hook #'meta-log-federation--sync-start)
 (add-hook 'meta-log-federation-stopping-hook #'meta-log-federation--sync-stop)
@@ -493,7 +493,11 @@ ARGS are an optional NAME, then keyword arguments:
                    text file, whose lines merge whole);
   :members PEERS   a list of peer ids: only they (and this peer, the
                    share's origin) receive and edit the share; `all', or
-                   leaving it out, shares with the whole federation.
+                   leaving it out, shares with the whole federation;
+  :background t    return the URL at once: the file is read and its
+                   merge state built on the sync worker, and a message
+                   says when the share is ready (a warning if it could
+                   not be made).  Interactively, always.
 Peers receive the whole file, then only changes.  See
 `meta-log-federation-share-add-member' to change the members later."
   (interactive (list (read-file-name "Share file: " nil nil t nil
@@ -506,17 +510,47 @@ Peers receive the whole file, then only changes.  See
          (keys (if (keywordp (car args)) args (cdr args))))
     (when (and buffer (buffer-modified-p buffer))
       (user-error "Save %s first: its unsaved edits would not be shared" (buffer-name buffer)))
-    (let* ((r (if (plist-member keys :members)
-                  (meta-log-federation--sync-share-members
-                   file name (plist-get keys :members))
-                (meta-log-federation--sync-share file name)))
-           (url (car r)))
-      (meta-log-federation--sync-run-actions (cdr r))
-      (meta-log-federation--sync-refresh-shared-files)
-      (meta-log-federation--sync-hold-visited)
-      (when (called-interactively-p 'interactive)
-        (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url))
-      url)))
+    (if (and (or (plist-get keys :background) (called-interactively-p 'interactive))
+             (not (plist-member keys :members))
+             (fboundp 'meta-log-federation--sync-share-background))
+        ;; Bad names and missing files are refused now; the rest runs on the worker.
+        (meta-log-federation--sync-share-background file name)
+      (meta-log-federation--share-canvasl-now file name keys))))
+
+(defun meta-log-federation--share-canvasl-now (file name keys)
+  "Share FILE as NAME on this thread; KEYS as `meta-log-federation-share-canvasl'.
+Return the share's URL once peers can ask for it."
+  (let* ((r (if (plist-member keys :members)
+                (meta-log-federation--sync-share-members
+                 file name (plist-get keys :members))
+              (meta-log-federation--sync-share file name)))
+         (url (car r)))
+    (meta-log-federation--sync-run-actions (cdr r))
+    (meta-log-federation--sync-refresh-shared-files)
+    (meta-log-federation--sync-hold-visited)
+    url))
+
+(defun meta-log-federation--sync-on-shared (event)
+  "Note the share the worker made, from EVENT (see `--sync-share-background').
+EVENT is [shared ASKED URL FILE] or [share-failed ASKED FILE WHY]."
+  (pcase (aref event 0)
+    ('shared
+     (let ((url (aref event 2)) (file (aref event 3)))
+       (when (meta-log-federation-sync-running-p)
+         (puthash (file-truename file) url meta-log-federation--shared-files)
+         (meta-log-federation--sync-watch (file-name-directory file))
+         (let ((buffer (find-buffer-visiting file)))
+           (when buffer
+             (with-current-buffer buffer (meta-log-federation--sync-visit)))))
+       (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url)))
+    ('share-failed
+     (display-warning 'meta-log-federation
+                      (format "Could not share %s: %s" (abbreviate-file-name (aref event 2))
+                              (aref event 3))
+                      :warning))))
+
+(dolist (type '(shared share-failed))
+  (meta-log-federation--on-event type #'meta-log-federation--sync-on-shared))
 
 (defun meta-log-federation-unshare-canvasl (file-or-url)
   "Stop syncing FILE-OR-URL (a synced file or its canvasl:// URL).

@@ -201,5 +201,41 @@ what makes a write fail whoever runs the test."
         (should-not (buffer-modified-p))
         (kill-buffer)))))
 
+(ert-deftest save::a-share-in-the-background-returns-its-url-at-once-and-says-when-ready ()
+  (meta-log-federation-test-with-federation
+    (let* ((dir (meta-log-federation-test-peer-dir "background"))
+           (file (expand-file-name "background.canvasl" dir))
+           (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+           url)
+      (meta-log-federation-patch-test-canvas file 30)
+      ;; What can be checked at once is refused at once.
+      (should-error (meta-log-federation-share-canvasl (expand-file-name "missing.canvasl" dir)
+                                                       :background t)
+                    :type 'meta-log-federation-error)
+      (should-error (meta-log-federation-share-canvasl file :name "notes.exe" :background t)
+                    :type 'meta-log-federation-error)
+      (setq url (meta-log-federation-share-canvasl file :background t))
+      (should (equal url (format "canvasl://%s/background.canvasl" me)))
+      ;; Ready once the worker built it: listed, and the person is told.
+      (should (meta-log-federation-wait-until
+               (lambda () (member (file-truename file)
+                                  (mapcar #'file-truename (meta-log-federation-shared-canvasl-files))))
+               30))
+      (should (meta-log-federation-wait-until
+               (lambda () (with-current-buffer (messages-buffer)
+                            (save-excursion
+                              (goto-char (point-min))
+                              (search-forward (format "as %s" url) nil t))))
+               10))
+      ;; What fails on the worker (it is shared already) comes as a warning.
+      (when (get-buffer "*Warnings*")
+        (kill-buffer "*Warnings*"))
+      (should (equal (meta-log-federation-share-canvasl file :background t) url))
+      (should (meta-log-federation-wait-until
+               (lambda () (and (get-buffer "*Warnings*")
+                               (string-search "Could not share"
+                                              (with-current-buffer "*Warnings*" (buffer-string)))))
+               10)))))
+
 (provide 'meta-log-federation-save-test)
 ;;; meta-log-federation-save-test.el ends here

@@ -638,3 +638,75 @@ fn sync_saved_file(env: &Env, share: String, seq: i64) -> Result<()> {
         _ => not_running(env),
     })
 }
+
+/// Take in SHARE's file, changed on disk, on the session's worker; return nil at once.
+///
+/// Nothing happens when the file is the one the engine last wrote or read
+/// (its own writes are notified too).  With HOLD non-nil a buffer visits
+/// the file: the share is held again after.  What it writes arrives as
+/// `file-updated' events.
+#[defun(name = "-sync-file-touched")]
+fn sync_file_touched<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<()> {
+    let _t = CallTimer::start("sync-file-touched");
+    let hold = hold.is_not_nil();
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "taking in a shared file changed on disk",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, now| e.file_touched(&share, hold, now),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Share FILE under NAME (nil: its file name) on the session's worker; return its URL at once.
+///
+/// What can be checked at once is: FILE must be a regular file and the
+/// name a valid share name (else an error now).  Reading the file and
+/// building its merge state run on the worker; a `shared' event (URL
+/// asked for, URL, file) follows, or `share-failed' (URL asked for,
+/// file, why).
+#[defun(name = "-sync-share-background")]
+fn sync_share_background<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<String> {
+    let _t = CallTimer::start("sync-share-background");
+    let path = expand(env, file)?;
+    let name: Option<String> = if name.is_not_nil() {
+        Some(name.into_rust()?)
+    } else {
+        None
+    };
+    guard(env, || {
+        let s = match current() {
+            Some(s) if s.sync_open_p() => s,
+            _ => return not_running(env),
+        };
+        match std::fs::metadata(&path) {
+            Err(e) => return raise(env, SyncError::io("open", &path, e)),
+            Ok(m) if !m.is_file() => {
+                return raise(
+                    env,
+                    SyncError::UnsafePath {
+                        path: path.clone(),
+                        detail: "only regular files can be shared".into(),
+                    },
+                )
+            }
+            Ok(_) => {}
+        }
+        let shown = name.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        // The URL follows from the share-name rules (the engine's), without the engine.
+        let url = match crate::sync::ShareId::new(s.peer_id(), &shown) {
+            Ok(id) => id.url(),
+            Err(e) => return raise(env, SyncError::from(e)),
+        };
+        s.queue_share(path, name, url.clone());
+        Ok(url)
+    })
+}

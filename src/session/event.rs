@@ -136,7 +136,8 @@ pub enum SessionEvent {
     /// values, so that this path's events need no case of their own in the conversion.
     /// `saved` (SHARE PATH SEQ VERSION MTIME), `save-not-taken` (SHARE PATH SEQ REASON
     /// FAILED), `held-change` (SHARE PATH FROM VERSION HUNKS), `offer-written` (SHARE PATH
-    /// VERSION MTIME), `file-updated` (SHARE PATH CREATED HUNKS).
+    /// VERSION MTIME), `file-updated` (SHARE PATH CREATED HUNKS), `shared` (ASKED URL PATH),
+    /// `share-failed` (ASKED PATH WHY).
     Sync {
         /// The event's type, an Elisp symbol's name.
         kind: &'static str,

@@ -365,9 +365,19 @@ impl Session {
     }
 
     /// Closes the sync engine; true if it was open.
+    /// Closes the sync engine after the operations queued before (a save handed to the worker
+    /// is written, never dropped); true if it was open.
     pub fn close_sync(&self) -> bool {
         self.shared.sync_open.store(false, Ordering::SeqCst);
-        lock(&self.shared.engine).take().is_some()
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let queued = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let _ = tx.send(lock(&s.engine).take().is_some());
+        })));
+        match queued.ok().and_then(|()| rx.recv().ok()) {
+            Some(was_open) => was_open,
+            // The worker has stopped: nothing is queued any more.
+            None => lock(&self.shared.engine).take().is_some(),
+        }
     }
 
     /// Whether the engine is open (without waiting for the worker).
@@ -460,6 +470,47 @@ impl Session {
                 Err(err) => {
                     drop(g);
                     s.emit(save_not_taken(&share, save.seq(), &err.to_string()));
+                }
+            }
+        })));
+    }
+
+    /// Queues the share of the file at `path` as `name` (see `SyncEngine::share`: reading,
+    /// parsing and building its document cost the whole file) and returns at once. A `shared`
+    /// event (URL asked for, URL, file) follows once peers can ask for it, or `share-failed`
+    /// (URL asked for, file, why).
+    pub fn queue_share(&self, path: std::path::PathBuf, name: Option<String>, asked: String) {
+        use event::SyncValue::Text;
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let file = Text(path.to_string_lossy().into_owned());
+            let mut g = lock(&s.engine);
+            let outcome = match g.as_mut() {
+                None => Err("CanvasL sync is not running".to_string()),
+                Some(e) => {
+                    let now = (s.clock)();
+                    e.share(&path, name.as_deref(), now)
+                        .and_then(|a| Ok((e.resolve(&path.to_string_lossy())?.url(), a)))
+                        .map(|(url, mut a)| {
+                            a.extend(e.take_notices());
+                            (url, a, now)
+                        })
+                        .map_err(|err| err.to_string())
+                }
+            };
+            match outcome {
+                Ok((url, actions, now)) => {
+                    worker::carry_out(s, g, actions, now);
+                    s.emit(SessionEvent::Sync {
+                        kind: "shared",
+                        values: vec![Text(asked), Text(url), file],
+                    });
+                }
+                Err(why) => {
+                    drop(g);
+                    s.emit(SessionEvent::Sync {
+                        kind: "share-failed",
+                        values: vec![Text(asked), file, Text(why)],
+                    });
                 }
             }
         })));

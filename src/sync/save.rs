@@ -442,6 +442,30 @@ impl SyncEngine {
         out
     }
 
+    /// A file changed on disk (a file notification): taken in as
+    /// [`SyncEngine::local_file_changed`] does, unless its length, modification time and inode
+    /// are what the engine last wrote or read (its own writes notify too: those cost a stat,
+    /// not a read and a hash of the whole file). With `hold`, a buffer visits the file: the
+    /// share is held again after.
+    pub fn file_touched(
+        &mut self,
+        share_or_path: &str,
+        hold: bool,
+        now: u64,
+    ) -> Result<Vec<Action>, SyncError> {
+        let id = self.active(share_or_path)?;
+        let path = self.file_path(&id)?;
+        let live = self.live(&id)?;
+        if live.stamp.is_some() && live.stamp == stamp_of(&path) {
+            return Ok(Vec::new());
+        }
+        let a = self.local_file_changed(share_or_path, now)?;
+        if hold {
+            self.hold_writes(share_or_path, true)?;
+        }
+        Ok(a)
+    }
+
     /// Forgets the text offered for `share_or_path`, so that the next [`SyncEngine::take_offers`]
     /// offers the merged text again, from the text the file holds: for a buffer that did not
     /// take the offer (it had unsaved edits) and now shows the file again (reverted, visited).
