@@ -22,9 +22,7 @@ use_symbols! {
     sym_delivery => "delivery"
     sym_accepted => "accepted"
     sym_dropped => "dropped"
-    sym_file_updated => "file-updated"
     sym_sync_refused => "sync-refused"
-    sym_held_change => "held-change"
     sym_sync_warning => "sync-warning"
     sym_write_failed => "write-failed"
     kw_max_call_us => ":max-call-us"
@@ -195,18 +193,6 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             slot,
             sym_dropped.bind(env),
             &[s(&reason)?, s(&message)?, opt(peer)?, quiet.into_lisp(env)?],
-        ),
-        SessionEvent::FileUpdated(u) => set_all(
-            env,
-            slot,
-            sym_file_updated.bind(env),
-            &[s(&u.share)?, s(&u.path)?, u.created.into_lisp(env)?],
-        ),
-        SessionEvent::HeldChanges { share, path } => set_all(
-            env,
-            slot,
-            sym_held_change.bind(env),
-            &[s(&share)?, s(&path)?],
         ),
         SessionEvent::SyncRefused { reason, detail } => set_all(
             env,

@@ -23,18 +23,6 @@ impl Offline {
     }
 }
 
-/// A shared file that a remote change rewrote. A struct, so that what the receiver needs to
-/// patch a buffer (the changed lines) can be added without touching every consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileUpdate {
-    /// The share's `canvasl://` URL.
-    pub share: String,
-    /// The file written.
-    pub path: String,
-    /// Whether the file is new (a share just received, or a missing file rewritten).
-    pub created: bool,
-}
-
 /// A value of a [`SessionEvent::Sync`] event, as Elisp receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncValue {
@@ -106,17 +94,6 @@ pub enum SessionEvent {
         message: String,
         peer: Option<String>,
         quiet: bool,
-    },
-    /// A remote change was merged and written to a shared file.
-    FileUpdated(FileUpdate),
-    /// Remote changes were merged into a share whose file a buffer visits (the share is held):
-    /// the file is left as it is until the consumer, on its own thread, releases the hold
-    /// (an unmodified buffer) or saves (a modified one). Sent once until it is written.
-    HeldChanges {
-        /// The share's URL.
-        share: String,
-        /// Its file.
-        path: String,
     },
     /// A sync message from a peer was refused; nothing changed.
     SyncRefused { reason: String, detail: String },

@@ -33,7 +33,7 @@ use crate::sync::exec::{execute_on, ActionSink};
 use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
 
-pub use event::{FileUpdate, Offline, SessionEvent, SyncValue};
+pub use event::{Offline, SessionEvent, SyncValue};
 pub use publisher::{GlobalConnection, PublishError, Publisher};
 
 /// Where the session's events go (the Emacs event bus, or a test's channel).
