@@ -53,6 +53,11 @@ worker takes it in afterwards."
   :type 'boolean
   :group 'meta-log-federation)
 
+(defvar meta-log-federation-canvasl-saved-functions nil
+  "Functions called with (FILE SHARE-URL) once the sync worker wrote a save.
+A save of a shared buffer returns before its file is written; code that
+reads the file after a save waits for this.")
+
 (defvar meta-log-federation--save-counter 0
   "The number of the last save handed to the sync worker (all buffers).")
 
@@ -166,7 +171,14 @@ The worker takes the whole file in; the buffer's next save starts from it."
                 meta-log-federation--save-base-version version
                 meta-log-federation--save-base-seq nil)
           ;; The file holds the saved text, the buffer's base: Emacs may check it again.
-          (meta-log-federation--save-in-step mtime))))))
+          (meta-log-federation--save-in-step mtime)))
+      (meta-log-federation--run-hook-safely
+       'meta-log-federation-canvasl-saved-functions
+       (buffer-file-name buffer) (meta-log-federation--save-url buffer)))))
+
+(defun meta-log-federation--save-url (buffer)
+  "Return the share URL of BUFFER's file, or nil."
+  (with-current-buffer buffer (meta-log-federation--buffer-share)))
 
 (defun meta-log-federation--save-on-not-taken (url seq reason failed)
   "The worker did not take save SEQ of URL, for REASON; FAILED: the write failed.
