@@ -236,29 +236,6 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     })
 }
 
-/// Take in the file of SHARE after it was saved, and hold it again, in one step.
-///
-/// For a buffer that still visits the file: the merged file is written
-/// and the share held again without the session's worker being able to
-/// write the file in between. Return the actions.
-#[defun(name = "-sync-file-changed-and-hold")]
-fn sync_file_changed_and_hold(env: &Env, share: String) -> Result<Value<'_>> {
-    let _t = CallTimer::start("sync-file-changed-and-hold");
-    guard(env, || {
-        engine_actions(env, |e, now| {
-            let mut a = e.local_file_changed(&share, now)?;
-            // The save is taken in whatever happens here: its actions must run.
-            if let Err(err) = e.hold_writes(&share, true) {
-                a.push(Action::Warning {
-                    share: None,
-                    message: format!("{share}: the file could not be held again: {err}"),
-                });
-            }
-            Ok(a)
-        })
-    })
-}
-
 /// Write what was held back of SHARE and hold it again, in one step.
 ///
 /// For a buffer without unsaved edits that visits the file: the file is
@@ -270,51 +247,6 @@ fn sync_write_held(env: &Env, share: String) -> Result<Value<'_>> {
     guard(env, || {
         engine_actions(env, |e, _| {
             let mut a = e.hold_writes(&share, false)?;
-            if let Err(err) = e.hold_writes(&share, true) {
-                a.push(Action::Warning {
-                    share: None,
-                    message: format!("{share}: the file could not be held again: {err}"),
-                });
-            }
-            Ok(a)
-        })
-    })
-}
-
-/// Take in the save of SHARE (URL or file) from the lines that changed.
-///
-/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
-/// did not change since it was last in step with the file; MIDDLE is the
-/// text between them now (whole lines). BASE-MTIME is the file modification
-/// time the buffer started from, as a string "SECONDS.NANOSECONDS" (see
-/// `meta-log-federation--patch-mtime-string'), or nil. When the engine
-/// cannot trust the lines it reads the whole file, as `--sync-file-changed'
-/// does. Ends a hold. Return the actions.
-#[defun(name = "-sync-file-changed-lines")]
-fn sync_file_changed_lines<'e>(
-    env: &'e Env,
-    share: String,
-    head: i64,
-    tail: i64,
-    middle: String,
-    base_mtime: Value<'e>,
-) -> Result<Value<'e>> {
-    let _t = CallTimer::start("sync-file-changed-lines");
-    guard(env, || {
-        let base_mtime = if base_mtime.is_not_nil() {
-            super::sync_hunks::parse_mtime(&base_mtime.into_rust::<String>()?)
-        } else {
-            None
-        };
-        let edit = crate::sync::LineEdit {
-            head: usize::try_from(head).unwrap_or(usize::MAX),
-            tail: usize::try_from(tail).unwrap_or(usize::MAX),
-            middle: middle.into_bytes(),
-            base_mtime,
-        };
-        // Taken in and held again in one step, as `-sync-file-changed-and-hold'.
-        engine_actions(env, |e, now| {
-            let mut a = e.local_lines_changed(&share, &edit, now)?;
             if let Err(err) = e.hold_writes(&share, true) {
                 a.push(Action::Warning {
                     share: None,
