@@ -34,6 +34,8 @@
 With NO-SAVE, leave the edit unsaved.  A save returns once the file
 is written (by the sync worker, for a shared file)."
   (with-current-buffer (find-file-noselect file)
+    ;; A person sees the file before typing (see `test-peer-edit-entry').
+    (meta-log-federation-wait-until #'always 5)
     (goto-char (point-min))
     (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
     (let ((entry (json-parse-string
