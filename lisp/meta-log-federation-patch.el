@@ -12,9 +12,9 @@
 ;; Sending: from the first change of a buffer visiting a shared file,
 ;; `after-change-functions' records the span of text that changed (two
 ;; markers).  On save only the lines of that span are handed to the
-;; engine (`meta-log-federation--sync-file-changed-lines'), with the
-;; file time the buffer started from; the engine checks both against
-;; the file it knows and otherwise reads the whole file as before.  A
+;; session's worker (meta-log-federation-save.el), with the text the
+;; buffer started from; the engine checks both against the file it
+;; knows and otherwise the buffer is saved the usual way.  A
 ;; buffer whose record cannot be trusted (coding system not plain
 ;; UTF-8 with Unix line ends, tracking started late) sends the whole
 ;; file.
@@ -32,8 +32,7 @@
 (require 'cl-lib)
 (require 'meta-log-federation-custom)
 
-(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
-(declare-function meta-log-federation--sync-file-changed-lines "meta-log-federation-module")
+(declare-function meta-log-federation--save-on-worker "meta-log-federation-save")
 (declare-function meta-log-federation--buffer-share "meta-log-federation-sync")
 (declare-function meta-log-federation--sync-refresh-buffer "meta-log-federation-sync")
 
@@ -84,7 +83,9 @@ Only then are the buffer's characters the file's bytes, line for line."
     (set-marker (cdr meta-log-federation--patch-span) nil))
   (setq meta-log-federation--patch-span 'clean
         meta-log-federation--patch-base-mtime (meta-log-federation--patch-mtime-string))
-  (add-hook 'after-change-functions #'meta-log-federation--patch-record nil t))
+  (add-hook 'after-change-functions #'meta-log-federation--patch-record nil t)
+  ;; A tracked buffer's saves go to the sync worker.
+  (add-hook 'write-contents-functions #'meta-log-federation--save-on-worker nil t))
 
 (defun meta-log-federation--patch-track ()
   "Track the edits of a shared buffer, from `first-change-hook'.
@@ -112,8 +113,9 @@ HEAD and TAIL are the bytes of the unchanged lines at the top and
 bottom (byte positions cost nothing, unlike counting lines); MIDDLE is
 the text of the lines between them."
   (let ((span meta-log-federation--patch-span))
+    ;; Which text the buffer started from is the engine's to check (the file
+    ;; time, or what the worker said: see meta-log-federation-save.el).
     (when (and meta-log-federation-patch-buffers
-               meta-log-federation--patch-base-mtime
                (meta-log-federation--patch-coding-ok-p))
       (save-restriction
         (widen)
@@ -129,20 +131,6 @@ the text of the lines between them."
                 (list (1- (position-bytes beg))
                       (- (position-bytes (point-max)) (position-bytes end))
                       (buffer-substring-no-properties beg end))))))))))
-
-(defun meta-log-federation--patch-file-saved (url)
-  "Hand the save of the current buffer, shared as URL, to the engine.
-Return the engine's actions.
-Hand over only the changed lines when they are known, else the whole file."
-  (let ((edit (meta-log-federation--patch-edit))
-        (base meta-log-federation--patch-base-mtime))
-    (prog1
-        (if (and edit (fboundp 'meta-log-federation--sync-file-changed-lines))
-            (meta-log-federation--sync-file-changed-lines
-             url (nth 0 edit) (nth 1 edit) (nth 2 edit) base)
-          (meta-log-federation--sync-file-changed-and-hold url))
-      (when meta-log-federation-patch-buffers
-        (meta-log-federation--patch-reset)))))
 
 ;;;; Applying a remote patch
 
@@ -169,10 +157,12 @@ Nil when a hunk's old lines are not the buffer's text there."
                       (setq ok nil))))
       (and ok (nreverse out)))))
 
-(defun meta-log-federation--patch-apply (hunks file)
+(defun meta-log-federation--patch-apply (hunks file &optional offered)
   "Patch the current buffer with HUNKS, the change that made FILE.
 Return non-nil if done.
-Does nothing and returns nil when they do not fit."
+Does nothing and returns nil when they do not fit.  With OFFERED, FILE
+does not hold the new text yet (the sync worker writes it next): Emacs
+makes no \"changed on disk\" check until it says so."
   (let ((positions (and (vectorp hunks)
                         (meta-log-federation--patch-coding-ok-p)
                         (meta-log-federation--patch-positions hunks))))
@@ -182,9 +172,9 @@ Does nothing and returns nil when they do not fit."
             ;; Not an edit of the user's: no hold, no lock file.
             (first-change-hook nil)
             (create-lockfiles nil))
-        ;; The buffer is about to show the file as it now is: no "changed
-        ;; on disk" question for this edit.
-        (set-visited-file-modtime)
+        ;; The buffer is about to show the file as it now is (or will be): no
+        ;; "changed on disk" question for this edit.
+        (if offered (clear-visited-file-modtime) (set-visited-file-modtime))
         (undo-boundary)
         (save-excursion
           (save-restriction
@@ -200,9 +190,11 @@ Does nothing and returns nil when they do not fit."
                           (delete-region (point) (+ (point) (- old-end p)))))))
         (undo-boundary)
         (set-buffer-modified-p nil)
-        (set-visited-file-modtime)
-        (let ((size (file-attribute-size (file-attributes file))))
-          (and size (= size (1- (position-bytes (point-max))))))))))
+        (or offered
+            (progn
+              (set-visited-file-modtime)
+              (let ((size (file-attribute-size (file-attributes file))))
+                (and size (= size (1- (position-bytes (point-max))))))))))))
 
 (defun meta-log-federation--patch-refresh-buffer (file hunks)
   "Show FILE's new contents in the buffer visiting it, from HUNKS if they fit.

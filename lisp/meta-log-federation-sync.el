@@ -39,6 +39,7 @@
 (require 'meta-log-federation-custom)
 (require 'meta-log-federation-node)
 (require 'meta-log-federation-patch)
+(require 'meta-log-federation-save)
 (require 'meta-log-federation-sync-status)
 
 (declare-function meta-log-federation--sync-open "meta-log-federation-module")
@@ -47,12 +48,12 @@
 (declare-function meta-log-federation--sync-running-p "meta-log-federation-module")
 (declare-function meta-log-federation--sync-startup "meta-log-federation-module")
 (declare-function meta-log-federation--sync-share "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share-background "meta-log-federation-module")
 (declare-function meta-log-federation--sync-unshare "meta-log-federation-module")
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
-(declare-function meta-log-federation--sync-file-changed "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
-(declare-function meta-log-federation--sync-file-changed-and-hold "meta-log-federation-module")
+(declare-function meta-log-federation--sync-file-touched "meta-log-federation-module")
 (declare-function meta-log-federation--sync-offer "meta-log-federation-module")
 (declare-function meta-log-federation--sync-catch-up "meta-log-federation-module")
 (declare-function meta-log-federation--sync-conflicts "meta-log-federation-module")
@@ -189,14 +190,28 @@ unmodified buffers."
 
 (defun meta-log-federation--sync-on-event (event)
   "Carry out the session's sync EVENT on the main thread.
-EVENT is [file-updated URL FILE CREATED], [sync-refused REASON DETAIL],
-[sync-warning URL-OR-NIL MESSAGE] or [write-failed URL FILE MESSAGE ATTEMPT]."
+EVENT is [file-updated URL FILE CREATED HUNKS], [sync-refused REASON
+DETAIL], [sync-warning URL-OR-NIL MESSAGE], [write-failed URL FILE
+MESSAGE ATTEMPT], or one of the edit path's (see
+meta-log-federation-save.el): [saved URL FILE SEQ VERSION MTIME],
+[save-not-taken URL FILE SEQ REASON FAILED], [held-change URL FILE FROM
+VERSION HUNKS] and [offer-written URL FILE VERSION MTIME]."
   (pcase (aref event 0)
     ('file-updated
      ;; After a stop, a late update has no table of shared files to join.
      (when (meta-log-federation-sync-running-p)
        (meta-log-federation--sync-run-actions
-        (list (list 'updated (aref event 1) (aref event 2) (aref event 3))))))
+        (list (list 'updated (aref event 1) (aref event 2) (aref event 3)
+                    (aref event 4))))))
+    ('saved
+     (meta-log-federation--save-on-saved (aref event 3) (aref event 4) (aref event 5)))
+    ('save-not-taken
+     (meta-log-federation--save-on-not-taken (aref event 1) (aref event 3) (aref event 4)
+                                             (aref event 5)))
+    ('offer-written
+     (when (meta-log-federation-sync-running-p)
+       (meta-log-federation--save-on-offer-written (aref event 1) (aref event 2)
+                                                   (aref event 3) (aref event 4))))
     ('sync-refused
      (meta-log-federation--sync-run-actions
       (list (list 'refused (aref event 1) (aref event 2)))))
@@ -204,28 +219,14 @@ EVENT is [file-updated URL FILE CREATED], [sync-refused REASON DETAIL],
      (meta-log-federation--sync-run-actions
       (list (list 'warning (aref event 1) (aref event 2)))))
     ('write-failed
+     (meta-log-federation--save-write-failed (aref event 2))
      (meta-log-federation--sync-run-actions
       (list (list 'write-failed (aref event 1) (aref event 2) (aref event 3)
                   (aref event 4)))))
     ('held-change
      (when (meta-log-federation-sync-running-p)
-       (meta-log-federation--sync-held-change (aref event 1) (aref event 2))))))
-
-(defun meta-log-federation--sync-held-change (url file)
-  "Let the person see what was merged into the held share URL, whose file is FILE.
-A buffer without unsaved edits gets the file written and reverted now;
-one with unsaved edits keeps both as they are until it is saved (the
-save is merged with the changes).  With no buffer left, the hold ends."
-  (let ((buffer (find-buffer-visiting file)))
-    (cond
-     ((null buffer)
-      (meta-log-federation--sync-set-hold url nil))
-     ((not (buffer-modified-p buffer))
-      (with-current-buffer buffer
-        (meta-log-federation--sync-flush url)))
-     (t
-      (meta-log-federation--run-hook-safely
-       'meta-log-federation-canvasl-held-functions file url)))))
+       (meta-log-federation--save-on-held-change (aref event 1) (aref event 2) (aref event 3)
+                                                 (aref event 4) (aref event 5))))))
 
 (defun meta-log-federation--sync-set-hold (url hold)
   "Hold (HOLD non-nil) or release the file writes of share URL.
@@ -249,7 +250,8 @@ The hold is taken again at once: the buffer still visits the file."
          (meta-log-federation--log "sync: %s" (error-message-string err))))
       (setq meta-log-federation--holding url))))
 
-(dolist (type '(file-updated sync-refused sync-warning write-failed held-change))
+(dolist (type '(file-updated sync-refused sync-warning write-failed held-change
+                saved save-not-taken offer-written))
   (meta-log-federation--on-event type #'meta-log-federation--sync-on-event))
 
 ;;;; Local changes
@@ -280,17 +282,22 @@ If the module wrote the file between the visit's read and the hold,
 the buffer shows it at once (it has no edits yet)."
   (when (meta-log-federation--buffer-share)
     (meta-log-federation--sync-first-change)
-    (when (and meta-log-federation--holding (not (buffer-modified-p))
-               (not (verify-visited-file-modtime)))
-      (let ((inhibit-message t))
-        (revert-buffer t t t)))))
+    (when (and meta-log-federation--holding (not (buffer-modified-p)))
+      (if (verify-visited-file-modtime)
+          ;; Changes held for an earlier buffer are offered to this one.
+          (meta-log-federation--save-reoffer meta-log-federation--holding)
+        ;; Reverting asks for them too (`after-revert-hook').
+        (let ((inhibit-message t))
+          (revert-buffer t t t))))))
 
 (defun meta-log-federation--sync-release ()
-  "Write and show what was held back, now that this buffer has no unsaved edits.
-The hold stays while the buffer visits the file."
+  "Offer what was held back again, now that this buffer was reverted.
+The changes are offered again (`held-change'); the hold stays while the
+buffer visits the file."
+  (meta-log-federation--save-forget)
   (when (and meta-log-federation--holding (not (buffer-modified-p))
              (meta-log-federation-sync-running-p))
-    (meta-log-federation--sync-flush meta-log-federation--holding)))
+    (meta-log-federation--save-reoffer meta-log-federation--holding)))
 
 (defun meta-log-federation--sync-kill-buffer ()
   "Release the hold of a buffer being killed (its edits are abandoned)."
@@ -300,20 +307,24 @@ The hold stays while the buffer visits the file."
       (ignore-errors (meta-log-federation--sync-hold url nil)))))
 
 (defun meta-log-federation--sync-after-save ()
-  "Sync the file just saved if it is shared, then hold it again.
-The save is merged with the changes held back; the buffer shows the
-merged file, and the hold goes on while it visits the file."
+  "Sync the file just saved if it is shared; keep holding it.
+A save the worker writes was handed over already; one Emacs wrote is
+taken in by the worker, merged with the changes held back, which are
+then offered to the buffer."
   (let ((url (meta-log-federation--buffer-share)))
-    (when url
-      (setq meta-log-federation--holding nil)
+    (cond
+     ((null url))
+     (meta-log-federation--save-by-worker
+      ;; Handed to the worker (`meta-log-federation--save-on-worker'): done.
+      (setq meta-log-federation--save-by-worker nil))
+     (t
       (condition-case err
-          ;; Taken in (the changed lines, or the whole file) and held again in
-          ;; one step: the buffer still visits it.
-          (meta-log-federation--sync-run-actions (meta-log-federation--patch-file-saved url))
+          ;; Emacs wrote the file: the worker takes it in, the share held.
+          (meta-log-federation--save-written-by-emacs url)
         (meta-log-federation-error
          (meta-log-federation--sync-report-failure
           (format "syncing the save of %s" (buffer-name)) err)))
-      (setq meta-log-federation--holding url))))
+      (setq meta-log-federation--holding url)))))
 
 (defun meta-log-federation--sync-watch (directory)
   "Watch DIRECTORY: other programs may edit shared files there."
@@ -351,11 +362,9 @@ merged file, and the hold goes on while it visits the file."
          ;; taken in by the engine before any remote change is written.
          (unless (and buffer (buffer-modified-p buffer))
            (condition-case err
-               ;; A visiting buffer keeps its hold through the take-in.
-               (meta-log-federation--sync-run-actions
-                (if buffer
-                    (meta-log-federation--sync-file-changed-and-hold file)
-                  (meta-log-federation--sync-file-changed file)))
+               ;; On the worker, which ignores its own writes (they notify too);
+               ;; a visiting buffer keeps its hold through the take-in.
+               (meta-log-federation--sync-file-touched file (and buffer t))
              (meta-log-federation-error
               (meta-log-federation--log "sync %s: %s" file (error-message-string err)))))))
      meta-log-federation--sync-pending))
@@ -458,7 +467,9 @@ missed, through the broker."
   (pcase-dolist (`(,hook . ,function) meta-log-federation--sync-hooks)
     (remove-hook hook function))
   (when (fboundp 'meta-log-federation--sync-close)
-    (meta-log-federation--sync-close)))
+    ;; The worker finishes the saves handed to it before it closes.
+    (meta-log-federation--sync-close))
+  (meta-log-federation--save-abandon-pending))
 
 (add-hook 'meta-log-federation-started-hook #'meta-log-federation--sync-start)
 (add-hook 'meta-log-federation-stopping-hook #'meta-log-federation--sync-stop)
@@ -482,7 +493,11 @@ ARGS are an optional NAME, then keyword arguments:
                    text file, whose lines merge whole);
   :members PEERS   a list of peer ids: only they (and this peer, the
                    share's origin) receive and edit the share; `all', or
-                   leaving it out, shares with the whole federation.
+                   leaving it out, shares with the whole federation;
+  :background t    return the URL at once: the file is read and its
+                   merge state built on the sync worker, and a message
+                   says when the share is ready (a warning if it could
+                   not be made).  Interactively, always.
 Peers receive the whole file, then only changes.  See
 `meta-log-federation-share-add-member' to change the members later."
   (interactive (list (read-file-name "Share file: " nil nil t nil
@@ -495,17 +510,47 @@ Peers receive the whole file, then only changes.  See
          (keys (if (keywordp (car args)) args (cdr args))))
     (when (and buffer (buffer-modified-p buffer))
       (user-error "Save %s first: its unsaved edits would not be shared" (buffer-name buffer)))
-    (let* ((r (if (plist-member keys :members)
-                  (meta-log-federation--sync-share-members
-                   file name (plist-get keys :members))
-                (meta-log-federation--sync-share file name)))
-           (url (car r)))
-      (meta-log-federation--sync-run-actions (cdr r))
-      (meta-log-federation--sync-refresh-shared-files)
-      (meta-log-federation--sync-hold-visited)
-      (when (called-interactively-p 'interactive)
-        (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url))
-      url)))
+    (if (and (or (plist-get keys :background) (called-interactively-p 'interactive))
+             (not (plist-member keys :members))
+             (fboundp 'meta-log-federation--sync-share-background))
+        ;; Bad names and missing files are refused now; the rest runs on the worker.
+        (meta-log-federation--sync-share-background file name)
+      (meta-log-federation--share-canvasl-now file name keys))))
+
+(defun meta-log-federation--share-canvasl-now (file name keys)
+  "Share FILE as NAME on this thread; KEYS as `meta-log-federation-share-canvasl'.
+Return the share's URL once peers can ask for it."
+  (let* ((r (if (plist-member keys :members)
+                (meta-log-federation--sync-share-members
+                 file name (plist-get keys :members))
+              (meta-log-federation--sync-share file name)))
+         (url (car r)))
+    (meta-log-federation--sync-run-actions (cdr r))
+    (meta-log-federation--sync-refresh-shared-files)
+    (meta-log-federation--sync-hold-visited)
+    url))
+
+(defun meta-log-federation--sync-on-shared (event)
+  "Note the share the worker made, from EVENT (see `--sync-share-background').
+EVENT is [shared ASKED URL FILE] or [share-failed ASKED FILE WHY]."
+  (pcase (aref event 0)
+    ('shared
+     (let ((url (aref event 2)) (file (aref event 3)))
+       (when (meta-log-federation-sync-running-p)
+         (puthash (file-truename file) url meta-log-federation--shared-files)
+         (meta-log-federation--sync-watch (file-name-directory file))
+         (let ((buffer (find-buffer-visiting file)))
+           (when buffer
+             (with-current-buffer buffer (meta-log-federation--sync-visit)))))
+       (message "meta-log-federation: sharing %s as %s" (abbreviate-file-name file) url)))
+    ('share-failed
+     (display-warning 'meta-log-federation
+                      (format "Could not share %s: %s" (abbreviate-file-name (aref event 2))
+                              (aref event 3))
+                      :warning))))
+
+(dolist (type '(shared share-failed))
+  (meta-log-federation--on-event type #'meta-log-federation--sync-on-shared))
 
 (defun meta-log-federation-unshare-canvasl (file-or-url)
   "Stop syncing FILE-OR-URL (a synced file or its canvasl:// URL).

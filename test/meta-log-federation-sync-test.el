@@ -31,8 +31,11 @@
 
 (defun meta-log-federation-test-edit (file id field value &optional no-save)
   "Set FIELD of entry ID in FILE to VALUE (JSON text) through its buffer and save.
-With NO-SAVE, leave the edit unsaved."
+With NO-SAVE, leave the edit unsaved.  A save returns once the file
+is written (by the sync worker, for a shared file)."
   (with-current-buffer (find-file-noselect file)
+    ;; A person sees the file before typing (see `test-peer-edit-entry').
+    (meta-log-federation-wait-until #'always 5)
     (goto-char (point-min))
     (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
     (let ((entry (json-parse-string
@@ -41,7 +44,10 @@ With NO-SAVE, leave the edit unsaved."
       (setf (alist-get (intern field) entry) (json-parse-string value))
       (delete-region (line-beginning-position) (line-end-position))
       (insert (json-serialize entry)))
-    (unless no-save (save-buffer))))
+    (unless no-save
+      (save-buffer)
+      ;; The sync worker writes the file: wait until it has (as a script must).
+      (meta-log-federation-wait-until (lambda () (null meta-log-federation--save-pending)) 30))))
 
 (defun meta-log-federation-test-converged (files)
   "Return non-nil when FILES all exist and are byte-identical."

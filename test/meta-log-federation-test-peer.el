@@ -59,6 +59,10 @@
 (defun test-peer-edit-entry (file id field value)
   "Set FIELD of entry ID in FILE to VALUE (JSON) and save, as a user would."
   (with-current-buffer (find-file-noselect file)
+    ;; A person sees the file before typing: a change written just before the
+    ;; visit's hold took effect is shown first (else Emacs asks whether to
+    ;; edit a file changed on disk, an error in batch).
+    (meta-log-federation-wait-until #'always 5)
     (goto-char (point-min))
     (re-search-forward (format "\"id\":\"%s\"" (regexp-quote id)))
     (let* ((line (buffer-substring (line-beginning-position) (line-end-position)))

@@ -10,7 +10,7 @@ use meta_log_federation_module::events::{Event, EventBus};
 use meta_log_federation_module::federation::{Config, LocalProfile, Node};
 use meta_log_federation_module::identity::{Identity, DEFAULT_PATH};
 use meta_log_federation_module::session::{
-    system_clock, FileUpdate, Offline, Session, SessionEvent,
+    system_clock, Offline, Session, SessionEvent, SyncValue,
 };
 use meta_log_federation_module::transport::client::Client;
 use meta_log_federation_module::transport::options::ConnectOptions;
@@ -280,15 +280,23 @@ fn a_shared_file_arrives_merged_and_written_by_the_worker() {
         .expect("sync open")
         .expect("share");
     assert!(left.is_empty(), "{left:?}");
-    let update = bob.wait(|e| matches!(e, SessionEvent::FileUpdated(_)));
-    let SessionEvent::FileUpdated(FileUpdate {
-        share,
-        path,
-        created,
-    }) = update
-    else {
+    let update = bob.wait(|e| {
+        matches!(
+            e,
+            SessionEvent::Sync {
+                kind: "file-updated",
+                ..
+            }
+        )
+    });
+    let SessionEvent::Sync { values, .. } = update else {
         unreachable!()
     };
+    let [SyncValue::Text(share), SyncValue::Text(path), SyncValue::Flag(created), _] = &values[..]
+    else {
+        panic!("{values:?}")
+    };
+    let (share, path) = (share.clone(), path.clone());
     assert_eq!(share, url);
     assert!(created);
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);
@@ -306,11 +314,25 @@ fn a_shared_file_arrives_merged_and_written_by_the_worker() {
         .engine_op(|e, now| Ok(((), e.local_file_changed(&url, now)?)))
         .expect("open")
         .expect("save");
-    match bob.wait(|e| matches!(e, SessionEvent::HeldChanges { .. })) {
-        SessionEvent::HeldChanges { share, path: p } => {
-            assert_eq!(share, url);
-            assert_eq!(p, path);
-        }
+    // Offered to the buffer as hunks from the file's text.
+    match bob.wait(|e| {
+        matches!(
+            e,
+            SessionEvent::Sync {
+                kind: "held-change",
+                ..
+            }
+        )
+    }) {
+        SessionEvent::Sync { values, .. } => match &values[..] {
+            [SyncValue::Text(share), SyncValue::Text(p), SyncValue::Int(_), SyncValue::Int(_), SyncValue::Hunks(Some(h))] =>
+            {
+                assert_eq!(share, &url);
+                assert_eq!(p, &path);
+                assert_eq!(h.len(), 1, "{h:?}");
+            }
+            other => panic!("{other:?}"),
+        },
         other => panic!("{other:?}"),
     }
     assert_eq!(std::fs::read_to_string(&path).expect("read"), text);

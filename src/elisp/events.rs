@@ -22,9 +22,7 @@ use_symbols! {
     sym_delivery => "delivery"
     sym_accepted => "accepted"
     sym_dropped => "dropped"
-    sym_file_updated => "file-updated"
     sym_sync_refused => "sync-refused"
-    sym_held_change => "held-change"
     sym_sync_warning => "sync-warning"
     sym_write_failed => "write-failed"
     kw_max_call_us => ":max-call-us"
@@ -204,18 +202,6 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             sym_dropped.bind(env),
             &[s(&reason)?, s(&message)?, opt(peer)?, quiet.into_lisp(env)?],
         ),
-        SessionEvent::FileUpdated(u) => set_all(
-            env,
-            slot,
-            sym_file_updated.bind(env),
-            &[s(&u.share)?, s(&u.path)?, u.created.into_lisp(env)?],
-        ),
-        SessionEvent::HeldChanges { share, path } => set_all(
-            env,
-            slot,
-            sym_held_change.bind(env),
-            &[s(&share)?, s(&path)?],
-        ),
         SessionEvent::SyncRefused { reason, detail } => set_all(
             env,
             slot,
@@ -228,6 +214,9 @@ fn fill_session_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: SessionEvent) -> R
             sym_sync_warning.bind(env),
             &[opt(share)?, s(&message)?],
         ),
+        SessionEvent::Sync { kind, values } => {
+            super::sync_events::fill_sync_slot(env, slot, kind, values)
+        }
         SessionEvent::WriteFailed {
             share,
             path,
@@ -428,6 +417,9 @@ fn calls_into_lisp(ev: &Event) -> bool {
             errors,
             waiting,
         }) => !(failed.is_empty() && errors.is_empty() && waiting.is_empty()),
+        Event::Session(SessionEvent::Sync { values, .. }) => values
+            .iter()
+            .any(|v| matches!(v, crate::session::SyncValue::Hunks(Some(_)))),
         _ => false,
     }
 }

@@ -16,6 +16,7 @@ mod mqtt;
 mod rules;
 mod session;
 mod sync;
+mod sync_events;
 mod sync_hunks;
 
 pub use errors::*;

@@ -99,6 +99,11 @@ pub(super) fn actions_to_lisp(env: &Env, actions: Vec<Action>) -> Result<Value<'
             ))?,
             // The executor publishes these; none reaches here.
             Action::Publish { .. } => continue,
+            // Only the worker's queued operations make these: they arrive as events.
+            Action::Saved { .. }
+            | Action::SaveNotTaken { .. }
+            | Action::Offered { .. }
+            | Action::OfferWritten { .. } => continue,
         });
     }
     env.list(&out[..])
@@ -231,29 +236,6 @@ fn sync_file_changed(env: &Env, share: String) -> Result<Value<'_>> {
     })
 }
 
-/// Take in the file of SHARE after it was saved, and hold it again, in one step.
-///
-/// For a buffer that still visits the file: the merged file is written
-/// and the share held again without the session's worker being able to
-/// write the file in between. Return the actions.
-#[defun(name = "-sync-file-changed-and-hold")]
-fn sync_file_changed_and_hold(env: &Env, share: String) -> Result<Value<'_>> {
-    let _t = CallTimer::start("sync-file-changed-and-hold");
-    guard(env, || {
-        engine_actions(env, |e, now| {
-            let mut a = e.local_file_changed(&share, now)?;
-            // The save is taken in whatever happens here: its actions must run.
-            if let Err(err) = e.hold_writes(&share, true) {
-                a.push(Action::Warning {
-                    share: None,
-                    message: format!("{share}: the file could not be held again: {err}"),
-                });
-            }
-            Ok(a)
-        })
-    })
-}
-
 /// Write what was held back of SHARE and hold it again, in one step.
 ///
 /// For a buffer without unsaved edits that visits the file: the file is
@@ -265,51 +247,6 @@ fn sync_write_held(env: &Env, share: String) -> Result<Value<'_>> {
     guard(env, || {
         engine_actions(env, |e, _| {
             let mut a = e.hold_writes(&share, false)?;
-            if let Err(err) = e.hold_writes(&share, true) {
-                a.push(Action::Warning {
-                    share: None,
-                    message: format!("{share}: the file could not be held again: {err}"),
-                });
-            }
-            Ok(a)
-        })
-    })
-}
-
-/// Take in the save of SHARE (URL or file) from the lines that changed.
-///
-/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
-/// did not change since it was last in step with the file; MIDDLE is the
-/// text between them now (whole lines). BASE-MTIME is the file modification
-/// time the buffer started from, as a string "SECONDS.NANOSECONDS" (see
-/// `meta-log-federation--patch-mtime-string'), or nil. When the engine
-/// cannot trust the lines it reads the whole file, as `--sync-file-changed'
-/// does. Ends a hold. Return the actions.
-#[defun(name = "-sync-file-changed-lines")]
-fn sync_file_changed_lines<'e>(
-    env: &'e Env,
-    share: String,
-    head: i64,
-    tail: i64,
-    middle: String,
-    base_mtime: Value<'e>,
-) -> Result<Value<'e>> {
-    let _t = CallTimer::start("sync-file-changed-lines");
-    guard(env, || {
-        let base_mtime = if base_mtime.is_not_nil() {
-            super::sync_hunks::parse_mtime(&base_mtime.into_rust::<String>()?)
-        } else {
-            None
-        };
-        let edit = crate::sync::LineEdit {
-            head: usize::try_from(head).unwrap_or(usize::MAX),
-            tail: usize::try_from(tail).unwrap_or(usize::MAX),
-            middle: middle.into_bytes(),
-            base_mtime,
-        };
-        // Taken in and held again in one step, as `-sync-file-changed-and-hold'.
-        engine_actions(env, |e, now| {
-            let mut a = e.local_lines_changed(&share, &edit, now)?;
             if let Err(err) = e.hold_writes(&share, true) {
                 a.push(Action::Warning {
                     share: None,
@@ -514,5 +451,194 @@ fn sync_ask(env: &Env, share: String, peer_id: String) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-ask");
     guard(env, || {
         engine_actions(env, |e, now| e.ask(&share, &peer_id, now))
+    })
+}
+
+/// Hand the save of a buffer visiting SHARE's file to the session's worker; return nil at once.
+///
+/// HEAD and TAIL bytes (whole lines) at the top and bottom of the buffer
+/// did not change since the text it started from; MIDDLE is the text
+/// between them now (whole lines). The buffer started from the text of
+/// version BASE-VERSION, or of the save numbered BASE-SEQ, or (both nil)
+/// of the file whose modification time is BASE-MTIME ("SECONDS.NANOSECONDS").
+/// SEQ numbers this save. The worker writes the buffer's text to the file
+/// and takes the edit in; its outcome arrives as a `saved' or
+/// `save-not-taken' event carrying SEQ.
+#[allow(clippy::too_many_arguments)]
+#[defun(name = "-sync-save-lines")]
+fn sync_save_lines<'e>(
+    env: &'e Env,
+    share: String,
+    head: i64,
+    tail: i64,
+    middle: String,
+    base_mtime: Value<'e>,
+    base_version: Value<'e>,
+    base_seq: Value<'e>,
+    seq: i64,
+) -> Result<()> {
+    let _t = CallTimer::start("sync-save-lines");
+    let opt_u64 = |v: Value<'e>| -> Result<Option<u64>> {
+        Ok(if v.is_not_nil() {
+            u64::try_from(v.into_rust::<i64>()?).ok()
+        } else {
+            None
+        })
+    };
+    let base_mtime = if base_mtime.is_not_nil() {
+        super::sync_hunks::parse_mtime(&base_mtime.into_rust::<String>()?)
+    } else {
+        None
+    };
+    let save = crate::sync::BufferSave {
+        edit: crate::sync::LineEdit {
+            head: usize::try_from(head).unwrap_or(usize::MAX),
+            tail: usize::try_from(tail).unwrap_or(usize::MAX),
+            middle: middle.into_bytes(),
+            base_mtime,
+        },
+        base_version: opt_u64(base_version)?,
+        base_seq: opt_u64(base_seq)?,
+        seq: u64::try_from(seq).unwrap_or(0),
+    };
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.queue_save(share, crate::session::QueuedSave::Lines(save));
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Write the offered text VERSION of the held SHARE, which its buffer now shows; return nil.
+///
+/// Queued on the session's worker; an `offer-written' event follows once the
+/// file holds it.  Nothing happens when the offer is gone (a save came first).
+#[defun(name = "-sync-write-offered")]
+fn sync_write_offered(env: &Env, share: String, version: i64) -> Result<()> {
+    let _t = CallTimer::start("sync-write-offered");
+    let version = u64::try_from(version).unwrap_or(0);
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "writing a shared file",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, _| e.write_offered(&share, version),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Offer the changes merged into the held SHARE again, to the buffer now showing its file; nil.
+///
+/// Queued on the session's worker: a `held-change' event follows if the
+/// merged text differs from the file's.  For a buffer reverted or visited
+/// after it left an offer (it had unsaved edits then).
+#[defun(name = "-sync-reoffer")]
+fn sync_reoffer(env: &Env, share: String) -> Result<()> {
+    let _t = CallTimer::start("sync-reoffer");
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "offering held changes",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, _| e.reoffer(&share),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Queue the take-in of SHARE's file, just saved by Emacs as save number SEQ; return nil.
+///
+/// For a buffer that still visits the file: merged relative to the text the
+/// file had, on the session's worker; the file keeps the buffer's text and
+/// the merged text, if it differs, is offered (`held-change').  A `saved'
+/// event with SEQ (or `save-not-taken') follows.
+#[defun(name = "-sync-saved-file")]
+fn sync_saved_file(env: &Env, share: String, seq: i64) -> Result<()> {
+    let _t = CallTimer::start("sync-saved-file");
+    let seq = u64::try_from(seq).unwrap_or(0);
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.queue_save(share, crate::session::QueuedSave::File(seq));
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Take in SHARE's file, changed on disk, on the session's worker; return nil at once.
+///
+/// Nothing happens when the file is the one the engine last wrote or read
+/// (its own writes are notified too).  With HOLD non-nil a buffer visits
+/// the file: the share is held again after.  What it writes arrives as
+/// `file-updated' events.
+#[defun(name = "-sync-file-touched")]
+fn sync_file_touched<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<()> {
+    let _t = CallTimer::start("sync-file-touched");
+    let hold = hold.is_not_nil();
+    guard(env, || match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(
+                "taking in a shared file changed on disk",
+                |e| matches!(e, SyncError::UnknownShare(_)),
+                move |e, now| e.file_touched(&share, hold, now),
+            );
+            Ok(())
+        }
+        _ => not_running(env),
+    })
+}
+
+/// Share FILE under NAME (nil: its file name) on the session's worker; return its URL at once.
+///
+/// What can be checked at once is: FILE must be a regular file and the
+/// name a valid share name (else an error now).  Reading the file and
+/// building its merge state run on the worker; a `shared' event (URL
+/// asked for, URL, file) follows, or `share-failed' (URL asked for,
+/// file, why).
+#[defun(name = "-sync-share-background")]
+fn sync_share_background<'e>(env: &'e Env, file: Value<'e>, name: Value<'e>) -> Result<String> {
+    let _t = CallTimer::start("sync-share-background");
+    let path = expand(env, file)?;
+    let name: Option<String> = if name.is_not_nil() {
+        Some(name.into_rust()?)
+    } else {
+        None
+    };
+    guard(env, || {
+        let s = match current() {
+            Some(s) if s.sync_open_p() => s,
+            _ => return not_running(env),
+        };
+        match std::fs::metadata(&path) {
+            Err(e) => return raise(env, SyncError::io("open", &path, e)),
+            Ok(m) if !m.is_file() => {
+                return raise(
+                    env,
+                    SyncError::UnsafePath {
+                        path: path.clone(),
+                        detail: "only regular files can be shared".into(),
+                    },
+                )
+            }
+            Ok(_) => {}
+        }
+        let shown = name.clone().unwrap_or_else(|| {
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        // The URL follows from the share-name rules (the engine's), without the engine.
+        let url = match crate::sync::ShareId::new(s.peer_id(), &shown) {
+            Ok(id) => id.url(),
+            Err(e) => return raise(env, SyncError::from(e)),
+        };
+        s.queue_share(path, name, url.clone());
+        Ok(url)
     })
 }

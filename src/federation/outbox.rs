@@ -328,7 +328,12 @@ impl Outbox {
         }
         let json = serde_json::to_vec(&OutboxFile {
             version: 1,
-            messages: self.pending.iter().filter(|p| p.is_signed()).cloned().collect(),
+            messages: self
+                .pending
+                .iter()
+                .filter(|p| p.is_signed())
+                .cloned()
+                .collect(),
         })
         .map_err(std::io::Error::other)?;
         crate::fsutil::write_atomic(path, &json, true)?;

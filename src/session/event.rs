@@ -23,16 +23,19 @@ impl Offline {
     }
 }
 
-/// A shared file that a remote change rewrote. A struct, so that what the receiver needs to
-/// patch a buffer (the changed lines) can be added without touching every consumer.
+/// A value of a [`SessionEvent::Sync`] event, as Elisp receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileUpdate {
-    /// The share's `canvasl://` URL.
-    pub share: String,
-    /// The file written.
-    pub path: String,
-    /// Whether the file is new (a share just received, or a missing file rewritten).
-    pub created: bool,
+pub enum SyncValue {
+    /// A string.
+    Text(String),
+    /// An integer (versions and sequence numbers stay far below 2^61).
+    Int(i64),
+    /// t or nil.
+    Flag(bool),
+    /// A modification time as "SECONDS.NANOSECONDS", or nil.
+    Mtime(Option<(i64, u32)>),
+    /// Hunks (see `crate::sync::hunk`), or nil when unknown.
+    Hunks(Option<Vec<crate::sync::Hunk>>),
 }
 
 /// Something that happened, finished.
@@ -92,17 +95,6 @@ pub enum SessionEvent {
         peer: Option<String>,
         quiet: bool,
     },
-    /// A remote change was merged and written to a shared file.
-    FileUpdated(FileUpdate),
-    /// Remote changes were merged into a share whose file a buffer visits (the share is held):
-    /// the file is left as it is until the consumer, on its own thread, releases the hold
-    /// (an unmodified buffer) or saves (a modified one). Sent once until it is written.
-    HeldChanges {
-        /// The share's URL.
-        share: String,
-        /// Its file.
-        path: String,
-    },
     /// A sync message from a peer was refused; nothing changed.
     SyncRefused { reason: String, detail: String },
     /// Something the person should know (a share's URL, if any, and the text).
@@ -116,5 +108,17 @@ pub enum SessionEvent {
         path: String,
         message: String,
         attempt: u32,
+    },
+    /// An event of the edit path (see `crate::sync::save`): a symbol and at most five
+    /// values, so that this path's events need no case of their own in the conversion.
+    /// `saved` (SHARE PATH SEQ VERSION MTIME), `save-not-taken` (SHARE PATH SEQ REASON
+    /// FAILED), `held-change` (SHARE PATH FROM VERSION HUNKS), `offer-written` (SHARE PATH
+    /// VERSION MTIME), `file-updated` (SHARE PATH CREATED HUNKS), `shared` (ASKED URL PATH),
+    /// `share-failed` (ASKED PATH WHY).
+    Sync {
+        /// The event's type, an Elisp symbol's name.
+        kind: &'static str,
+        /// Its values.
+        values: Vec<SyncValue>,
     },
 }

@@ -33,7 +33,7 @@ use crate::sync::exec::{execute_on, ActionSink};
 use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
 
-pub use event::{FileUpdate, Offline, SessionEvent};
+pub use event::{Offline, SessionEvent, SyncValue};
 pub use publisher::{GlobalConnection, PublishError, Publisher};
 
 /// Where the session's events go (the Emacs event bus, or a test's channel).
@@ -72,8 +72,6 @@ pub(crate) struct Shared {
     /// functions); off, the content of sync events never crosses to Elisp.
     pub(crate) report_accepted: AtomicBool,
     pub(crate) stats: SessionStats,
-    /// Held shares already reported with [`SessionEvent::HeldChanges`] and not written since.
-    pub(crate) held_reported: Mutex<std::collections::BTreeSet<String>>,
     /// Set by [`Session::stop`]: messages still queued are left unhandled, so that stopping
     /// never waits for a flood to be worked through.
     pub(crate) stopping: AtomicBool,
@@ -84,6 +82,9 @@ pub(crate) struct Shared {
     pub(crate) delivery_every_ms: AtomicU64,
     /// The per-share sync topics' prefix (`{p}/sync/`), if the topics are valid.
     pub(crate) share_topic_prefix: Option<String>,
+    /// Whether the engine is open, readable without its lock: Emacs asks on every save and
+    /// hold, and must not wait while the worker merges or writes.
+    pub(crate) sync_open: AtomicBool,
 }
 
 impl Shared {
@@ -214,11 +215,11 @@ impl Session {
             clock,
             report_accepted: AtomicBool::new(false),
             stats: SessionStats::default(),
-            held_reported: Mutex::new(Default::default()),
             stopping: AtomicBool::new(false),
             links: Mutex::new(None),
             delivery_every_ms: AtomicU64::new(0),
             share_topic_prefix,
+            sync_open: AtomicBool::new(false),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -359,16 +360,29 @@ impl Session {
         // The engine signs memberships and key envelopes of the shares we originate.
         e.set_signer(identity, (self.shared.clock)())?;
         *lock(&self.shared.engine) = Some(e);
+        self.shared.sync_open.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     /// Closes the sync engine; true if it was open.
+    /// Closes the sync engine after the operations queued before (a save handed to the worker
+    /// is written, never dropped); true if it was open.
     pub fn close_sync(&self) -> bool {
-        lock(&self.shared.engine).take().is_some()
+        self.shared.sync_open.store(false, Ordering::SeqCst);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let queued = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let _ = tx.send(lock(&s.engine).take().is_some());
+        })));
+        match queued.ok().and_then(|()| rx.recv().ok()) {
+            Some(was_open) => was_open,
+            // The worker has stopped: nothing is queued any more.
+            None => lock(&self.shared.engine).take().is_some(),
+        }
     }
 
+    /// Whether the engine is open (without waiting for the worker).
     pub fn sync_open_p(&self) -> bool {
-        lock(&self.shared.engine).is_some()
+        self.shared.sync_open.load(Ordering::SeqCst)
     }
 
     /// Runs a query on the engine (`None` while it is closed).
@@ -397,10 +411,6 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
-            // A held share written (or released) here is reported again at its next change.
-            let waiting: std::collections::BTreeSet<String> =
-                e.held_with_changes().iter().map(|(s, _)| s.url()).collect();
-            lock(&self.shared.held_reported).retain(|s| waiting.contains(s));
             (v, sink.reports)
         }))
     }
@@ -454,6 +464,77 @@ impl Session {
         })));
     }
 
+    /// Queues a buffer's save of `share` (see `crate::sync::save`) for the worker and returns
+    /// at once. Its outcome arrives as a `saved` or `save-not-taken` event (also when the
+    /// operation fails: a save is never left unanswered), and the changes it published and the
+    /// text it offers as the usual events.
+    pub fn queue_save(&self, share: String, save: QueuedSave) {
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let mut g = lock(&s.engine);
+            let Some(e) = g.as_mut() else {
+                drop(g);
+                s.emit(save_not_taken(
+                    &share,
+                    save.seq(),
+                    "CanvasL sync is not running",
+                ));
+                return;
+            };
+            let now = (s.clock)();
+            match save.run(e, &share, now) {
+                Ok(mut a) => {
+                    a.extend(e.take_notices());
+                    worker::carry_out(s, g, a, now);
+                }
+                Err(err) => {
+                    drop(g);
+                    s.emit(save_not_taken(&share, save.seq(), &err.to_string()));
+                }
+            }
+        })));
+    }
+
+    /// Queues the share of the file at `path` as `name` (see `SyncEngine::share`: reading,
+    /// parsing and building its document cost the whole file) and returns at once. A `shared`
+    /// event (URL asked for, URL, file) follows once peers can ask for it, or `share-failed`
+    /// (URL asked for, file, why).
+    pub fn queue_share(&self, path: std::path::PathBuf, name: Option<String>, asked: String) {
+        use event::SyncValue::Text;
+        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+            let file = Text(path.to_string_lossy().into_owned());
+            let mut g = lock(&s.engine);
+            let outcome = match g.as_mut() {
+                None => Err("CanvasL sync is not running".to_string()),
+                Some(e) => {
+                    let now = (s.clock)();
+                    e.share(&path, name.as_deref(), now)
+                        .and_then(|a| Ok((e.resolve(&path.to_string_lossy())?.url(), a)))
+                        .map(|(url, mut a)| {
+                            a.extend(e.take_notices());
+                            (url, a, now)
+                        })
+                        .map_err(|err| err.to_string())
+                }
+            };
+            match outcome {
+                Ok((url, actions, now)) => {
+                    worker::carry_out(s, g, actions, now);
+                    s.emit(SessionEvent::Sync {
+                        kind: "shared",
+                        values: vec![Text(asked), Text(url), file],
+                    });
+                }
+                Err(why) => {
+                    drop(g);
+                    s.emit(SessionEvent::Sync {
+                        kind: "share-failed",
+                        values: vec![Text(asked), file, Text(why)],
+                    });
+                }
+            }
+        })));
+    }
+
     /// Runs `f` on the worker after every message queued before this call, and returns its
     /// result (for tests, and to wait until the pipeline is idle).
     pub fn on_worker<T: Send + 'static>(
@@ -484,5 +565,44 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A buffer's save for the worker: its changed lines, or (Emacs wrote the file) its number.
+pub enum QueuedSave {
+    /// See `SyncEngine::save_buffer`.
+    Lines(crate::sync::BufferSave),
+    /// See `SyncEngine::save_buffer_file`: the save's sequence number.
+    File(u64),
+}
+
+impl QueuedSave {
+    fn seq(&self) -> u64 {
+        match self {
+            QueuedSave::Lines(s) => s.seq,
+            QueuedSave::File(seq) => *seq,
+        }
+    }
+
+    fn run(&self, e: &mut SyncEngine, share: &str, now: u64) -> Result<Vec<Action>, SyncError> {
+        match self {
+            QueuedSave::Lines(s) => e.save_buffer(share, s, now),
+            QueuedSave::File(seq) => e.save_buffer_file(share, *seq, now),
+        }
+    }
+}
+
+/// The `save-not-taken` event of a save that failed before the engine could say more.
+fn save_not_taken(share: &str, seq: u64, why: &str) -> SessionEvent {
+    use event::SyncValue::{Flag, Int, Text};
+    SessionEvent::Sync {
+        kind: "save-not-taken",
+        values: vec![
+            Text(share.to_string()),
+            Text(String::new()),
+            Int(seq as i64),
+            Text(why.to_string()),
+            Flag(false),
+        ],
     }
 }

@@ -11,7 +11,7 @@ use crate::federation::{Body, SyncKind, Transition};
 use crate::sync::exec::execute_on;
 use crate::sync::Action;
 
-use super::{FileUpdate, Offline, SessionEvent, SessionSink, Shared, Work};
+use super::{Offline, SessionEvent, SessionSink, Shared, Work};
 
 pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
     let mut upkeep = Upkeep::default();
@@ -270,7 +270,7 @@ fn sync_event(
 }
 
 /// Carries out `actions` of the engine (held in `g`) with the one executor, then turns its
-/// reports into events, and reports each held share with changes waiting once.
+/// reports into events, and offers the merged text of held shares to their buffers.
 pub(crate) fn carry_out(
     shared: &Shared,
     mut g: std::sync::MutexGuard<'_, Option<crate::sync::SyncEngine>>,
@@ -283,43 +283,95 @@ pub(crate) fn carry_out(
         reports: Vec::new(),
     };
     execute_on(engine, actions, now, &mut sink);
-    // Rendered here, off Emacs' thread: writing a held file when its hold ends costs the
-    // write alone.
-    engine.prepare_held_writes();
-    let held = engine.held_with_changes();
+    // Rendered here, off Emacs' thread: the merged text of each held share is offered to its
+    // buffer as hunks, and written when the buffer shows it.
+    let offers = engine.take_offers();
     drop(g);
-    for a in sink.reports {
+    for a in sink.reports.into_iter().chain(offers) {
         shared.emit(report_event(a));
-    }
-    // Each held share with changes waiting is reported once, until it is written.
-    let mut reported = lock(&shared.held_reported);
-    let now_held: std::collections::BTreeSet<String> = held.iter().map(|(s, _)| s.url()).collect();
-    reported.retain(|s| now_held.contains(s));
-    for (share, path) in held {
-        if reported.insert(share.url()) {
-            shared.emit(SessionEvent::HeldChanges {
-                share: share.url(),
-                path: path.to_string_lossy().into_owned(),
-            });
-        }
     }
 }
 
 /// The event for an action the executor reported.
 pub(crate) fn report_event(a: Action) -> SessionEvent {
+    use super::event::SyncValue::{Flag, Hunks, Int, Mtime, Text};
     match a {
         Action::Updated {
             share,
             path,
             created,
-            // Written by the worker, the file has no buffer visiting it (a visited file is
-            // held): nothing to patch in place.
-            hunks: _,
-        } => SessionEvent::FileUpdated(FileUpdate {
-            share: share.url(),
-            path: path.to_string_lossy().into_owned(),
-            created,
-        }),
+            hunks,
+        } => SessionEvent::Sync {
+            kind: "file-updated",
+            values: vec![
+                Text(share.url()),
+                Text(path.to_string_lossy().into_owned()),
+                Flag(created),
+                Hunks(hunks),
+            ],
+        },
+        Action::Saved {
+            share,
+            path,
+            seq,
+            version,
+            mtime,
+        } => SessionEvent::Sync {
+            kind: "saved",
+            values: vec![
+                Text(share.url()),
+                Text(path.to_string_lossy().into_owned()),
+                Int(seq as i64),
+                Int(version as i64),
+                Mtime(mtime),
+            ],
+        },
+        Action::SaveNotTaken {
+            share,
+            path,
+            seq,
+            reason,
+            failed,
+        } => SessionEvent::Sync {
+            kind: "save-not-taken",
+            values: vec![
+                Text(share.url()),
+                Text(path.to_string_lossy().into_owned()),
+                Int(seq as i64),
+                Text(reason),
+                Flag(failed),
+            ],
+        },
+        Action::Offered {
+            share,
+            path,
+            from,
+            version,
+            hunks,
+        } => SessionEvent::Sync {
+            kind: "held-change",
+            values: vec![
+                Text(share.url()),
+                Text(path.to_string_lossy().into_owned()),
+                Int(from as i64),
+                Int(version as i64),
+                Hunks(hunks),
+            ],
+        },
+        Action::OfferWritten {
+            share,
+            path,
+            version,
+            mtime,
+        } => SessionEvent::Sync {
+            kind: "offer-written",
+            values: vec![
+                Text(share.url()),
+                Text(path.to_string_lossy().into_owned()),
+                Int(version as i64),
+                Mtime(mtime),
+            ],
+        },
         Action::Refused { reason, detail } => SessionEvent::SyncRefused {
             reason: reason.to_string(),
             detail,

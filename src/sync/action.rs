@@ -68,6 +68,61 @@ pub enum Action {
         /// Failed attempts in a row, 1 for the first.
         attempt: u32,
     },
+    /// A buffer's save handed to the engine is written: the file holds the buffer's text
+    /// (see `super::save`).
+    Saved {
+        /// The share.
+        share: ShareId,
+        /// The file.
+        path: PathBuf,
+        /// The save's sequence number.
+        seq: u64,
+        /// The version of the text the file now holds (the buffer's base from now on).
+        version: u64,
+        /// The file's modification time after the write, (seconds, nanoseconds).
+        mtime: Option<(i64, u32)>,
+    },
+    /// A buffer's save handed to the engine was not taken: nothing changed. With `failed`,
+    /// the file could not be written (`reason` is the system's error); otherwise the engine
+    /// cannot trust the changed lines (`reason` says why) and the whole text must be saved.
+    SaveNotTaken {
+        /// The share.
+        share: ShareId,
+        /// The file.
+        path: PathBuf,
+        /// The save's sequence number.
+        seq: u64,
+        /// Why.
+        reason: String,
+        /// Whether writing the file failed.
+        failed: bool,
+    },
+    /// Changes merged into a held share, offered to the buffer visiting its file: `hunks`
+    /// turn the text of version `from` (the file's) into the merged text, version `version`
+    /// once written (see `super::save`). `None` hunks: revert instead of patching.
+    Offered {
+        /// The share.
+        share: ShareId,
+        /// The file.
+        path: PathBuf,
+        /// The version the hunks start from.
+        from: u64,
+        /// The version of the merged text.
+        version: u64,
+        /// The changed lines.
+        hunks: Option<Vec<Hunk>>,
+    },
+    /// The offered text `version` of a held share was written to its file.
+    OfferWritten {
+        /// The share.
+        share: ShareId,
+        /// The file.
+        path: PathBuf,
+        /// The version now in the file.
+        version: u64,
+        /// The file's modification time after the write, (seconds, nanoseconds).
+        mtime: Option<(i64, u32)>,
+    },
 }
 
 /// Errors of the engine's operations. Each message says what to fix.

@@ -48,11 +48,48 @@ pub(crate) struct Live {
     /// The file's bytes as the engine last wrote or read them, with their SHA-256: the old
     /// text of the hunks of the next [`Action::Updated`]. `None` until known.
     pub(crate) written: Option<([u8; 32], Vec<u8>)>,
-    /// The merged document's text rendered ahead, with its SHA-256, for the heads it is the
-    /// text of: rendered by the session's worker when changes are merged under a hold, so that
-    /// writing the file when the hold ends (on Emacs' main thread) neither renders nor hashes
-    /// the whole text. Ignored (and dropped) once the heads moved on.
-    pub(crate) prepared: Option<(Vec<u8>, Vec<u8>, [u8; 32])>,
+    /// Which text `written` is: a number that changes whenever it does, so that a buffer can
+    /// say which text it started from (see `super::save`).
+    pub(crate) version: u64,
+    /// The buffer save (its sequence number) whose text `written` is, when the engine wrote
+    /// it for the buffer (see `super::save`).
+    pub(crate) saved_seq: Option<u64>,
+    /// The merged text of a held share, rendered by the session's worker and offered to the
+    /// buffer visiting the file (see `super::save`): written when the buffer shows it.
+    pub(crate) offered: Option<super::save::Offered>,
+}
+
+impl Live {
+    /// A share just loaded, created or received.
+    pub(crate) fn new(
+        doc: SharedDoc,
+        state: StateFile,
+        stamp: Option<(u64, std::time::SystemTime, u64)>,
+        written: Option<([u8; 32], Vec<u8>)>,
+    ) -> Live {
+        Live {
+            doc,
+            state,
+            stamp,
+            written,
+            version: super::save::next_version(),
+            saved_seq: None,
+            offered: None,
+        }
+    }
+
+    /// The engine now knows the file as `text` (SHA-256 `hash`): a new version unless it is
+    /// the text it knew already. An offer made from the old text is dropped with it.
+    pub(crate) fn set_written(&mut self, hash: [u8; 32], text: Vec<u8>) {
+        if self.written.as_ref().is_some_and(|(h, _)| *h == hash) {
+            self.written = Some((hash, text));
+            return;
+        }
+        self.written = Some((hash, text));
+        self.version = super::save::next_version();
+        self.saved_seq = None;
+        self.offered = None;
+    }
 }
 
 pub(crate) struct Share {
@@ -362,13 +399,12 @@ impl SyncEngine {
             id.clone(),
             Share {
                 entry,
-                live: Some(Live {
+                live: Some(Live::new(
                     doc,
                     state,
-                    stamp: stamp_of(&canon),
-                    written: Some((file_hash, bytes)),
-                    prepared: None,
-                }),
+                    stamp_of(&canon),
+                    Some((file_hash, bytes)),
+                )),
                 held: false,
             },
         );

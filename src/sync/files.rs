@@ -16,7 +16,7 @@ use super::wire::{encode_request, escaped_len, Of};
 const HAVE_HASHES: usize = 32;
 
 /// A tail of changes larger than this plus a quarter of the compacted state is compacted.
-const COMPACT_SLACK: usize = 64 * 1024;
+pub(crate) const COMPACT_SLACK: usize = 64 * 1024;
 
 impl SyncEngine {
     /// The loaded share (loading it from its state file if needed).
@@ -29,13 +29,7 @@ impl SyncEngine {
             // A damaged or missing state is rebuilt (see `super::recover`), never fatal.
             let (doc, state) = self.load_or_rebuild(id)?;
             if let Some(s) = self.shares.get_mut(id) {
-                s.live = Some(Live {
-                    doc,
-                    state,
-                    stamp: None,
-                    written: None,
-                    prepared: None,
-                });
+                s.live = Some(Live::new(doc, state, None, None));
             }
         }
         self.shares
@@ -65,7 +59,7 @@ impl SyncEngine {
         let hash = sha256(&bytes);
         let held = self.shares.get(id).is_some_and(|s| s.held);
         let live = self.live(id)?;
-        live.written = Some((hash, bytes));
+        live.set_written(hash, bytes);
         if hash == live.state.meta.file_sha256 {
             live.stamp = stamp_of(&path);
             if held || live.doc.heads() == live.state.meta.heads {
@@ -193,10 +187,16 @@ impl SyncEngine {
             // The file stays as it is, and so does what the state says about it.
             return self.write_state_or_report(id);
         }
-        let prepared = live.prepared.take();
-        let (text, hash) = match (text_hash, prepared) {
+        // The text offered to a visiting buffer is the one rendered for these heads, if they
+        // are still the document's: written under the version the buffer was told.
+        let offered = live.offered.take();
+        let mut offered_version = None;
+        let (text, hash) = match (text_hash, offered) {
             (Some(h), _) => (None, h),
-            (None, Some((heads, t, h))) if heads == live.doc.heads() => (Some(t), h),
+            (None, Some(o)) if o.heads == live.doc.heads() => {
+                offered_version = Some(o.version);
+                (Some(o.text), o.hash)
+            }
             (None, _) => {
                 let t = live.doc.text();
                 let h = sha256(&t);
@@ -251,7 +251,10 @@ impl SyncEngine {
             Some((h, old)) if on_disk == Some(*h) => hunks_between(old, &text),
             _ => None,
         };
-        live.written = Some((hash, text));
+        live.set_written(hash, text);
+        if let Some(v) = offered_version {
+            live.version = v;
+        }
         Ok(vec![Action::Updated {
             share: id.clone(),
             path,

@@ -22,22 +22,4 @@ impl SyncEngine {
             })
             .collect()
     }
-
-    /// Renders ahead the text of every held share whose merged document moved on from its
-    /// file (see `Live::prepared`): the session's worker calls it after merging, so that the
-    /// write when the hold ends costs Emacs' main thread the write alone.
-    pub fn prepare_held_writes(&mut self) {
-        for (id, _) in self.held_with_changes() {
-            let Some(live) = self.shares.get_mut(&id).and_then(|s| s.live.as_mut()) else {
-                continue;
-            };
-            let heads = live.doc.heads();
-            if live.prepared.as_ref().is_some_and(|(h, _, _)| *h == heads) {
-                continue;
-            }
-            let text = live.doc.text();
-            let hash = super::store::sha256(&text);
-            live.prepared = Some((heads, text, hash));
-        }
-    }
 }

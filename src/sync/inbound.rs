@@ -536,13 +536,7 @@ impl SyncEngine {
                     path: path.clone(),
                     unshared: false,
                 },
-                live: Some(Live {
-                    doc,
-                    state,
-                    stamp: None,
-                    written: Some((sha256(&text), text)),
-                    prepared: None,
-                }),
+                live: Some(Live::new(doc, state, None, Some((sha256(&text), text)))),
                 held: false,
             },
         );

@@ -149,7 +149,7 @@ impl SyncEngine {
         let new_total = live.doc.line_count();
         let same = new_total >= before + after
             && live.doc.lines_text(before, new_total - after).as_slice() == edit.middle.as_slice();
-        live.written = Some((new_hash, new_file));
+        live.set_written(new_hash, new_file);
         live.stamp = stamp;
         // The buffer and the file agree again: nothing is held any more.
         if let Some(s) = self.shares.get_mut(id) {

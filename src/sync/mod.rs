@@ -127,6 +127,7 @@ mod inbound;
 pub mod lines;
 pub mod members;
 mod recover;
+pub mod save;
 mod sealing;
 pub mod share_id;
 pub mod share_key;
@@ -143,6 +144,7 @@ pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
 pub use members::{Membership, KIND_SHARE_MEMBERS};
+pub use save::BufferSave;
 pub use share_id::{
     check_share_name, kind_of_name, NameError, ShareId, ShareIdError, BLACKBOARD_NAME,
     MAX_NAME_BYTES,

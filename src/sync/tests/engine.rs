@@ -679,7 +679,7 @@ fn text_rendered_ahead_of_a_release_is_used_only_while_current() -> R {
     edit_entry(&p1, 2, "y", json!(9));
     bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
     bus.run();
-    bus.nodes[0].engine().prepare_held_writes();
+    bus.nodes[0].engine().take_offers();
     edit_entry(&p1, 3, "x", json!(4));
     bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
     bus.run();
@@ -692,7 +692,7 @@ fn text_rendered_ahead_of_a_release_is_used_only_while_current() -> R {
     edit_entry(&p1, 4, "x", json!(6));
     bus.on(1, |e, now| e.local_file_changed(&share.url(), now))?;
     bus.run();
-    bus.nodes[0].engine().prepare_held_writes();
+    bus.nodes[0].engine().take_offers();
     bus.on(0, |e, _| e.hold_writes(&share.url(), false))?;
     bus.run();
     assert_eq!(read(&p0), read(&p1));

@@ -18,3 +18,4 @@ mod sealed;
 mod statelog;
 mod units;
 mod util;
+mod worker_saves;

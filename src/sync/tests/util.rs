@@ -304,6 +304,11 @@ impl super::exec::ActionSink for BusSink<'_> {
                 self.warnings.push((self.from, message))
             }
             Action::Publish { .. } => unreachable!("the executor publishes these itself"),
+            // The edit path's answers to a buffer (see `super::save`): no buffer here.
+            Action::Saved { .. }
+            | Action::SaveNotTaken { .. }
+            | Action::Offered { .. }
+            | Action::OfferWritten { .. } => {}
         }
     }
 }

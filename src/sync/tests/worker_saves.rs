@@ -1,0 +1,475 @@
+//! The edit path of `super::save`, as the session's worker and the Elisp glue run it: saves
+//! handed over as changed lines and written by the engine, merged changes offered to the
+//! buffer as hunks and written once it shows them. A property test over many seeds where two
+//! people type and save while the other's changes arrive, the engine's answers reaching the
+//! buffers late (as events do), in any order with the typing.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use super::hunk::apply_hunks;
+use super::util::{read, Bus, T0};
+use super::{Action, BufferSave, LineEdit, ShareId, SyncConfig};
+use crate::canvasl::generate::XorShift;
+use crate::federation::SyncKind;
+
+const BASE: &str =
+    "@version 1.0\n{\"id\":\"a\",\"x\":1}\n{\"id\":\"b\",\"x\":2}\n{\"id\":\"c\",\"x\":3}\n";
+
+/// Lines at the top and bottom that `old` and `new` share.
+fn common_lines(old: &str, new: &str) -> (usize, usize) {
+    let a = crate::merge::split_lines(old);
+    let b = crate::merge::split_lines(new);
+    let before = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let room = a.len().min(b.len()) - before;
+    let after = a
+        .iter()
+        .rev()
+        .zip(b.iter().rev())
+        .take(room)
+        .take_while(|(x, y)| x == y)
+        .count();
+    (before, after)
+}
+
+/// A buffer visiting the shared file, with what `meta-log-federation-save.el` keeps.
+struct Buffer {
+    path: PathBuf,
+    text: String,
+    modified: bool,
+    /// The text its tracked changes started from.
+    base: String,
+    base_version: Option<u64>,
+    base_seq: Option<u64>,
+    /// The file time the buffer started from (visited or reverted).
+    base_mtime: Option<(i64, u32)>,
+    pending: Option<u64>,
+    offer: Option<u64>,
+}
+
+/// The modification time of `path`, as Emacs hands it over.
+fn mtime(path: &std::path::Path) -> Option<(i64, u32)> {
+    let d = std::fs::metadata(path)
+        .ok()?
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some((d.as_secs() as i64, d.subsec_nanos()))
+}
+
+/// An event in flight between peers: from, to, kind, content, tags.
+type Msg = (usize, usize, SyncKind, String, Vec<Vec<String>>);
+
+struct World {
+    bus: Bus,
+    share: ShareId,
+    bufs: Vec<Buffer>,
+    /// Messages between the peers.
+    queue: VecDeque<Msg>,
+    /// The engine's answers on their way to each buffer (the session's events).
+    events: Vec<VecDeque<Action>>,
+    seq: u64,
+    patched: usize,
+    saved: usize,
+    merged_saves: usize,
+}
+
+impl World {
+    fn new() -> World {
+        let mut bus = Bus::new(2, 7, &SyncConfig::default());
+        bus.shuffle = false;
+        bus.dup_per_mille = 0;
+        let path = bus.nodes[0].write_home("plan.canvasl", BASE.as_bytes());
+        bus.on(0, |e, now| e.share(&path, None, now))
+            .expect("share");
+        bus.run();
+        let share = ShareId::new(&bus.nodes[0].id, "plan.canvasl").expect("id");
+        let p1 = bus.nodes[1].file_of(&share);
+        let p0 = path.canonicalize().expect("canonical");
+        let visit = |path: PathBuf| {
+            let text = String::from_utf8(read(&path)).expect("utf-8");
+            Buffer {
+                base: text.clone(),
+                text,
+                modified: false,
+                base_version: None,
+                base_seq: None,
+                base_mtime: mtime(&path),
+                pending: None,
+                offer: None,
+                path,
+            }
+        };
+        let mut w = World {
+            bus,
+            share,
+            bufs: vec![visit(p0), visit(p1)],
+            queue: VecDeque::new(),
+            events: vec![VecDeque::new(), VecDeque::new()],
+            seq: 0,
+            patched: 0,
+            saved: 0,
+            merged_saves: 0,
+        };
+        // Visiting holds the file (as `meta-log-federation--sync-visit` does).
+        for node in 0..2 {
+            let url = w.share.url();
+            let a = w.bus.nodes[node]
+                .engine()
+                .hold_writes(&url, true)
+                .expect("hold");
+            w.engine_did(node, a);
+        }
+        w
+    }
+
+    /// What the worker does with an operation's actions: publishes go to the other peer,
+    /// the rest (and the offers it makes after every operation) become events.
+    fn engine_did(&mut self, node: usize, actions: Vec<Action>) {
+        let offers = self.bus.nodes[node].engine().take_offers();
+        for a in actions.into_iter().chain(offers) {
+            match a {
+                Action::Publish {
+                    kind,
+                    content,
+                    tags,
+                } => self.queue.push_back((node, 1 - node, kind, content, tags)),
+                other => self.events[node].push_back(other),
+            }
+        }
+    }
+
+    fn deliver(&mut self, pick: usize) {
+        if self.queue.is_empty() {
+            return;
+        }
+        let (from, to, kind, content, tags) =
+            self.queue.remove(pick % self.queue.len()).expect("message");
+        let from_id = self.bus.nodes[from].id.clone();
+        let a = self.bus.nodes[to]
+            .engine()
+            .handle(&from_id, kind, &content, &tags, T0)
+            .expect("handle");
+        self.engine_did(to, a);
+    }
+
+    fn type_into(&mut self, node: usize, rng: &mut XorShift, token: &str) {
+        let url = self.share.url();
+        if !self.bufs[node].modified {
+            let a = self.bus.nodes[node]
+                .engine()
+                .hold_writes(&url, true)
+                .expect("hold");
+            self.engine_did(node, a);
+            self.bufs[node].modified = true;
+        }
+        let b = &mut self.bufs[node];
+        let lines = crate::merge::split_lines(&b.text);
+        let at = 1 + rng.below(lines.len() as u64) as usize;
+        let mut out: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+        out.insert(at.min(out.len()), format!("{{\"id\":\"{token}\"}}\n"));
+        b.text = out.concat();
+    }
+
+    /// `meta-log-federation--save-on-worker`: the changed lines handed over, the buffer
+    /// unmodified at once.
+    fn save(&mut self, node: usize, rng: &mut XorShift) {
+        self.seq += 1;
+        let seq = self.seq;
+        let b = &mut self.bufs[node];
+        let (mut before, mut after) = common_lines(&b.base, &b.text);
+        // Emacs' record may be coarser than the exact change.
+        before -= rng.below(before as u64 + 1) as usize / 2;
+        after -= rng.below(after as u64 + 1) as usize / 2;
+        let base_lines = crate::merge::split_lines(&b.base);
+        let new_lines = crate::merge::split_lines(&b.text);
+        let save = BufferSave {
+            edit: LineEdit {
+                head: base_lines[..before].iter().map(|l| l.len()).sum(),
+                tail: base_lines[base_lines.len() - after..]
+                    .iter()
+                    .map(|l| l.len())
+                    .sum(),
+                middle: new_lines[before..new_lines.len() - after]
+                    .concat()
+                    .into_bytes(),
+                base_mtime: b.base_mtime,
+            },
+            base_version: b.base_version,
+            base_seq: b.base_seq,
+            seq,
+        };
+        b.modified = false;
+        b.base = b.text.clone();
+        b.base_version = None;
+        b.base_seq = Some(seq);
+        b.base_mtime = None;
+        b.pending = Some(seq);
+        let url = self.share.url();
+        let a = self.bus.nodes[node]
+            .engine()
+            .save_buffer(&url, &save, T0)
+            .expect("save");
+        self.engine_did(node, a);
+    }
+
+    /// One event reaches the buffer of `node`, as `meta-log-federation-save.el` handles it.
+    fn event(&mut self, node: usize) {
+        let Some(ev) = self.events[node].pop_front() else {
+            return;
+        };
+        let url = self.share.url();
+        let b = &mut self.bufs[node];
+        match ev {
+            Action::Saved {
+                seq, version, path, ..
+            } => {
+                assert_eq!(path, b.path);
+                self.saved += 1;
+                if b.pending == Some(seq) {
+                    b.pending = None;
+                    b.base_version = Some(version);
+                    b.base_seq = None;
+                    b.base_mtime = mtime(&b.path);
+                    // The file holds the saved text (later saves may be on their way).
+                    let file = String::from_utf8(read(&b.path)).expect("utf-8");
+                    assert_eq!(file, b.base, "the file is the saved buffer's text");
+                }
+            }
+            Action::SaveNotTaken { seq, failed, .. } => {
+                assert!(!failed, "no write fails here");
+                if b.pending == Some(seq) {
+                    b.pending = None;
+                }
+                b.base_version = None;
+                b.base_seq = None;
+                if b.modified {
+                    return;
+                }
+                // Saved again the usual way: Emacs writes the file, the worker reads it.
+                std::fs::write(&b.path, &b.text).expect("write");
+                self.seq += 1;
+                let seq = self.seq;
+                b.base = b.text.clone();
+                b.base_seq = Some(seq);
+                b.base_mtime = mtime(&b.path);
+                b.pending = Some(seq);
+                let a = self.bus.nodes[node]
+                    .engine()
+                    .save_buffer_file(&url, seq, T0)
+                    .expect("save file");
+                self.engine_did(node, a);
+            }
+            Action::Offered {
+                from,
+                version,
+                hunks,
+                ..
+            } => {
+                if b.modified || b.pending.is_some() {
+                    // Left for the next save, which takes the changes in.
+                    return;
+                }
+                // A buffer that started from another text is not patched: flushed below.
+                let hunks = hunks.filter(|_| b.base_version.is_none_or(|v| v == from));
+                match hunks.and_then(|h| apply_hunks(&b.text, &h)) {
+                    Some(new) => {
+                        self.patched += 1;
+                        b.text = new;
+                        b.base = b.text.clone();
+                        b.base_version = Some(version);
+                        b.base_seq = None;
+                        b.base_mtime = None;
+                        b.offer = Some(version);
+                        let a = self.bus.nodes[node]
+                            .engine()
+                            .write_offered(&url, version)
+                            .expect("write offered");
+                        self.engine_did(node, a);
+                    }
+                    None => {
+                        // `meta-log-federation--sync-flush`: written and shown in one step.
+                        b.base_version = None;
+                        let e = self.bus.nodes[node].engine();
+                        let mut a = e.hold_writes(&url, false).expect("release");
+                        a.extend(e.hold_writes(&url, true).expect("hold"));
+                        for x in &a {
+                            if let Action::Updated { .. } = x {
+                                let file = String::from_utf8(read(&b.path)).expect("utf-8");
+                                b.text = file.clone();
+                                b.base = file;
+                                b.base_mtime = mtime(&b.path);
+                            }
+                        }
+                        let rest = a
+                            .into_iter()
+                            .filter(|x| !matches!(x, Action::Updated { .. }))
+                            .collect();
+                        self.engine_did(node, rest);
+                    }
+                }
+            }
+            Action::OfferWritten { version, .. } => {
+                if b.offer == Some(version) {
+                    b.offer = None;
+                    b.base_mtime = mtime(&b.path);
+                }
+            }
+            Action::Updated { hunks, .. } => {
+                if !b.modified {
+                    let file = String::from_utf8(read(&b.path)).expect("utf-8");
+                    b.text = match hunks.and_then(|h| apply_hunks(&b.text, &h)) {
+                        Some(t) if t == file => t,
+                        _ => file,
+                    };
+                    b.base = b.text.clone();
+                    b.base_version = None;
+                    b.base_mtime = mtime(&b.path);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.queue.is_empty() && self.events.iter().all(|e| e.is_empty())
+    }
+}
+
+/// Two people type (new entries, each a unique token) into buffers visiting the share on two
+/// peers and save now and then; the saves go to the engine as changed lines, the other's
+/// changes arrive, and the engine's answers reach the buffers late, interleaved with the
+/// typing. At the end both files and both buffers are the same text and every token typed is
+/// in it: no typed character and no peer's change is lost.
+#[test]
+fn worker_saves_offers_and_typing_converge_and_lose_nothing() {
+    let (mut patched, mut saved) = (0, 0);
+    let mut merged = 0;
+    for seed in 0..60u64 {
+        let mut rng = XorShift::new(seed ^ 0x5a5e);
+        let mut w = World::new();
+        let mut tokens = Vec::new();
+        for step in 0..50 {
+            let node = rng.below(2) as usize;
+            match rng.below(12) {
+                0..=3 => {
+                    let t = format!("t{seed}-{node}-{step}");
+                    w.type_into(node, &mut rng, &t);
+                    tokens.push(t);
+                }
+                4..=5 => {
+                    if w.bufs[node].modified || rng.below(4) == 0 {
+                        if w.bus.nodes[node].engine().held_with_changes().is_empty() {
+                            w.save(node, &mut rng);
+                        } else {
+                            w.merged_saves += 1;
+                            w.save(node, &mut rng);
+                        }
+                    }
+                }
+                6..=8 => w.event(node),
+                _ => {
+                    let pick = rng.below(8) as usize;
+                    w.deliver(pick);
+                }
+            }
+        }
+        // Everyone saves what they typed; everything is delivered and answered.
+        for _ in 0..8 {
+            for node in 0..2 {
+                if w.bufs[node].modified {
+                    w.save(node, &mut rng);
+                }
+            }
+            while !w.quiet() {
+                w.deliver(0);
+                w.event(0);
+                w.event(1);
+            }
+        }
+        let f0 = read(&w.bufs[0].path);
+        let f1 = read(&w.bufs[1].path);
+        if f0 != f1 {
+            for n in 0..2 {
+                let held = w.bus.nodes[n].engine().held_with_changes();
+                let b = &w.bufs[n];
+                eprintln!(
+                    "DEBUG node {n}: held {:?} modified {} version {:?} seq {:?} pending {:?} offer {:?} text==file {}",
+                    held.len(), b.modified, b.base_version, b.base_seq, b.pending, b.offer,
+                    b.text.as_bytes() == read(&b.path)
+                );
+            }
+        }
+        assert_eq!(f0, f1, "seed {seed}: the files converge");
+        let text = String::from_utf8(f0).expect("utf-8");
+        for b in &w.bufs {
+            assert!(!b.modified, "seed {seed}");
+            assert_eq!(b.text, text, "seed {seed}: each buffer shows the file");
+        }
+        for t in &tokens {
+            assert!(text.contains(t.as_str()), "seed {seed}: {t} was lost");
+        }
+        patched += w.patched;
+        saved += w.saved;
+        merged += w.merged_saves;
+    }
+    // The worker's paths were taken: saves answered, offers patched in, saves that met
+    // changes merged meanwhile.
+    assert!(
+        saved > 200 && patched > 100 && merged > 50,
+        "saved {saved}, patched {patched}, merged saves {merged}"
+    );
+}
+
+/// A save handed over as lines is written by the engine: the file is the buffer's text, the
+/// other peer gets the change, and a save whose base the engine does not know changes nothing.
+#[test]
+fn a_buffer_save_writes_the_file_and_an_unknown_base_changes_nothing() {
+    let mut w = World::new();
+    let mut rng = XorShift::new(3);
+    w.type_into(0, &mut rng, "typed");
+    w.save(0, &mut rng);
+    let file = String::from_utf8(read(&w.bufs[0].path)).expect("utf-8");
+    assert_eq!(file, w.bufs[0].text);
+    assert!(matches!(w.events[0].front(), Some(Action::Saved { .. })));
+    while !w.quiet() {
+        w.deliver(0);
+        w.event(0);
+        w.event(1);
+    }
+    assert!(String::from_utf8(read(&w.bufs[1].path))
+        .expect("utf-8")
+        .contains("typed"));
+    assert_eq!(w.bufs[1].text, w.bufs[0].text, "patched from the offer");
+    // A base the engine does not know: not taken, nothing written.
+    let url = w.share.url();
+    let before = read(&w.bufs[0].path);
+    let save = BufferSave {
+        edit: LineEdit {
+            head: 0,
+            tail: 0,
+            middle: b"garbage\n".to_vec(),
+            base_mtime: None,
+        },
+        base_version: Some(u64::MAX),
+        base_seq: None,
+        seq: 999,
+    };
+    let a = w.bus.nodes[0]
+        .engine()
+        .save_buffer(&url, &save, T0)
+        .expect("save");
+    assert!(
+        matches!(
+            &a[..],
+            [Action::SaveNotTaken {
+                failed: false,
+                seq: 999,
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    assert_eq!(read(&w.bufs[0].path), before);
+}
