@@ -306,11 +306,12 @@ fn fill_slot<'e>(env: &'e Env, slot: &Vector<'e>, ev: Event) -> Result<()> {
 /// SIG TOPIC], [receipt IDS PEERS] (IDS and PEERS: 64-character ids one after
 /// the other, the Nth peer the addressee of the Nth id), [delivery ((ID PEER REASON)
 /// ...) (ERROR ...) ((PEER . WAITING) ...)], [accepted TOPIC KIND CONTENT],
-/// [dropped REASON MESSAGE PEER QUIET], [file-updated URL FILE CREATED],
-/// [held-change URL FILE] (merged, not written: a buffer visits FILE),
-/// [sync-refused REASON DETAIL], [sync-warning URL-OR-NIL MESSAGE] or
-/// [write-failed URL FILE MESSAGE ATTEMPT].  Slots an event does not use
-/// may hold anything.
+/// [dropped REASON MESSAGE PEER QUIET], [sync-refused REASON DETAIL],
+/// [sync-warning URL-OR-NIL MESSAGE], [write-failed URL FILE MESSAGE
+/// ATTEMPT], or one of the edit path's (file-updated, held-change, saved,
+/// save-not-taken and offer-written: see `meta-log-federation--sync-on-event';
+/// shared and share-failed: see meta-log-federation-sync.el).  Slots an event does not use may
+/// hold anything.
 #[defun(name = "-drain-events-into")]
 fn drain_events_into<'e>(env: &'e Env, buffer: Vector<'e>) -> Result<usize> {
     let _t = CallTimer::start("drain_events_into");
