@@ -195,7 +195,8 @@ impl SyncEngine {
             (Some(h), _) => (None, h),
             (None, Some(o)) if o.heads == live.doc.heads() => {
                 offered_version = Some(o.version);
-                (Some(o.text), o.hash)
+                let (t, h) = o.text.finish();
+                (Some(t), h)
             }
             (None, _) => {
                 let t = live.doc.text();

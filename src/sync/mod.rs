@@ -133,6 +133,7 @@ pub mod share_id;
 pub mod share_key;
 mod statelog;
 mod store;
+mod texthash;
 mod wire;
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use super::hunk::hunks_between;
 use super::lines::LineEdit;
 use super::share_id::ShareId;
 use super::store::{sha256, write_synced_file, StateMeta};
+use super::texthash::{write_while_hashing, HashingText};
 use super::wire::Of;
 
 /// The source of text versions: unique within the process, so that a version never names two
@@ -62,15 +63,14 @@ pub struct BufferSave {
 }
 
 /// Merged text of a held share offered to the buffer visiting its file.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Offered {
     /// The version the text gets once written.
     pub(crate) version: u64,
     /// The document's heads it is the text of.
     pub(crate) heads: Vec<u8>,
-    /// The text, and its SHA-256.
-    pub(crate) text: Vec<u8>,
-    pub(crate) hash: [u8; 32],
+    /// The text, its SHA-256 computed on its own thread while the buffer takes the offer.
+    pub(crate) text: HashingText,
 }
 
 /// Modification time of a stamp as (seconds, nanoseconds) since the epoch.
@@ -169,10 +169,12 @@ impl SyncEngine {
         live.offered = None;
         // The file first: if it cannot be written, nothing else changes and the buffer is
         // marked modified again.
-        if let Err(e) = write_synced_file(&path, &text) {
+        // The text's SHA-256 (what the state records about the file) is computed while the
+        // write waits for the disk.
+        let (written, hash) = write_while_hashing(&text, || write_synced_file(&path, &text));
+        if let Err(e) = written {
             return not_taken(&e.to_string(), true);
         }
-        let hash = sha256(&text);
         let stamp = stamp_of(&path);
         let out = if merged_meanwhile {
             self.take_save_merged(&id, &path, text, hash)?
@@ -330,12 +332,10 @@ impl SyncEngine {
                 version,
                 hunks,
             });
-            let hash = sha256(&merged);
             live.offered = Some(Offered {
                 version,
                 heads,
-                text: merged,
-                hash,
+                text: HashingText::start(merged),
             });
         }
         if let Some(c) = &change {
@@ -418,7 +418,6 @@ impl SyncEngine {
             }
             let heads = live.doc.heads();
             let text = live.doc.text();
-            let hash = sha256(&text);
             // Hunks from the file's text, when the engine knows it is the file on disk.
             let hunks = match &live.written {
                 Some((h, old)) if *h == live.state.meta.file_sha256 => hunks_between(old, &text),
@@ -435,8 +434,7 @@ impl SyncEngine {
             live.offered = Some(Offered {
                 version,
                 heads,
-                text,
-                hash,
+                text: HashingText::start(text),
             });
         }
         out
@@ -504,11 +502,12 @@ impl SyncEngine {
             return Ok(Vec::new());
         };
         let on_disk = live.written.as_ref().map(|(h, _)| *h);
+        let (text, hash) = o.text.finish();
         let old_meta = std::mem::replace(
             &mut live.state.meta,
             StateMeta {
                 heads: o.heads.clone(),
-                file_sha256: o.hash,
+                file_sha256: hash,
                 pending_sha256: on_disk,
             },
         );
@@ -519,7 +518,7 @@ impl SyncEngine {
             live.state.meta = old_meta;
             return Ok(failed);
         }
-        if let Err(e) = write_synced_file(&path, &o.text) {
+        if let Err(e) = write_synced_file(&path, &text) {
             let live = self.live(&id)?;
             live.state.meta = StateMeta {
                 pending_sha256: None,
@@ -531,7 +530,7 @@ impl SyncEngine {
         let live = self.live(&id)?;
         let stamp = stamp_of(&path);
         live.stamp = stamp;
-        live.set_written(o.hash, o.text);
+        live.set_written(hash, text);
         live.version = o.version;
         Ok(vec![Action::OfferWritten {
             share: id,

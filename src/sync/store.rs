@@ -55,6 +55,13 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
 
 /// [`write_file`] for a synced file: an existing file keeps its permissions (the user's own
 /// files are not made private behind their back).
+///
+/// The text is synced to disk before it is renamed over the file, on every write, although the
+/// merge state is the durable copy: after a crash, a file that is neither the text the state
+/// records nor the one it replaced (`pending_sha256`) is taken in as a local edit (see
+/// `absorb_file`), so a file left empty or half-written by a rename that reached the disk
+/// before the data would be merged as the deletion of everything it lost, and sent to every
+/// peer. With the sync first, the file is the old text or the new one, never empty or half.
 pub(crate) fn write_synced_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
     let before = fs::metadata(path).ok().map(|m| m.permissions());
     write_file(path, bytes)?;
