@@ -298,6 +298,7 @@ fn run_seed(seed: u64) -> usize {
             "seed {seed}: replica {r} differs"
         );
         assert_eq!(d.heads(), replicas[0].heads(), "seed {seed}");
+        assert_eq!(d.text_len(), d.text().len(), "seed {seed}: text_len of {r}");
         let reloaded = SharedDoc::load(&d.save(), actor(r)).expect("reload");
         assert_eq!(reloaded.text(), text0, "seed {seed}: reload of {r} differs");
     }

@@ -171,6 +171,19 @@ impl SharedDoc {
         out
     }
 
+    /// Length in bytes of [`SharedDoc::text`], without making it (a status query on a large
+    /// file must not copy it).
+    pub fn text_len(&self) -> usize {
+        let last = self.view.len().saturating_sub(1);
+        let lines: usize = self
+            .view
+            .iter()
+            .enumerate()
+            .map(|(i, l)| l.text.len() + usize::from(i < last && ending_of(&l.text).is_empty()))
+            .sum();
+        lines + if self.bom { BOM_STR.len() } else { 0 }
+    }
+
     /// Whether [`SharedDoc::text`] starts with a byte order mark.
     pub fn has_bom(&self) -> bool {
         self.bom
@@ -1002,6 +1015,25 @@ mod sync_additions_tests {
     fn assert_view_consistent(d: &SharedDoc) -> R {
         let fresh = SharedDoc::load(&d.save(), [9; 32])?;
         assert_eq!(text(&fresh), text(d));
+        Ok(())
+    }
+
+    #[test]
+    fn text_len_is_the_length_of_the_text_without_making_it() -> R {
+        for t in [
+            BASE,
+            "",
+            "no ending",
+            "\u{feff}{\"id\":\"a\"}\r\nlast without ending",
+        ] {
+            let mut d = SharedDoc::import(t.as_bytes(), [1; 32])?;
+            assert_eq!(d.text_len(), d.text().len(), "{t:?}");
+            // A line appended after one without an ending: the text gains a newline.
+            let mut grown = d.text();
+            grown.extend_from_slice(b"\n{\"id\":\"z\"}\n");
+            d.apply_local_text(&grown)?;
+            assert_eq!(d.text_len(), d.text().len(), "{t:?} grown");
+        }
         Ok(())
     }
 

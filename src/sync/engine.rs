@@ -456,7 +456,7 @@ impl SyncEngine {
                     match self.live(id) {
                         Ok(l) => (
                             l.doc.line_count(),
-                            l.doc.text().len(),
+                            l.doc.text_len(),
                             l.doc.conflicts().len(),
                         ),
                         Err(_) => (0, 0, 0),
