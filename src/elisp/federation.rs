@@ -226,7 +226,7 @@ fn federation_send_peer_message(env: &Env, peer_id: String, text: String) -> Res
         with_session(env, |s| {
             s.node_op_queued(
                 "a peer message could not be published now (it stays in the outbox and is resent)",
-                move |n, _| n.finish_peer_message(prepared),
+                move |n| n.finish_peer_message(prepared),
             );
             Ok(())
         })?;

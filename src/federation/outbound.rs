@@ -334,13 +334,7 @@ impl Outbound {
                 limit: self.max_bytes,
             });
         }
-        let content = self
-            .keys
-            .get(self.identity.keypair(), to)
-            .and_then(|k| nip44::encrypt(&k, plaintext))
-            .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
-        let mut tags = base_tags(TopicKind::Messages);
-        tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
+        let (content, tags) = self.sealed_to(to, plaintext)?;
         let created_at = now.max(self.since);
         let id = compute_id(
             &self.me,
@@ -394,6 +388,22 @@ impl Outbound {
             .sign(&self.identity))
     }
 
+    /// `plaintext` encrypted (NIP-44) to `to`, and the tags of an event on its messages topic.
+    fn sealed_to(
+        &self,
+        to: &str,
+        plaintext: &str,
+    ) -> Result<(String, Vec<Vec<String>>), OutboundError> {
+        let ciphertext = self
+            .keys
+            .get(self.identity.keypair(), to)
+            .and_then(|k| nip44::encrypt(&k, plaintext))
+            .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
+        let mut tags = base_tags(TopicKind::Messages);
+        tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
+        Ok((ciphertext, tags))
+    }
+
     /// An event of `kind` on `to`'s messages topic with `plaintext`
     /// encrypted (NIP-44) to `to`: peer messages and delivery receipts.
     pub(super) fn encrypted_to(
@@ -403,13 +413,7 @@ impl Outbound {
         plaintext: &str,
         now: u64,
     ) -> Result<Publication, OutboundError> {
-        let ciphertext = self
-            .keys
-            .get(self.identity.keypair(), to)
-            .and_then(|k| nip44::encrypt(&k, plaintext))
-            .map_err(|e| OutboundError::Encrypt(e.to_string()))?;
-        let mut tags = base_tags(TopicKind::Messages);
-        tags.push(vec![TAG_RECIPIENT.to_string(), to.to_string()]);
+        let (ciphertext, tags) = self.sealed_to(to, plaintext)?;
         self.finish(
             self.topics.messages(to),
             kind,

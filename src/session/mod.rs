@@ -451,10 +451,10 @@ impl Session {
     pub fn node_op_queued(
         &self,
         what: &'static str,
-        f: impl FnOnce(&mut Node, u64) -> Publication + Send + 'static,
+        f: impl FnOnce(&mut Node) -> Publication + Send + 'static,
     ) {
         let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
-            let p = f(&mut lock(&s.node), (s.clock)());
+            let p = f(&mut lock(&s.node));
             if let Err(e) = s.publish_to(&p.topic, p.payload, p.qos, p.retain) {
                 s.emit(SessionEvent::Warning {
                     share: None,
