@@ -13,6 +13,24 @@ use super::session::current;
 use crate::sync::{Action, SyncEngine, SyncError};
 use emacs::{defun, Env, IntoLisp, Result, Value};
 
+/// Queues `op` on a share for the session's worker (see `Session::engine_op_queued`; a share
+/// no longer synced is said nowhere) and returns nil at once, or says sync is not running.
+fn queue_on_share(
+    env: &Env,
+    what: &'static str,
+    op: impl FnOnce(&mut crate::sync::SyncEngine, u64) -> std::result::Result<Vec<Action>, SyncError>
+        + Send
+        + 'static,
+) -> Result<()> {
+    match current() {
+        Some(s) if s.sync_open_p() => {
+            s.engine_op_queued(what, |e| matches!(e, SyncError::UnknownShare(_)), op);
+            Ok(())
+        }
+        _ => not_running(env),
+    }
+}
+
 fn not_running<T>(env: &Env) -> Result<T> {
     signal(
         env,
@@ -270,16 +288,10 @@ fn sync_write_held(env: &Env, share: String) -> Result<Value<'_>> {
 fn sync_hold<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<()> {
     let _t = CallTimer::start("sync-hold");
     let hold = hold.is_not_nil();
-    guard(env, || match current() {
-        Some(s) if s.sync_open_p() => {
-            s.engine_op_queued(
-                "holding a shared file",
-                |e| matches!(e, SyncError::UnknownShare(_)),
-                move |e, _| e.hold_writes(&share, hold),
-            );
-            Ok(())
-        }
-        _ => not_running(env),
+    guard(env, || {
+        queue_on_share(env, "holding a shared file", move |e, _| {
+            e.hold_writes(&share, hold)
+        })
     })
 }
 
@@ -518,16 +530,10 @@ fn sync_save_lines<'e>(
 fn sync_write_offered(env: &Env, share: String, version: i64) -> Result<()> {
     let _t = CallTimer::start("sync-write-offered");
     let version = u64::try_from(version).unwrap_or(0);
-    guard(env, || match current() {
-        Some(s) if s.sync_open_p() => {
-            s.engine_op_queued(
-                "writing a shared file",
-                |e| matches!(e, SyncError::UnknownShare(_)),
-                move |e, _| e.write_offered(&share, version),
-            );
-            Ok(())
-        }
-        _ => not_running(env),
+    guard(env, || {
+        queue_on_share(env, "writing a shared file", move |e, _| {
+            e.write_offered(&share, version)
+        })
     })
 }
 
@@ -539,16 +545,8 @@ fn sync_write_offered(env: &Env, share: String, version: i64) -> Result<()> {
 #[defun(name = "-sync-reoffer")]
 fn sync_reoffer(env: &Env, share: String) -> Result<()> {
     let _t = CallTimer::start("sync-reoffer");
-    guard(env, || match current() {
-        Some(s) if s.sync_open_p() => {
-            s.engine_op_queued(
-                "offering held changes",
-                |e| matches!(e, SyncError::UnknownShare(_)),
-                move |e, _| e.reoffer(&share),
-            );
-            Ok(())
-        }
-        _ => not_running(env),
+    guard(env, || {
+        queue_on_share(env, "offering held changes", move |e, _| e.reoffer(&share))
     })
 }
 
@@ -581,16 +579,12 @@ fn sync_saved_file(env: &Env, share: String, seq: i64) -> Result<()> {
 fn sync_file_touched<'e>(env: &'e Env, share: String, hold: Value<'e>) -> Result<()> {
     let _t = CallTimer::start("sync-file-touched");
     let hold = hold.is_not_nil();
-    guard(env, || match current() {
-        Some(s) if s.sync_open_p() => {
-            s.engine_op_queued(
-                "taking in a shared file changed on disk",
-                |e| matches!(e, SyncError::UnknownShare(_)),
-                move |e, now| e.file_touched(&share, hold, now),
-            );
-            Ok(())
-        }
-        _ => not_running(env),
+    guard(env, || {
+        queue_on_share(
+            env,
+            "taking in a shared file changed on disk",
+            move |e, now| e.file_touched(&share, hold, now),
+        )
     })
 }
 
