@@ -54,7 +54,15 @@
                                      (cond ((equal text "pstall-start") (mlf-stall-start)
                                             (test-peer-say "PSTALL -1"))
                                            ((equal text "pstall")
-                                            (test-peer-say "PSTALL %.1f" (mlf-stall-take)))))))
+                                            ;; The stall of the edit, then a
+                                            ;; collection before the next.
+                                            (mlf-stall-take)
+                                            (let ((taken mlf-stall-taken))
+                                              (mlf-stall-quiet)
+                                              (test-peer-say "PSTALL %.1f %.1f %d %.1f"
+                                                             (nth 0 taken) (nth 1 taken)
+                                                             (nth 2 taken)
+                                                             mlf-stall-collection-ms)))))))
                        (list "-l" (expand-file-name "meta-log-federation-test-peer.el" test-dir))))))
     (process-put p 'dir dir)
     (let ((id (meta-log-federation-wait-until
@@ -133,7 +141,8 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
   (let* ((url (meta-log-federation-share-canvasl file :background t))
          (target (expand-file-name (format "sync/%s/%s" me (file-name-nondirectory file))
                                    (process-get witness 'dir)))
-         (times nil) (sync-ms nil) (send-stalls nil) (receive-stalls nil))
+         (times nil) (sync-ms nil) (send-stalls nil) (receive-stalls nil)
+         (collections nil))
     (unless (meta-log-federation-wait-until
              (lambda () (equal (meta-log-federation-test-file-string file)
                                (meta-log-federation-test-file-string target)))
@@ -148,8 +157,9 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
                (t-saved nil) (t-synced nil) (t-save-start nil))
           ;; A quiet moment, then the edit; the stalls are those of this edit.
           (mlf-edit-wait #'ignore 0.05)
-          (mlf-stall-take)
           (mlf-edit-ask witness "pstall" "PSTALL")
+          (mlf-stall-quiet)
+          (push mlf-stall-collection-ms collections)
           (add-hook 'after-save-hook (lambda () (setq t-saved (float-time))) -100 t)
           (add-hook 'after-save-hook (lambda () (setq t-synced (float-time))) 100 t)
           (goto-char (point-min))
@@ -173,8 +183,12 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
           ;; The whole save on this thread: the hand-over to the worker (or
           ;; Emacs' own write) and the sync hooks after it.
           (push (* 1000 (- t-synced t-save-start)) sync-ms)
-          (push (mlf-stall-take) send-stalls)
-          (push (string-to-number (mlf-edit-ask witness "pstall" "PSTALL")) receive-stalls)))
+          (mlf-stall-take)
+          (push mlf-stall-taken send-stalls)
+          (let ((there (mapcar #'string-to-number
+                               (split-string (mlf-edit-ask witness "pstall" "PSTALL")))))
+            (push (butlast there) receive-stalls)
+            (push (nth 3 there) collections))))
       (set-buffer-modified-p nil)
       (kill-buffer))
     (let ((p50 (mlf-edit-percentile times 0.5))
@@ -187,12 +201,31 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
                       (if p99-target (format "p50 < %d ms, p99 < %d ms" p50-target p99-target)
                         (format "p50 < %d ms" p50-target))
                       (and (< p50 p50-target) (or (null p99-target) (< p99 p99-target))))))
-      (princ (format "edit %s: longest main-thread stall while sending: %.1f ms (of which the save itself, from `save-buffer' to the end of its hooks: %.1f ms; the rest is the bench's own editing and waiting, and the session's events) %s\n"
-                     label (apply #'max send-stalls) (apply #'max sync-ms)
-                     (meta-log-federation-bench-target "< 16 ms" (< (apply #'max send-stalls) 16))))
-      (princ (format "edit %s: longest main-thread stall while receiving: %.1f ms %s\n"
-                     label (apply #'max receive-stalls)
-                     (meta-log-federation-bench-target "< 16 ms" (< (apply #'max receive-stalls) 16)))))))
+      (let ((send (mlf-edit-longest send-stalls))
+            (receive (mlf-edit-longest receive-stalls)))
+        (princ (format "edit %s: longest main-thread stall while sending: %.1f ms (garbage collection in it: %.1f ms; the save itself, from `save-buffer' to the end of its hooks, at most %.1f ms) %s\n"
+                       label (nth 0 send) (nth 1 send) (apply #'max sync-ms)
+                       (meta-log-federation-bench-target "< 16 ms" (< (nth 0 send) 16))))
+        (princ (format "edit %s: longest main-thread stall while receiving: %.1f ms (garbage collection in it: %.1f ms) %s\n"
+                       label (nth 0 receive) (nth 1 receive)
+                       (meta-log-federation-bench-target "< 16 ms" (< (nth 0 receive) 16))))
+        (princ (format "edit %s: Emacs collects garbage before each edit, in both Emacs (a collection takes %.0f-%.0f ms here, whoever made the garbage); an edit allocates %s KB on the sending side, %s KB on the receiving side (bench steps included): with the default `gc-cons-threshold' (%d KB) a collection every %d edits or more\n"
+                       label (apply #'min collections) (apply #'max collections)
+                       (mlf-edit-kb send-stalls) (mlf-edit-kb receive-stalls)
+                       (/ (default-value 'gc-cons-threshold) 1024)
+                       (/ (default-value 'gc-cons-threshold)
+                          (max 1 (apply #'max (mapcar (lambda (s) (nth 2 s))
+                                                      (append send-stalls receive-stalls)))))))))))
+
+(defun mlf-edit-longest (stalls)
+  "Return the longest of STALLS, each (MS GC-MS ALLOCATED-BYTES)."
+  (car (sort (copy-sequence stalls) (lambda (a b) (> (car a) (car b))))))
+
+(defun mlf-edit-kb (stalls)
+  "Return the median and largest allocation of STALLS in KB, as text."
+  (let ((bytes (mapcar (lambda (s) (nth 2 s)) stalls)))
+    (format "%.0f (median; at most %.0f)" (/ (mlf-edit-percentile bytes 0.5) 1024.0)
+            (/ (apply #'max bytes) 1024.0))))
 
 (defun mlf-edit-longest-calls (witness)
   "Print the longest single module call of this Emacs and of WITNESS.

@@ -8,6 +8,11 @@
 ;; Loaded by the delivery tests before test/meta-log-federation-test-peer.el
 ;; in a batch Emacs peer.  It adds, on stderr ("PEER: " lines):
 ;;   CONNECTED N          the Nth (re)connection to the broker
+;;   DISCONNECTED REASON  the connection went down
+;;   DIAG ...             every 2 s when it changed: connected, the outbox
+;;                        length, events accepted, drops by reason, the MQTT
+;;                        client's counts, events waiting for Emacs (for a
+;;                        failing test's report)
 ;;   DELIVERED ID PEER    a receipt for one of our messages
 ;;   FAILED ID REASON     one of our messages given up
 ;;   SESSION-ERROR TEXT   the client gave way to another with its client id
@@ -44,6 +49,31 @@
           (lambda ()
             (cl-incf delivery-peer-connects)
             (delivery-peer-say "CONNECTED %d" delivery-peer-connects)))
+
+(add-hook 'meta-log-federation-mqtt-disconnected-hook
+          (lambda (reason) (delivery-peer-say "DISCONNECTED %s" reason)))
+
+(defvar delivery-peer-last-diag nil "The last DIAG line printed.")
+
+(defun delivery-peer-diag ()
+  "Print a DIAG line when it changed: what a failing test needs to know."
+  (when (meta-log-federation-running-p)
+    (let* ((c (meta-log-federation-counters))
+           (stats (meta-log-federation-stats))
+           (line (format "DIAG connected %s outbox %d accepted %s drops %S mqtt-received %s mqtt-pending %s events-waiting %s handled-messages %s"
+                         (if (meta-log-federation-connected-p) "yes" "no")
+                         (length (meta-log-federation-outbox))
+                         (plist-get c :accepted)
+                         (cl-remove-if #'zerop (plist-get c :drops) :key #'cdr)
+                         (plist-get stats :received)
+                         (plist-get stats :pending)
+                         (plist-get stats :events-waiting)
+                         (plist-get c :messages-received))))
+      (unless (equal line delivery-peer-last-diag)
+        (setq delivery-peer-last-diag line)
+        (delivery-peer-say "%s" line)))))
+
+(run-at-time 2 2 #'delivery-peer-diag)
 
 (add-hook 'meta-log-federation-error-functions
           (lambda (context text)
