@@ -41,6 +41,7 @@
 
 (require 'cl-lib)
 (require 'meta-log-federation-custom)
+(require 'meta-log-federation-events)
 
 (declare-function meta-log-federation--require-running "meta-log-federation-node")
 (declare-function meta-log-federation--federation-announced-peers "meta-log-federation-module")
@@ -52,6 +53,7 @@
 (declare-function meta-log-federation--blackboard-sync-now "meta-log-federation-blackboard-share")
 (declare-function meta-log-federation--log "meta-log-federation-custom")
 (declare-function meta-log-federation--write-file-atomic "meta-log-federation-module")
+(declare-function meta-log-federation--write-file-atomic-queued "meta-log-federation-module")
 (defvar meta-log-federation-peers-changed-hook)
 
 (defcustom meta-log-federation-blackboard-delay 1.0
@@ -262,10 +264,33 @@ below them stay); a peer without an entry gets one at the end of
 
 ;;;; Writing to the file or its buffer
 
+(defvar meta-log-federation--blackboard-queued (make-hash-table :test #'equal)
+  "Blackboard files whose write federation's worker has not confirmed yet.
+FILE -> (TAG . TEXT), the last write asked for.  The next update starts
+from TEXT instead of the file, which may still hold the older text.")
+
+(defvar meta-log-federation--blackboard-tag 0
+  "Number of the last write of the blackboard handed to the worker.")
+
+(defvar meta-log-federation--blackboard-write-failed nil
+  "Non-nil after a write of the blackboard failed, until one succeeds.
+The failure is shown once, not at every update.")
+
+(defvar meta-log-federation--blackboard-write-queued nil
+  "Non-nil while blackboard updates are handed to federation's worker.
+Bound by the timer's update (`meta-log-federation--blackboard-now'), so
+that Emacs does not wait for the disk; an update asked for by a command
+or a caller (`meta-log-federation-sync-blackboard') is on disk when it
+returns.")
+
 (defun meta-log-federation--write-blackboard (file peers)
   "Record PEERS in the blackboard FILE, respecting a buffer visiting it.
 Without a buffer, the file is replaced atomically through an exclusive
-0600 temporary file, synced to disk and renamed (by the module)."
+0600 temporary file, synced to disk and renamed, by federation's worker
+when it runs.  While `meta-log-federation--blackboard-write-queued' is
+non-nil, Emacs does not wait for that (the sync can take tens of
+milliseconds while the disk is busy), and a failure is shown when the
+worker reports it (see `meta-log-federation--blackboard-written-event')."
   (let ((buffer (find-buffer-visiting file)))
     (if buffer
         (with-current-buffer buffer
@@ -278,11 +303,45 @@ Without a buffer, the file is replaced atomically through an exclusive
               (let ((save-silently t)
                     (inhibit-message t))
                 (save-buffer)))))
-      (let ((text (with-temp-buffer
-                    (insert-file-contents file)
-                    (meta-log-federation--update-blackboard-text peers)
-                    (buffer-string))))
-        (meta-log-federation--write-file-atomic file text t)))))
+      (let* ((queued (gethash file meta-log-federation--blackboard-queued))
+             (text (with-temp-buffer
+                     (if queued
+                         (insert (cdr queued))
+                       (insert-file-contents file))
+                     (meta-log-federation--update-blackboard-text peers)
+                     (buffer-string)))
+             (tag (setq meta-log-federation--blackboard-tag
+                        (1+ meta-log-federation--blackboard-tag))))
+        (if (and meta-log-federation--blackboard-write-queued
+                 (meta-log-federation--write-file-atomic-queued file text tag))
+            (puthash file (cons tag text) meta-log-federation--blackboard-queued)
+          ;; Written now (after any queued write of the worker), or an error.
+          (remhash file meta-log-federation--blackboard-queued)
+          (meta-log-federation--write-file-atomic file text t))))))
+
+(defun meta-log-federation--blackboard-written-event (event)
+  "Take in EVENT [file-written FILE TAG ERROR]: a write of the worker ended.
+ERROR is nil when FILE holds the text, else why it does not: then every
+peer is recorded again at the next update, which starts from the file."
+  (let* ((file (aref event 1))
+         (error-text (aref event 3))
+         (queued (gethash file meta-log-federation--blackboard-queued)))
+    (when (and queued (eql (car queued) (aref event 2)))
+      (remhash file meta-log-federation--blackboard-queued))
+    (cond
+     (error-text
+      (clrhash meta-log-federation--blackboard-written)
+      (unless meta-log-federation--blackboard-write-failed
+        (setq meta-log-federation--blackboard-write-failed t)
+        (display-warning 'meta-log-federation
+                         (format "The blackboard %s cannot be written: %s.  Peers are recorded again once it can (check the directory's permissions and free space)"
+                                 file error-text)
+                         :warning)))
+     (meta-log-federation--blackboard-write-failed
+      (setq meta-log-federation--blackboard-write-failed nil)
+      (meta-log-federation--log "the blackboard %s is written again" file)))))
+
+(meta-log-federation--on-event 'file-written #'meta-log-federation--blackboard-written-event)
 
 (defun meta-log-federation--changed-peers (peers)
   "Return the PEERS whose blackboard entry differs from the one last written.
@@ -391,7 +450,8 @@ it).  Interactively, a prefix argument reads PEER-ID with completion."
   (setq meta-log-federation--blackboard-timer nil)
   (when (and meta-log-federation--blackboard (meta-log-federation-running-p))
     (condition-case err
-        (meta-log-federation--record-peers (meta-log-federation--announced-peers-now) t)
+        (let ((meta-log-federation--blackboard-write-queued t))
+          (meta-log-federation--record-peers (meta-log-federation--announced-peers-now) t))
       (error (meta-log-federation--log "blackboard: %s" (error-message-string err))))))
 
 (defun meta-log-federation-blackboard-start (file)
@@ -416,6 +476,7 @@ would be taken for an edit deleting everything peers wrote."
   (setq meta-log-federation--blackboard-timer nil)
   (when meta-log-federation--blackboard
     (ignore-errors (meta-log-federation-sync-blackboard)))
+  (clrhash meta-log-federation--blackboard-queued)
   (remove-hook 'meta-log-federation-peers-changed-hook #'meta-log-federation--blackboard-soon)
   (setq meta-log-federation--blackboard nil))
 

@@ -372,6 +372,83 @@ and `dir' hold its id, name and directory."
       (with-current-buffer buffer (set-buffer-modified-p nil))
       (kill-buffer buffer))))
 
+;; The timer's blackboard update (`meta-log-federation--blackboard-now')
+;; binds `meta-log-federation--blackboard-write-queued': the file is
+;; written by federation's worker, not by Emacs.
+
+(defun meta-log-federation-test-blackboard-peer (char)
+  "A peer plist with an id of 64 CHARs (a hex digit), for blackboard updates."
+  (list :peer-id (make-string 64 char) :name (string char) :status 'online
+        :last-seen 1767225600 :trust 'pinned :address "canvasl/peers/x/messages"))
+
+(ert-deftest federation::the-timers-blackboard-update-is-written-by-the-worker-in-order ()
+  (meta-log-federation-test-with-federation
+    (let* ((file (meta-log-federation-create-blackboard
+                  (expand-file-name "bb.org" (make-temp-file "mlf-bb-queued-" t))))
+           (d (meta-log-federation-test-blackboard-peer ?d))
+           (e (meta-log-federation-test-blackboard-peer ?e)))
+      (let ((meta-log-federation--blackboard-write-queued t))
+        (meta-log-federation--write-blackboard file (list d))
+        ;; Handed to the worker: waiting for its report, which only a
+        ;; dispatch of events (none yet) can take in.
+        (should (string-search (make-string 64 ?d)
+                               (cdr (gethash file meta-log-federation--blackboard-queued))))
+        ;; The next update starts from that text, whether or not the file
+        ;; holds it yet: a note only that text has (never the file) is in
+        ;; what the next update hands over.
+        (let ((queued (gethash file meta-log-federation--blackboard-queued)))
+          (setcdr queued (concat (cdr queued) "* Only in the text handed over\n")))
+        (meta-log-federation--write-blackboard file (list e))
+        (let ((text (cdr (gethash file meta-log-federation--blackboard-queued))))
+          (should (string-search "Only in the text handed over" text))
+          (should (string-search (make-string 64 ?d) text))
+          (should (string-search (make-string 64 ?e) text))))
+      ;; The worker's report of the last write ends the wait; the file holds both.
+      (should (meta-log-federation-wait-until
+               (lambda () (null (gethash file meta-log-federation--blackboard-queued))) 10))
+      (let ((text (meta-log-federation-test-file-string file)))
+        (should (string-search (make-string 64 ?d) text))
+        (should (string-search (make-string 64 ?e) text)))
+      ;; An update a caller asks for is on disk when it returns.
+      (meta-log-federation--write-blackboard
+       file (list (plist-put (copy-sequence d) :status 'offline)))
+      (should (string-search ":PEER_STATUS: offline" (meta-log-federation-test-file-string file))))))
+
+(ert-deftest federation::a-blackboard-the-worker-cannot-write-is-said-once-and-written-later ()
+  (meta-log-federation-test-with-federation
+    (let* ((dir (make-temp-file "mlf-bb-frozen-" t))
+           (file (meta-log-federation-create-blackboard (expand-file-name "bb.org" dir)))
+           (before (meta-log-federation-test-file-string file)))
+      (unless (meta-log-federation-test-freeze-directory dir t)
+        (ert-skip meta-log-federation-test-cannot-freeze))
+      (unwind-protect
+          (progn
+            (when (get-buffer "*Warnings*")
+              (kill-buffer "*Warnings*"))
+            (let ((meta-log-federation--blackboard-write-queued t))
+              (meta-log-federation--write-blackboard
+               file (list (meta-log-federation-test-blackboard-peer ?a)))
+              (meta-log-federation--write-blackboard
+               file (list (meta-log-federation-test-blackboard-peer ?b))))
+            (should (meta-log-federation-wait-until
+                     (lambda () (null (gethash file meta-log-federation--blackboard-queued))) 10))
+            ;; Two failed writes, one warning that says what to check.
+            (should (get-buffer "*Warnings*"))
+            (with-current-buffer "*Warnings*"
+              (should (= 1 (how-many "cannot be written" (point-min) (point-max))))
+              (should (string-search "permissions" (buffer-string))))
+            (should (equal before (meta-log-federation-test-file-string file))))
+        (meta-log-federation-test-freeze-directory dir nil))
+      ;; Once the directory is writable, the next update is written.
+      (let ((meta-log-federation--blackboard-write-queued t))
+        (meta-log-federation--write-blackboard
+         file (list (meta-log-federation-test-blackboard-peer ?9))))
+      (should (meta-log-federation-wait-until
+               (lambda () (string-search (make-string 64 ?9)
+                                         (meta-log-federation-test-file-string file)))
+               10))
+      (should-not meta-log-federation--blackboard-write-failed))))
+
 (ert-deftest federation::a-newcomer-learns-150-retained-presences-at-once ()
   (meta-log-federation-test-with-federation
     (let ((ids nil))

@@ -155,17 +155,6 @@ Return the number of times Emacs itself wrote FILE."
                      30)))))
       (kill-buffer (find-buffer-visiting file)))))
 
-(defun meta-log-federation-save-test-freeze (dir on)
-  "Make DIR unwritable (ON non-nil) or writable again; non-nil if that worked.
-Root writes to a read-only directory, so for root the immutable
-attribute is what makes a write fail; anyone else gets a read-only
-directory."
-  (if (zerop (user-uid))
-      (and (executable-find "chattr")
-           (zerop (call-process "chattr" nil nil nil (if on "+i" "-i") dir)))
-    (set-file-modes dir (if on #o555 #o755))
-    t))
-
 (ert-deftest save::a-write-the-worker-cannot-make-leaves-the-buffer-modified-and-warns ()
   (meta-log-federation-test-with-federation
     (let* ((dir (make-temp-file "mlf-save-fail-" t))
@@ -179,10 +168,10 @@ directory."
         (goto-char (point-min))
         (forward-line 4)
         (insert "{\"id\":\"not-lost\"}\n")
-        (unless (meta-log-federation-save-test-freeze dir t)
+        (unless (meta-log-federation-test-freeze-directory dir t)
           (set-buffer-modified-p nil)
           (kill-buffer)
-          (ert-skip "running as root and chattr +i is not available here (it needs CAP_LINUX_IMMUTABLE on ext2/3/4, xfs or btrfs)"))
+          (ert-skip meta-log-federation-test-cannot-freeze))
         (unwind-protect
             (progn
               (when (get-buffer "*Warnings*")
@@ -196,7 +185,7 @@ directory."
                                      (with-current-buffer "*Warnings*" (buffer-string))))
               (should (equal (meta-log-federation-test-file-string file) before))
               (should (save-excursion (goto-char (point-min)) (search-forward "not-lost" nil t))))
-          (meta-log-federation-save-test-freeze dir nil))
+          (meta-log-federation-test-freeze-directory dir nil))
         ;; Saved once the problem is fixed.
         (save-buffer)
         (should (meta-log-federation-wait-until

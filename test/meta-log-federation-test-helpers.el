@@ -239,5 +239,20 @@ A probe message on a topic of its own proves the subscription is active."
       (insert-file-contents-literally file)
       (buffer-string))))
 
+(defun meta-log-federation-test-freeze-directory (dir on)
+  "Make DIR unwritable (ON non-nil) or writable again; non-nil if that worked.
+Root writes to a read-only directory, so for root the immutable
+attribute is what makes a write fail; anyone else gets a read-only
+directory."
+  (if (zerop (user-uid))
+      (and (executable-find "chattr")
+           (zerop (call-process "chattr" nil nil nil (if on "+i" "-i") dir)))
+    (set-file-modes dir (if on #o555 #o755))
+    t))
+
+(defconst meta-log-federation-test-cannot-freeze
+  "running as root and chattr +i is not available here (it needs CAP_LINUX_IMMUTABLE on ext2/3/4, xfs or btrfs)"
+  "Why a test that needs `meta-log-federation-test-freeze-directory' is skipped.")
+
 (provide 'meta-log-federation-test-helpers)
 ;;; meta-log-federation-test-helpers.el ends here

@@ -15,6 +15,7 @@
 //! while it holds the engine).
 
 pub mod event;
+mod files;
 mod publisher;
 mod worker;
 
@@ -34,6 +35,7 @@ use crate::sync::{Action, SyncConfig, SyncEngine, SyncError};
 use crate::transport::options::Inbound;
 
 pub use event::{Offline, SessionEvent, SyncValue};
+pub use files::FILE_WRITTEN;
 pub use publisher::{GlobalConnection, PublishError, Publisher};
 
 /// Where the session's events go (the Emacs event bus, or a test's channel).
@@ -359,6 +361,9 @@ impl Session {
         let mut e = SyncEngine::open_with(sync_dir, state_dir, &me, actor, config)?;
         // The engine signs memberships and key envelopes of the shares we originate.
         e.set_signer(identity, (self.shared.clock)())?;
+        // Held shares' states are written after their buffers are offered the change (see
+        // `worker::carry_out`), off the path from a peer's save to this Emacs' buffer.
+        e.defer_held_state_writes(true);
         *lock(&self.shared.engine) = Some(e);
         self.shared.sync_open.store(true, Ordering::SeqCst);
         Ok(())
@@ -406,6 +411,8 @@ impl Session {
         let now = (self.shared.clock)();
         Some(f(e, now).map(|(v, mut actions)| {
             actions.extend(e.take_notices());
+            // Here the caller waits anyway: nothing is gained by writing later.
+            actions.extend(e.write_deferred_states());
             let mut sink = SessionSink {
                 shared: &self.shared,
                 reports: Vec::new(),

@@ -290,6 +290,23 @@ pub(crate) fn carry_out(
     for a in sink.reports.into_iter().chain(offers) {
         shared.emit(report_event(a));
     }
+    // Then the merge states of held shares (see `crate::sync::deferred`): before any other
+    // work of this thread, so nothing reads them in between.
+    let mut g = lock(&shared.engine);
+    let Some(engine) = g.as_mut() else { return };
+    let due = engine.write_deferred_states();
+    if due.is_empty() {
+        return;
+    }
+    let mut sink = SessionSink {
+        shared,
+        reports: Vec::new(),
+    };
+    execute_on(engine, due, now, &mut sink);
+    drop(g);
+    for a in sink.reports {
+        shared.emit(report_event(a));
+    }
 }
 
 /// The event for an action the executor reported.

@@ -123,6 +123,8 @@ pub struct SyncEngine {
     pub(crate) members: super::members::Registry,
     /// Keys of the shares with members (see `super::share_key`).
     pub(crate) keys: super::share_key::KeyRing,
+    /// Merge states of held shares still to write (see `super::deferred`).
+    pub(crate) deferred: super::deferred::Deferred,
 }
 
 impl std::fmt::Debug for SyncEngine {
@@ -218,6 +220,7 @@ impl SyncEngine {
             write_failures_seen: 0,
             members: super::members::Registry::default(),
             keys: super::share_key::KeyRing::default(),
+            deferred: Default::default(),
         };
         engine.load_members()?;
         engine.load_keys()?;

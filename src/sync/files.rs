@@ -185,6 +185,9 @@ impl SyncEngine {
         }
         if held {
             // The file stays as it is, and so does what the state says about it.
+            if self.deferred.defer(id) {
+                return Ok(Vec::new());
+            }
             return self.write_state_or_report(id);
         }
         // The text offered to a visiting buffer is the one rendered for these heads, if they

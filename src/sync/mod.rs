@@ -117,6 +117,7 @@
 pub mod action;
 mod ask;
 mod chunk;
+mod deferred;
 pub mod engine;
 pub mod exec;
 mod files;
