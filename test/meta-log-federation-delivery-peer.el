@@ -32,6 +32,8 @@
 (require 'cl-lib)
 (require 'meta-log-federation)
 
+(declare-function meta-log-federation--session-stats "meta-log-federation-module")
+
 (defvar delivery-peer-stream nil "Nil, or (PEER-ID COUNT) to stream to.")
 (defvar delivery-peer-seen (make-hash-table :test #'equal) "Sequence texts handled.")
 (defvar delivery-peer-total 0 "Sequence messages handled, duplicates included.")
@@ -60,7 +62,8 @@
   (when (meta-log-federation-running-p)
     (let* ((c (meta-log-federation-counters))
            (stats (meta-log-federation-stats))
-           (line (format "DIAG connected %s outbox %d accepted %s drops %S mqtt-received %s mqtt-pending %s events-waiting %s handled-messages %s"
+           (session (meta-log-federation--session-stats))
+           (line (format "DIAG connected %s outbox %d accepted %s drops %S mqtt-received %s mqtt-pending %s events-waiting %s handled-messages %s session %S"
                          (if (meta-log-federation-connected-p) "yes" "no")
                          (length (meta-log-federation-outbox))
                          (plist-get c :accepted)
@@ -68,7 +71,8 @@
                          (plist-get stats :received)
                          (plist-get stats :pending)
                          (plist-get stats :events-waiting)
-                         (plist-get c :messages-received))))
+                         (plist-get c :messages-received)
+                         session)))
       (unless (equal line delivery-peer-last-diag)
         (setq delivery-peer-last-diag line)
         (delivery-peer-say "%s" line)))))

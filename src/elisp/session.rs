@@ -136,7 +136,8 @@ fn session_flush(env: &Env) -> Result<bool> {
 ///
 /// Keys: :inbound (messages the worker took from the broker), :events
 /// (finished events handed to Emacs), :max-handle-us (the longest the
-/// worker spent on one message, in microseconds; Emacs does not wait for it).
+/// worker spent on one message, in microseconds; Emacs does not wait for it),
+/// :internal-errors (panics the worker caught and reported as warnings).
 #[defun(name = "-session-stats")]
 fn session_stats(env: &Env) -> Result<Value<'_>> {
     let _t = super::convert::CallTimer::start("session-stats");
@@ -156,6 +157,10 @@ fn session_stats(env: &Env) -> Result<Value<'_>> {
                     (
                         ":max-handle-us",
                         (st.max_handle_us.load(Relaxed) as i64).into_lisp(env)?,
+                    ),
+                    (
+                        ":internal-errors",
+                        (st.internal_errors.load(Relaxed) as i64).into_lisp(env)?,
                     ),
                 ],
             )

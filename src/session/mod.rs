@@ -17,6 +17,8 @@
 pub mod event;
 mod files;
 mod publisher;
+#[cfg(test)]
+mod test_support;
 mod worker;
 
 use std::path::Path;
@@ -61,6 +63,8 @@ pub struct SessionStats {
     pub events: AtomicU64,
     /// The longest time the worker spent on one message, in microseconds.
     pub max_handle_us: AtomicU64,
+    /// Panics the worker caught (each reported as a warning): it goes on after one.
+    pub internal_errors: AtomicU64,
 }
 
 /// What the session's parts share with its worker.

@@ -40,6 +40,7 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
                     handle(shared, &topic, &payload)
                 }));
                 if r.is_err() {
+                    shared.stats.internal_errors.fetch_add(1, Ordering::Relaxed);
                     shared.emit(SessionEvent::Warning {
                         share: None,
                         message: format!(
@@ -51,11 +52,27 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
                 let us = started.elapsed().as_micros() as u64;
                 shared.stats.max_handle_us.fetch_max(us, Ordering::Relaxed);
             }
-            Work::Call(f) => f(shared),
+            Work::Call(f) => survive(shared, "an operation Emacs asked for", || f(shared)),
             Work::Stop => break,
         }
         // A flood of messages must not starve the receipts and resends.
-        upkeep.run_if_due(shared);
+        survive(shared, "the delivery upkeep", || upkeep.run_if_due(shared));
+    }
+}
+
+/// Runs `f`; a panic in it is reported as a warning and the worker goes on. Without this, a
+/// panic would end the worker thread: every later message, receipt and save would be dropped
+/// with nothing said (Emacs would still run, its federation silently deaf).
+fn survive(shared: &Shared, what: &str, f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        shared.stats.internal_errors.fetch_add(1, Ordering::Relaxed);
+        shared.emit(SessionEvent::Warning {
+            share: None,
+            message: format!(
+                "internal error in {what}; it was abandoned and federation goes on \
+                 (please report this)"
+            ),
+        });
     }
 }
 
@@ -413,5 +430,26 @@ pub(crate) fn report_event(a: Action) -> SessionEvent {
             share: None,
             message: format!("a sync {kind:?} was not published (internal error)"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::test_support::test_session;
+
+    #[test]
+    fn a_panic_in_queued_work_is_reported_and_the_worker_goes_on() {
+        let (session, events) = test_session();
+        session.node_op_queued("a failing operation", |_| panic!("a bug in an operation"));
+        // The worker still takes work after it: this waits for a write queued later.
+        let dir = tempfile::tempdir().unwrap();
+        let written = session.write_file_waiting(dir.path().join("after"), b"x".to_vec(), true);
+        assert!(matches!(written, Some(Ok(()))));
+        assert_eq!(session.stats().internal_errors.load(Ordering::Relaxed), 1);
+        assert!(events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Warning { message, .. }
+            if message.contains("internal error") && message.contains("please report"))));
     }
 }
