@@ -246,6 +246,62 @@ Runs on the test broker of the caller."
       (ignore-errors (meta-log-federation-shutdown))
       (delivery-test--kill meta-log-federation-test-broker-process))))
 
+(ert-deftest delivery::a-peer-whose-broker-lost-its-session-gets-what-waited-for-it ()
+  ;; A broker without persistence: its restart loses every session and
+  ;; every message it kept, as a kill -9 loses the last second or two of a
+  ;; persistent one.  Timed resends wait an hour here: only the resend
+  ;; when Bob announces his new session can bring the messages.
+  (let* ((meta-log-federation-test-broker-port (meta-log-federation-test-free-port))
+         (conf (expand-file-name (format "forgetful-%d.conf" meta-log-federation-test-broker-port)
+                                 meta-log-federation-test-directory))
+         (meta-log-federation-test-broker-process nil))
+    (with-temp-file conf
+      (insert (format "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"
+                      meta-log-federation-test-broker-port)))
+    (set-file-modes conf #o644)
+    (setq meta-log-federation-test-broker-process
+          (delivery-test--start-broker conf meta-log-federation-test-broker-port))
+    (unwind-protect
+        (delivery-test--as-peer
+          (let* ((delivered nil)
+                 (meta-log-federation-peer-message-delivered-functions
+                  (list (lambda (id _peer) (push id delivered))))
+                 (bob (delivery-test--start-peer "bob"))
+                 (bob-id (process-get bob 'peer-id))
+                 (me (plist-get (meta-log-federation-get-local-peer-identity) :peer-id))
+                 (ids nil))
+            (should (meta-log-federation-wait-until
+                     (lambda () (eq (meta-log-federation-test-status bob-id) 'online)) 20))
+            (let ((connects (delivery-test--connects bob)))
+              ;; The broker dies with Bob stopped; 20 messages go out meanwhile
+              ;; and reach the new broker before Bob does: nobody to keep them for.
+              (delivery-test--kill meta-log-federation-test-broker-process)
+              (signal-process bob 'SIGSTOP)
+              (unwind-protect
+                  (progn
+                    (dotimes (i 20)
+                      (push (meta-log-federation-send-peer-message bob-id (format "lost-%02d" i))
+                            ids))
+                    (setq meta-log-federation-test-broker-process
+                          (delivery-test--start-broker conf meta-log-federation-test-broker-port))
+                    (should (meta-log-federation-wait-until #'meta-log-federation-connected-p 30))
+                    ;; Our resend at reconnection has gone to nobody by now.
+                    (meta-log-federation-wait-until #'ignore 1)
+                    (should-not delivered))
+                (signal-process bob 'SIGCONT))
+              (should (meta-log-federation-wait-until
+                       (lambda () (> (delivery-test--connects bob) connects)) 30)))
+            ;; Bob's new session: what waits for him is sent again, and arrives once.
+            (should (meta-log-federation-wait-until (lambda () (= 20 (length delivered))) 30))
+            (should (equal (sort (copy-sequence delivered) #'string<)
+                           (sort (copy-sequence ids) #'string<)))
+            (dotimes (i 20)
+              (should (= 1 (delivery-test--count-lines bob (format "MSG %s lost-%02d$" me i)))))
+            (should-not (meta-log-federation-outbox))))
+      (meta-log-federation-test-stop-peers)
+      (ignore-errors (meta-log-federation-shutdown))
+      (delivery-test--kill meta-log-federation-test-broker-process))))
+
 (defun delivery-test--stream-run (conf first)
   "Stream 2,000 messages across a kill -9 of the broker started from CONF.
 FIRST says which peer reconnects first: `sender' (the receiver is

@@ -294,7 +294,9 @@ fn transition_to_lisp<'e>(env: &'e Env, t: &Transition) -> Result<Value<'e>> {
         Transition::WentOffline { peer_id, graceful } => {
             env.list((kind, peer_id.as_str(), *graceful))
         }
-        Transition::WentStale { peer_id } => env.list((kind, peer_id.as_str())),
+        Transition::WentStale { peer_id } | Transition::Resumed { peer_id } => {
+            env.list((kind, peer_id.as_str()))
+        }
         Transition::KeyConflict {
             name,
             known_peer_id,

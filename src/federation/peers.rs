@@ -120,6 +120,13 @@ pub enum Transition {
         /// Peer id.
         peer_id: String,
     },
+    /// The peer, online all along, announced a new MQTT session: it reconnected (its broker
+    /// may have restarted and lost the messages it kept for it). What waits for it is sent
+    /// again (see `crate::session`); no hook runs.
+    Resumed {
+        /// Peer id.
+        peer_id: String,
+    },
     /// **Warning**: a display name known for one key was announced by a new
     /// key (TOFU). Nothing from the new key is accepted until the user
     /// trusts it.
@@ -140,6 +147,7 @@ impl Transition {
             Transition::CameOnline { .. } => "came-online",
             Transition::WentOffline { .. } => "went-offline",
             Transition::WentStale { .. } => "went-stale",
+            Transition::Resumed { .. } => "resumed",
             Transition::KeyConflict { .. } => "key-conflict",
         }
     }
@@ -154,7 +162,8 @@ impl Transition {
         match self {
             Transition::CameOnline { peer_id, .. }
             | Transition::WentOffline { peer_id, .. }
-            | Transition::WentStale { peer_id } => peer_id,
+            | Transition::WentStale { peer_id }
+            | Transition::Resumed { peer_id } => peer_id,
             Transition::KeyConflict { new_peer_id, .. } => new_peer_id,
         }
     }
@@ -325,6 +334,8 @@ impl PeerTable {
         let before = info.status;
         let key = p.order_key(created_at);
         let same = info.presence_key == Some(key);
+        // The session's start is the first part of the order key.
+        let new_session = info.presence_key.is_some_and(|k| k.0 < p.since);
         info.presence_key = Some(key);
         info.last_seen = info.last_seen.max(created_at.min(now));
         info.name = p.name.clone();
@@ -352,6 +363,9 @@ impl PeerTable {
                     }
                     (PeerStatus::Online, PeerStatus::Stale) if !new => {
                         vec![Transition::WentStale { peer_id: id }]
+                    }
+                    (PeerStatus::Online, PeerStatus::Online) if new_session => {
+                        vec![Transition::Resumed { peer_id: id }]
                     }
                     _ => Vec::new(),
                 }
@@ -413,6 +427,34 @@ mod tests {
             since,
             reason: None,
         }
+    }
+
+    #[test]
+    fn a_new_session_of_a_peer_online_all_along_is_a_resumption() {
+        let mut t = PeerTable::new(120, 10);
+        let id = "a".repeat(64);
+        let first = presence(AnnouncedStatus::Online, 1000);
+        assert_eq!(
+            t.apply_presence(&first, 1000, 1000, false, TrustState::Pinned)[0].kind(),
+            "came-online"
+        );
+        // A heartbeat of the same session changes nothing.
+        assert!(t
+            .apply_presence(&first, 1030, 1030, false, TrustState::Pinned)
+            .is_empty());
+        // A presence of a later session (it reconnected) while online all along.
+        let again = presence(AnnouncedStatus::Online, 1040);
+        assert_eq!(
+            t.apply_presence(&again, 1041, 1041, false, TrustState::Pinned),
+            vec![Transition::Resumed {
+                peer_id: id.clone()
+            }]
+        );
+        assert_eq!(t.get(&id).unwrap().status, PeerStatus::Online);
+        // Its heartbeats are not resumptions.
+        assert!(t
+            .apply_presence(&again, 1070, 1070, false, TrustState::Pinned)
+            .is_empty());
     }
 
     #[test]

@@ -224,9 +224,19 @@ fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
             d.transitions
         }
     };
+    // A peer back online, or online with a new session (it reconnected), is sent at once what
+    // waits for it: its broker may have lost what it kept for it (a restart from a state
+    // saved a second or two earlier), and the resends' backoff would wait up to minutes.
+    for t in &transitions {
+        if let Transition::CameOnline { peer_id, .. } | Transition::Resumed { peer_id } = t {
+            resend_waiting(shared, peer_id);
+        }
+    }
     let mut addresses = addresses.into_iter();
     for t in transitions {
         shared.emit(match t {
+            // Nothing for the consumer to do: the resend above is the whole of it.
+            Transition::Resumed { .. } => continue,
             Transition::CameOnline { peer_id, name } => SessionEvent::PeerOnline {
                 peer_id,
                 name,
@@ -254,6 +264,22 @@ fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
                 known_peer_id,
             },
         });
+    }
+}
+
+/// Publishes again every message waiting for a receipt from `peer` (as it was: same id, so
+/// the peer drops a copy it already has as a replay, and acknowledges it again).
+fn resend_waiting(shared: &Shared, peer: &str) {
+    let waiting = lock(&shared.node).outbox().waiting_for(peer);
+    for p in waiting {
+        if let Err(e) = shared.publish_to(&p.topic, p.payload, p.qos, p.retain) {
+            shared.emit(SessionEvent::Warning {
+                share: None,
+                message: format!("resending to a peer back online: {e}"),
+            });
+            // The next publication would fail the same way; the timed resends retry.
+            break;
+        }
     }
 }
 
