@@ -290,6 +290,16 @@ pub(crate) fn carry_out(
     for a in sink.reports.into_iter().chain(offers) {
         shared.emit(report_event(a));
     }
+    // After the events, so they are not delayed.
+    warm_figures(shared);
+}
+
+/// Computes the share status figures (text length, conflicts) of the documents changed since
+/// they were last computed, here and not on Emacs' thread (see `SyncEngine::warm_figures`).
+pub(crate) fn warm_figures(shared: &Shared) {
+    if let Some(e) = lock(&shared.engine).as_ref() {
+        e.warm_figures();
+    }
 }
 
 /// The event for an action the executor reported.
