@@ -57,9 +57,16 @@ fn assert_figures(seed: u64, what: &str, d: &SharedDoc) {
         text_len: d.text().len(),
         conflicts: d.conflicts().len(),
     };
-    assert_eq!(d.text_len(), fresh.text_len, "seed {seed}: text_len after {what}");
+    assert_eq!(
+        d.text_len(),
+        fresh.text_len,
+        "seed {seed}: text_len after {what}"
+    );
     assert_eq!(d.figures(), fresh, "seed {seed}: kept figures after {what}");
-    assert!(d.figures_ready(), "seed {seed}: figures not kept after {what}");
+    assert!(
+        d.figures_ready(),
+        "seed {seed}: figures not kept after {what}"
+    );
 }
 
 /// Saves `new_text` in `d` as a line edit ([`SharedDoc::apply_local_lines`]): the lines it
