@@ -206,7 +206,7 @@ fn run_seed(seed: u64) -> usize {
                 let old_text = String::from_utf8(replicas[r].text()).unwrap_or_default();
                 let new_text = random_edit(&mut rng, &old_text, &format!("{r}-{step}"));
                 // Every other save as the buffer hands it over: the changed lines only.
-                let change = if (seed + step) % 2 == 0 {
+                let change = if (seed + step).is_multiple_of(2) {
                     save_as_line_edit(&mut replicas[r], &new_text)
                 } else {
                     replicas[r]

@@ -510,12 +510,14 @@ impl SyncEngine {
     /// calls it after the work that changed them, so that [`SyncEngine::shares`] on Emacs'
     /// thread finds them ready. Returns how many documents it computed.
     pub fn warm_figures(&self) -> usize {
-        self.shares
-            .values()
-            .filter_map(|s| s.live.as_ref())
-            .filter(|l| !l.doc.figures_ready())
-            .map(|l| l.doc.figures())
-            .count()
+        let mut counted = 0;
+        for l in self.shares.values().filter_map(|s| s.live.as_ref()) {
+            if !l.doc.figures_ready() {
+                l.doc.figures();
+                counted += 1;
+            }
+        }
+        counted
     }
 
     /// The user saved the file of a share (`share_or_path`: URL or file path): applies it as a
