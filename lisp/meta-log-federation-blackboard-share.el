@@ -147,7 +147,7 @@ already shared only returns its URL."
 (defun meta-log-federation--held-shares ()
   "Return a table: URL of each active share here -> its file."
   (let ((table (make-hash-table :test #'equal)))
-    (dolist (s (meta-log-federation-shared-canvasl-files t))
+    (dolist (s (meta-log-federation-shared-canvasl-files 'brief))
       (when (plist-get s :active)
         (puthash (plist-get s :url) (plist-get s :path) table)))
     table))

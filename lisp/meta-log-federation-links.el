@@ -158,7 +158,7 @@ The name as written, then, if it has %XX escapes, the name decoded."
 
 (defun meta-log-federation-links--find-share (urls)
   "Return the plist of the first share known to the sync engine among URLS."
-  (let ((shares (meta-log-federation-shared-canvasl-files t)))
+  (let ((shares (meta-log-federation-shared-canvasl-files 'brief)))
     (cl-some (lambda (url)
                (cl-find url shares :key (lambda (s) (plist-get s :url)) :test #'equal))
              urls)))

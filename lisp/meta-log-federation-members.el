@@ -30,7 +30,7 @@
 
 (declare-function meta-log-federation--sync-set-members "meta-log-federation-module")
 (declare-function meta-log-federation--sync-members "meta-log-federation-module")
-(declare-function meta-log-federation--sync-shares "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share-list "meta-log-federation-module")
 
 
 (defun meta-log-federation--read-own-share (prompt)
@@ -39,7 +39,7 @@
   (let ((urls (mapcar (lambda (s) (plist-get s :url))
                       (cl-remove-if-not (lambda (s) (and (plist-get s :active)
                                                          (plist-get s :local)))
-                                        (meta-log-federation--sync-shares)))))
+                                        (meta-log-federation--sync-share-list)))))
     (unless urls (user-error "This peer shares no file of its own: share one first"))
     (completing-read prompt urls nil t)))
 

@@ -51,6 +51,7 @@
 (declare-function meta-log-federation--sync-share-background "meta-log-federation-module")
 (declare-function meta-log-federation--sync-unshare "meta-log-federation-module")
 (declare-function meta-log-federation--sync-shares "meta-log-federation-module")
+(declare-function meta-log-federation--sync-share-list "meta-log-federation-module")
 (declare-function meta-log-federation--sync-hold "meta-log-federation-module")
 (declare-function meta-log-federation--sync-write-held "meta-log-federation-module")
 (declare-function meta-log-federation--sync-file-touched "meta-log-federation-module")
@@ -375,7 +376,7 @@ then offered to the buffer."
 (defun meta-log-federation--sync-refresh-shared-files ()
   "Rebuild the table of shared files from the engine."
   (clrhash meta-log-federation--shared-files)
-  (dolist (share (meta-log-federation--sync-shares))
+  (dolist (share (meta-log-federation--sync-share-list))
     (when (plist-get share :active)
       (let ((file (plist-get share :path)))
         (puthash (file-truename file) (plist-get share :url) meta-log-federation--shared-files)
@@ -481,7 +482,7 @@ missed, through the broker."
   (meta-log-federation--sync-require)
   (let ((urls (mapcar (lambda (s) (plist-get s :url))
                       (cl-remove-if-not (lambda (s) (plist-get s :active))
-                                        (meta-log-federation--sync-shares)))))
+                                        (meta-log-federation--sync-share-list)))))
     (unless urls (user-error "No file is shared"))
     (completing-read prompt urls nil t)))
 
@@ -567,12 +568,20 @@ The file and its merge state stay; sharing it again resumes."
 (defun meta-log-federation-shared-canvasl-files (&optional details)
   "Return the synced files' names; with DETAILS, plists about each share.
 A plist has :url :path :local (we shared it) :active :lines :bytes
-:state-bytes and :conflicts.  Interactively, list them."
+:state-bytes and :conflicts.  With DETAILS `brief', the plists have
+only :url :path :local and :active, which cost no look at the files
+\(the sizes of a large file are counted when it changes, and a share
+not loaded yet is loaded to count them).  Interactively, list them."
   (interactive)
   (meta-log-federation--sync-require)
-  (let ((shares (cl-remove-if-not (lambda (s) (plist-get s :active))
-                                  (meta-log-federation--sync-shares))))
-    (when (called-interactively-p 'interactive)
+  (let* ((interactive (called-interactively-p 'interactive))
+         (shares (cl-remove-if-not
+                  (lambda (s) (plist-get s :active))
+                  ;; Only the sizes cost a look at the files.
+                  (if (or interactive (not (memq details '(nil brief))))
+                      (meta-log-federation--sync-shares)
+                    (meta-log-federation--sync-share-list)))))
+    (when interactive
       (message "meta-log-federation: %s"
                (if shares
                    (mapconcat (lambda (s) (format "%s (%d lines)" (plist-get s :url)

@@ -48,7 +48,7 @@ Return its canvasl:// URL."
                                      (lambda (f) (or (file-directory-p f)
                                                      (string-match-p "\\.\\(canvasl\\|jsonl\\)\\'" f))))))
   (let* ((file (expand-file-name file))
-         (share (cl-find file (meta-log-federation-shared-canvasl-files t)
+         (share (cl-find file (meta-log-federation-shared-canvasl-files 'brief)
                          :key (lambda (s) (plist-get s :path)) :test #'file-equal-p))
          (url (if share
                   (progn (meta-log-federation-canvasl-catch-up (plist-get share :url))

@@ -25,9 +25,9 @@
 (declare-function meta-log-federation-shared-canvasl-files "meta-log-federation-sync")
 (declare-function test-peer-say "meta-log-federation-test-peer")
 
-(defun test-patch-peer-share (url)
-  "Return the share plist of URL."
-  (cl-find url (meta-log-federation-shared-canvasl-files t)
+(defun test-patch-peer-share (url &optional details)
+  "Return the share plist of URL; with DETAILS, with its sizes."
+  (cl-find url (meta-log-federation-shared-canvasl-files (if details t 'brief))
            :key (lambda (s) (plist-get s :url)) :test #'equal))
 
 (defun test-patch-peer-buffer (url)
@@ -66,7 +66,7 @@
                       (if (buffer-modified-p) "modified" "unmodified")
                       (if (save-excursion (goto-char (point-min)) (search-forward needle nil t))
                           "has" "lacks")
-                      (plist-get (test-patch-peer-share url) :lines)
+                      (plist-get (test-patch-peer-share url t) :lines)
                       (current-column)
                       (nth 0 meta-log-federation-patch-counts)
                       (nth 1 meta-log-federation-patch-counts)

@@ -158,6 +158,22 @@ is written (by the sync worker, for a shared file)."
           (should (member (plist-get c :winner) '("111" "222")))
           (should (equal (plist-get c :losers)
                          (list (if (equal (plist-get c :winner) "111") "222" "111")))))
+        ;; The share status counts the conflict and sizes the merged file;
+        ;; the brief listing leaves the sizes out.
+        (let ((of-url (lambda (shares)
+                        (cl-find url shares :key (lambda (s) (plist-get s :url))
+                                 :test #'equal)))
+              (text (meta-log-federation-test-file-string file)))
+          (let ((brief (funcall of-url (meta-log-federation-shared-canvasl-files 'brief))))
+            (should (file-equal-p (plist-get brief :path) file))
+            (should (plist-get brief :local))
+            (should-not (plist-member brief :lines))
+            (should-not (plist-member brief :conflicts)))
+          (let ((details (funcall of-url (meta-log-federation-shared-canvasl-files t))))
+            (should (file-equal-p (plist-get details :path) file))
+            (should (= 1 (plist-get details :conflicts)))
+            (should (= (string-bytes text) (plist-get details :bytes)))
+            (should (= (cl-count ?\n text) (plist-get details :lines)))))
         (kill-buffer (find-buffer-visiting file))))))
 
 (ert-deftest sync::a-peer-joining-later-receives-the-existing-shares ()

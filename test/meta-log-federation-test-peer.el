@@ -143,7 +143,7 @@ message readable here, as a peer message."
                   ((string-prefix-p "edit:" text)
                    ;; edit:URL|ID|FIELD|JSON-VALUE
                    (pcase-let* ((`(,url ,id ,field ,value) (split-string (substring text 5) "|"))
-                                (share (cl-find url (meta-log-federation-shared-canvasl-files t)
+                                (share (cl-find url (meta-log-federation-shared-canvasl-files 'brief)
                                                 :key (lambda (s) (plist-get s :url)) :test #'equal)))
                      (test-peer-edit-entry (plist-get share :path) id field value)
                      (test-peer-say "EDITED %s" id)

@@ -348,3 +348,87 @@ fn a_shared_file_arrives_merged_and_written_by_the_worker() {
     assert_eq!(std::fs::read_to_string(&path).expect("read"), edited);
     assert_eq!(bob.raw_messages(), 0);
 }
+
+/// How many shares' status figures (text length, conflicts) `p`'s worker left to count, once
+/// it has finished what it was given; and the sizes `SyncEngine::shares` reports then.
+fn figures_left(p: &Peer) -> (usize, Vec<(usize, usize, usize)>) {
+    p.session.on_worker(|_| ()).expect("worker running");
+    p.session
+        .with_engine(|e| {
+            let left = e.warm_figures();
+            let sizes = e
+                .shares()
+                .iter()
+                .map(|s| (s.lines, s.bytes, s.conflicts))
+                .collect();
+            Ok((left, sizes))
+        })
+        .expect("sync open")
+        .expect("query")
+}
+
+#[test]
+fn share_status_figures_are_counted_on_the_worker_not_by_the_caller() {
+    let broker = Broker::start();
+    let alice = peer(&broker, ALICE, "alice");
+    let bob = peer(&broker, BOB, "bob");
+    alice.announce();
+    bob.announce();
+    alice.wait(|e| matches!(e, SessionEvent::PeerOnline { .. }));
+    for p in [&alice, &bob] {
+        p.session
+            .open_sync(
+                &p.dir.path().join("sync"),
+                &p.dir.path().join("state"),
+                65_536,
+            )
+            .expect("open sync");
+    }
+    let file = alice.dir.path().join("board.canvasl");
+    let text = "@version 1.0\n{\"id\":\"a\",\"type\":\"text\",\"x\":1}\n";
+    std::fs::write(&file, text).expect("write");
+    // Shared on the caller's thread: the figures it made stale are counted on the worker.
+    let (url, _) = alice
+        .session
+        .engine_op(|e, now| {
+            let a = e.share(&file, None, now)?;
+            Ok((e.resolve(&file.to_string_lossy())?.url(), a))
+        })
+        .expect("sync open")
+        .expect("share");
+    // The event of Bob's file once it holds `want` (an earlier update may still be queued).
+    let bob_file = bob
+        .dir
+        .path()
+        .join("sync")
+        .join(alice.id())
+        .join("board.canvasl");
+    let updated_to = |want: &str| {
+        bob.wait(|e| {
+            matches!(
+                e,
+                SessionEvent::Sync {
+                    kind: "file-updated",
+                    ..
+                }
+            ) && std::fs::read_to_string(&bob_file).is_ok_and(|t| t == want)
+        });
+    };
+    updated_to(text);
+    // Received and merged on Bob's worker, which counted it after the merge.
+    for p in [&alice, &bob] {
+        assert_eq!(figures_left(p), (0, vec![(2, text.len(), 0)]));
+    }
+    // An edit: Alice takes it in on the caller's thread, Bob merges it on his worker.
+    let edited = text.replace("\"x\":1", "\"x\":12345");
+    std::fs::write(&file, &edited).expect("edit");
+    alice
+        .session
+        .engine_op(|e, now| Ok(((), e.local_file_changed(&url, now)?)))
+        .expect("open")
+        .expect("save");
+    updated_to(&edited);
+    for p in [&alice, &bob] {
+        assert_eq!(figures_left(p), (0, vec![(2, edited.len(), 0)]));
+    }
+}

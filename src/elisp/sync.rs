@@ -213,8 +213,45 @@ fn sync_unshare(env: &Env, share: String) -> Result<Value<'_>> {
     guard(env, || engine_actions(env, |e, _| e.unshare(&share)))
 }
 
+/// The plist of one share: :url :path :local :active, then `sizes`.
+fn share_plist<'e>(
+    env: &'e Env,
+    (url, path, local, active): (String, &std::path::Path, bool, bool),
+    sizes: Vec<(&str, Value<'e>)>,
+) -> Result<Value<'e>> {
+    let mut props = vec![
+        (":url", url.into_lisp(env)?),
+        (":path", path.to_string_lossy().into_owned().into_lisp(env)?),
+        (":local", local.into_lisp(env)?),
+        (":active", active.into_lisp(env)?),
+    ];
+    props.extend(sizes);
+    plist(env, props)
+}
+
+/// Return the shares as plists (:url :path :local :active), cheaply.
+///
+/// Nothing is loaded and no text is looked at: for callers that need no
+/// sizes.  `meta-log-federation--sync-shares' adds them.
+#[defun(name = "-sync-share-list")]
+fn sync_share_list(env: &Env) -> Result<Value<'_>> {
+    let _t = CallTimer::start("sync-share-list");
+    guard(env, || {
+        let shares = with_engine(env, |e| Ok(e.share_list()))?;
+        let v = shares
+            .into_iter()
+            .map(|s| share_plist(env, (s.url, &s.path, s.local, s.active), Vec::new()))
+            .collect::<Result<Vec<_>>>()?;
+        env.list(&v[..])
+    })
+}
+
 /// Return the shares as plists (:url :path :local :active :lines :bytes
 /// :state-bytes :conflicts).
+///
+/// Loads shares not loaded yet.  The sizes are kept by the engine and
+/// brought up to date on the session's worker after each change; callers
+/// that need no sizes use `meta-log-federation--sync-share-list'.
 #[defun(name = "-sync-shares")]
 fn sync_shares(env: &Env) -> Result<Value<'_>> {
     let _t = CallTimer::start("sync-shares");
@@ -222,21 +259,16 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
         let shares = with_engine(env, |e| Ok(e.shares()))?;
         let mut v = Vec::new();
         for s in shares {
-            v.push(plist(
+            let sizes = vec![
+                (":lines", (s.lines as i64).into_lisp(env)?),
+                (":bytes", (s.bytes as i64).into_lisp(env)?),
+                (":state-bytes", (s.state_bytes as i64).into_lisp(env)?),
+                (":conflicts", (s.conflicts as i64).into_lisp(env)?),
+            ];
+            v.push(share_plist(
                 env,
-                vec![
-                    (":url", s.url.into_lisp(env)?),
-                    (
-                        ":path",
-                        s.path.to_string_lossy().into_owned().into_lisp(env)?,
-                    ),
-                    (":local", s.local.into_lisp(env)?),
-                    (":active", s.active.into_lisp(env)?),
-                    (":lines", (s.lines as i64).into_lisp(env)?),
-                    (":bytes", (s.bytes as i64).into_lisp(env)?),
-                    (":state-bytes", (s.state_bytes as i64).into_lisp(env)?),
-                    (":conflicts", (s.conflicts as i64).into_lisp(env)?),
-                ],
+                (s.url, &s.path, s.local, s.active),
+                sizes,
             )?);
         }
         env.list(&v[..])

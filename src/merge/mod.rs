@@ -134,6 +134,16 @@ pub struct Applied {
     pub missing_deps: usize,
 }
 
+/// What a status listing shows of a document's text (see [`SharedDoc::figures`]): kept with the
+/// document, so that reading them does not walk every line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocFigures {
+    /// Bytes of [`SharedDoc::text`] (as [`SharedDoc::text_len`]).
+    pub text_len: usize,
+    /// How many [`SharedDoc::conflicts`] there are.
+    pub conflicts: usize,
+}
+
 /// A field (or a whole line) written concurrently by several peers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conflict {

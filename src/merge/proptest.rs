@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::diff::{content_of, split_lines};
 use super::render::parse_object;
-use super::SharedDoc;
+use super::{DocFigures, SharedDoc};
 use crate::canvasl::generate::XorShift;
 
 /// What one local save did to one item, seen at item level.
@@ -48,6 +48,40 @@ fn same_line(a: &str, b: &str) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
+}
+
+/// The kept figures of `d` are those of its text now (and are kept from here on, so the next
+/// change must drop them: a missed invalidation shows at the next call).
+fn assert_figures(seed: u64, what: &str, d: &SharedDoc) {
+    let fresh = DocFigures {
+        text_len: d.text().len(),
+        conflicts: d.conflicts().len(),
+    };
+    assert_eq!(
+        d.text_len(),
+        fresh.text_len,
+        "seed {seed}: text_len after {what}"
+    );
+    assert_eq!(d.figures(), fresh, "seed {seed}: kept figures after {what}");
+    assert!(
+        d.figures_ready(),
+        "seed {seed}: figures not kept after {what}"
+    );
+}
+
+/// Saves `new_text` in `d` as a line edit ([`SharedDoc::apply_local_lines`]): the lines it
+/// shares with the current text at both ends are kept, the middle is handed over.
+fn save_as_line_edit(d: &mut SharedDoc, new_text: &str) -> Option<Vec<u8>> {
+    let old_text = String::from_utf8(d.text()).unwrap_or_default();
+    let (old, new) = (split_lines(&old_text), split_lines(new_text));
+    let most = old.len().min(new.len());
+    let before = (0..most).take_while(|&i| old[i] == new[i]).count();
+    let after = (0..most - before)
+        .take_while(|&k| old[old.len() - 1 - k] == new[new.len() - 1 - k])
+        .count();
+    let middle = new[before..new.len() - after].concat();
+    d.apply_local_lines(before, after, middle.as_bytes())
+        .expect("local line edit")
 }
 
 /// Random edits of `text`'s lines; returns the new text.
@@ -149,10 +183,13 @@ fn run_seed(seed: u64) -> usize {
     };
     let first = SharedDoc::import(base.as_bytes(), actor(0)).expect("import");
     let mut replicas = vec![first];
+    assert_figures(seed, "import", &replicas[0]);
     for r in 1..n_replicas {
         let mut d = SharedDoc::new(actor(r));
+        assert_figures(seed, "new", &d);
         let bytes = replicas[0].changes_since(&d.heads()).expect("catch-up");
         d.apply_remote(&bytes).expect("join");
+        assert_figures(seed, "join", &d);
         replicas.push(d);
     }
     let mut ops: Vec<Op> = Vec::new();
@@ -168,9 +205,14 @@ fn run_seed(seed: u64) -> usize {
                 let before = items(&replicas[r]);
                 let old_text = String::from_utf8(replicas[r].text()).unwrap_or_default();
                 let new_text = random_edit(&mut rng, &old_text, &format!("{r}-{step}"));
-                let change = replicas[r]
-                    .apply_local_text(new_text.as_bytes())
-                    .expect("local edit");
+                // Every other save as the buffer hands it over: the changed lines only.
+                let change = if (seed + step).is_multiple_of(2) {
+                    save_as_line_edit(&mut replicas[r], &new_text)
+                } else {
+                    replicas[r]
+                        .apply_local_text(new_text.as_bytes())
+                        .expect("local edit")
+                };
                 // The local text is what the user wrote (up to re-serialization of edited lines).
                 let now = String::from_utf8(replicas[r].text()).unwrap_or_default();
                 let (a, b) = (split_lines(&now), split_lines(&new_text));
@@ -283,6 +325,9 @@ fn run_seed(seed: u64) -> usize {
                 );
             }
         }
+        for d in &replicas {
+            assert_figures(seed, &format!("step {step}"), d);
+        }
     }
     // Deliver everything still in flight, in random order.
     while !pool.is_empty() {
@@ -298,7 +343,7 @@ fn run_seed(seed: u64) -> usize {
             "seed {seed}: replica {r} differs"
         );
         assert_eq!(d.heads(), replicas[0].heads(), "seed {seed}");
-        assert_eq!(d.text_len(), d.text().len(), "seed {seed}: text_len of {r}");
+        assert_figures(seed, &format!("the last deliveries to {r}"), d);
         let reloaded = SharedDoc::load(&d.save(), actor(r)).expect("reload");
         assert_eq!(reloaded.text(), text0, "seed {seed}: reload of {r} differs");
     }

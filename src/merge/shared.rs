@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
 use automerge::transaction::Transactable;
 use automerge::{
@@ -16,7 +17,7 @@ use super::render::{
     LINES, REMOVED,
 };
 use super::text::{modify_text_line, DocKind};
-use super::{Applied, Conflict, MergeError};
+use super::{Applied, Conflict, DocFigures, MergeError};
 use crate::canvasl::EntryKey;
 
 /// The UTF-8 byte order mark.
@@ -33,6 +34,10 @@ pub struct SharedDoc {
     bom: bool,
     /// How lines merge (see [`DocKind`]); not stored in the document.
     kind: DocKind,
+    /// The figures of the view, once computed; emptied by every change of the view or the
+    /// document ([`SharedDoc::view_changed`]), so that a status query reads them without
+    /// walking every line (see [`SharedDoc::figures`]).
+    figures: OnceLock<DocFigures>,
 }
 
 impl std::fmt::Debug for SharedDoc {
@@ -99,6 +104,7 @@ impl SharedDoc {
             view,
             bom,
             kind: DocKind::Canvas,
+            figures: OnceLock::new(),
         })
     }
 
@@ -112,6 +118,7 @@ impl SharedDoc {
             view: Vec::new(),
             bom: false,
             kind: DocKind::Canvas,
+            figures: OnceLock::new(),
         }
     }
 
@@ -126,6 +133,7 @@ impl SharedDoc {
             view: Vec::new(),
             bom: false,
             kind: DocKind::Canvas,
+            figures: OnceLock::new(),
         };
         shared.rebuild_view();
         Ok(shared)
@@ -182,6 +190,29 @@ impl SharedDoc {
             .map(|(i, l)| l.text.len() + usize::from(i < last && ending_of(&l.text).is_empty()))
             .sum();
         lines + if self.bom { BOM_STR.len() } else { 0 }
+    }
+
+    /// The length of the text and the number of conflicts: kept from the last call until the
+    /// text or the document changes, so only the first call after a change walks every line
+    /// (a call on a cold cache computes them here, and keeps them). The sync engine's worker
+    /// calls it after each change (`SyncEngine::warm_figures`), so that a status query on
+    /// Emacs' thread finds them ready.
+    pub fn figures(&self) -> DocFigures {
+        *self.figures.get_or_init(|| DocFigures {
+            text_len: self.text_len(),
+            conflicts: self.conflict_count(),
+        })
+    }
+
+    /// Whether [`SharedDoc::figures`] are kept (reading them costs no walk of the lines).
+    pub fn figures_ready(&self) -> bool {
+        self.figures.get().is_some()
+    }
+
+    /// Forgets the kept [`SharedDoc::figures`]: call it wherever the view (lines, BOM) or the
+    /// document's items change, since conflicts live in the document.
+    fn view_changed(&mut self) {
+        self.figures.take();
     }
 
     /// Whether [`SharedDoc::text`] starts with a byte order mark.
@@ -342,6 +373,7 @@ impl SharedDoc {
         if unchanged && bom == self.bom {
             return Ok(None);
         }
+        self.view_changed();
         let heads_before = self.doc.get_heads();
         let mut old_view = std::mem::take(&mut self.view).into_iter().enumerate();
         let mut new_view: Vec<ViewLine> = Vec::with_capacity(new_lines.len());
@@ -449,11 +481,45 @@ impl SharedDoc {
     /// Every field (or whole line) written concurrently by several peers, with the value every
     /// replica shows (the winner) and the others (the losers).
     pub fn conflicts(&self) -> Vec<Conflict> {
-        let Some(list) = &self.lines else {
-            return Vec::new();
-        };
         let mut out = Vec::new();
         let mut keys: Option<Vec<Option<EntryKey>>> = None;
+        self.each_conflict(|line, item, field, winner, losers| {
+            let whole_line = field.is_none();
+            let as_value = |s: &str| -> Option<Json> {
+                if whole_line {
+                    Some(Json::String(s.to_owned()))
+                } else if s == REMOVED {
+                    None
+                } else {
+                    serde_json::from_str(s).ok()
+                }
+            };
+            let keys = keys.get_or_insert_with(|| self.entry_keys());
+            out.push(Conflict {
+                uid: item.to_string(),
+                line,
+                entry_key: keys.get(line).cloned().flatten(),
+                winner: as_value(&winner),
+                losers: losers.iter().map(|l| as_value(l)).collect(),
+                field,
+            });
+        });
+        out
+    }
+
+    /// `conflicts().len()`, without parsing the text for entry keys or building the values.
+    fn conflict_count(&self) -> usize {
+        let mut n = 0;
+        self.each_conflict(|_, _, _, _, _| n += 1);
+        n
+    }
+
+    /// Calls `f` with (line, item, field or `None` for the whole line, winner, losers) for
+    /// every concurrent write that [`SharedDoc::conflicts`] lists, in its order.
+    fn each_conflict(&self, mut f: impl FnMut(usize, &ObjId, Option<String>, String, Vec<String>)) {
+        let Some(list) = &self.lines else {
+            return;
+        };
         for (i, line) in self.view.iter().enumerate() {
             if !line.conflict {
                 continue;
@@ -480,28 +546,9 @@ impl SharedDoc {
                 if losers.is_empty() {
                     continue;
                 }
-                let whole_line = field.is_none();
-                let as_value = |s: &str| -> Option<Json> {
-                    if whole_line {
-                        Some(Json::String(s.to_owned()))
-                    } else if s == REMOVED {
-                        None
-                    } else {
-                        serde_json::from_str(s).ok()
-                    }
-                };
-                let keys = keys.get_or_insert_with(|| self.entry_keys());
-                out.push(Conflict {
-                    uid: item.to_string(),
-                    line: i,
-                    entry_key: keys.get(i).cloned().flatten(),
-                    winner: as_value(&winner),
-                    losers: losers.iter().map(|l| as_value(l)).collect(),
-                    field,
-                });
+                f(i, &item, field, winner, losers);
             }
         }
-        out
     }
 
     /// The stable, globally unique identity of the item on line `line` (`counter@actor`), the
@@ -538,6 +585,7 @@ impl SharedDoc {
 
     /// Rebuilds the whole read view from the CRDT.
     fn rebuild_view(&mut self) {
+        self.view_changed();
         self.bom = matches!(
             self.doc.get(ROOT, BOM),
             Ok(Some((Value::Scalar(s), _))) if s.as_bool() == Some(true)
@@ -567,6 +615,7 @@ impl SharedDoc {
         let Some(list) = self.lines.clone() else {
             return false;
         };
+        self.view_changed();
         let mut dirty = vec![false; self.view.len()];
         for p in patches {
             if p.obj == ROOT {
@@ -994,7 +1043,7 @@ mod sync_additions_tests {
     //! The methods added for `crate::sync`: 3-way local saves, hash negotiation.
 
     use super::SharedDoc;
-    use crate::merge::MergeError;
+    use crate::merge::{DocFigures, DocKind, MergeError};
 
     type R = Result<(), Box<dyn std::error::Error>>;
 
@@ -1034,6 +1083,42 @@ mod sync_additions_tests {
             d.apply_local_text(&grown)?;
             assert_eq!(d.text_len(), d.text().len(), "{t:?} grown");
         }
+        Ok(())
+    }
+
+    /// [`SharedDoc::figures`] as a fresh computation makes them.
+    fn fresh_figures(d: &SharedDoc) -> DocFigures {
+        DocFigures {
+            text_len: d.text().len(),
+            conflicts: d.conflicts().len(),
+        }
+    }
+
+    #[test]
+    fn kept_figures_follow_concurrent_writes_and_a_change_of_kind() -> R {
+        let (mut a, mut b) = pair()?;
+        let ca = a
+            .apply_local_text(BASE.replace("\"x\":1,", "\"x\":10,").as_bytes())?
+            .ok_or("no change")?;
+        let cb = b
+            .apply_local_text(BASE.replace("\"x\":1,", "\"x\":200,").as_bytes())?
+            .ok_or("no change")?;
+        assert_eq!(a.figures(), fresh_figures(&a));
+        assert_eq!(a.figures().conflicts, 0);
+        // Both wrote x of entry a: one conflict, on both sides.
+        a.apply_remote(&cb)?;
+        b.apply_remote(&ca)?;
+        for d in [&a, &b] {
+            assert_eq!(d.figures(), fresh_figures(d));
+            assert_eq!(d.figures().conflicts, 1);
+        }
+        // As a text share, lines merge whole: the field overrides are neither shown nor
+        // counted, so both figures change with the kind.
+        let canvas = a.figures();
+        let text = a.with_kind(DocKind::Text);
+        assert_eq!(text.figures(), fresh_figures(&text));
+        assert_eq!(text.figures().conflicts, 0);
+        assert_ne!(text.figures().text_len, canvas.text_len);
         Ok(())
     }
 
@@ -1198,10 +1283,15 @@ mod sync_additions_tests {
                 a.apply_remote(&c)?;
             }
             let local = random_edit(&base, &mut rng, "a");
+            // Kept from before the save: the save must drop them.
+            assert_eq!(a.figures(), fresh_figures(&a), "round {round}");
+            assert_eq!(b.figures(), fresh_figures(&b), "round {round}");
             if let Some(c) = a.apply_local_text_based_on(&file_heads, local.as_bytes())? {
                 b.apply_remote(&c)?;
             }
             assert_eq!(text(&a), text(&b), "round {round}");
+            assert_eq!(a.figures(), fresh_figures(&a), "round {round}");
+            assert_eq!(b.figures(), fresh_figures(&b), "round {round}");
             assert_view_consistent(&a)?;
             assert_view_consistent(&b)?;
             // Lines only A added, and only B added, are both there.

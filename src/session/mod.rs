@@ -422,6 +422,8 @@ impl Session {
                 reports: Vec::new(),
             };
             execute_on(e, actions, now, &mut sink);
+            // The figures this operation made stale are computed on the worker, not here.
+            let _ = self.tx.send(Work::Call(Box::new(worker::warm_figures)));
             (v, sink.reports)
         }))
     }

@@ -335,6 +335,14 @@ pub(crate) fn carry_out(
     }
     // Then the merge states of held shares (see `crate::sync::deferred`): before any other
     // work of this thread, so nothing reads them in between.
+    write_deferred_states(shared, now);
+    // After the events and the states, so neither is delayed.
+    warm_figures(shared);
+}
+
+/// Writes the merge states the engine deferred (see `crate::sync::deferred`), and reports
+/// the writes that failed.
+fn write_deferred_states(shared: &Shared, now: u64) {
     let mut g = lock(&shared.engine);
     let Some(engine) = g.as_mut() else { return };
     let due = engine.write_deferred_states();
@@ -349,6 +357,14 @@ pub(crate) fn carry_out(
     drop(g);
     for a in sink.reports {
         shared.emit(report_event(a));
+    }
+}
+
+/// Computes the share status figures (text length, conflicts) of the documents changed since
+/// they were last computed, here and not on Emacs' thread (see `SyncEngine::warm_figures`).
+pub(crate) fn warm_figures(shared: &Shared) {
+    if let Some(e) = lock(&shared.engine).as_ref() {
+        e.warm_figures();
     }
 }
 

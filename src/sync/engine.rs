@@ -39,6 +39,21 @@ pub struct ShareInfo {
     pub conflicts: usize,
 }
 
+/// What [`SyncEngine::share_list`] tells about one share: what needs no look at its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareBrief {
+    /// The share.
+    pub share: ShareId,
+    /// `canvasl://ORIGIN/NAME`.
+    pub url: String,
+    /// The synced file.
+    pub path: PathBuf,
+    /// Whether we are its origin.
+    pub local: bool,
+    /// False once unshared.
+    pub active: bool,
+}
+
 /// A loaded share.
 pub(crate) struct Live {
     pub(crate) doc: SharedDoc,
@@ -448,38 +463,64 @@ impl SyncEngine {
         Ok(Vec::new())
     }
 
-    /// Every share, with sizes. Loads shares not loaded yet (those that cannot be read show 0
-    /// lines).
-    pub fn shares(&mut self) -> Vec<ShareInfo> {
-        let ids: Vec<ShareId> = self.shares.keys().cloned().collect();
-        ids.iter()
-            .filter_map(|id| {
-                let active = !self.shares.get(id)?.entry.unshared;
-                let (lines, bytes, conflicts) = if active {
-                    match self.live(id) {
-                        Ok(l) => (
-                            l.doc.line_count(),
-                            l.doc.text_len(),
-                            l.doc.conflicts().len(),
-                        ),
-                        Err(_) => (0, 0, 0),
-                    }
-                } else {
-                    (0, 0, 0)
-                };
-                Some(ShareInfo {
-                    share: id.clone(),
-                    url: id.url(),
-                    path: self.shares.get(id)?.entry.path.clone(),
-                    local: id.origin() == self.me,
-                    active,
-                    lines,
-                    bytes,
-                    state_bytes: self.store.state_size(id),
-                    conflicts,
-                })
+    /// Every share, without sizes: cheap (no share is loaded, no text is looked at), for
+    /// callers that need only the URL, file, origin and whether it is synced.
+    pub fn share_list(&self) -> Vec<ShareBrief> {
+        self.shares
+            .iter()
+            .map(|(id, s)| ShareBrief {
+                share: id.clone(),
+                url: id.url(),
+                path: s.entry.path.clone(),
+                local: id.origin() == self.me,
+                active: !s.entry.unshared,
             })
             .collect()
+    }
+
+    /// Every share, with sizes. Loads shares not loaded yet (those that cannot be read show 0
+    /// lines). The sizes are those the documents keep ([`SharedDoc::figures`]), made ready by
+    /// [`SyncEngine::warm_figures`] after each change, so this walks no text unless a document
+    /// changed on this thread since.
+    pub fn shares(&mut self) -> Vec<ShareInfo> {
+        self.share_list()
+            .into_iter()
+            .map(|b| {
+                let (lines, bytes, conflicts) = match b.active.then(|| self.live(&b.share)) {
+                    Some(Ok(l)) => {
+                        let f = l.doc.figures();
+                        (l.doc.line_count(), f.text_len, f.conflicts)
+                    }
+                    _ => (0, 0, 0),
+                };
+                ShareInfo {
+                    state_bytes: self.store.state_size(&b.share),
+                    share: b.share,
+                    url: b.url,
+                    path: b.path,
+                    local: b.local,
+                    active: b.active,
+                    lines,
+                    bytes,
+                    conflicts,
+                }
+            })
+            .collect()
+    }
+
+    /// Computes the [`SharedDoc::figures`] of every loaded share whose text changed since they
+    /// were last computed (a walk of its lines; nothing for the others). The session's worker
+    /// calls it after the work that changed them, so that [`SyncEngine::shares`] on Emacs'
+    /// thread finds them ready. Returns how many documents it computed.
+    pub fn warm_figures(&self) -> usize {
+        let mut counted = 0;
+        for l in self.shares.values().filter_map(|s| s.live.as_ref()) {
+            if !l.doc.figures_ready() {
+                l.doc.figures();
+                counted += 1;
+            }
+        }
+        counted
     }
 
     /// The user saved the file of a share (`share_or_path`: URL or file path): applies it as a

@@ -141,7 +141,7 @@ mod wire;
 mod tests;
 
 pub use action::{Action, Refusals, SyncError};
-pub use engine::{ShareInfo, SyncEngine};
+pub use engine::{ShareBrief, ShareInfo, SyncEngine};
 pub use health::{ShareState, ShareStatus};
 pub use hunk::Hunk;
 pub use lines::LineEdit;
