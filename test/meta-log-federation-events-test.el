@@ -73,5 +73,64 @@
       (should (equal (reverse got)
                      (mapcar #'number-to-string (number-sequence 0 99)))))))
 
+;; Between two slices of a burst, `gc-cons-threshold' stays raised; it
+;; is put back once no events came for `meta-log-federation--gc-burst-gap'.
+;; The clock is set by hand (`meta-log-federation--gc-last-events'), so
+;; that no assertion depends on how long a sleep took.
+
+(ert-deftest events::a-burst-keeps-the-gc-threshold-raised-until-it-is-over ()
+  (let* ((raised (* 32 1024 1024))
+         (gc-cons-threshold 800000)
+         (meta-log-federation-dispatch-gc-cons-threshold raised)
+         (meta-log-federation--gc-saved nil)
+         (meta-log-federation--gc-timer nil)
+         (meta-log-federation--event-dispatchers
+          (copy-sequence meta-log-federation--event-dispatchers))
+         (seen 0))
+    (meta-log-federation--on-event 'test-burst (lambda (_event) (setq seen (1+ seen))))
+    (cl-flet ((burst (n)
+                (setq meta-log-federation--backlog
+                      (make-list n (vector 'test-burst)))
+                (meta-log-federation-dispatch-pending))
+              (quiet-for (seconds)
+                (setq meta-log-federation--gc-last-events (- (float-time) seconds))
+                (meta-log-federation--gc-burst-over)))
+      (unwind-protect
+          (progn
+            (should (= 2 (burst 2)))
+            (should (= 2 seen))
+            ;; Raised outside the slice too, the person's value kept aside,
+            ;; and a timer to put it back.
+            (should (= gc-cons-threshold raised))
+            (should (= meta-log-federation--gc-saved 800000))
+            (should (memq meta-log-federation--gc-timer timer-list))
+            ;; Events a moment ago: still raised, the timer set again.
+            (quiet-for 0)
+            (should (= gc-cons-threshold raised))
+            (should (memq meta-log-federation--gc-timer timer-list))
+            ;; Quiet for longer than the gap: put back.
+            (quiet-for (* 2 meta-log-federation--gc-burst-gap))
+            (should (= gc-cons-threshold 800000))
+            (should-not meta-log-federation--gc-saved)
+            ;; A value someone set during a burst stays.
+            (burst 1)
+            (setq gc-cons-threshold (* 64 1024 1024))
+            (quiet-for (* 2 meta-log-federation--gc-burst-gap))
+            (should (= gc-cons-threshold (* 64 1024 1024)))
+            (should-not meta-log-federation--gc-saved)
+            ;; The timer alone puts it back (no bound on how soon).
+            (setq gc-cons-threshold 800000)
+            (burst 1)
+            (should (= gc-cons-threshold raised))
+            (should (meta-log-federation-wait-until
+                     (lambda () (= gc-cons-threshold 800000)) 10))
+            ;; Off: left alone.
+            (let ((meta-log-federation-dispatch-gc-cons-threshold nil))
+              (burst 1)
+              (should (= gc-cons-threshold 800000))))
+        (when (timerp meta-log-federation--gc-timer)
+          (cancel-timer meta-log-federation--gc-timer))
+        (setq meta-log-federation--backlog nil)))))
+
 (provide 'meta-log-federation-events-test)
 ;;; meta-log-federation-events-test.el ends here
