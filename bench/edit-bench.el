@@ -13,8 +13,14 @@
 ;; the save here to the change visible in the other Emacs' buffer and
 ;; file (p50, p99), and the longest stall of each Emacs' main thread
 ;; while sending and while receiving (bench/stall.el), with the longest
-;; time the save itself took on the sender's main thread.  Figures
-;; only: nothing here is asserted.
+;; time the save itself took on the sender's main thread.  Both Emacs
+;; collect garbage in the quiet moment before each edit, so that a
+;; collection owed to earlier work (Emacs' own, whoever made the
+;; garbage: 15-40 ms here) does not land in the edit measured; the
+;; stall lines say how much collection was in the longest stall anyway,
+;; and a third line how much an edit allocates on each side, so how
+;; often edits alone would set off a collection.  Figures only: nothing
+;; here is asserted.
 
 ;;; Code:
 
