@@ -215,13 +215,20 @@ P50-TARGET and P99-TARGET are the latency targets in ms (nil: none)."
         (princ (format "edit %s: longest main-thread stall while receiving: %.1f ms (garbage collection in it: %.1f ms) %s\n"
                        label (nth 0 receive) (nth 1 receive)
                        (meta-log-federation-bench-target "< 16 ms" (< (nth 0 receive) 16))))
-        (princ (format "edit %s: Emacs collects garbage before each edit, in both Emacs (a collection takes %.0f-%.0f ms here, whoever made the garbage); an edit allocates %s KB on the sending side, %s KB on the receiving side (bench steps included): with the default `gc-cons-threshold' (%d KB) a collection every %d edits or more\n"
+        (princ (format "edit %s: Emacs collects garbage before each edit, in both Emacs (a collection takes %.0f-%.0f ms here, whoever made the garbage); an edit allocates %s KB on the sending side, %s KB on the receiving side (bench steps included): with Emacs' `gc-cons-threshold' (%d KB) a collection every %d edits or more\n"
                        label (apply #'min collections) (apply #'max collections)
                        (mlf-edit-kb send-stalls) (mlf-edit-kb receive-stalls)
-                       (/ (default-value 'gc-cons-threshold) 1024)
-                       (/ (default-value 'gc-cons-threshold)
+                       (/ (mlf-edit-gc-threshold) 1024)
+                       (/ (mlf-edit-gc-threshold)
                           (max 1 (apply #'max (mapcar (lambda (s) (nth 2 s))
                                                       (append send-stalls receive-stalls)))))))))))
+
+(defun mlf-edit-gc-threshold ()
+  "Return Emacs' `gc-cons-threshold' outside bursts of events.
+Right after events it is raised (`meta-log-federation--gc-saved' holds
+the usual one)."
+  (or (bound-and-true-p meta-log-federation--gc-saved)
+      (default-value 'gc-cons-threshold)))
 
 (defun mlf-edit-longest (stalls)
   "Return the longest of STALLS, each (MS GC-MS ALLOCATED-BYTES)."
