@@ -14,8 +14,13 @@
 ;; The senders' timed resends are pushed out of reach
 ;; (`meta-log-federation-outbox-resend-delay' one hour), so these tests
 ;; show what the persistent session, the broker's persistence and the
-;; resend after a reconnection achieve by themselves; the timed resends
-;; are covered by the Rust tests of src/federation/node.rs.
+;; resends after a reconnection (the sender's own, and the one to a peer
+;; that announces a new session) achieve by themselves; the timed
+;; resends are covered by the Rust tests of src/federation/node.rs.
+;; mosquitto saves its state at most every two seconds here: a kill -9
+;; soon after a peer subscribed loses its session (the first run of the
+;; 2,000-message stream can hit that), and then only the resend to the
+;; peer's new session brings what waited for it.
 
 ;;; Code:
 
