@@ -158,9 +158,16 @@ As a person would."
          bob-id (format "bb-edit:%s|- two|- two, as bob wrote it" me))
         (should (meta-log-federation-bb-test-wait-line bob "BB-EDITED - two, as bob"))
         (meta-log-federation-bb-test-edit file "- two" "- two, as alice wrote it")
+        ;; Until both files show the winner: they can be equal for a moment
+        ;; before that (a save the worker could not take is written by
+        ;; Emacs itself a little later, and then merged again).
         (should (meta-log-federation-wait-until
-                 (lambda () (and (meta-log-federation-test-converged (list file bob-file))
-                                 (meta-log-federation-canvasl-conflicts file)))
+                 (lambda ()
+                   (let ((c (car (meta-log-federation-canvasl-conflicts file))))
+                     (and c
+                          (meta-log-federation-test-converged (list file bob-file))
+                          (string-search (substring (plist-get c :winner) 1 -3)
+                                         (meta-log-federation-test-file-string bob-file)))))
                  20))
         (let* ((conflicts (meta-log-federation-canvasl-conflicts file))
                (c (car conflicts))
