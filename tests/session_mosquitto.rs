@@ -251,11 +251,10 @@ fn a_forged_message_is_dropped_with_its_reason_and_changes_nothing() {
     assert_eq!(alice.raw_messages(), 0);
 }
 
-#[test]
-fn a_shared_file_arrives_merged_and_written_by_the_worker() {
-    let broker = Broker::start();
-    let alice = peer(&broker, ALICE, "alice");
-    let bob = peer(&broker, BOB, "bob");
+/// Alice and Bob, each seeing the other online, with sync open.
+fn two_peers_syncing(broker: &Broker) -> (Peer, Peer) {
+    let alice = peer(broker, ALICE, "alice");
+    let bob = peer(broker, BOB, "bob");
     alice.announce();
     bob.announce();
     alice.wait(|e| matches!(e, SessionEvent::PeerOnline { .. }));
@@ -268,17 +267,37 @@ fn a_shared_file_arrives_merged_and_written_by_the_worker() {
             )
             .expect("open sync");
     }
-    let file = alice.dir.path().join("board.canvasl");
+    (alice, bob)
+}
+
+/// A one-entry canvas in `p`'s directory: its path and text.
+fn board(p: &Peer) -> (std::path::PathBuf, &'static str) {
+    let file = p.dir.path().join("board.canvasl");
     let text = "@version 1.0\n{\"id\":\"a\",\"type\":\"text\",\"x\":1}\n";
     std::fs::write(&file, text).expect("write");
-    let (url, left) = alice
-        .session
+    (file, text)
+}
+
+/// Shares `file` on the caller's thread (`Session::engine_op`): its URL and the actions left.
+fn share_on_caller(
+    p: &Peer,
+    file: &std::path::Path,
+) -> (String, Vec<meta_log_federation_module::sync::Action>) {
+    p.session
         .engine_op(|e, now| {
-            let a = e.share(&file, None, now)?;
+            let a = e.share(file, None, now)?;
             Ok((e.resolve(&file.to_string_lossy())?.url(), a))
         })
         .expect("sync open")
-        .expect("share");
+        .expect("share")
+}
+
+#[test]
+fn a_shared_file_arrives_merged_and_written_by_the_worker() {
+    let broker = Broker::start();
+    let (alice, bob) = two_peers_syncing(&broker);
+    let (file, text) = board(&alice);
+    let (url, left) = share_on_caller(&alice, &file);
     assert!(left.is_empty(), "{left:?}");
     let update = bob.wait(|e| {
         matches!(
@@ -370,32 +389,10 @@ fn figures_left(p: &Peer) -> (usize, Vec<(usize, usize, usize)>) {
 #[test]
 fn share_status_figures_are_counted_on_the_worker_not_by_the_caller() {
     let broker = Broker::start();
-    let alice = peer(&broker, ALICE, "alice");
-    let bob = peer(&broker, BOB, "bob");
-    alice.announce();
-    bob.announce();
-    alice.wait(|e| matches!(e, SessionEvent::PeerOnline { .. }));
-    for p in [&alice, &bob] {
-        p.session
-            .open_sync(
-                &p.dir.path().join("sync"),
-                &p.dir.path().join("state"),
-                65_536,
-            )
-            .expect("open sync");
-    }
-    let file = alice.dir.path().join("board.canvasl");
-    let text = "@version 1.0\n{\"id\":\"a\",\"type\":\"text\",\"x\":1}\n";
-    std::fs::write(&file, text).expect("write");
+    let (alice, bob) = two_peers_syncing(&broker);
+    let (file, text) = board(&alice);
     // Shared on the caller's thread: the figures it made stale are counted on the worker.
-    let (url, _) = alice
-        .session
-        .engine_op(|e, now| {
-            let a = e.share(&file, None, now)?;
-            Ok((e.resolve(&file.to_string_lossy())?.url(), a))
-        })
-        .expect("sync open")
-        .expect("share");
+    let (url, _) = share_on_caller(&alice, &file);
     // The event of Bob's file once it holds `want` (an earlier update may still be queued).
     let bob_file = bob
         .dir
