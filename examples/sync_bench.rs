@@ -85,7 +85,7 @@ fn main() {
         full_bytes as f64 / 1e6,
         target("< 3 s", receive_ms < 3_000.0)
     );
-    let b_file = b.shares()[0].path.clone();
+    let b_file = b.share_list()[0].path.clone();
     let (mut send, mut recv, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
     let mut heap_after_edit = Vec::new();
     for i in 0..15u64 {

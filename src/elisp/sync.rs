@@ -216,14 +216,17 @@ fn sync_unshare(env: &Env, share: String) -> Result<Value<'_>> {
 /// The plist of one share: :url :path :local :active, then `sizes`.
 fn share_plist<'e>(
     env: &'e Env,
-    (url, path, local, active): (String, &std::path::Path, bool, bool),
+    s: &crate::sync::engine::ShareBrief,
     sizes: Vec<(&str, Value<'e>)>,
 ) -> Result<Value<'e>> {
     let mut props = vec![
-        (":url", url.into_lisp(env)?),
-        (":path", path.to_string_lossy().into_owned().into_lisp(env)?),
-        (":local", local.into_lisp(env)?),
-        (":active", active.into_lisp(env)?),
+        (":url", s.url.as_str().into_lisp(env)?),
+        (
+            ":path",
+            s.path.to_string_lossy().into_owned().into_lisp(env)?,
+        ),
+        (":local", s.local.into_lisp(env)?),
+        (":active", s.active.into_lisp(env)?),
     ];
     props.extend(sizes);
     plist(env, props)
@@ -240,7 +243,7 @@ fn sync_share_list(env: &Env) -> Result<Value<'_>> {
         let shares = with_engine(env, |e| Ok(e.share_list()))?;
         let v = shares
             .into_iter()
-            .map(|s| share_plist(env, (s.url, &s.path, s.local, s.active), Vec::new()))
+            .map(|s| share_plist(env, &s, Vec::new()))
             .collect::<Result<Vec<_>>>()?;
         env.list(&v[..])
     })
@@ -265,11 +268,7 @@ fn sync_shares(env: &Env) -> Result<Value<'_>> {
                 (":state-bytes", (s.state_bytes as i64).into_lisp(env)?),
                 (":conflicts", (s.conflicts as i64).into_lisp(env)?),
             ];
-            v.push(share_plist(
-                env,
-                (s.url, &s.path, s.local, s.active),
-                sizes,
-            )?);
+            v.push(share_plist(env, &s.brief, sizes)?);
         }
         env.list(&v[..])
     })

@@ -19,16 +19,8 @@ use super::SyncConfig;
 /// What [`SyncEngine::shares`] tells about one share.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareInfo {
-    /// The share.
-    pub share: ShareId,
-    /// `canvasl://ORIGIN/NAME`.
-    pub url: String,
-    /// The synced file.
-    pub path: PathBuf,
-    /// Whether we are its origin.
-    pub local: bool,
-    /// False once unshared.
-    pub active: bool,
+    /// What needs no look at its text (as [`SyncEngine::share_list`] gives it).
+    pub brief: ShareBrief,
     /// Lines in the document (0 if its state cannot be read).
     pub lines: usize,
     /// Bytes of the document's text.
@@ -495,11 +487,7 @@ impl SyncEngine {
                 };
                 ShareInfo {
                     state_bytes: self.store.state_size(&b.share),
-                    share: b.share,
-                    url: b.url,
-                    path: b.path,
-                    local: b.local,
-                    active: b.active,
+                    brief: b,
                     lines,
                     bytes,
                     conflicts,

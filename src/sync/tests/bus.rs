@@ -75,9 +75,9 @@ fn a_share_reaches_every_peer_byte_identical() -> R {
         for n in &mut bus.nodes {
             let info = n.engine().shares();
             assert_eq!(info.len(), 1);
-            assert_eq!(info[0].url, share.url());
+            assert_eq!(info[0].brief.url, share.url());
             assert_eq!(info[0].lines, 202);
-            assert_eq!(info[0].local, n.n == 1);
+            assert_eq!(info[0].brief.local, n.n == 1);
         }
     }
     Ok(())

@@ -257,7 +257,7 @@ fn a_missing_manifest_beside_state_files_is_rebuilt_from_them() -> R {
     restart(&mut bus, 1);
     let shares = bus.nodes[1].engine().shares();
     assert_eq!(shares.len(), 1);
-    assert_eq!(shares[0].share, share);
+    assert_eq!(shares[0].brief.share, share);
     assert!(bus.warnings.last().expect("warning").1.contains("missing"));
     Ok(())
 }

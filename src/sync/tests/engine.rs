@@ -334,7 +334,7 @@ fn unshare_stops_syncing_and_share_resumes() -> R {
     bus.run();
     assert_eq!(read(&p1), BASE.as_bytes(), "an unshared file is left alone");
     let info = bus.nodes[1].engine().shares();
-    assert!(!info[0].active);
+    assert!(!info[0].brief.active);
     assert!(matches!(
         bus.nodes[1].engine().local_file_changed(&share.url(), T0),
         Err(SyncError::Unshared(_))

@@ -252,7 +252,7 @@ fn a_removed_member_stops_and_a_new_member_gets_the_share() -> R {
         bus.warnings
     );
     let info = bus.nodes[1].engine().shares();
-    assert!(!info[0].active, "b stopped syncing");
+    assert!(!info[0].brief.active, "b stopped syncing");
     // An edit after the removal reaches c, not b.
     let after = format!("{TEXT}{{\"id\":\"z\",\"x\":9}}\n");
     std::fs::write(&path, &after)?;
