@@ -93,9 +93,7 @@ As a person would."
         (should (string-search bob-id (meta-log-federation-test-file-string side)))
         (let ((bob-file (meta-log-federation-test-peer-file bob me "blackboard.org"))
               (carol-file (meta-log-federation-test-peer-file carol me "blackboard.org")))
-          (should (meta-log-federation-wait-until
-                   (lambda () (meta-log-federation-test-converged (list file bob-file carol-file)))
-                   20))
+          (should (meta-log-federation-test-wait-converged (list file bob-file carol-file) 20))
           ;; Bob edits one line and saves; only then does this Emacs edit
           ;; another, before Bob's change can be merged here.
           (meta-log-federation-send-peer-message
@@ -151,8 +149,7 @@ As a person would."
       (meta-log-federation-bb-test-write-ideas file)
       (meta-log-federation-share-blackboard)
       (let ((bob-file (meta-log-federation-test-peer-file bob me "blackboard.org")))
-        (should (meta-log-federation-wait-until
-                 (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+        (should (meta-log-federation-test-wait-converged (list file bob-file) 20))
         ;; Both write the line "- two" before seeing the other's write.
         (meta-log-federation-send-peer-message
          bob-id (format "bb-edit:%s|- two|- two, as bob wrote it" me))
@@ -236,6 +233,12 @@ As a person would."
                                                    (process-get carol2 'peer-id))))
                            20)))
                 (meta-log-federation-send-peer-message bob-id "echo:hello")
+                ;; The records' times are in seconds: Carol can leave and come back
+                ;; within the second they were written, and her record would read the
+                ;; same.  The update below is made in a later second.
+                (meta-log-federation-wait-until
+                 (lambda () (not (string-search (meta-log-federation--iso-time nil) records)))
+                 2)
                 (meta-log-federation-sync-blackboard)
                 ;; The records were rewritten...
                 (should (meta-log-federation-wait-until

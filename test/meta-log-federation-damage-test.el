@@ -71,8 +71,7 @@ binds `me' (this peer's id), `name' (the share's name) and `bob-file'
                 (lambda () (meta-log-federation-peer (process-get bob 'peer-id))) 20))
        (setq url (meta-log-federation-share-canvasl file)
              bob-file (meta-log-federation-test-peer-file bob me name))
-       (should (meta-log-federation-wait-until
-                (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+       (should (meta-log-federation-test-wait-converged (list file bob-file) 20))
        ;; Bob reports the file after its share is recorded: wait for that.
        (should (meta-log-federation-wait-until
                 (lambda () (meta-log-federation-test-peer-line
@@ -195,9 +194,7 @@ binds `me' (this peer's id), `name' (the share's name) and `bob-file'
                                bob (plist-get (meta-log-federation-get-local-peer-identity)
                                               :peer-id)
                                (file-name-nondirectory file))))
-                (should (meta-log-federation-wait-until
-                         (lambda () (meta-log-federation-test-converged (list file bob-file)))
-                         20))
+                (should (meta-log-federation-test-wait-converged (list file bob-file) 20))
                 (let ((before (meta-log-federation-test-file-string file)))
                   (meta-log-federation-damage-test-fill mnt)
                   ;; Bob edits; this Emacs cannot write the file.

@@ -151,20 +151,6 @@ Zeros before the first report."
   "Return how many times PROC has connected to its broker."
   (string-to-number (or (car (delivery-test--last proc "CONNECTED \\([0-9]+\\)")) "0")))
 
-(defun delivery-test--report (procs)
-  "Print the last lines of each of PROCS' output: why a test timed out.
-A failure in CI leaves only the log, so the log must say what each peer
-and broker last reported."
-  (dolist (proc procs)
-    (when (buffer-live-p (process-buffer proc))
-      (with-current-buffer (process-buffer proc)
-        (save-excursion
-          (goto-char (point-max))
-          (forward-line -40)
-          (message "---- last lines of %s (%s):\n%s" (process-name proc)
-                   (process-status proc)
-                   (buffer-substring-no-properties (point) (point-max))))))))
-
 (defun delivery-test--count-lines (proc regexp)
   "Return how many report lines of PROC match REGEXP."
   (with-current-buffer (process-buffer proc)
@@ -340,7 +326,7 @@ stopped while the broker restarts) or `receiver' (the sender is)."
                    (lambda () (and (= 2000 (nth 1 (delivery-test--status bob)))
                                    (= 2000 (nth 2 (delivery-test--status alice)))))
                    300)
-            (delivery-test--report (list alice bob meta-log-federation-test-broker-process)))
+            (meta-log-federation-test-report-peers (list alice bob meta-log-federation-test-broker-process)))
           (should (equal (list :handled (nth 1 (delivery-test--status bob))
                                :delivered (nth 2 (delivery-test--status alice)))
                          (list :handled 2000 :delivered 2000)))
@@ -416,9 +402,7 @@ stopped while the broker restarts) or `receiver' (the sender is)."
                 ;; A canvas shared on the hub reaches the edge; Bob's edit comes back.
                 (let* ((url (meta-log-federation-share-canvasl file))
                        (bob-file (meta-log-federation-test-peer-file bob me name)))
-                  (should (meta-log-federation-wait-until
-                           (lambda () (meta-log-federation-test-converged (list file bob-file)))
-                           30))
+                  (should (meta-log-federation-test-wait-converged (list file bob-file) 30))
                   (meta-log-federation-send-peer-message
                    bob-id (format "edit:%s|b|text|\"edited across the bridge\"" url))
                   (should (meta-log-federation-wait-until

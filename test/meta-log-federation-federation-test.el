@@ -68,6 +68,20 @@ and `dir' hold its id, name and directory."
       (when (re-search-forward (concat "^PEER: " regexp) nil t)
         (or (match-string 1) (match-string 0))))))
 
+(defun meta-log-federation-test-report-peers (&optional procs)
+  "Print the last lines of each of PROCS' output: why a test timed out.
+PROCS defaults to the current test's peers.  A failure in CI leaves only
+the log, so the log must say what each peer and broker last reported."
+  (dolist (proc (or procs meta-log-federation-test-peers))
+    (when (buffer-live-p (process-buffer proc))
+      (with-current-buffer (process-buffer proc)
+        (save-excursion
+          (goto-char (point-max))
+          (forward-line -40)
+          (message "---- last lines of %s (%s):\n%s" (process-name proc)
+                   (process-status proc)
+                   (buffer-substring-no-properties (point) (point-max))))))))
+
 (defun meta-log-federation-test-stop-peers ()
   "Kill the peers of the current test."
   (dolist (p meta-log-federation-test-peers)

@@ -151,8 +151,7 @@ Carol's edits are refused; once removed, Bob cannot read a later edit."
                           :type 'meta-log-federation-sync-error)
             (setq url (meta-log-federation-share-canvasl file :members (list bob-id)))
             (should (equal (meta-log-federation-share-members url) (list bob-id)))
-            (should (meta-log-federation-wait-until
-                     (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+            (should (meta-log-federation-test-wait-converged (list file bob-file) 20))
             ;; An edit reaches Bob; Carol, who received the same traffic, holds nothing.
             (meta-log-federation-test-edit file "b" "text" (format "\"%s\"" canary))
             (should (meta-log-federation-wait-until
@@ -251,10 +250,7 @@ Carol, a member throughout, gets both; the broker sees neither canary."
                                      (meta-log-federation-peer carol-id)))
                      20))
             (setq url (meta-log-federation-share-canvasl file :members (list bob-id carol-id)))
-            (should (meta-log-federation-wait-until
-                     (lambda () (meta-log-federation-test-converged
-                                 (list file bob-file carol-file)))
-                     20))
+            (should (meta-log-federation-test-wait-converged (list file bob-file carol-file) 20))
             ;; Removed: Bob does not get the edit made while he is out.
             (should (equal (meta-log-federation-share-remove-member url bob-id)
                            (list carol-id)))
@@ -273,10 +269,7 @@ Carol, a member throughout, gets both; the broker sees neither canary."
                      20))
             ;; And he is a member again for what follows.
             (meta-log-federation-test-edit file "b" "text" (format "\"%s\"" back))
-            (should (meta-log-federation-wait-until
-                     (lambda () (meta-log-federation-test-converged
-                                 (list file bob-file carol-file)))
-                     20))
+            (should (meta-log-federation-test-wait-converged (list file bob-file carol-file) 20))
             (should (string-search back (meta-log-federation-test-file-string bob-file)))
             (with-current-buffer sniffed
               (should (string-search "sealed" (buffer-string)))

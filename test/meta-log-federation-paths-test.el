@@ -50,8 +50,7 @@ reads input.  Return PREDICATE's last value."
              (lambda () (meta-log-federation-peer (process-get bob 'peer-id))) 20))
     (meta-log-federation-share-canvasl file)
     (let ((bob-file (meta-log-federation-test-peer-file bob me (file-name-nondirectory file))))
-      (should (meta-log-federation-wait-until
-               (lambda () (meta-log-federation-test-converged (list file bob-file))) 30))
+      (should (meta-log-federation-test-wait-converged (list file bob-file) 30))
       (cons bob bob-file))))
 
 (ert-deftest paths::a-shared-file-edited-by-another-program-reaches-the-other-peer ()
@@ -171,8 +170,7 @@ reads input.  Return PREDICATE's last value."
          (process-get bob 'peer-id) (format "edit:%s|n50001|text|\"edited by bob\"" url))
         (should (meta-log-federation-wait-until
                  (lambda () (assoc url updated)) 60))
-        (should (meta-log-federation-wait-until
-                 (lambda () (meta-log-federation-test-converged (list file bob-file))) 30))
+        (should (meta-log-federation-test-wait-converged (list file bob-file) 30))
         (with-temp-buffer
           (insert-file-contents file)
           (should (re-search-forward "^{\"id\":\"n50001\".*\"edited by bob\"" nil t))

@@ -13,6 +13,7 @@
 
 (require 'meta-log-federation-federation-test)
 (require 'json)
+(require 'cl-lib)
 
 (defun meta-log-federation-test-canvas (dir)
   "Write a small canvas in DIR; return its file name."
@@ -54,6 +55,26 @@ is written (by the sync worker, for a shared file)."
   (let ((texts (mapcar #'meta-log-federation-test-file-string files)))
     (and (car texts) (cl-every (lambda (s) (equal s (car texts))) texts))))
 
+(defun meta-log-federation-test-wait-converged (files timeout)
+  "Wait up to TIMEOUT seconds until FILES are all equal; return non-nil if so.
+On a timeout, print what each file holds (the lines that differ from
+the first file's), this Emacs' session figures and the peers' last
+output: a failure in CI leaves only the log."
+  (or (meta-log-federation-wait-until
+       (lambda () (meta-log-federation-test-converged files)) timeout)
+      (let ((first (split-string (or (meta-log-federation-test-file-string (car files)) "") "\n")))
+        (message "---- %s did not converge in %s s" (length files) timeout)
+        (dolist (f files)
+          (let ((lines (split-string (or (meta-log-federation-test-file-string f) "") "\n")))
+            (message "---- %s: %d lines; not in the first file: %S; missing from it: %S"
+                     f (length lines)
+                     (cl-set-difference lines first :test #'equal)
+                     (cl-set-difference first lines :test #'equal))))
+        (when (fboundp 'meta-log-federation--session-stats)
+          (message "---- this Emacs' session: %S" (meta-log-federation--session-stats)))
+        (meta-log-federation-test-report-peers)
+        nil)))
+
 (ert-deftest sync::three-peers-converge-after-concurrent-edits-and-an-outage ()
   (meta-log-federation-test-with-federation
     (let* ((sync-dir (meta-log-federation-test-peer-dir "self-sync"))
@@ -74,9 +95,7 @@ is written (by the sync worker, for a shared file)."
       (let ((bob-file (meta-log-federation-test-peer-file bob me name))
             (carol-file (meta-log-federation-test-peer-file carol me name)))
         ;; Both receive the file, byte for byte.
-        (should (meta-log-federation-wait-until
-                 (lambda () (meta-log-federation-test-converged (list file bob-file carol-file)))
-                 20))
+        (should (meta-log-federation-test-wait-converged (list file bob-file carol-file) 20))
         ;; Carol goes down; Alice (this Emacs) and Bob edit different entries at once.
         (signal-process carol 'SIGKILL)
         (meta-log-federation-send-peer-message
@@ -97,9 +116,7 @@ is written (by the sync worker, for a shared file)."
         (should-not (string-search "bob was here"
                                    (meta-log-federation-test-file-string carol-file)))
         (let ((carol2 (meta-log-federation-test-restart-peer carol)))
-          (should (meta-log-federation-wait-until
-                   (lambda () (meta-log-federation-test-converged (list file bob-file carol-file)))
-                   30))
+          (should (meta-log-federation-test-wait-converged (list file bob-file carol-file) 30))
           (let ((text (meta-log-federation-test-file-string carol-file)))
             (should (string-search "bob was here" text))
             (should (string-search "alice's edge" text))
@@ -129,8 +146,7 @@ is written (by the sync worker, for a shared file)."
       (should (meta-log-federation-wait-until (lambda () (meta-log-federation-peer bob-id)) 20))
       (setq url (meta-log-federation-share-canvasl file))
       (let ((bob-file (meta-log-federation-test-peer-file bob me name)))
-        (should (meta-log-federation-wait-until
-                 (lambda () (meta-log-federation-test-converged (list file bob-file))) 20))
+        (should (meta-log-federation-test-wait-converged (list file bob-file) 20))
         ;; Both write the same field before seeing the other's write.  This
         ;; Emacs edits first, without saving: its buffer holds the file.
         ;; Bob then edits and saves; his change is merged here in the

@@ -375,53 +375,28 @@ impl SharedDoc {
         }
         self.view_changed();
         let heads_before = self.doc.get_heads();
-        let mut old_view = std::mem::take(&mut self.view).into_iter().enumerate();
-        let mut new_view: Vec<ViewLine> = Vec::with_capacity(new_lines.len());
-        let mut dirty: Vec<usize> = Vec::new();
+        let old_view = std::mem::take(&mut self.view);
+        let (kind, bom_changed) = (self.kind, bom != self.bom);
         let mut tx = self.doc.transaction();
-        if bom != self.bom {
-            tx.put(ROOT, BOM, bom)?;
-        }
-        let mut pos = 0usize;
-        for op in script {
-            match *op {
-                LineOp::Keep(n) => {
-                    new_view.extend(old_view.by_ref().take(n).map(|(_, l)| l));
-                    pos += n;
-                }
-                LineOp::Delete(n) => {
-                    old_view.by_ref().take(n).for_each(drop);
-                    tx.splice(&list, pos, n as isize, Vec::<hydrate::Value>::new())?;
-                }
-                LineOp::Insert { start, n } => {
-                    let lines = &new_lines[start..start + n];
-                    tx.splice(&list, pos, 0, lines.iter().map(|l| new_item(l)))?;
-                    for _ in 0..n {
-                        dirty.push(new_view.len());
-                        new_view.push(ViewLine::default());
-                    }
-                    pos += n;
-                }
-                LineOp::Modify { new, .. } => {
-                    let (_, old_line) = old_view.next().ok_or(MergeError::Internal)?;
-                    match tx.get(&list, pos)? {
-                        Some((Value::Object(ObjType::Map), item)) => {
-                            if self.kind.merges_fields() {
-                                modify_item(&mut tx, &item, &old_line.text, new_lines[new])?;
-                            } else {
-                                modify_text_line(&mut tx, &item, new_lines[new])?;
-                            }
-                        }
-                        // Not an item of this schema (a hand-made remote change): replace it.
-                        _ => tx.splice(&list, pos, 1, [new_item(new_lines[new])])?,
-                    }
-                    dirty.push(new_view.len());
-                    new_view.push(old_line);
-                    pos += 1;
-                }
+        let edited = (|| {
+            if bom_changed {
+                tx.put(ROOT, BOM, bom)?;
             }
-        }
-        tx.commit();
+            edit_lines(&mut tx, &list, kind, script, new_lines, old_view)
+        })();
+        let (new_view, dirty) = match edited {
+            Ok(v) => {
+                tx.commit();
+                v
+            }
+            Err(e) => {
+                // Dropping the transaction rolls the document back; the view was taken apart
+                // on the way, so it is read again from the document as it was.
+                drop(tx);
+                self.rebuild_view();
+                return Err(e);
+            }
+        };
         self.view = new_view;
         self.bom = bom;
         for i in dirty {
@@ -979,6 +954,65 @@ fn render_item_at(doc: &Automerge, item: &ObjId, heads: &[ChangeHash], kind: Doc
     }
 }
 
+/// Carries out a line edit script inside `tx`, moving the lines of `old_view` that stay into
+/// the returned view (new and modified lines are listed as dirty, to be rendered after the
+/// commit). On an error `tx` must be dropped, which rolls the document back.
+fn edit_lines(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    list: &ObjId,
+    kind: DocKind,
+    script: &[LineOp],
+    new_lines: &[&str],
+    old_view: Vec<ViewLine>,
+) -> Result<(Vec<ViewLine>, Vec<usize>), MergeError> {
+    let mut old_view = old_view.into_iter();
+    let mut new_view: Vec<ViewLine> = Vec::with_capacity(new_lines.len());
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut pos = 0usize;
+    for op in script {
+        match *op {
+            LineOp::Keep(n) => {
+                new_view.extend(old_view.by_ref().take(n));
+                pos += n;
+            }
+            LineOp::Delete(n) => {
+                old_view.by_ref().take(n).for_each(drop);
+                tx.splice(list, pos, n as isize, Vec::<hydrate::Value>::new())?;
+            }
+            LineOp::Insert { start, n } => {
+                let lines = new_lines
+                    .get(start..start + n)
+                    .ok_or(MergeError::Internal)?;
+                tx.splice(list, pos, 0, lines.iter().map(|l| new_item(l)))?;
+                for _ in 0..n {
+                    dirty.push(new_view.len());
+                    new_view.push(ViewLine::default());
+                }
+                pos += n;
+            }
+            LineOp::Modify { new, .. } => {
+                let old_line = old_view.next().ok_or(MergeError::Internal)?;
+                let new_line = *new_lines.get(new).ok_or(MergeError::Internal)?;
+                match tx.get(list, pos)? {
+                    Some((Value::Object(ObjType::Map), item)) => {
+                        if kind.merges_fields() {
+                            modify_item(tx, &item, &old_line.text, new_line)?;
+                        } else {
+                            modify_text_line(tx, &item, new_line)?;
+                        }
+                    }
+                    // Not an item of this schema (a hand-made remote change): replace it.
+                    _ => tx.splice(list, pos, 1, [new_item(new_line)])?,
+                }
+                dirty.push(new_view.len());
+                new_view.push(old_line);
+                pos += 1;
+            }
+        }
+    }
+    Ok((new_view, dirty))
+}
+
 /// Turns "line `old` became line `new`" into operations on `item`.
 fn modify_item(
     tx: &mut impl Transactable,
@@ -1083,6 +1117,31 @@ mod sync_additions_tests {
             d.apply_local_text(&grown)?;
             assert_eq!(d.text_len(), d.text().len(), "{t:?} grown");
         }
+        Ok(())
+    }
+
+    /// An edit script that fails halfway (here: it modifies a line past the end, after a
+    /// deletion already made) leaves the document and its view as they were.
+    #[test]
+    fn an_edit_that_fails_halfway_changes_nothing() -> R {
+        use crate::merge::diff::LineOp;
+        let mut d = SharedDoc::import(BASE.as_bytes(), [1; 32])?;
+        let heads = d.heads();
+        let list = d.lines.clone().ok_or("no lines")?;
+        let script = [
+            LineOp::Delete(1),
+            LineOp::Keep(5),
+            LineOp::Modify { old: 9, new: 0 },
+        ];
+        let r = d.apply_script(list, &script, &["{\"id\":\"q\"}\n"], false);
+        assert!(matches!(r, Err(MergeError::Internal)), "{r:?}");
+        assert_eq!(text(&d), BASE);
+        assert_eq!(d.heads(), heads);
+        assert_view_consistent(&d)?;
+        // And the replica still takes edits.
+        let grown = format!("{BASE}{{\"id\":\"z\"}}\n");
+        d.apply_local_text(grown.as_bytes())?;
+        assert_eq!(text(&d), grown);
         Ok(())
     }
 

@@ -243,9 +243,11 @@ impl SyncEngine {
             None => {
                 // The origin offers a share we have never heard of (see
                 // `SyncEngine::offer`): ask it for the whole document, unless its
-                // membership leaves us out.
+                // membership leaves us out. Even if we asked a moment ago: that request
+                // may have gone out before the origin listened on the share's topic, and
+                // its offer shows it listens now.
                 if share.origin() == from && self.members.admits(share, &self.me) {
-                    out.extend(self.request(share, Some(from), now, false));
+                    out.extend(self.request(share, Some(from), now, true));
                 }
                 return Ok(());
             }

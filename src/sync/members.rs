@@ -398,8 +398,11 @@ impl SyncEngine {
         if let Some(list) = &m.members {
             let to: Vec<String> = list.iter().cloned().collect();
             self.new_share_key(&id, now)?;
-            out.extend(self.key_actions(&id, &to)?);
+            // The membership, sealed under the new key, is our first publication on the
+            // share's topic: the session subscribes to a share's topic before its first
+            // publication there, so we listen before any member has the key and can ask.
             out.push(self.members_action(&m, None)?);
+            out.extend(self.key_actions(&id, &to)?);
             for peer in list {
                 out.extend(self.request(&id, Some(peer), now, true));
             }
@@ -460,8 +463,10 @@ impl SyncEngine {
         if removed || !self.keys.sealed(&id) {
             self.new_share_key(&id, now)?;
             let all: Vec<String> = list.iter().cloned().collect();
-            out.extend(self.key_actions(&id, &all)?);
+            // Under the new key, before the key goes out: this first publication on the new
+            // key's topic subscribes us there before any member can ask there.
             out.push(self.members_action(&m, None)?);
+            out.extend(self.key_actions(&id, &all)?);
         } else {
             out.extend(self.key_actions(&id, &added)?);
         }

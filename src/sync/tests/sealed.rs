@@ -207,6 +207,68 @@ fn a_member_away_when_added_gets_the_key_when_it_comes_online() -> R {
     Ok(())
 }
 
+/// The position of the first publication on a share's own topic (it carries the share tag)
+/// and of the first key envelope in `actions`.
+fn first_on_topic_and_first_key(actions: &[super::Action]) -> (usize, usize) {
+    use crate::federation::protocol::TAG_SHARE;
+    let publications: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            super::Action::Publish { content, tags, .. } => Some((content, tags)),
+            _ => None,
+        })
+        .collect();
+    let on_topic = publications.iter().position(|(_, tags)| {
+        tags.iter()
+            .any(|t| t.first().map(String::as_str) == Some(TAG_SHARE))
+    });
+    let key = publications
+        .iter()
+        .position(|(content, _)| matches!(envelope(content), Ok(Envelope::Key(_))));
+    (
+        on_topic.expect("a publication on the share's topic"),
+        key.expect("a key envelope"),
+    )
+}
+
+/// The session subscribes to a share's topic at its first publication there. The origin must
+/// publish there before any member gets the key, or a member's first request (made as soon as
+/// it has the key) can reach the broker before the origin listens, and be lost.
+#[test]
+fn the_origin_publishes_on_a_new_keys_topic_before_the_key_goes_out() -> R {
+    let mut bus = Bus::new(3, 33, &SyncConfig::default());
+    let (b, c) = (bus.nodes[1].id.clone(), bus.nodes[2].id.clone());
+    let path = bus.nodes[0].write_home("order.canvasl", text("").as_bytes());
+    let now = T0;
+    let created = bus.nodes[0].engine().share_with_members(
+        &path,
+        None,
+        Some(vec![b.clone(), c.clone()]),
+        now,
+    )?;
+    let (on_topic, key) = first_on_topic_and_first_key(&created);
+    assert!(on_topic < key, "created: {on_topic} >= {key}");
+    let share = ShareId::new(&bus.nodes[0].id, "order.canvasl")?;
+    // Removing a member makes a new key, hence a new topic.
+    let rotated =
+        bus.nodes[0]
+            .engine()
+            .set_members(&share.url(), Some(vec![c.clone()]), now + 1)?;
+    let new_tag = bus.nodes[0].engine().share_tags();
+    let (on_topic, key) = first_on_topic_and_first_key(&rotated[1..]);
+    assert!(on_topic < key, "rotated: {on_topic} >= {key}");
+    // And that first publication is on the new key's topic.
+    match &rotated[1..][on_topic] {
+        super::Action::Publish { tags, .. } => assert!(
+            tags.iter()
+                .any(|t| t.get(1).is_some_and(|v| new_tag.contains(v))),
+            "{tags:?} not on {new_tag:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
 #[test]
 fn sealed_events_travel_on_their_share_topic_only() {
     use crate::federation::{
