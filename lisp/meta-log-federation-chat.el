@@ -223,20 +223,29 @@ It is shown at the next redisplay (`meta-log-federation-chat--flush')."
       (puthash (meta-log-federation-chat-entry-id entry) entry
                (meta-log-federation-chat-conversation-by-id c)))
     (cl-incf (meta-log-federation-chat-conversation-count c))
-    (when (> (meta-log-federation-chat-conversation-count c)
-             (+ meta-log-federation-chat-max-messages
-                (max 1 (/ meta-log-federation-chat-max-messages 10))))
-      ;; Trim in batches, so a long conversation is not redrawn per message.
-      (setf (meta-log-federation-chat-conversation-entries c)
-            (seq-take (meta-log-federation-chat-conversation-entries c)
-                      meta-log-federation-chat-max-messages)
-            (meta-log-federation-chat-conversation-count c)
-            meta-log-federation-chat-max-messages
-            (meta-log-federation-chat-conversation-pending c) nil
-            (meta-log-federation-chat-conversation-redraw c) t)
-      (meta-log-federation-chat--reindex c))
+    ;; Old entries are forgotten at the next redisplay
+    ;; (`meta-log-federation-chat--trim'), once for a whole burst.
     (meta-log-federation-chat--changed peer-id)
     entry))
+
+(defun meta-log-federation-chat--trim (conversation)
+  "Forget CONVERSATION's oldest entries over the limit.
+The limit is `meta-log-federation-chat-max-messages'.
+Done at redisplay, in batches (10% over the limit), so that a long
+burst costs one trim and one redraw per redisplay, not per message.
+Return non-nil if entries were forgotten: the buffer is drawn again."
+  (when (> (meta-log-federation-chat-conversation-count conversation)
+           (+ meta-log-federation-chat-max-messages
+              (max 1 (/ meta-log-federation-chat-max-messages 10))))
+    (setf (meta-log-federation-chat-conversation-entries conversation)
+          (seq-take (meta-log-federation-chat-conversation-entries conversation)
+                    meta-log-federation-chat-max-messages)
+          (meta-log-federation-chat-conversation-count conversation)
+          meta-log-federation-chat-max-messages
+          (meta-log-federation-chat-conversation-pending conversation) nil
+          (meta-log-federation-chat-conversation-redraw conversation) t)
+    (meta-log-federation-chat--reindex conversation)
+    t))
 
 ;;;; Redisplay, coalesced
 
@@ -277,6 +286,7 @@ It is shown at the next redisplay (`meta-log-federation-chat--flush')."
 The buffer is made when the conversation has new entries."
   (let ((c (meta-log-federation-chat--conversation peer-id)))
     (when c
+      (meta-log-federation-chat--trim c)
       (let ((buffer (meta-log-federation-chat-conversation-buffer c))
             (pending (meta-log-federation-chat-conversation-pending c)))
         (cond ((not (buffer-live-p buffer))
@@ -292,8 +302,7 @@ The buffer is made when the conversation has new entries."
                  (with-current-buffer buffer
                    (setq meta-log-federation-chat--shown-label
                          (meta-log-federation-chat--label peer-id)))
-                 (dolist (entry (reverse pending))
-                   (meta-log-federation-chat--insert-entry buffer entry)))))
+                 (meta-log-federation-chat--insert-entries buffer (reverse pending)))))
         (setf (meta-log-federation-chat-conversation-pending c) nil
               (meta-log-federation-chat-conversation-restate c) nil
               (meta-log-federation-chat-conversation-redraw c) nil)))))
@@ -486,11 +495,33 @@ and press RET to send it, encrypted, to the peer.
                          'face 'error))
     (_ "")))
 
+(defvar meta-log-federation-chat--time-texts nil
+  "The last times formatted: ((FORMAT SECOND . TEXT) ...), a few at most.")
+
+(defun meta-log-federation-chat--time-text (format time)
+  "Return `format-time-string' of FORMAT and TIME, reusing the last result.
+A burst of messages falls within a few seconds: each second is
+formatted once, not once per message.  FORMAT with sub-second
+fields (%N) is formatted every time."
+  (if (string-search "N" format)
+      (format-time-string format time)
+    (let* ((second (floor time))
+           (cached (assoc format meta-log-federation-chat--time-texts)))
+      (if (and cached (eql (cadr cached) second))
+          (cddr cached)
+        (let ((text (format-time-string format second)))
+          (setq meta-log-federation-chat--time-texts
+                (cons (cons format (cons second text))
+                      (seq-take (assoc-delete-all format meta-log-federation-chat--time-texts)
+                                3)))
+          text)))))
+
 (defun meta-log-federation-chat--entry-text (entry)
   "Return the lines showing ENTRY: time, who, text and, if sent, its state.
 The state is marked with the property `meta-log-federation-chat-state'."
   (let* ((time (meta-log-federation-chat-entry-time entry))
-         (stamp (format-time-string meta-log-federation-chat-time-format time))
+         (stamp (meta-log-federation-chat--time-text
+                 meta-log-federation-chat-time-format time))
          (indent (make-string (+ 3 (length stamp)) ?\s))
          (out (eq (meta-log-federation-chat-entry-direction entry) 'out))
          (who (if out
@@ -514,18 +545,24 @@ The state is marked with the property `meta-log-federation-chat-state'."
       (goto-char meta-log-federation-chat--prompt-start)
       (insert-before-markers (propertize text 'read-only t 'front-sticky '(read-only))))))
 
-(defun meta-log-federation-chat--insert-entry (buffer entry)
-  "Show ENTRY at the end of BUFFER's history."
+(defun meta-log-federation-chat--insert-entries (buffer entries)
+  "Show ENTRIES, oldest first, at the end of BUFFER's history.
+A line names the day before the first entry of each new day.  The text
+of all ENTRIES is inserted at once: a burst is one insertion."
   (with-current-buffer buffer
-    (let* ((time (meta-log-federation-chat-entry-time entry))
-           (day (format-time-string "%F" time)))
-      (unless (equal day meta-log-federation-chat--last-day)
-        (setq meta-log-federation-chat--last-day day)
+    (let ((texts nil))
+      (dolist (entry entries)
+        (let* ((time (meta-log-federation-chat-entry-time entry))
+               (day (meta-log-federation-chat--time-text "%F" time)))
+          (unless (equal day meta-log-federation-chat--last-day)
+            (setq meta-log-federation-chat--last-day day)
+            (push (propertize (concat "--- " (format-time-string "%A %F" time) " ---\n")
+                              'face 'shadow)
+                  texts))
+          (push (meta-log-federation-chat--entry-text entry) texts)))
+      (when texts
         (meta-log-federation-chat--insert-history
-         (propertize (concat "--- " (format-time-string "%A %F" time) " ---\n")
-                     'face 'shadow)))
-      (meta-log-federation-chat--insert-history
-       (meta-log-federation-chat--entry-text entry)))))
+         (apply #'concat (nreverse texts)))))))
 
 (defun meta-log-federation-chat--redraw-states (buffer entries pending)
   "Show the new states of the outgoing ENTRIES in BUFFER, in one pass.
@@ -578,8 +615,8 @@ receipts concern recent messages, and stops when every entry is done."
                           'field 'prompt))
       (setq meta-log-federation-chat--input-start (point-marker))
       (insert input)
-      (dolist (entry (reverse (meta-log-federation-chat-conversation-entries conversation)))
-        (meta-log-federation-chat--insert-entry buffer entry))
+      (meta-log-federation-chat--insert-entries
+       buffer (reverse (meta-log-federation-chat-conversation-entries conversation)))
       (goto-char (if at-input
                      (min (point-max) (+ meta-log-federation-chat--input-start (max 0 column)))
                    (point-max)))

@@ -189,6 +189,7 @@
 //! each device its own identity.
 
 pub mod dropped;
+pub mod file_writer;
 pub mod inbound;
 pub mod names;
 pub mod node;

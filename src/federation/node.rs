@@ -386,7 +386,7 @@ impl Node {
         }
         t.failed = self.outbox.expire(now);
         t.publications.extend(self.outbox.due(now));
-        if let Err(e) = self.outbox.save() {
+        if let Err(e) = self.outbox.save_in_background() {
             t.errors.push(format!("the outbox cannot be saved: {e}"));
         }
         self.counts.sent += t.publications.len() as u64;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::file_writer::FileWriter;
 use super::outbound::Publication;
 use super::protocol::is_peer_id;
 
@@ -94,6 +95,9 @@ pub struct Outbox {
     settings: OutboxSettings,
     pending: Vec<Pending>,
     dirty: bool,
+    /// Writes the file off the caller's thread ([`Outbox::save_in_background`]); `None`
+    /// if its thread could not start (then saves are made on the caller's thread).
+    writer: Option<FileWriter<OutboxFile>>,
 }
 
 /// Keeps a damaged file aside as `NAME.damaged-NOW` through
@@ -114,6 +118,7 @@ impl Outbox {
             settings,
             pending: Vec::new(),
             dirty: false,
+            writer: None,
         }
     }
 
@@ -123,6 +128,7 @@ impl Outbox {
     pub fn open(path: &Path, settings: OutboxSettings, now: u64) -> (Outbox, Option<String>) {
         let mut o = Outbox::in_memory(settings);
         o.path = Some(path.to_path_buf());
+        o.writer = FileWriter::new(path.to_path_buf(), "meta-log-outbox").ok();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (o, None),
@@ -318,15 +324,9 @@ impl Outbox {
         m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     }
 
-    /// Writes the file (atomically, mode 0600) if anything changed.
-    pub fn save(&mut self) -> std::io::Result<()> {
-        let Some(path) = &self.path else {
-            return Ok(());
-        };
-        if !self.dirty {
-            return Ok(());
-        }
-        let json = serde_json::to_vec(&OutboxFile {
+    /// The file's contents now.
+    fn snapshot(&self) -> OutboxFile {
+        OutboxFile {
             version: 1,
             messages: self
                 .pending
@@ -334,11 +334,58 @@ impl Outbox {
                 .filter(|p| p.is_signed())
                 .cloned()
                 .collect(),
-        })
-        .map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(path, &json, true)?;
+        }
+    }
+
+    /// Writes the file (atomically, mode 0600) if anything changed, and returns once it is
+    /// written (with any write handed over before).
+    pub fn save(&mut self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        match &self.writer {
+            Some(w) => {
+                let submitted = if self.dirty {
+                    w.submit(self.snapshot())
+                } else {
+                    Ok(())
+                };
+                self.dirty = false;
+                let flushed = w.flush();
+                submitted.and(flushed).map_err(|e| {
+                    self.dirty = true;
+                    std::io::Error::other(e)
+                })
+            }
+            None => {
+                if !self.dirty {
+                    return Ok(());
+                }
+                let json = serde_json::to_vec(&self.snapshot()).map_err(std::io::Error::other)?;
+                crate::fsutil::write_atomic(path, &json, true)?;
+                self.dirty = false;
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands the file's contents, if anything changed, to the writer thread and returns at
+    /// once (the delivery tick: the session's worker does not wait for the disk). The error
+    /// is that of an earlier write, which failed: the state is handed over again next time.
+    pub fn save_in_background(&mut self) -> std::io::Result<()> {
+        if self.writer.is_none() {
+            return self.save();
+        }
+        if !self.dirty {
+            return Ok(());
+        }
+        let snapshot = self.snapshot();
         self.dirty = false;
-        Ok(())
+        let submitted = self.writer.as_ref().map_or(Ok(()), |w| w.submit(snapshot));
+        submitted.map_err(|e| {
+            self.dirty = true;
+            std::io::Error::other(e)
+        })
     }
 }
 
