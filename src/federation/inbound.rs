@@ -137,6 +137,22 @@ fn map_verify(e: VerifyError) -> Dropped {
     Dropped::new(reason, e.to_string())
 }
 
+/// Steps 1 and 2 of [`Inbound::accept`], which need no state: size, shape, id and
+/// signature (`limit`: the configuration's `max_event_bytes`).
+pub fn verify_payload(payload: &[u8], limit: usize) -> Result<SignedEvent, Dropped> {
+    // 1. Size.
+    if payload.len() > limit {
+        return Err(Dropped::new(
+            DropReason::TooLarge,
+            format!("payload is {} bytes, the limit is {limit}", payload.len()),
+        ));
+    }
+    // 2. Shape, id, signature.
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| Dropped::new(DropReason::Malformed, "payload is not UTF-8 text"))?;
+    verify_json_with_limit(text, limit).map_err(map_verify)
+}
+
 impl Inbound {
     /// The receiving side for `identity`, with `config` and a trust store
     /// (loaded with [`TrustStore::load`], or empty).
@@ -169,26 +185,27 @@ impl Inbound {
     /// `now` is the current Unix time in seconds. Never panics, whatever
     /// the bytes. Every drop is counted ([`Inbound::drop_counts`]).
     pub fn accept(&mut self, topic: &str, payload: &[u8], now: u64) -> Result<Accepted, Dropped> {
-        let result = self.run(topic, payload, now);
+        let verified = verify_payload(payload, self.config.max_event_bytes);
+        self.accept_verified(topic, verified, now)
+    }
+
+    /// [`Inbound::accept`] for a payload whose stateless checks [`verify_payload`] made
+    /// already (its result, a drop included, which is counted here): the caller can make
+    /// them, the costly part (a signature check), without holding the lock on this state.
+    pub fn accept_verified(
+        &mut self,
+        topic: &str,
+        verified: Result<SignedEvent, Dropped>,
+        now: u64,
+    ) -> Result<Accepted, Dropped> {
+        let result = verified.and_then(|ev| self.run(topic, ev, now));
         if let Err(d) = &result {
             self.counters.count(d.reason);
         }
         result
     }
 
-    fn run(&mut self, topic: &str, payload: &[u8], now: u64) -> Result<Accepted, Dropped> {
-        let limit = self.config.max_event_bytes;
-        // 1. Size.
-        if payload.len() > limit {
-            return Err(Dropped::new(
-                DropReason::TooLarge,
-                format!("payload is {} bytes, the limit is {limit}", payload.len()),
-            ));
-        }
-        // 2. Shape, id, signature.
-        let text = std::str::from_utf8(payload)
-            .map_err(|_| Dropped::new(DropReason::Malformed, "payload is not UTF-8 text"))?;
-        let ev = verify_json_with_limit(text, limit).map_err(map_verify)?;
+    fn run(&mut self, topic: &str, ev: SignedEvent, now: u64) -> Result<Accepted, Dropped> {
         let fail = |reason: DropReason, message: String| Dropped {
             reason,
             message,

@@ -7,9 +7,9 @@
 
 use std::path::PathBuf;
 
-use crate::identity::Identity;
+use crate::identity::{Identity, SignedEvent};
 
-use super::inbound::{Accepted, Body, Inbound, SyncKind};
+use super::inbound::{verify_payload, Accepted, Body, Inbound, SyncKind};
 use super::outbound::{LocalProfile, Outbound, OutboundError, Prepared, Publication};
 use super::outbox::{Outbox, OutboxSettings};
 use super::peers::{PeerInfo, Transition};
@@ -302,8 +302,21 @@ impl Node {
     /// `replay` and acknowledged again; a receipt acknowledges our
     /// messages (see [`receipts`]).
     pub fn handle(&mut self, topic: &str, payload: &[u8], now: u64) -> Handled {
+        let verified = verify_payload(payload, self.config().max_event_bytes);
+        self.handle_verified(topic, verified, now)
+    }
+
+    /// [`Node::handle`] for a payload whose stateless checks (size, shape, id, signature)
+    /// [`verify_payload`] made already, without the node: the session makes them before it
+    /// locks the node, so that Emacs' queries of the node do not wait for signature checks.
+    pub fn handle_verified(
+        &mut self,
+        topic: &str,
+        verified: Result<SignedEvent, Dropped>,
+        now: u64,
+    ) -> Handled {
         let mut delivered = Vec::new();
-        let result = match self.receive(topic, payload, now) {
+        let result = match self.receive_verified(topic, verified, now) {
             Ok(a) => match &a.body {
                 Body::Message { .. } => {
                     let (id, from) = (a.event.id.clone(), a.from().to_string());
@@ -426,7 +439,17 @@ impl Node {
 
     /// Verifies and applies one received message.
     pub fn receive(&mut self, topic: &str, payload: &[u8], now: u64) -> Result<Accepted, Dropped> {
-        let r = self.inbound.accept(topic, payload, now);
+        let verified = verify_payload(payload, self.config().max_event_bytes);
+        self.receive_verified(topic, verified, now)
+    }
+
+    fn receive_verified(
+        &mut self,
+        topic: &str,
+        verified: Result<SignedEvent, Dropped>,
+        now: u64,
+    ) -> Result<Accepted, Dropped> {
+        let r = self.inbound.accept_verified(topic, verified, now);
         match &r {
             Ok(a) => {
                 self.counts.accepted += 1;

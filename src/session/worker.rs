@@ -143,9 +143,14 @@ fn sync_kind_name(k: SyncKind) -> &'static str {
 /// One message: the node's checks, then what it carries.
 fn handle(shared: &Shared, topic: &str, payload: &[u8]) {
     let now = (shared.clock)();
+    // The signature check (tens of microseconds) without the node's lock: during a burst the
+    // worker would otherwise hold it nearly all the time, and Emacs' queries of the node
+    // (a peer's details, for the chat or the blackboard) waited up to 34 ms for it.
+    let limit = lock(&shared.node).config().max_event_bytes;
+    let verified = crate::federation::inbound::verify_payload(payload, limit);
     let (h, addresses) = {
         let mut node = lock(&shared.node);
-        let h = node.handle(topic, payload, now);
+        let h = node.handle_verified(topic, verified, now);
         let transitions = match &h.result {
             Ok(a) => &a.transitions,
             Err(d) => &d.transitions,
