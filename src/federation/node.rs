@@ -836,6 +836,8 @@ mod tests {
         assert!(a.outbox().pending().is_empty());
         // a restarted too: its saved outbox is empty now.
         a.delivery_tick(1_007);
+        // The tick hands the outbox to its writer thread; a restart reads it once written.
+        a.outbox().written().unwrap();
         let mut a2 = node(1, dir.path());
         a2.open_delivery(&paths(dir.path(), 1), 1_008);
         assert!(a2.outbox().pending().is_empty());
@@ -850,6 +852,7 @@ mod tests {
         meet(&mut a, &mut b, 1_000);
         let m = a.peer_message(b.peer_id(), "lost", 1_000).unwrap();
         a.delivery_tick(1_000);
+        a.outbox().written().unwrap();
         let mut a = node(1, dir.path());
         a.open_delivery(&paths(dir.path(), 1), 1_001);
         assert_eq!(a.outbox().pending()[0].id, m.event_id);

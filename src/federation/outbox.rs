@@ -369,6 +369,14 @@ impl Outbox {
         }
     }
 
+    /// Waits until the writes handed to the writer thread are done (nothing new is handed
+    /// over): what a restart would read.
+    pub fn written(&self) -> std::io::Result<()> {
+        self.writer
+            .as_ref()
+            .map_or(Ok(()), |w| w.flush().map_err(std::io::Error::other))
+    }
+
     /// Hands the file's contents, if anything changed, to the writer thread and returns at
     /// once (the delivery tick: the session's worker does not wait for the disk). The error
     /// is that of an earlier write, which failed: the state is handed over again next time.
