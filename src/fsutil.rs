@@ -9,47 +9,75 @@ use std::path::{Path, PathBuf};
 /// rename. Without `overwrite`, the file is put in place with a hard link, so an existing file
 /// is never replaced even in a race; that case fails with `ErrorKind::AlreadyExists`.
 pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("{} does not name a file", path.display()),
-        )
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut suffix = [0u8; 8];
-    getrandom::getrandom(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
-    let tmp = dir.join(tmp_name);
+    Prepared::write(path, bytes)?.commit(overwrite)
+}
 
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
-    let exists = || {
-        std::io::Error::new(
-            std::io::ErrorKind::AlreadyExists,
-            path.display().to_string(),
-        )
-    };
-    let result = (|| -> std::io::Result<()> {
+/// The first half of [`write_atomic`]: the temporary file, written and synced, that
+/// [`Prepared::commit`] puts in place. Dropped without a commit, it is removed. Lets a caller
+/// do the slow half (the data and its fsync) before it knows the file may be replaced.
+#[derive(Debug)]
+pub struct Prepared {
+    tmp: PathBuf,
+    path: PathBuf,
+    dir: PathBuf,
+    done: bool,
+}
+
+impl Prepared {
+    /// Writes `bytes` to a new 0600 temporary file beside `path` and syncs it.
+    pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<Prepared> {
+        let name = path.file_name().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} does not name a file", path.display()),
+            )
+        })?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut suffix = [0u8; 8];
+        getrandom::getrandom(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.tmp", hex::encode(suffix)));
+        let tmp = dir.join(tmp_name);
+
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        // From here on, dropping `prepared` removes the temporary file.
+        let prepared = Prepared {
+            tmp,
+            path: path.to_path_buf(),
+            dir,
+            done: false,
+        };
         f.write_all(bytes)?;
         f.sync_all()?;
-        drop(f);
+        Ok(prepared)
+    }
+
+    /// Puts the temporary file in place (see [`write_atomic`] for `overwrite`).
+    pub fn commit(mut self, overwrite: bool) -> std::io::Result<()> {
+        let (tmp, path) = (&self.tmp, &self.path);
+        let exists = || {
+            std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                path.display().to_string(),
+            )
+        };
         if overwrite {
-            fs::rename(&tmp, path)?;
+            fs::rename(tmp, path)?;
         } else {
-            match fs::hard_link(&tmp, path) {
+            match fs::hard_link(tmp, path) {
                 Ok(()) => {
-                    let _ = fs::remove_file(&tmp);
+                    let _ = fs::remove_file(tmp);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
                 Err(_) => {
@@ -57,20 +85,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8], overwrite: bool) -> std::io::Resu
                     if fs::symlink_metadata(path).is_ok() {
                         return Err(exists());
                     }
-                    fs::rename(&tmp, path)?;
+                    fs::rename(tmp, path)?;
                 }
             }
         }
+        self.done = true;
         // Make the rename itself durable (best effort).
-        if let Ok(d) = fs::File::open(&dir) {
+        if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
         Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
-    result
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Renames a damaged file to `NAME.damaged-STAMP` beside it (with `-2`, `-3`, … added if that

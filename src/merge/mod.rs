@@ -73,6 +73,7 @@ mod diff;
 mod render;
 mod shared;
 mod text;
+mod touched;
 
 #[cfg(test)]
 mod proptest;

@@ -416,15 +416,9 @@ impl SharedDoc {
     /// an error and leave the replica as it was.
     pub fn apply_remote(&mut self, bytes: &[u8]) -> Result<Applied, MergeError> {
         let heads_before = self.doc.get_heads();
-        let full = self.lines.is_none();
-        let mut log = if full {
-            PatchLog::inactive()
-        } else {
-            PatchLog::active()
-        };
         let doc = &mut self.doc;
         let result = guarded(|| {
-            doc.load_incremental_log_patches(bytes, &mut log)?;
+            doc.load_incremental(bytes)?;
             Ok(())
         });
         // Even on an error, part of the input may have been applied: bring the view up to date.
@@ -437,13 +431,10 @@ impl SharedDoc {
                 Ok(())
             });
         } else if changed {
-            if full {
+            let this = &mut *self;
+            let updated = guarded(|| Ok(this.update_view_after(&heads_before))).unwrap_or(false);
+            if !updated {
                 self.rebuild_view();
-            } else {
-                let patches = self.doc.make_patches(&mut log);
-                if !self.apply_patches(&patches) {
-                    self.rebuild_view();
-                }
             }
         }
         result?;
@@ -451,6 +442,55 @@ impl SharedDoc {
             changed,
             missing_deps: self.doc.get_missing_deps(&[]).len(),
         })
+    }
+
+    /// Brings the view up to date with the changes applied since `heads_before`: the lines
+    /// they touched, found from their operations (`super::touched`), else automerge's patches
+    /// between the two versions. False if neither fits (the caller rebuilds the view).
+    fn update_view_after(&mut self, heads_before: &[ChangeHash]) -> bool {
+        let Some(list) = self.lines.clone() else {
+            return false;
+        };
+        if let Some(t) = super::touched::touched_lines(&self.doc, heads_before, &list) {
+            return self.apply_touched(&list, &t);
+        }
+        let patches = self.doc.diff(heads_before, &self.doc.get_heads());
+        self.apply_patches(&patches)
+    }
+
+    /// Updates the view with the lines remote changes inserted and changed; false if they do
+    /// not fit it.
+    fn apply_touched(&mut self, list: &ObjId, t: &super::touched::Touched) -> bool {
+        let total = self.view.len() + t.inserted.len();
+        let fits = t.inserted.last().is_none_or(|&i| i < total)
+            && t.changed.last().is_none_or(|&i| i < total);
+        if !fits {
+            return false;
+        }
+        self.view_changed();
+        if !t.inserted.is_empty() {
+            let mut old = std::mem::take(&mut self.view).into_iter();
+            let mut inserted = t.inserted.iter().peekable();
+            let mut view = Vec::with_capacity(total);
+            while view.len() < total {
+                if inserted.next_if_eq(&&view.len()).is_some() {
+                    view.push(ViewLine::default());
+                } else if let Some(line) = old.next() {
+                    view.push(line);
+                } else {
+                    return false;
+                }
+            }
+            self.view = view;
+        }
+        for &i in t.inserted.iter().chain(&t.changed) {
+            self.rerender(list, i);
+        }
+        self.bom = matches!(
+            self.doc.get(ROOT, BOM),
+            Ok(Some((Value::Scalar(s), _))) if s.as_bool() == Some(true)
+        );
+        true
     }
 
     /// Every field (or whole line) written concurrently by several peers, with the value every

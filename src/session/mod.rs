@@ -495,9 +495,28 @@ impl Session {
             };
             let now = (s.clock)();
             match save.run(e, &share, now) {
-                Ok(mut a) => {
+                Ok((mut a, write)) => {
                     a.extend(e.take_notices());
+                    // The change goes out before the file is written: the peers do not wait
+                    // for the write of the whole file (its state is on disk already).
+                    let mut unanswered = None;
+                    if let Some(w) = write {
+                        let mut sink = SessionSink {
+                            shared: s,
+                            reports: Vec::new(),
+                        };
+                        execute_on(e, a, now, &mut sink);
+                        a = sink.reports;
+                        match e.finish_save(w) {
+                            Ok(more) => a.extend(more),
+                            // A save is never left unanswered.
+                            Err(err) => unanswered = Some(err.to_string()),
+                        }
+                    }
                     worker::carry_out(s, g, a, now);
+                    if let Some(why) = unanswered {
+                        s.emit(save_not_taken(&share, save.seq(), &why));
+                    }
                 }
                 Err(err) => {
                     drop(g);
@@ -597,10 +616,17 @@ impl QueuedSave {
         }
     }
 
-    fn run(&self, e: &mut SyncEngine, share: &str, now: u64) -> Result<Vec<Action>, SyncError> {
+    /// Takes the save in; a save of changed lines leaves its file to write
+    /// (`SyncEngine::begin_save`).
+    fn run(
+        &self,
+        e: &mut SyncEngine,
+        share: &str,
+        now: u64,
+    ) -> Result<(Vec<Action>, Option<crate::sync::save::SaveWrite>), SyncError> {
         match self {
-            QueuedSave::Lines(s) => e.save_buffer(share, s, now),
-            QueuedSave::File(seq) => e.save_buffer_file(share, *seq, now),
+            QueuedSave::Lines(s) => e.begin_save(share, s, now),
+            QueuedSave::File(seq) => Ok((e.save_buffer_file(share, *seq, now)?, None)),
         }
     }
 }

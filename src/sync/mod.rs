@@ -127,6 +127,7 @@ pub mod hunk;
 mod inbound;
 pub mod lines;
 pub mod members;
+mod prepared;
 mod recover;
 pub mod save;
 mod sealing;

@@ -5,14 +5,23 @@
 //! **Saving** ([`SyncEngine::save_buffer`]). Emacs does not write the file: it hands over a
 //! [`BufferSave`] (the changed lines of [`LineEdit`], which text the buffer started from, and a
 //! sequence number) and goes on. The engine builds the buffer's text T from the text it knows
-//! the file holds (`Live::written`) and the changed lines, writes T to the file (atomically,
-//! and before anything else changes: when it fails nothing else does), then takes the edit in:
+//! the file holds (`Live::written`) and the changed lines, and takes the edit in:
 //!
 //! * nothing merged while the file was held: the lines are applied as they are
 //!   (`SharedDoc::apply_local_lines`, no pass over the whole text);
 //! * remote changes merged while it was held: T is merged relative to the text the file
 //!   had (the three-way rule), and the share stays held with T as its file's text. The merged
 //!   text M, which differs from T, is then offered to the buffer like any held change.
+//!
+//! Then, in this order ([`SyncEngine::begin_save`], then [`SyncEngine::finish_save`]): the
+//! merge state is saved, saying the file holds its old text or T (`pending_sha256`); the change
+//! is published (the session does it between the two calls, so the peers do not wait for the
+//! write of the whole file); T is written to the file, atomically. A crash anywhere in between
+//! leaves the old file or T, and the state makes the next start write T over the old file
+//! rather than take the old file in as an edit undoing the save. A write that fails keeps the
+//! edit (in the state, and at the peers) and says the save was not written
+//! ([`Action::SaveNotTaken`] with `failed`): the buffer is marked modified again, and its next
+//! save is merged three-way.
 //!
 //! The engine trusts the changed lines only when the file on disk is the one it last wrote or
 //! read (length, modification time, inode) and the buffer started from that text (its version,
@@ -33,9 +42,10 @@ use super::action::{Action, SyncError};
 use super::engine::{stamp_of, SyncEngine};
 use super::hunk::hunks_between;
 use super::lines::LineEdit;
+use super::prepared::PreparedText;
 use super::share_id::ShareId;
 use super::store::{sha256, write_synced_file, StateMeta};
-use super::texthash::{write_while_hashing, HashingText};
+use super::texthash::HashingText;
 use super::wire::Of;
 
 /// The source of text versions: unique within the process, so that a version never names two
@@ -62,6 +72,29 @@ pub struct BufferSave {
     pub seq: u64,
 }
 
+/// A save taken into the document and its state, its file still to write: see
+/// [`SyncEngine::begin_save`].
+#[derive(Debug)]
+pub struct SaveWrite {
+    id: ShareId,
+    path: std::path::PathBuf,
+    seq: u64,
+    text: Vec<u8>,
+    hash: [u8; 32],
+    /// The engine's form of the saved text, when it differs: (version, text, hunks).
+    offer: Option<(u64, Vec<u8>, Option<Vec<super::hunk::Hunk>>)>,
+}
+
+/// What taking a save into the document gave.
+struct Taken {
+    /// The heads of the saved text (the state's base).
+    heads: Vec<u8>,
+    /// The change to record and publish, if the text changed anything.
+    change: Option<Vec<u8>>,
+    /// The engine's form of the saved text, when it differs from it.
+    offer: Option<Vec<u8>>,
+}
+
 /// Merged text of a held share offered to the buffer visiting its file.
 #[derive(Debug)]
 pub(crate) struct Offered {
@@ -71,6 +104,23 @@ pub(crate) struct Offered {
     pub(crate) heads: Vec<u8>,
     /// The text, its SHA-256 computed on its own thread while the buffer takes the offer.
     pub(crate) text: HashingText,
+    /// The text written beside the file meanwhile, put in place when the buffer took it.
+    pub(crate) prepared: Option<PreparedText>,
+}
+
+impl Offered {
+    /// The offer of `text` as `version`, for the document at `heads`, of the file `path`: its
+    /// hash and its write start at once, on threads of their own.
+    fn new(version: u64, heads: Vec<u8>, text: Vec<u8>, path: &std::path::Path) -> Offered {
+        let text = HashingText::start(text);
+        let prepared = PreparedText::start(path.to_path_buf(), text.shared());
+        Offered {
+            version,
+            heads,
+            text,
+            prepared,
+        }
+    }
 }
 
 /// Modification time of a stamp as (seconds, nanoseconds) since the epoch.
@@ -96,36 +146,59 @@ fn new_heads(before: &[u8], after: &[u8]) -> Vec<u8> {
 }
 
 impl SyncEngine {
-    /// A buffer visiting the file of `share_or_path` was saved: writes its text and takes the
-    /// edit in, the share staying held (the buffer still visits the file). See the [module
+    /// A buffer visiting the file of `share_or_path` was saved: takes the edit in and writes
+    /// its text, the share staying held (the buffer still visits the file). See the [module
     /// documentation](self). The outcome is an action: [`Action::Saved`] once the file holds
-    /// the buffer's text, else [`Action::SaveNotTaken`] (nothing changed).
+    /// the buffer's text, else [`Action::SaveNotTaken`]. [`SyncEngine::begin_save`] and
+    /// [`SyncEngine::finish_save`] in one step.
     pub fn save_buffer(
         &mut self,
         share_or_path: &str,
         save: &BufferSave,
         now: u64,
     ) -> Result<Vec<Action>, SyncError> {
+        let (mut out, write) = self.begin_save(share_or_path, save, now)?;
+        if let Some(w) = write {
+            out.extend(self.finish_save(w)?);
+        }
+        Ok(out)
+    }
+
+    /// The first half of [`SyncEngine::save_buffer`]: the edit taken into the document and its
+    /// merge state (which records that the file may still hold its old text), and the change
+    /// to publish. The file is written by [`SyncEngine::finish_save`], which the caller runs
+    /// next, after publishing if it likes: so the peers do not wait for the write of the whole
+    /// file. Without a [`SaveWrite`], the actions say why the save was not taken (nothing
+    /// changed).
+    pub fn begin_save(
+        &mut self,
+        share_or_path: &str,
+        save: &BufferSave,
+        now: u64,
+    ) -> Result<(Vec<Action>, Option<SaveWrite>), SyncError> {
         let _ = now;
         let id = self.active(share_or_path)?;
         let path = self.file_path(&id)?;
-        let not_taken = |reason: &str, failed: bool| {
-            Ok(vec![Action::SaveNotTaken {
-                share: id.clone(),
-                path: path.clone(),
-                seq: save.seq,
-                reason: reason.to_string(),
-                failed,
-            }])
+        let not_taken = |reason: &str| {
+            Ok((
+                vec![Action::SaveNotTaken {
+                    share: id.clone(),
+                    path: path.clone(),
+                    seq: save.seq,
+                    reason: reason.to_string(),
+                    failed: false,
+                }],
+                None,
+            ))
         };
         self.live(&id)?;
         if self.is_rebuilding(&id) {
-            return not_taken("its merge state is being rebuilt", false);
+            return not_taken("its merge state is being rebuilt");
         }
         let disk = stamp_of(&path);
         let live = self.live(&id)?;
         if live.stamp.is_none() || live.stamp != disk {
-            return not_taken("the file changed on disk", false);
+            return not_taken("the file changed on disk");
         }
         let base_ok = match (save.base_version, save.base_seq) {
             (Some(v), _) if v == live.version => true,
@@ -136,24 +209,24 @@ impl SyncEngine {
             _ => false,
         };
         if !base_ok {
-            return not_taken("the buffer did not start from the file's text", false);
+            return not_taken("the buffer did not start from the file's text");
         }
         let Some((written_hash, written)) = &live.written else {
-            return not_taken("the file's text is not known", false);
+            return not_taken("the file's text is not known");
         };
         if *written_hash != live.state.meta.file_sha256 || live.doc.has_bom() {
-            return not_taken("the file is not the merge state's text", false);
+            return not_taken("the file is not the merge state's text");
         }
         let edit = &save.edit;
         let Some(tail_start) = written.len().checked_sub(edit.tail) else {
-            return not_taken("the changed lines do not fit the file", false);
+            return not_taken("the changed lines do not fit the file");
         };
         let fits = edit.head <= tail_start
             && at_line_start(written, edit.head)
             && at_line_start(written, tail_start)
             && (edit.tail == 0 || edit.middle.is_empty() || edit.middle.ends_with(b"\n"));
         if !fits {
-            return not_taken("the changed lines do not fit the file", false);
+            return not_taken("the changed lines do not fit the file");
         }
         let mut text = Vec::with_capacity(edit.head + edit.middle.len() + edit.tail);
         text.extend_from_slice(&written[..edit.head]);
@@ -163,47 +236,105 @@ impl SyncEngine {
         let after = lines_in(&written[tail_start..]);
         let merged_meanwhile = live.doc.heads() != live.state.meta.heads;
         if !merged_meanwhile && before + after > live.doc.line_count() {
-            return not_taken("the changed lines do not fit the file", false);
+            return not_taken("the changed lines do not fit the file");
         }
+        let old_hash = *written_hash;
         // The buffer changed since any offer: what is merged is offered again, from its text.
         live.offered = None;
-        // The file first: if it cannot be written, nothing else changes and the buffer is
-        // marked modified again.
         // The text's SHA-256 (what the state records about the file) is computed while the
-        // write waits for the disk.
-        let (written, hash) = write_while_hashing(&text, || write_synced_file(&path, &text));
-        if let Err(e) = written {
-            return not_taken(&e.to_string(), true);
-        }
-        let stamp = stamp_of(&path);
-        let out = if merged_meanwhile {
-            self.take_save_merged(&id, &path, text, hash)?
-        } else {
-            self.take_save_lines(
-                &id,
-                &path,
-                (edit.head, before, after),
-                &save.edit.middle,
+        // document takes the edit in.
+        let (hash, taken) = std::thread::scope(|s| {
+            let hashing = std::thread::Builder::new()
+                .name("mlf-text-hash".into())
+                .spawn_scoped(s, || sha256(&text))
+                .ok();
+            let taken = if merged_meanwhile {
+                self.take_save_merged(&id, &path, &text)
+            } else {
+                self.take_save_lines(&id, &path, (edit.head, before, after), &edit.middle, &text)
+            };
+            let hash = hashing
+                .and_then(|h| h.join().ok())
+                .unwrap_or_else(|| sha256(&text));
+            (hash, taken)
+        });
+        let mut taken = taken?;
+        let offer = taken.offer.take();
+        // The state first: it says the file holds the old text or this one (`pending_sha256`),
+        // so that a crash before the write (or a write that fails) never makes the old file
+        // look like a local edit undoing this one; a restart writes the file from the state.
+        let out = self.record_save(&id, taken, hash, Some(old_hash))?;
+        let offer = offer.map(|merged| {
+            let hunks = hunks_between(&text, &merged);
+            (next_version(), merged, hunks)
+        });
+        Ok((
+            out,
+            Some(SaveWrite {
+                id,
+                path,
+                seq: save.seq,
                 text,
                 hash,
-            )?
-        };
-        let live = self.live(&id)?;
-        live.stamp = stamp;
-        live.saved_seq = Some(save.seq);
-        let version = live.version;
-        // Saved before any offer made from the saved text: the buffer learns its version first.
-        let (offers, mut out): (Vec<Action>, Vec<Action>) = out
-            .into_iter()
-            .partition(|a| matches!(a, Action::Offered { .. }));
-        out.push(Action::Saved {
-            share: id.clone(),
+                offer,
+            }),
+        ))
+    }
+
+    /// The second half of [`SyncEngine::save_buffer`]: writes the saved text to the file.
+    /// Returns [`Action::Saved`] (then the offer of the engine's form of the changed lines, if
+    /// it differs from the buffer's), or [`Action::SaveNotTaken`] with `failed` when the file
+    /// cannot be written: the edit is in the merge state and went out all the same, and the
+    /// buffer is marked modified again; its next save is merged three-way (the state says the
+    /// file may hold the old text).
+    pub fn finish_save(&mut self, w: SaveWrite) -> Result<Vec<Action>, SyncError> {
+        let SaveWrite {
+            id,
             path,
-            seq: save.seq,
+            seq,
+            text,
+            hash,
+            offer,
+        } = w;
+        if let Err(e) = write_synced_file(&path, &text) {
+            return Ok(vec![Action::SaveNotTaken {
+                share: id,
+                path,
+                seq,
+                reason: e.to_string(),
+                failed: true,
+            }]);
+        }
+        let stamp = stamp_of(&path);
+        let live = self.live(&id)?;
+        // The file holds the text: the state's "may still be the old text" is over (written
+        // with the next state).
+        live.state.meta.pending_sha256 = None;
+        live.set_written(hash, text);
+        live.stamp = stamp;
+        live.saved_seq = Some(seq);
+        let version = live.version;
+        let heads = live.doc.heads();
+        // Saved before any offer made from the saved text: the buffer learns its version first.
+        let mut out = vec![Action::Saved {
+            share: id.clone(),
+            path: path.clone(),
+            seq,
             version,
             mtime: mtime_pair(stamp),
-        });
-        out.extend(offers);
+        }];
+        if let Some((offered, merged, hunks)) = offer {
+            out.push(Action::Offered {
+                share: id.clone(),
+                path: path.clone(),
+                from: version,
+                version: offered,
+                hunks,
+            });
+            // Its write starts now, after the state's sync and the file's (one file system
+            // journal: started earlier, it made those wait for the whole text).
+            self.live(&id)?.offered = Some(Offered::new(offered, heads, merged, &path));
+        }
         Ok(out)
     }
 
@@ -245,7 +376,10 @@ impl SyncEngine {
                     let a = if live.written.as_ref().is_some_and(|w| w.0 == hash) {
                         Vec::new()
                     } else {
-                        self.take_save_merged(&id, &path, text, hash)?
+                        let taken = self.take_save_merged(&id, &path, &text)?;
+                        let a = self.record_save(&id, taken, hash, None)?;
+                        self.live(&id)?.set_written(hash, text);
+                        a
                     };
                     let live = self.live(&id)?;
                     live.stamp = stamp_of(&path);
@@ -282,9 +416,8 @@ impl SyncEngine {
         path: &std::path::Path,
         (head, before, after): (usize, usize, usize),
         middle: &[u8],
-        text: Vec<u8>,
-        hash: [u8; 32],
-    ) -> Result<Vec<Action>, SyncError> {
+        text: &[u8],
+    ) -> Result<Taken, SyncError> {
         let live = self.live(id)?;
         let change = live
             .doc
@@ -295,16 +428,6 @@ impl SyncEngine {
         // text then differs from the file, a held change offered to the buffer like any other.
         let same = new_total >= before + after
             && live.doc.lines_text(before, new_total - after).as_slice() == middle;
-        if let Some(c) = &change {
-            live.state.tail.extend_from_slice(c);
-        }
-        let heads = live.doc.heads();
-        // The file holds the buffer's text T: its base is now the document with the save in.
-        live.state.meta = StateMeta {
-            heads: heads.clone(),
-            file_sha256: hash,
-            pending_sha256: None,
-        };
         let offer = (!same).then(|| {
             // The engine's form of the changed lines, offered to the buffer at once: T with
             // its middle replaced (no render of the whole text).
@@ -316,54 +439,32 @@ impl SyncEngine {
             merged.extend_from_slice(&text[tail..]);
             merged
         });
-        live.set_written(hash, text);
-        let mut out = Vec::new();
-        if let Some(merged) = offer {
-            let live = self.live(id)?;
-            let version = next_version();
-            let hunks = live
-                .written
-                .as_ref()
-                .and_then(|(_, old)| hunks_between(old, &merged));
-            out.push(Action::Offered {
-                share: id.clone(),
-                path: path.to_path_buf(),
-                from: live.version,
-                version,
-                hunks,
-            });
-            live.offered = Some(Offered {
-                version,
-                heads,
-                text: HashingText::start(merged),
-            });
-        }
-        if let Some(c) = &change {
-            out.extend(self.data_actions(id, Of::Change, false, c, Vec::new())?);
-        }
-        out.extend(self.compact_and_save_state(id)?);
-        Ok(out)
+        // The file holds the buffer's text T: its base is now the document with the save in.
+        Ok(Taken {
+            heads: live.doc.heads(),
+            change,
+            offer,
+        })
     }
 
     /// The save merged relative to the text the file had, with the changes merged while it
     /// was held: the file keeps the buffer's text T, the share stays held with T's heads as
-    /// its base, and the merged text is offered to the buffer.
+    /// its base, and the merged text is offered to the buffer (by `take_offers`).
     fn take_save_merged(
         &mut self,
         id: &ShareId,
         path: &std::path::Path,
-        text: Vec<u8>,
-        hash: [u8; 32],
-    ) -> Result<Vec<Action>, SyncError> {
+        text: &[u8],
+    ) -> Result<Taken, SyncError> {
         let live = self.live(id)?;
         let base = live.state.meta.heads.clone();
         let heads_before = live.doc.heads();
         let change = live
             .doc
-            .apply_local_text_based_on(&base, &text)
+            .apply_local_text_based_on(&base, text)
             .map_err(|e| SyncError::merge(format!("{} ({})", id, path.display()), e))?;
         // The heads of T: the base with the save's own change on top.
-        let heads_of_text = match &change {
+        let heads = match &change {
             Some(_) => {
                 let mut h = new_heads(&heads_before, &live.doc.heads());
                 if h.is_empty() {
@@ -373,17 +474,34 @@ impl SyncEngine {
             }
             None => base,
         };
-        if let Some(c) = &change {
+        Ok(Taken {
+            heads,
+            change,
+            offer: None,
+        })
+    }
+
+    /// Records a save taken into the document: its change in the state, whose base becomes the
+    /// saved text (`hash`; `pending`: what the file held before, if it is not written yet),
+    /// the state saved, and the change's publication.
+    fn record_save(
+        &mut self,
+        id: &ShareId,
+        taken: Taken,
+        hash: [u8; 32],
+        pending: Option<[u8; 32]>,
+    ) -> Result<Vec<Action>, SyncError> {
+        let live = self.live(id)?;
+        if let Some(c) = &taken.change {
             live.state.tail.extend_from_slice(c);
         }
         live.state.meta = StateMeta {
-            heads: heads_of_text,
+            heads: taken.heads,
             file_sha256: hash,
-            pending_sha256: None,
+            pending_sha256: pending,
         };
-        live.set_written(hash, text);
         let mut out = Vec::new();
-        if let Some(c) = &change {
+        if let Some(c) = &taken.change {
             out.extend(self.data_actions(id, Of::Change, false, c, Vec::new())?);
         }
         out.extend(self.compact_and_save_state(id)?);
@@ -424,17 +542,13 @@ impl SyncEngine {
                 _ => None,
             };
             let version = next_version();
+            live.offered = Some(Offered::new(version, heads, text, &path));
             out.push(Action::Offered {
                 share: id.clone(),
                 path,
                 from: live.version,
                 version,
                 hunks,
-            });
-            live.offered = Some(Offered {
-                version,
-                heads,
-                text: HashingText::start(text),
             });
         }
         out
@@ -498,11 +612,11 @@ impl SyncEngine {
         {
             return Ok(Vec::new());
         }
-        let Some(o) = live.offered.take() else {
+        let Some(mut o) = live.offered.take() else {
             return Ok(Vec::new());
         };
         let on_disk = live.written.as_ref().map(|(h, _)| *h);
-        let (text, hash) = o.text.finish();
+        let hash = o.text.hash();
         let old_meta = std::mem::replace(
             &mut live.state.meta,
             StateMeta {
@@ -518,7 +632,14 @@ impl SyncEngine {
             live.state.meta = old_meta;
             return Ok(failed);
         }
-        if let Err(e) = write_synced_file(&path, &text) {
+        // The text was written beside the file while the buffer took it: only the rename is
+        // left (the usual write if that was not possible).
+        let written = match o.prepared.take().and_then(PreparedText::commit) {
+            Some(r) => r,
+            None => write_synced_file(&path, o.text.bytes()),
+        };
+        let (text, _) = o.text.finish();
+        if let Err(e) = written {
             let live = self.live(&id)?;
             live.state.meta = StateMeta {
                 pending_sha256: None,

@@ -63,8 +63,21 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
 /// before the data would be merged as the deletion of everything it lost, and sent to every
 /// peer. With the sync first, the file is the old text or the new one, never empty or half.
 pub(crate) fn write_synced_file(path: &Path, bytes: &[u8]) -> Result<(), SyncError> {
+    let prepared =
+        crate::fsutil::Prepared::write(path, bytes).map_err(|e| SyncError::io("write", path, e))?;
+    commit_synced_file(prepared, path)
+}
+
+/// The second half of [`write_synced_file`]: `prepared` (the text, written and synced beside
+/// `path`) put in place, an existing file keeping its permissions.
+pub(crate) fn commit_synced_file(
+    prepared: crate::fsutil::Prepared,
+    path: &Path,
+) -> Result<(), SyncError> {
     let before = fs::metadata(path).ok().map(|m| m.permissions());
-    write_file(path, bytes)?;
+    prepared
+        .commit(true)
+        .map_err(|e| SyncError::io("write", path, e))?;
     if let Some(p) = before {
         fs::set_permissions(path, p).map_err(|e| SyncError::io("set permissions of", path, e))?;
     }

@@ -1,8 +1,8 @@
 //! The SHA-256 of a whole file's text, computed on a thread of its own while the worker waits
-//! for something else: the file write and its fsync (a save), or the person's Emacs patching
-//! its buffer (an offer). The hash is what the merge state records about the file, so it must
-//! be the real digest; only where it is computed changes, so that it is off the path from a
-//! save to the other peer's file.
+//! for something else: the person's Emacs patching its buffer (an offer). The hash is what the
+//! merge state records about the file, so it must be the real digest; only where it is
+//! computed changes, so that it is off the path from a save to the other peer's file. (A
+//! save hashes its text while the document takes the edit in: `super::save`.)
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -14,6 +14,7 @@ use super::store::sha256;
 pub(crate) struct HashingText {
     text: Arc<Vec<u8>>,
     hash: Option<JoinHandle<[u8; 32]>>,
+    done: Option<[u8; 32]>,
 }
 
 impl HashingText {
@@ -25,34 +26,46 @@ impl HashingText {
             .name("mlf-text-hash".into())
             .spawn(move || sha256(&shared))
             .ok();
-        HashingText { text, hash }
+        HashingText {
+            text,
+            hash,
+            done: None,
+        }
     }
 
-    /// The text and its SHA-256, waiting for the hash if needed. A hashing thread that failed
-    /// (it cannot, short of running out of memory) is replaced by hashing here.
-    pub(crate) fn finish(self) -> (Vec<u8>, [u8; 32]) {
-        let hash = self.hash.and_then(|h| h.join().ok());
-        // The thread dropped its reference when it returned (or never ran): the text is ours.
+    /// The text, shared with another reader (see `super::prepared`).
+    pub(crate) fn shared(&self) -> Arc<Vec<u8>> {
+        Arc::clone(&self.text)
+    }
+
+    /// The text.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.text
+    }
+
+    /// The text's SHA-256, waiting for it if needed. A hashing thread that failed (it cannot,
+    /// short of running out of memory) is replaced by hashing here.
+    pub(crate) fn hash(&mut self) -> [u8; 32] {
+        if let Some(h) = self.done {
+            return h;
+        }
+        let h = self
+            .hash
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_else(|| sha256(&self.text));
+        self.done = Some(h);
+        h
+    }
+
+    /// The text and its SHA-256, waiting for the hash if needed.
+    pub(crate) fn finish(mut self) -> (Vec<u8>, [u8; 32]) {
+        let hash = self.hash();
+        // The threads that read it dropped their references when they were done: the text is
+        // ours, copied only if one is still reading.
         let text = Arc::try_unwrap(self.text).unwrap_or_else(|shared| (*shared).clone());
-        let hash = hash.unwrap_or_else(|| sha256(&text));
         (text, hash)
     }
-}
-
-/// Runs `write` (which writes `text` to its file) while `text` is hashed on a second thread;
-/// returns what `write` returned and the text's SHA-256.
-pub(crate) fn write_while_hashing<T>(text: &[u8], write: impl FnOnce() -> T) -> (T, [u8; 32]) {
-    std::thread::scope(|s| {
-        let hashing = std::thread::Builder::new()
-            .name("mlf-text-hash".into())
-            .spawn_scoped(s, || sha256(text))
-            .ok();
-        let written = write();
-        let hash = hashing
-            .and_then(|h| h.join().ok())
-            .unwrap_or_else(|| sha256(text));
-        (written, hash)
-    })
 }
 
 #[cfg(test)]
@@ -65,7 +78,5 @@ mod tests {
         let (back, h) = HashingText::start(text.clone()).finish();
         assert_eq!(back, text);
         assert_eq!(h, sha256(&text));
-        let (n, h) = write_while_hashing(&text, || 7);
-        assert_eq!((n, h), (7, sha256(&text)));
     }
 }

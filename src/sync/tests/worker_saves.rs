@@ -473,3 +473,82 @@ fn a_buffer_save_writes_the_file_and_an_unknown_base_changes_nothing() {
     );
     assert_eq!(read(&w.bufs[0].path), before);
 }
+
+/// A save's change goes out before its file is written (`begin_save`, then `finish_save`). When
+/// the write then fails, the edit is kept all the same: the buffer is told (marked modified
+/// again), the peers have the change, and the state says the file may hold the old text, so
+/// a restart writes it (the old file is not taken for an edit undoing the change).
+#[test]
+fn a_save_whose_file_cannot_be_written_still_goes_out_and_a_restart_writes_it() {
+    let mut w = World::new();
+    let url = w.share.url();
+    let path = w.bufs[0].path.clone();
+    let old = String::from_utf8(read(&path)).expect("utf-8");
+    let new = old.replace("\"x\":2}", "\"x\":22}");
+    let start = old.find("{\"id\":\"b\"").expect("line b");
+    let end = |t: &str| start + t[start..].find('\n').expect("ending") + 1;
+    let save = BufferSave {
+        edit: LineEdit {
+            head: start,
+            tail: old.len() - end(&old),
+            middle: new[start..end(&new)].as_bytes().to_vec(),
+            base_mtime: mtime(&path),
+        },
+        base_version: None,
+        base_seq: None,
+        seq: 1,
+    };
+    let (actions, write) = w.bus.nodes[0]
+        .engine()
+        .begin_save(&url, &save, T0)
+        .expect("begin");
+    let write = write.expect("the save is taken");
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Publish { kind: SyncKind::Change, .. })),
+        "{actions:?}"
+    );
+    // The file cannot be written: a directory in its place (which stops root too).
+    std::fs::remove_file(&path).expect("remove");
+    std::fs::create_dir(&path).expect("mkdir");
+    let done = w.bus.nodes[0].engine().finish_save(write).expect("finish");
+    assert!(
+        matches!(
+            &done[..],
+            [Action::SaveNotTaken {
+                failed: true,
+                seq: 1,
+                ..
+            }]
+        ),
+        "{done:?}"
+    );
+    // The file as a failed write leaves it: the old text.
+    std::fs::remove_dir(&path).expect("rmdir");
+    std::fs::write(&path, &old).expect("old text");
+    // The peer has the change (written to its file once its buffer lets go).
+    w.bus.absorb(0, actions);
+    w.bus.run();
+    let a = w.bus.nodes[1]
+        .engine()
+        .hold_writes(&url, false)
+        .expect("release");
+    w.bus.absorb(1, a);
+    w.bus.run();
+    let theirs = String::from_utf8(read(&w.bufs[1].path)).expect("utf-8");
+    assert!(theirs.contains("\"x\":22}"), "{theirs}");
+    // Restarted, this peer writes its file from the state: the edit is there, not undone.
+    w.bus.nodes[0].close();
+    w.bus.nodes[0].reopen();
+    w.bus
+        .on(0, |e, now| {
+            let mut a = e.startup(now)?;
+            a.extend(e.take_notices());
+            Ok(a)
+        })
+        .expect("startup");
+    w.bus.run();
+    assert_eq!(read(&path), new.as_bytes());
+    assert_eq!(read(&w.bufs[1].path), new.as_bytes());
+}
