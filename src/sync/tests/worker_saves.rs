@@ -504,9 +504,13 @@ fn a_save_whose_file_cannot_be_written_still_goes_out_and_a_restart_writes_it() 
         .expect("begin");
     let write = write.expect("the save is taken");
     assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Publish { kind: SyncKind::Change, .. })),
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Publish {
+                kind: SyncKind::Change,
+                ..
+            }
+        )),
         "{actions:?}"
     );
     // The file cannot be written: a directory in its place (which stops root too).
