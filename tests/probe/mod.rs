@@ -3,25 +3,28 @@
 use std::path::PathBuf;
 
 /// `examples/link_probe`, built beside this test. `cargo test` builds it with everything else;
-/// `cargo test --test NAME` does not, so a missing or stale probe (older than the library or
-/// its source) stops the test with what to run, rather than testing old code.
+/// `cargo test --test NAME` does not, so a missing or stale probe (older than its source or the
+/// library it links) stops the test with what to run, rather than testing old code.
+///
+/// The library is judged by its build (`deps/libmeta_log_federation_module-*.rlib`), not by
+/// `src/`: a change to a file only tests compile (`src/sync/tests/`) rebuilds neither the
+/// library nor the probe, and is no reason to stop.
 pub fn probe_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     let probe = profile_dir.join("examples").join("link_probe");
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    // The newest source the probe is built from: the example and the library's `src/`.
     let mut newest = modified(&root.join("examples/link_probe.rs"));
-    let mut dirs = vec![root.join("src")];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else {
-                newest = newest.max(modified(&path));
-            }
+    for entry in std::fs::read_dir(profile_dir.join("deps"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("libmeta_log_federation_module-") && name.ends_with(".rlib") {
+            newest = newest.max(modified(&entry.path()));
         }
     }
     let built = modified(&probe);
