@@ -15,8 +15,9 @@
 ;; worker, with the text the buffer started from and a save number, and
 ;; returns at once; the buffer is then unmodified and Emacs makes no
 ;; "changed on disk" check until the worker says the file holds the
-;; saved text (the `saved' event).  If the worker cannot write the file,
-;; the buffer is marked modified again and a warning says why; if it
+;; saved text (the `saved' event).  If the worker cannot write the file
+;; (the edit is kept in the merge state and sent to the peers all the
+;; same), the buffer is marked modified again and a warning says why; if it
 ;; cannot trust the changed lines, the buffer is saved again the usual
 ;; way (Emacs writes it, and the worker takes the whole file in).
 ;;
@@ -200,7 +201,7 @@ The buffer is marked modified again: never a silently unsaved buffer."
            (failed
             (display-warning
              'meta-log-federation
-             (format "%s was not saved: %s.  The buffer is marked modified; save it again once this is fixed."
+             (format "%s was not saved to its file: %s.  The edit is kept in the merge state and went to the peers; the buffer is marked modified: save it again once this is fixed."
                      (buffer-name) reason)
              :error))
            (typed-since

@@ -416,9 +416,16 @@ impl SharedDoc {
     /// an error and leave the replica as it was.
     pub fn apply_remote(&mut self, bytes: &[u8]) -> Result<Applied, MergeError> {
         let heads_before = self.doc.get_heads();
+        // The log costs little while loading; its patches (which cost the whole list) are
+        // made only when the lines cannot be found from the changes (`update_view_after`).
+        let mut log = if self.lines.is_none() {
+            PatchLog::inactive()
+        } else {
+            PatchLog::active()
+        };
         let doc = &mut self.doc;
         let result = guarded(|| {
-            doc.load_incremental(bytes)?;
+            doc.load_incremental_log_patches(bytes, &mut log)?;
             Ok(())
         });
         // Even on an error, part of the input may have been applied: bring the view up to date.
@@ -432,7 +439,8 @@ impl SharedDoc {
             });
         } else if changed {
             let this = &mut *self;
-            let updated = guarded(|| Ok(this.update_view_after(&heads_before))).unwrap_or(false);
+            let updated =
+                guarded(|| Ok(this.update_view_after(&heads_before, &mut log))).unwrap_or(false);
             if !updated {
                 self.rebuild_view();
             }
@@ -445,16 +453,16 @@ impl SharedDoc {
     }
 
     /// Brings the view up to date with the changes applied since `heads_before`: the lines
-    /// they touched, found from their operations (`super::touched`), else automerge's patches
-    /// between the two versions. False if neither fits (the caller rebuilds the view).
-    fn update_view_after(&mut self, heads_before: &[ChangeHash]) -> bool {
+    /// they touched, found from their operations (`super::touched`), else the patches `log`
+    /// recorded. False if neither fits (the caller rebuilds the view).
+    fn update_view_after(&mut self, heads_before: &[ChangeHash], log: &mut PatchLog) -> bool {
         let Some(list) = self.lines.clone() else {
             return false;
         };
         if let Some(t) = super::touched::touched_lines(&self.doc, heads_before, &list) {
             return self.apply_touched(&list, &t);
         }
-        let patches = self.doc.diff(heads_before, &self.doc.get_heads());
+        let patches = self.doc.make_patches(log);
         self.apply_patches(&patches)
     }
 

@@ -1,6 +1,6 @@
 //! Which lines remote changes touched, read from the changes' own operations.
 //!
-//! Automerge's patches ([`automerge::Automerge::make_patches`]) locate a changed object by
+//! Automerge's patches (`Automerge::make_patches`) locate a changed object by
 //! indexing every element of its parent list (`PatchBuilder::update_path_map` walks the whole
 //! list into a map): on a 100,000-line file that cost about 30 ms for a one-entry change,
 //! the largest part of the path from a peer's save to this file. The usual remote change
@@ -40,12 +40,13 @@ pub(crate) fn touched_lines(
     let mut objects: HashSet<ObjId> = HashSet::new();
     let mut ops = 0usize;
     for change in doc.get_changes(heads_before) {
+        // Counted before decoding: a large batch is not expanded for nothing.
+        ops += change.len();
+        if ops > MAX_OPS {
+            return None;
+        }
         let change = change.decode();
         for (k, op) in change.operations.iter().enumerate() {
-            ops += 1;
-            if ops > MAX_OPS {
-                return None;
-            }
             let id = match &op.obj {
                 ObjectId::Root => match &op.key {
                     // The byte order mark: read again by the caller.
@@ -70,7 +71,7 @@ pub(crate) fn touched_lines(
     }
     let mut inserted = Vec::with_capacity(new_items.len());
     for item in &new_items {
-        // Not in the new list if a change concurrent with its insertion deleted it.
+        // A deletion of it would be an operation on the list (above): it is in the new list.
         if let Some(i) = line_of(doc, item, list)? {
             inserted.push(i);
         }

@@ -82,9 +82,11 @@ pub enum Action {
         /// The file's modification time after the write, (seconds, nanoseconds).
         mtime: Option<(i64, u32)>,
     },
-    /// A buffer's save handed to the engine was not taken: nothing changed. With `failed`,
-    /// the file could not be written (`reason` is the system's error); otherwise the engine
-    /// cannot trust the changed lines (`reason` says why) and the whole text must be saved.
+    /// A buffer's save handed to the engine was not written. With `failed`, the file could not
+    /// be written (`reason` is the system's error): the edit is kept all the same (in the merge
+    /// state, and sent to the peers), the state saying the file may still hold its old text;
+    /// the buffer is marked modified again. Otherwise nothing changed: the engine cannot trust
+    /// the changed lines (`reason` says why) and the whole text must be saved.
     SaveNotTaken {
         /// The share.
         share: ShareId,

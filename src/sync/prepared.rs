@@ -5,8 +5,9 @@
 //!
 //! The order of [`super::save`] is kept: the temporary file is only put in place once the
 //! merge state describing it is on disk. An offer the buffer does not take (it has unsaved
-//! edits) leaves no file behind: the temporary file is removed after [`KEEP`], or as soon as
-//! the offer is dropped.
+//! edits) leaves no file behind: the temporary file is removed after [`KEEP`], or once its
+//! write is done if the offer was dropped meanwhile. (A crash in that window leaves it, as a
+//! crash during any atomic write does.)
 
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
@@ -24,6 +25,7 @@ type Reply = mpsc::Sender<Result<(), SyncError>>;
 /// A text being written beside its file; see the [module documentation](self).
 #[derive(Debug)]
 pub(crate) struct PreparedText {
+    path: PathBuf,
     commit: mpsc::Sender<Reply>,
 }
 
@@ -31,6 +33,7 @@ impl PreparedText {
     /// Starts writing `text` beside `path`; `None` if no thread could be started.
     pub(crate) fn start(path: PathBuf, text: Arc<Vec<u8>>) -> Option<PreparedText> {
         let (tx, rx) = mpsc::channel::<Reply>();
+        let file = path.clone();
         std::thread::Builder::new()
             .name("mlf-file-prepare".into())
             .spawn(move || {
@@ -45,7 +48,15 @@ impl PreparedText {
                 }
             })
             .ok()?;
-        Some(PreparedText { commit: tx })
+        Some(PreparedText {
+            path: file,
+            commit: tx,
+        })
+    }
+
+    /// The file the text is for.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
     }
 
     /// Puts the text in place and returns how that went; `None` if it is no longer there

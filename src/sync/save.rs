@@ -17,8 +17,10 @@
 //! merge state is saved, saying the file holds its old text or T (`pending_sha256`); the change
 //! is published (the session does it between the two calls, so the peers do not wait for the
 //! write of the whole file); T is written to the file, atomically. A crash anywhere in between
-//! leaves the old file or T, and the state makes the next start write T over the old file
-//! rather than take the old file in as an edit undoing the save. A write that fails keeps the
+//! leaves the old file or T, and the state makes the next start write the document's text
+//! (T, with what was merged since) over the old file rather than take the old file in as an
+//! edit undoing the save. (If the state itself cannot be written, the change still goes out
+//! and the state's write is retried, as it was before this order.) A write that fails keeps the
 //! edit (in the state, and at the peers) and says the save was not written
 //! ([`Action::SaveNotTaken`] with `failed`): the buffer is marked modified again, and its next
 //! save is merged three-way.
@@ -73,8 +75,10 @@ pub struct BufferSave {
 }
 
 /// A save taken into the document and its state, its file still to write: see
-/// [`SyncEngine::begin_save`].
+/// [`SyncEngine::begin_save`]. Dropped without [`SyncEngine::finish_save`], the buffer's save
+/// would be left unanswered.
 #[derive(Debug)]
+#[must_use]
 pub struct SaveWrite {
     id: ShareId,
     path: std::path::PathBuf,
@@ -109,11 +113,12 @@ pub(crate) struct Offered {
 }
 
 impl Offered {
-    /// The offer of `text` as `version`, for the document at `heads`, of the file `path`: its
-    /// hash and its write start at once, on threads of their own.
-    fn new(version: u64, heads: Vec<u8>, text: Vec<u8>, path: &std::path::Path) -> Offered {
+    /// The offer of `text` as `version`, for the document at `heads`: its hash starts at once
+    /// on a thread of its own, and so does its write beside the file at `path` (checked by
+    /// `SyncEngine::file_path`; without it, the text is written only when asked).
+    fn new(version: u64, heads: Vec<u8>, text: Vec<u8>, path: Option<&std::path::Path>) -> Offered {
         let text = HashingText::start(text);
-        let prepared = PreparedText::start(path.to_path_buf(), text.shared());
+        let prepared = path.and_then(|p| PreparedText::start(p.to_path_buf(), text.shared()));
         Offered {
             version,
             heads,
@@ -307,22 +312,29 @@ impl SyncEngine {
         }
         let stamp = stamp_of(&path);
         let live = self.live(&id)?;
-        // The file holds the text: the state's "may still be the old text" is over (written
-        // with the next state).
+        // The file holds the text: the state's "may still be the old text" is over. Said on
+        // disk too (after the events when states are deferred), or else an old file put back
+        // while Emacs is closed would be written over at the next start, not taken in.
         live.state.meta.pending_sha256 = None;
+        let mut state_written = Vec::new();
+        if !self.deferred.defer(&id) {
+            state_written = self.write_state_or_report(&id)?;
+        }
+        let live = self.live(&id)?;
         live.set_written(hash, text);
         live.stamp = stamp;
         live.saved_seq = Some(seq);
         let version = live.version;
         let heads = live.doc.heads();
         // Saved before any offer made from the saved text: the buffer learns its version first.
-        let mut out = vec![Action::Saved {
+        let mut out = state_written;
+        out.push(Action::Saved {
             share: id.clone(),
             path: path.clone(),
             seq,
             version,
             mtime: mtime_pair(stamp),
-        }];
+        });
         if let Some((offered, merged, hunks)) = offer {
             out.push(Action::Offered {
                 share: id.clone(),
@@ -333,7 +345,7 @@ impl SyncEngine {
             });
             // Its write starts now, after the state's sync and the file's (one file system
             // journal: started earlier, it made those wait for the whole text).
-            self.live(&id)?.offered = Some(Offered::new(offered, heads, merged, &path));
+            self.live(&id)?.offered = Some(Offered::new(offered, heads, merged, Some(&path)));
         }
         Ok(out)
     }
@@ -439,7 +451,7 @@ impl SyncEngine {
             merged.extend_from_slice(&text[tail..]);
             merged
         });
-        // The file holds the buffer's text T: its base is now the document with the save in.
+        // The saved text T, once written, is the state's base: the document with the save in.
         Ok(Taken {
             heads: live.doc.heads(),
             change,
@@ -528,6 +540,8 @@ impl SyncEngine {
             if self.is_rebuilding(&id) {
                 continue;
             }
+            // Where the text may be written (a synced file's directory is checked).
+            let checked = self.file_path(&id).ok();
             let Some(live) = self.shares.get_mut(&id).and_then(|s| s.live.as_mut()) else {
                 continue;
             };
@@ -542,7 +556,7 @@ impl SyncEngine {
                 _ => None,
             };
             let version = next_version();
-            live.offered = Some(Offered::new(version, heads, text, &path));
+            live.offered = Some(Offered::new(version, heads, text, checked.as_deref()));
             out.push(Action::Offered {
                 share: id.clone(),
                 path,
@@ -634,7 +648,12 @@ impl SyncEngine {
         }
         // The text was written beside the file while the buffer took it: only the rename is
         // left (the usual write if that was not possible).
-        let written = match o.prepared.take().and_then(PreparedText::commit) {
+        let written = match o
+            .prepared
+            .take()
+            .filter(|p| p.path() == path)
+            .and_then(PreparedText::commit)
+        {
             Some(r) => r,
             None => write_synced_file(&path, o.text.bytes()),
         };

@@ -16,6 +16,7 @@ pub fn probe_binary() -> PathBuf {
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut newest = modified(&root.join("examples/link_probe.rs"));
+    let mut libraries = 0;
     for entry in std::fs::read_dir(profile_dir.join("deps"))
         .into_iter()
         .flatten()
@@ -25,8 +26,14 @@ pub fn probe_binary() -> PathBuf {
         let name = name.to_string_lossy();
         if name.starts_with("libmeta_log_federation_module-") && name.ends_with(".rlib") {
             newest = newest.max(modified(&entry.path()));
+            libraries += 1;
         }
     }
+    assert!(
+        libraries > 0,
+        "no build of the library beside {}: run the whole `cargo test`",
+        probe.display()
+    );
     let built = modified(&probe);
     assert!(
         built.is_some() && built >= newest,

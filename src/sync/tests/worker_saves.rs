@@ -491,7 +491,7 @@ fn a_save_whose_file_cannot_be_written_still_goes_out_and_a_restart_writes_it() 
         edit: LineEdit {
             head: start,
             tail: old.len() - end(&old),
-            middle: new[start..end(&new)].as_bytes().to_vec(),
+            middle: new.as_bytes()[start..end(&new)].to_vec(),
             base_mtime: mtime(&path),
         },
         base_version: None,
