@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// `cargo test --test NAME` does not, so a missing or stale probe (older than its source or the
 /// library it links) stops the test with what to run, rather than testing old code.
 ///
-/// The library is judged by its build (`deps/libmeta_log_federation_module-*.rlib`), not by
+/// The library is judged by its build (`deps/libmeta_log_federation_module*.rlib`), not by
 /// `src/`: a change to a file only tests compile (`src/sync/tests/`) rebuilds neither the
 /// library nor the probe, and is no reason to stop.
 pub fn probe_binary() -> PathBuf {
@@ -24,7 +24,9 @@ pub fn probe_binary() -> PathBuf {
     {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("libmeta_log_federation_module-") && name.ends_with(".rlib") {
+        // `libmeta_log_federation_module.rlib` (a cdylib too, so no hash in its name), or
+        // with a hash for other builds of it.
+        if name.starts_with("libmeta_log_federation_module") && name.ends_with(".rlib") {
             newest = newest.max(modified(&entry.path()));
             libraries += 1;
         }
