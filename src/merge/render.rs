@@ -59,7 +59,7 @@ fn as_str<'a>(v: &'a Value<'_>) -> Option<&'a str> {
 /// Renders the item `item` (a map) as a line of text. Never fails: an item that does not follow
 /// the schema (possible only if a peer sent a hand-made change) renders as what can be read of it.
 /// A [`DocKind::Text`] line is its base text alone.
-pub(crate) fn render_item(doc: &Automerge, item: &ExId, kind: DocKind) -> ViewLine {
+pub(crate) fn render_item(doc: &impl ReadDoc, item: &ExId, kind: DocKind) -> ViewLine {
     let mut base: Option<String> = None;
     let mut overrides: Vec<(String, String)> = Vec::new();
     let mut conflict = false;

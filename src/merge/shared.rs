@@ -869,7 +869,7 @@ impl SharedDoc {
                     match tx.get(&list, pos)? {
                         Some((Value::Object(ObjType::Map), item)) => {
                             if self.kind.merges_fields() {
-                                modify_item(&mut tx, &item, old_line, new_lines[new])?;
+                                modify_item(&mut tx, &item, self.kind, old_line, new_lines[new])?;
                             } else {
                                 modify_text_line(&mut tx, &item, new_lines[new])?;
                             }
@@ -1044,7 +1044,7 @@ fn edit_lines(
                 match tx.get(list, pos)? {
                     Some((Value::Object(ObjType::Map), item)) => {
                         if kind.merges_fields() {
-                            modify_item(tx, &item, &old_line.text, new_line)?;
+                            modify_item(tx, &item, kind, &old_line.text, new_line)?;
                         } else {
                             modify_text_line(tx, &item, new_line)?;
                         }
@@ -1065,6 +1065,7 @@ fn edit_lines(
 fn modify_item(
     tx: &mut impl Transactable,
     item: &ObjId,
+    kind: DocKind,
     old: &str,
     new: &str,
 ) -> Result<(), MergeError> {
@@ -1095,6 +1096,15 @@ fn modify_item(
                     BASE,
                     format!("{}{}", content_of(&base), ending_of(new)),
                 )?;
+            }
+            // The line as typed stays the line shown: when the base with its overrides would
+            // read otherwise (a field added in front, fields reordered along with the edit),
+            // the typed line becomes the base too. Its overrides hold the same values, so a
+            // concurrent edit of another field still applies; without this, the engine's
+            // form of the line would be offered back to the buffer and its whole file written
+            // again.
+            if content_of(&render_item(&*tx, item, kind).text) != content_of(new) {
+                tx.put(item, BASE, new)?;
             }
         }
         (Some(_), Some(_)) => {

@@ -105,6 +105,38 @@ fn concurrent_edits_of_different_entries_and_fields_survive() -> R {
 }
 
 #[test]
+fn a_field_added_in_front_stays_where_it_was_typed_and_merges_by_field() -> R {
+    let mut r = share(BASE, 2)?;
+    let (a, b) = r.split_at_mut(1);
+    let (a, b) = (&mut a[0], &mut b[0]);
+    // a adds a field in front of the first "a" (as Emacs' `json-serialize' of an alist with
+    // the new key pushed first writes it); b edits y of the same entry meanwhile.
+    let typed = BASE.replace(
+        "{\"id\":\"a\",\"x\":1,\"y\":2}",
+        "{\"note\":\"n\",\"id\":\"a\",\"x\":1,\"y\":2}",
+    );
+    let ca = a.apply_local_text(typed.as_bytes())?.ok_or("no change")?;
+    // The typed line is the document's line: nothing to offer back to the buffer.
+    assert_eq!(text(a), typed);
+    let cb = b
+        .apply_local_text(BASE.replace("\"y\":2", "\"y\":20").as_bytes())?
+        .ok_or("no change")?;
+    a.apply_remote(&cb)?;
+    b.apply_remote(&ca)?;
+    let expected = typed.replace("\"y\":2}", "\"y\":20}");
+    assert_eq!(text(a), expected);
+    assert_eq!(text(b), expected);
+    assert!(a.conflicts().is_empty());
+    // The same through the changed-lines path a buffer's save takes (line 2 of the text).
+    let mut c = share(BASE, 1)?.remove(0);
+    let line = "{\"note\":\"n\",\"id\":\"a\",\"x\":1,\"y\":2}\n";
+    c.apply_local_lines(2, 3, line.as_bytes())?
+        .ok_or("no change")?;
+    assert_eq!(text(&c), typed);
+    Ok(())
+}
+
+#[test]
 fn same_field_conflict_has_one_winner_and_is_listed() -> R {
     let mut r = share(BASE, 3)?;
     let ca = r[0]

@@ -91,6 +91,9 @@ pub(crate) struct Shared {
     /// Whether the engine is open, readable without its lock: Emacs asks on every save and
     /// hold, and must not wait while the worker merges or writes.
     pub(crate) sync_open: AtomicBool,
+    /// Whether the worker has deferred states or stale figures to deal with (see
+    /// `worker::Housekeeping`).
+    pub(crate) housekeeping_due: AtomicBool,
 }
 
 impl Shared {
@@ -180,6 +183,10 @@ pub(crate) enum Work {
     Inbound(String, Vec<u8>),
     /// Run a closure on the worker, in order with the messages (tests, flushes).
     Call(Box<dyn FnOnce(&Shared) + Send>),
+    /// An operation of Emacs on the engine, often its answer to the events it was just given
+    /// (a buffer taking an offer): unlike [`Work::Call`], it goes before the housekeeping
+    /// still due (see `worker::Housekeeping`), as it writes what it needs itself.
+    Op(Box<dyn FnOnce(&Shared) + Send>),
     Stop,
 }
 
@@ -226,6 +233,7 @@ impl Session {
             delivery_every_ms: AtomicU64::new(0),
             share_topic_prefix,
             sync_open: AtomicBool::new(false),
+            housekeeping_due: AtomicBool::new(false),
         });
         let (tx, rx) = crossbeam_channel::unbounded();
         let s = shared.clone();
@@ -439,7 +447,7 @@ impl Session {
         quiet_if: fn(&SyncError) -> bool,
         f: impl FnOnce(&mut SyncEngine, u64) -> Result<Vec<Action>, SyncError> + Send + 'static,
     ) {
-        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+        let _ = self.tx.send(Work::Op(Box::new(move |s: &Shared| {
             let mut g = lock(&s.engine);
             let Some(e) = g.as_mut() else { return };
             let now = (s.clock)();
@@ -482,7 +490,7 @@ impl Session {
     /// operation fails: a save is never left unanswered), and the changes it published and the
     /// text it offers as the usual events.
     pub fn queue_save(&self, share: String, save: QueuedSave) {
-        let _ = self.tx.send(Work::Call(Box::new(move |s: &Shared| {
+        let _ = self.tx.send(Work::Op(Box::new(move |s: &Shared| {
             let mut g = lock(&s.engine);
             let Some(e) = g.as_mut() else {
                 drop(g);

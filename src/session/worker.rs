@@ -15,20 +15,34 @@ use super::{Offline, SessionEvent, SessionSink, Shared, Work};
 
 pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
     let mut upkeep = Upkeep::default();
+    let mut housekeeping = Housekeeping::default();
     loop {
-        // Wait for work, but no longer than the next delivery upkeep is due.
-        let work = match upkeep.due_in(shared) {
+        // Wait for work, but no longer than the next delivery upkeep or housekeeping is due.
+        let wait = match (upkeep.due_in(shared), housekeeping.due_in(shared)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let work = match wait {
             None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(wait) => rx.recv_timeout(wait),
         };
         let work = match work {
             Ok(w) => w,
             Err(RecvTimeoutError::Timeout) => {
+                if housekeeping.due_in(shared) == Some(Duration::ZERO) {
+                    survive(shared, "writing merge states", || housekeeping.run(shared));
+                }
                 upkeep.run_if_due(shared);
                 continue;
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => {
+                survive(shared, "writing merge states", || housekeeping.run(shared));
+                break;
+            }
         };
+        if !matches!(work, Work::Op(_)) {
+            survive(shared, "writing merge states", || housekeeping.run(shared));
+        }
         match work {
             Work::Inbound(..) if shared.stopping.load(Ordering::Relaxed) => {}
             Work::Inbound(topic, payload) => {
@@ -52,10 +66,16 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
                 let us = started.elapsed().as_micros() as u64;
                 shared.stats.max_handle_us.fetch_max(us, Ordering::Relaxed);
             }
-            Work::Call(f) => survive(shared, "an operation Emacs asked for", || f(shared)),
+            Work::Call(f) | Work::Op(f) => {
+                survive(shared, "an operation Emacs asked for", || f(shared))
+            }
             Work::Stop => break,
         }
-        // A flood of messages must not starve the receipts and resends.
+        // A flood of messages must not starve the receipts and resends, nor a run of
+        // Emacs' operations the housekeeping.
+        if housekeeping.due_in(shared) == Some(Duration::ZERO) {
+            survive(shared, "writing merge states", || housekeeping.run(shared));
+        }
         survive(shared, "the delivery upkeep", || upkeep.run_if_due(shared));
     }
 }
@@ -338,11 +358,45 @@ pub(crate) fn carry_out(
     for a in sink.reports.into_iter().chain(offers) {
         shared.emit(report_event(a));
     }
-    // Then the merge states of held shares (see `crate::sync::deferred`): before any other
-    // work of this thread, so nothing reads them in between.
-    write_deferred_states(shared, now);
-    // After the events and the states, so neither is delayed.
-    warm_figures(shared);
+    // Then the merge states of held shares (see `crate::sync::deferred`) and the figures:
+    // after the buffer's answer to the offer if it comes soon (see `Housekeeping`).
+    shared.housekeeping_due.store(true, Ordering::Relaxed);
+}
+
+/// The work left after events went to Emacs: the merge states the engine deferred, then the
+/// share figures made stale. It waits for the operations Emacs queues in answer
+/// ([`Work::Op`]: a buffer taking an offer writes its file after a state write that covers
+/// the deferred one), but no longer than [`HOUSEKEEPING_GRACE`], and runs before any other
+/// work, so nothing else sees the states unwritten.
+#[derive(Default)]
+struct Housekeeping {
+    deadline: Option<Instant>,
+}
+
+/// How long the housekeeping waits for Emacs' answer to the events it was given.
+const HOUSEKEEPING_GRACE: Duration = Duration::from_millis(20);
+
+impl Housekeeping {
+    /// How long until it must run (`None`: nothing is due).
+    fn due_in(&mut self, shared: &Shared) -> Option<Duration> {
+        if !shared.housekeeping_due.load(Ordering::Relaxed) {
+            self.deadline = None;
+            return None;
+        }
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + HOUSEKEEPING_GRACE);
+        Some(deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Runs it now if anything is due, whether or not the grace is over.
+    fn run(&mut self, shared: &Shared) {
+        if shared.housekeeping_due.swap(false, Ordering::Relaxed) {
+            self.deadline = None;
+            write_deferred_states(shared, (shared.clock)());
+            warm_figures(shared);
+        }
+    }
 }
 
 /// Writes the merge states the engine deferred (see `crate::sync::deferred`), and reports

@@ -5,9 +5,11 @@
 //! disk (`fdatasync`, about half a millisecond here, far more on a busy disk) that the offer
 //! does not need: the offer carries text, not a promise about the disk. With deferral on
 //! (the session turns it on), such a state is written by [`SyncEngine::write_deferred_states`]
-//! right after the offer has gone out, by the same thread, before any other work: so nothing
-//! reads the state in between, and a crash in between loses only what the peers still have
-//! (they send it again when asked at the next start).
+//! after the offer has gone out, by the same thread, before any other work but Emacs' own
+//! operations on the engine, and within 20 ms (the session's worker: Emacs' answer to the
+//! offer, the write of the file, comes first, and its state write covers the deferred one).
+//! Nothing reads the state in between, and a crash in between loses only what the peers
+//! still have (they send it again when asked at the next start).
 //!
 //! Off by default: a caller that does not call `write_deferred_states` (the engine's own
 //! tests, the harness) keeps "state on disk when the operation returns".
@@ -30,6 +32,11 @@ impl Deferred {
             self.due.push(id.clone());
         }
         self.on
+    }
+
+    /// `id`'s state was written (with everything a deferred write would add).
+    pub(crate) fn written(&mut self, id: &ShareId) {
+        self.due.retain(|d| d != id);
     }
 }
 

@@ -276,6 +276,8 @@ impl SyncEngine {
         };
         match result {
             Ok(_) => {
+                // What a deferred write would have written is on disk now.
+                self.deferred.written(id);
                 if self
                     .health
                     .get(id)

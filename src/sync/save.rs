@@ -46,7 +46,7 @@ use super::hunk::hunks_between;
 use super::lines::LineEdit;
 use super::prepared::PreparedText;
 use super::share_id::ShareId;
-use super::store::{sha256, write_synced_file, StateMeta};
+use super::store::{sha256, sha256_parts, write_synced_file, StateMeta};
 use super::texthash::HashingText;
 use super::wire::Of;
 
@@ -83,10 +83,16 @@ pub struct SaveWrite {
     id: ShareId,
     path: std::path::PathBuf,
     seq: u64,
-    text: Vec<u8>,
+    /// The file's text before the save (its hash, its bytes), taken from the engine until the
+    /// write: the saved text is its bytes with `head..tail_start` replaced by `middle`.
+    old: ([u8; 32], Vec<u8>),
+    head: usize,
+    tail_start: usize,
+    middle: Vec<u8>,
+    /// The saved text's hash.
     hash: [u8; 32],
-    /// The engine's form of the saved text, when it differs: (version, text, hunks).
-    offer: Option<(u64, Vec<u8>, Option<Vec<super::hunk::Hunk>>)>,
+    /// The engine's form of the changed lines, when it differs from `middle`.
+    offer: Option<Vec<u8>>,
 }
 
 /// What taking a save into the document gave.
@@ -95,7 +101,7 @@ struct Taken {
     heads: Vec<u8>,
     /// The change to record and publish, if the text changed anything.
     change: Option<Vec<u8>>,
-    /// The engine's form of the saved text, when it differs from it.
+    /// The engine's form of the changed lines, when it differs from the saved ones.
     offer: Option<Vec<u8>>,
 }
 
@@ -233,53 +239,66 @@ impl SyncEngine {
         if !fits {
             return not_taken("the changed lines do not fit the file");
         }
-        let mut text = Vec::with_capacity(edit.head + edit.middle.len() + edit.tail);
-        text.extend_from_slice(&written[..edit.head]);
-        text.extend_from_slice(&edit.middle);
-        text.extend_from_slice(&written[tail_start..]);
         let before = memchr::memchr_iter(b'\n', &written[..edit.head]).count();
         let after = lines_in(&written[tail_start..]);
         let merged_meanwhile = live.doc.heads() != live.state.meta.heads;
         if !merged_meanwhile && before + after > live.doc.line_count() {
             return not_taken("the changed lines do not fit the file");
         }
-        let old_hash = *written_hash;
+        // The file's text goes with the save to its write (`finish_save`), which puts the
+        // changed lines in: the saved text is not built before the change is out.
+        let Some((old_hash, old_text)) = live.written.take() else {
+            return not_taken("the file's text is not known");
+        };
         // The buffer changed since any offer: what is merged is offered again, from its text.
         live.offered = None;
+        let parts: [&[u8]; 3] = [
+            &old_text[..edit.head],
+            &edit.middle,
+            &old_text[tail_start..],
+        ];
         // The text's SHA-256 (what the state records about the file) is computed while the
         // document takes the edit in.
         let (hash, taken) = std::thread::scope(|s| {
             let hashing = std::thread::Builder::new()
                 .name("mlf-text-hash".into())
-                .spawn_scoped(s, || sha256(&text))
+                .spawn_scoped(s, || sha256_parts(&parts))
                 .ok();
             let taken = if merged_meanwhile {
-                self.take_save_merged(&id, &path, &text)
+                self.take_save_merged(&id, &path, &parts.concat())
             } else {
-                self.take_save_lines(&id, &path, (edit.head, before, after), &edit.middle, &text)
+                self.take_save_lines(&id, &path, (before, after), &edit.middle)
             };
             let hash = hashing
                 .and_then(|h| h.join().ok())
-                .unwrap_or_else(|| sha256(&text));
+                .unwrap_or_else(|| sha256_parts(&parts));
             (hash, taken)
         });
-        let mut taken = taken?;
-        let offer = taken.offer.take();
         // The state first: it says the file holds the old text or this one (`pending_sha256`),
         // so that a crash before the write (or a write that fails) never makes the old file
         // look like a local edit undoing this one; a restart writes the file from the state.
-        let out = self.record_save(&id, taken, hash, Some(old_hash))?;
-        let offer = offer.map(|merged| {
-            let hunks = hunks_between(&text, &merged);
-            (next_version(), merged, hunks)
+        let recorded = taken.and_then(|mut taken| {
+            let offer = taken.offer.take();
+            Ok((self.record_save(&id, taken, hash, Some(old_hash))?, offer))
         });
+        let (out, offer) = match recorded {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing to write: the file keeps its text, which the engine knows again.
+                self.live(&id)?.written = Some((old_hash, old_text));
+                return Err(e);
+            }
+        };
         Ok((
             out,
             Some(SaveWrite {
                 id,
                 path,
                 seq: save.seq,
-                text,
+                old: (old_hash, old_text),
+                head: edit.head,
+                tail_start,
+                middle: edit.middle.clone(),
                 hash,
                 offer,
             }),
@@ -297,11 +316,25 @@ impl SyncEngine {
             id,
             path,
             seq,
-            text,
+            old,
+            head,
+            tail_start,
+            middle,
             hash,
             offer,
         } = w;
+        let text = [&old.1[..head], &middle, &old.1[tail_start..]].concat();
+        // The engine's form of the changed lines, when it differs from the buffer's: the saved
+        // text with those lines put in, offered with its hunks.
+        let offer = offer.map(|mid| {
+            let merged = [&text[..head], &mid, &text[head + middle.len()..]].concat();
+            let hunks = hunks_between(&text, &merged);
+            (next_version(), merged, hunks)
+        });
         if let Err(e) = write_synced_file(&path, &text) {
+            // The file keeps its old text (or is on its way to the new one: the state says
+            // which may be there), which the engine knows again.
+            self.live(&id)?.written = Some(old);
             return Ok(vec![Action::SaveNotTaken {
                 share: id,
                 path,
@@ -426,9 +459,8 @@ impl SyncEngine {
         &mut self,
         id: &ShareId,
         path: &std::path::Path,
-        (head, before, after): (usize, usize, usize),
+        (before, after): (usize, usize),
         middle: &[u8],
-        text: &[u8],
     ) -> Result<Taken, SyncError> {
         let live = self.live(id)?;
         let change = live
@@ -436,21 +468,12 @@ impl SyncEngine {
             .apply_local_lines(before, after, middle)
             .map_err(|e| SyncError::merge(format!("{} ({})", id, path.display()), e))?;
         let new_total = live.doc.line_count();
-        // Changed entries may be re-serialized (compact, fields in order): the document's
-        // text then differs from the file, a held change offered to the buffer like any other.
-        let same = new_total >= before + after
-            && live.doc.lines_text(before, new_total - after).as_slice() == middle;
-        let offer = (!same).then(|| {
-            // The engine's form of the changed lines, offered to the buffer at once: T with
-            // its middle replaced (no render of the whole text).
-            let mid = live.doc.lines_text(before, new_total - after);
-            let tail = head + middle.len();
-            let mut merged = Vec::with_capacity(text.len() - middle.len() + mid.len());
-            merged.extend_from_slice(&text[..head]);
-            merged.extend_from_slice(&mid);
-            merged.extend_from_slice(&text[tail..]);
-            merged
-        });
+        // Changed entries may be re-serialized (a line that is not compact JSON): the
+        // document's lines then differ from the saved ones, and are offered to the buffer
+        // once the file is written (`finish_save`).
+        let mid =
+            (new_total >= before + after).then(|| live.doc.lines_text(before, new_total - after));
+        let offer = mid.filter(|m| m.as_slice() != middle);
         // The saved text T, once written, is the state's base: the document with the save in.
         Ok(Taken {
             heads: live.doc.heads(),
