@@ -239,19 +239,11 @@ impl SyncEngine {
         if !fits {
             return not_taken("the changed lines do not fit the file");
         }
-        let before = memchr::memchr_iter(b'\n', &written[..edit.head]).count();
-        let after = lines_in(&written[tail_start..]);
-        let merged_meanwhile = live.doc.heads() != live.state.meta.heads;
-        if !merged_meanwhile && before + after > live.doc.line_count() {
-            return not_taken("the changed lines do not fit the file");
-        }
         // The file's text goes with the save to its write (`finish_save`), which puts the
         // changed lines in: the saved text is not built before the change is out.
         let Some((old_hash, old_text)) = live.written.take() else {
             return not_taken("the file's text is not known");
         };
-        // The buffer changed since any offer: what is merged is offered again, from its text.
-        live.offered = None;
         let parts: [&[u8]; 3] = [
             &old_text[..edit.head],
             &edit.middle,
@@ -264,16 +256,36 @@ impl SyncEngine {
                 .name("mlf-text-hash".into())
                 .spawn_scoped(s, || sha256_parts(&parts))
                 .ok();
-            let taken = if merged_meanwhile {
-                self.take_save_merged(&id, &path, &parts.concat())
-            } else {
-                self.take_save_lines(&id, &path, (before, after), &edit.middle)
-            };
+            let taken = (|| {
+                let before = memchr::memchr_iter(b'\n', parts[0]).count();
+                let after = lines_in(parts[2]);
+                let live = self.live(&id)?;
+                let merged_meanwhile = live.doc.heads() != live.state.meta.heads;
+                if !merged_meanwhile && before + after > live.doc.line_count() {
+                    return Ok(None);
+                }
+                // The buffer changed since any offer: what is merged is offered again, from
+                // its text.
+                live.offered = None;
+                Ok(Some(if merged_meanwhile {
+                    self.take_save_merged(&id, &path, &parts.concat())?
+                } else {
+                    self.take_save_lines(&id, &path, (before, after), &edit.middle)?
+                }))
+            })();
             let hash = hashing
                 .and_then(|h| h.join().ok())
                 .unwrap_or_else(|| sha256_parts(&parts));
             (hash, taken)
         });
+        let taken = match taken {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) => {
+                self.live(&id)?.written = Some((old_hash, old_text));
+                return not_taken("the changed lines do not fit the file");
+            }
+            Err(e) => Err(e),
+        };
         // The state first: it says the file holds the old text or this one (`pending_sha256`),
         // so that a crash before the write (or a write that fails) never makes the old file
         // look like a local edit undoing this one; a restart writes the file from the state.
@@ -572,14 +584,17 @@ impl SyncEngine {
                 continue;
             }
             let heads = live.doc.heads();
-            let text = live.doc.text();
+            let version = next_version();
+            // Its hash and its write beside the file start first: the hunks are found meanwhile.
+            let offered = Offered::new(version, heads, live.doc.text(), checked.as_deref());
             // Hunks from the file's text, when the engine knows it is the file on disk.
             let hunks = match &live.written {
-                Some((h, old)) if *h == live.state.meta.file_sha256 => hunks_between(old, &text),
+                Some((h, old)) if *h == live.state.meta.file_sha256 => {
+                    hunks_between(old, offered.text.bytes())
+                }
                 _ => None,
             };
-            let version = next_version();
-            live.offered = Some(Offered::new(version, heads, text, checked.as_deref()));
+            live.offered = Some(offered);
             out.push(Action::Offered {
                 share: id.clone(),
                 path,

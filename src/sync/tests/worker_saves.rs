@@ -474,6 +474,56 @@ fn a_buffer_save_writes_the_file_and_an_unknown_base_changes_nothing() {
     assert_eq!(read(&w.bufs[0].path), before);
 }
 
+/// The file's text goes with a save until its write (`begin_save` hands it to `finish_save`):
+/// a save the document refuses (here: bytes that are not UTF-8) gives it back, so the next save
+/// of the buffer is taken as usual.
+#[test]
+fn a_refused_save_leaves_the_file_text_known_for_the_next() {
+    let mut w = World::new();
+    let url = w.share.url();
+    let path = w.bufs[0].path.clone();
+    let old = String::from_utf8(read(&path)).expect("utf-8");
+    let start = old.find("{\"id\":\"b\"").expect("line b");
+    let end = start + old[start..].find('\n').expect("ending") + 1;
+    let save = |middle: &[u8], seq| BufferSave {
+        edit: LineEdit {
+            head: start,
+            tail: old.len() - end,
+            middle: middle.to_vec(),
+            base_mtime: mtime(&path),
+        },
+        base_version: None,
+        base_seq: None,
+        seq,
+    };
+    let refused =
+        w.bus.nodes[0]
+            .engine()
+            .begin_save(&url, &save(b"{\"id\":\"b\",\"x\":\"\xff\"}\n", 1), T0);
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(read(&path), old.as_bytes(), "nothing written");
+    let line = old[start..end].replace("}", ",\"y\":3}");
+    let (actions, write) = w.bus.nodes[0]
+        .engine()
+        .begin_save(&url, &save(line.as_bytes(), 2), T0)
+        .expect("begin");
+    assert!(
+        actions.iter().any(|a| matches!(a, Action::Publish { .. })),
+        "{actions:?}"
+    );
+    let done = w.bus.nodes[0]
+        .engine()
+        .finish_save(write.expect("the save is taken"))
+        .expect("finish");
+    assert!(
+        done.iter()
+            .any(|a| matches!(a, Action::Saved { seq: 2, .. })),
+        "{done:?}"
+    );
+    let expected = format!("{}{}{}", &old[..start], line, &old[end..]);
+    assert_eq!(read(&path), expected.as_bytes());
+}
+
 /// A save's change goes out before its file is written (`begin_save`, then `finish_save`). When
 /// the write then fails, the edit is kept all the same: the buffer is told (marked modified
 /// again), the peers have the change, and the state says the file may hold the old text, so
