@@ -64,6 +64,9 @@ pub(crate) struct Live {
     /// The merged text of a held share, rendered by the session's worker and offered to the
     /// buffer visiting the file (see `super::save`): written when the buffer shows it.
     pub(crate) offered: Option<super::save::Offered>,
+    /// The hash states of the text of the last buffer save, for the next one's hash (see
+    /// `super::midstate`); of whichever text its hash says.
+    pub(crate) midstates: Option<super::midstate::Midstates>,
 }
 
 impl Live {
@@ -82,6 +85,7 @@ impl Live {
             version: super::save::next_version(),
             saved_seq: None,
             offered: None,
+            midstates: None,
         }
     }
 

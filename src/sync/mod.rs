@@ -127,6 +127,7 @@ pub mod hunk;
 mod inbound;
 pub mod lines;
 pub mod members;
+mod midstate;
 mod prepared;
 mod recover;
 pub mod save;

@@ -44,9 +44,10 @@ use super::action::{Action, SyncError};
 use super::engine::{stamp_of, SyncEngine};
 use super::hunk::hunks_between;
 use super::lines::LineEdit;
+use super::midstate::sha256_resuming;
 use super::prepared::PreparedText;
 use super::share_id::ShareId;
-use super::store::{sha256, sha256_parts, write_synced_file, StateMeta};
+use super::store::{sha256, write_synced_file, StateMeta};
 use super::texthash::HashingText;
 use super::wire::Of;
 
@@ -86,6 +87,8 @@ pub struct SaveWrite {
     /// The file's text before the save (its hash, its bytes), taken from the engine until the
     /// write: the saved text is its bytes with `head..tail_start` replaced by `middle`.
     old: ([u8; 32], Vec<u8>),
+    /// The saved text's hash states, kept for the next save once the file holds it.
+    mids: super::midstate::Midstates,
     head: usize,
     tail_start: usize,
     middle: Vec<u8>,
@@ -249,12 +252,15 @@ impl SyncEngine {
             &edit.middle,
             &old_text[tail_start..],
         ];
+        // The hash states of the file's text, if the last save left them (`super::midstate`).
+        let mids = live.midstates.take().filter(|m| m.hash == old_hash);
         // The text's SHA-256 (what the state records about the file) is computed while the
-        // document takes the edit in.
-        let (hash, taken) = std::thread::scope(|s| {
+        // document takes the edit in, from the first changed byte on.
+        let hash_it = || sha256_resuming(&parts, mids.as_ref(), edit.head);
+        let ((hash, mids), taken) = std::thread::scope(|s| {
             let hashing = std::thread::Builder::new()
                 .name("mlf-text-hash".into())
-                .spawn_scoped(s, || sha256_parts(&parts))
+                .spawn_scoped(s, hash_it)
                 .ok();
             let taken = (|| {
                 let before = memchr::memchr_iter(b'\n', parts[0]).count();
@@ -273,9 +279,7 @@ impl SyncEngine {
                     self.take_save_lines(&id, &path, (before, after), &edit.middle)?
                 }))
             })();
-            let hash = hashing
-                .and_then(|h| h.join().ok())
-                .unwrap_or_else(|| sha256_parts(&parts));
+            let hash = hashing.and_then(|h| h.join().ok()).unwrap_or_else(hash_it);
             (hash, taken)
         });
         let taken = match taken {
@@ -308,6 +312,7 @@ impl SyncEngine {
                 path,
                 seq: save.seq,
                 old: (old_hash, old_text),
+                mids,
                 head: edit.head,
                 tail_start,
                 middle: edit.middle.clone(),
@@ -329,6 +334,7 @@ impl SyncEngine {
             path,
             seq,
             old,
+            mids,
             head,
             tail_start,
             middle,
@@ -367,6 +373,7 @@ impl SyncEngine {
         }
         let live = self.live(&id)?;
         live.set_written(hash, text);
+        live.midstates = Some(mids);
         live.stamp = stamp;
         live.saved_seq = Some(seq);
         let version = live.version;

@@ -35,16 +35,6 @@ pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-/// SHA-256 of the concatenation of `parts` (not made).
-pub(crate) fn sha256_parts(parts: &[&[u8]]) -> [u8; 32] {
-    use sha2::Digest;
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p);
-    }
-    h.finalize().into()
-}
-
 /// Creates `dir` and its missing parents with mode 0700.
 pub(crate) fn create_dir_private(dir: &Path) -> Result<(), SyncError> {
     let mut b = fs::DirBuilder::new();

@@ -77,10 +77,15 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with_text(BASE)
+    }
+
+    /// Two peers visiting a shared canvas of `text`.
+    fn with_text(text: &str) -> World {
         let mut bus = Bus::new(2, 7, &SyncConfig::default());
         bus.shuffle = false;
         bus.dup_per_mille = 0;
-        let path = bus.nodes[0].write_home("plan.canvasl", BASE.as_bytes());
+        let path = bus.nodes[0].write_home("plan.canvasl", text.as_bytes());
         bus.on(0, |e, now| e.share(&path, None, now))
             .expect("share");
         bus.run();
@@ -522,6 +527,78 @@ fn a_refused_save_leaves_the_file_text_known_for_the_next() {
     );
     let expected = format!("{}{}{}", &old[..start], line, &old[end..]);
     assert_eq!(read(&path), expected.as_bytes());
+}
+
+/// Saves one after the other hash their text from the first changed byte on (the hash states
+/// of the last save, `super::super::midstate`): what the state records is the file's real
+/// hash, so a restart recognizes the file and takes nothing in.
+#[test]
+fn saves_after_saves_record_the_hash_a_restart_recognizes() {
+    let lines: String = (0..9_000)
+        .map(|i| format!("{{\"id\":\"n{i}\",\"type\":\"text\",\"text\":\"node {i} of the canvas, long enough\",\"x\":{i}}}\n"))
+        .collect();
+    let text = format!("@version 1.0\n{lines}");
+    assert!(text.len() > 2 * crate::sync::midstate::MIDSTATE_EVERY);
+    let mut w = World::with_text(&text);
+    let url = w.share.url();
+    let path = w.bufs[0].path.clone();
+    // Past two kept states, further on, then at the start.
+    for (seq, n) in [(1u64, 7_000), (2, 8_500), (3, 3)] {
+        let old = String::from_utf8(read(&path)).expect("utf-8");
+        let start = old.find(&format!("{{\"id\":\"n{n}\"")).expect("line");
+        let end = start + old[start..].find('\n').expect("ending") + 1;
+        let line = old[start..end].replace("}\n", &format!(",\"saved\":{seq}}}\n"));
+        let save = BufferSave {
+            edit: LineEdit {
+                head: start,
+                tail: old.len() - end,
+                middle: line.into_bytes(),
+                base_mtime: mtime(&path),
+            },
+            base_version: None,
+            base_seq: None,
+            seq,
+        };
+        let (_, write) = w.bus.nodes[0]
+            .engine()
+            .begin_save(&url, &save, T0)
+            .expect("begin");
+        let done = w.bus.nodes[0]
+            .engine()
+            .finish_save(write.expect("the save is taken"))
+            .expect("finish");
+        assert!(
+            done.iter().any(|a| matches!(a, Action::Saved { .. })),
+            "{done:?}"
+        );
+        let recorded = w.bus.nodes[0]
+            .engine()
+            .live(&w.share)
+            .expect("live")
+            .state
+            .meta
+            .file_sha256;
+        assert_eq!(
+            recorded,
+            crate::sync::store::sha256(&read(&path)),
+            "save {seq}"
+        );
+    }
+    let saved = read(&path);
+    w.bus.nodes[0].close();
+    w.bus.nodes[0].reopen();
+    let a = w.bus.nodes[0].engine().startup(T0 + 1).expect("startup");
+    assert!(
+        !a.iter().any(|a| matches!(
+            a,
+            Action::Publish {
+                kind: SyncKind::Change,
+                ..
+            }
+        )),
+        "the file was taken in as an edit: {a:?}"
+    );
+    assert_eq!(read(&path), saved);
 }
 
 /// A save's change goes out before its file is written (`begin_save`, then `finish_save`). When
