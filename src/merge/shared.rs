@@ -1098,12 +1098,16 @@ fn modify_item(
                 )?;
             }
             // The line as typed stays the line shown: when the base with its overrides would
-            // read otherwise (a field added in front, fields reordered along with the edit),
-            // the typed line becomes the base too. Its overrides hold the same values, so a
-            // concurrent edit of another field still applies; without this, the engine's
-            // form of the line would be offered back to the buffer and its whole file written
-            // again.
-            if content_of(&render_item(&*tx, item, kind).text) != content_of(new) {
+            // read otherwise (a field added in front, fields reordered along with the edit)
+            // and the typed line is in the compact form a rendered line has (as Emacs'
+            // `json-serialize' writes it), the typed line becomes the base too. Its overrides
+            // hold the same values, so a concurrent edit of another field still applies;
+            // without this, the engine's form of the line would be offered back to the
+            // buffer and its whole file written again. A line in another form (spaces,
+            // numbers written otherwise) is rendered anew whatever its base.
+            if content_of(&render_item(&*tx, item, kind).text) != content_of(new)
+                && crate::canvasl::model::serialize(&n) == content_of(new)
+            {
                 tx.put(item, BASE, new)?;
             }
         }

@@ -133,6 +133,16 @@ fn a_field_added_in_front_stays_where_it_was_typed_and_merges_by_field() -> R {
     c.apply_local_lines(2, 3, line.as_bytes())?
         .ok_or("no change")?;
     assert_eq!(text(&c), typed);
+    // A line in another form than a rendered one (spaces here) is rendered anew.
+    let mut d = share(BASE, 1)?.remove(0);
+    let spaced = "{\"note\": \"n\", \"id\":\"a\",\"x\":1,\"y\":2}\n";
+    d.apply_local_lines(2, 3, spaced.as_bytes())?
+        .ok_or("no change")?;
+    let t = text(&d);
+    assert!(
+        t.contains("\n{\"id\":\"a\",\"x\":1,\"y\":2,\"note\":\"n\"}\n"),
+        "{t}"
+    );
     Ok(())
 }
 
