@@ -1105,8 +1105,8 @@ fn modify_item(
             // without this, the engine's form of the line would be offered back to the
             // buffer and its whole file written again. A line in another form (spaces,
             // numbers written otherwise) is rendered anew whatever its base.
-            if content_of(&render_item(&*tx, item, kind).text) != content_of(new)
-                && crate::canvasl::model::serialize(&n) == content_of(new)
+            if crate::canvasl::model::serialize(&n) == content_of(new)
+                && content_of(&render_item(&*tx, item, kind).text) != content_of(new)
             {
                 tx.put(item, BASE, new)?;
             }

@@ -27,25 +27,20 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
             Some(wait) => rx.recv_timeout(wait),
         };
         let work = match work {
-            Ok(w) => w,
-            Err(RecvTimeoutError::Timeout) => {
-                if housekeeping.due_in(shared) == Some(Duration::ZERO) {
-                    survive(shared, "writing merge states", || housekeeping.run(shared));
-                }
-                upkeep.run_if_due(shared);
-                continue;
-            }
+            Ok(w) => Some(w),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
-                survive(shared, "writing merge states", || housekeeping.run(shared));
+                housekeeping.run(shared);
                 break;
             }
         };
-        if !matches!(work, Work::Op(_)) {
-            survive(shared, "writing merge states", || housekeeping.run(shared));
+        if work.as_ref().is_some_and(|w| !matches!(w, Work::Op(_))) {
+            housekeeping.run(shared);
         }
         match work {
-            Work::Inbound(..) if shared.stopping.load(Ordering::Relaxed) => {}
-            Work::Inbound(topic, payload) => {
+            None => {}
+            Some(Work::Inbound(..)) if shared.stopping.load(Ordering::Relaxed) => {}
+            Some(Work::Inbound(topic, payload)) => {
                 let started = Instant::now();
                 shared.stats.inbound.fetch_add(1, Ordering::Relaxed);
                 // A panic in one message's handling must not end the pipeline: it is reported
@@ -66,15 +61,15 @@ pub(crate) fn run(shared: &Shared, rx: Receiver<Work>) {
                 let us = started.elapsed().as_micros() as u64;
                 shared.stats.max_handle_us.fetch_max(us, Ordering::Relaxed);
             }
-            Work::Call(f) | Work::Op(f) => {
+            Some(Work::Call(f) | Work::Op(f)) => {
                 survive(shared, "an operation Emacs asked for", || f(shared))
             }
-            Work::Stop => break,
+            Some(Work::Stop) => break,
         }
         // A flood of messages must not starve the receipts and resends, nor a run of
         // Emacs' operations the housekeeping.
         if housekeeping.due_in(shared) == Some(Duration::ZERO) {
-            survive(shared, "writing merge states", || housekeeping.run(shared));
+            housekeeping.run(shared);
         }
         survive(shared, "the delivery upkeep", || upkeep.run_if_due(shared));
     }
@@ -389,12 +384,15 @@ impl Housekeeping {
         Some(deadline.saturating_duration_since(Instant::now()))
     }
 
-    /// Runs it now if anything is due, whether or not the grace is over.
+    /// Runs it now if anything is due, whether or not the grace is over (a panic in it is
+    /// reported and the worker goes on).
     fn run(&mut self, shared: &Shared) {
         if shared.housekeeping_due.swap(false, Ordering::Relaxed) {
             self.deadline = None;
-            write_deferred_states(shared, (shared.clock)());
-            warm_figures(shared);
+            survive(shared, "writing merge states", || {
+                write_deferred_states(shared, (shared.clock)());
+                warm_figures(shared);
+            });
         }
     }
 }

@@ -70,24 +70,17 @@ pub(crate) fn sha256_resuming(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::canvasl::generate::XorShift;
     use crate::sync::store::sha256;
 
-    /// Deterministic bytes (xorshift), so that a failure can be replayed.
-    fn bytes(seed: &mut u64, n: usize) -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                *seed ^= *seed << 13;
-                *seed ^= *seed >> 7;
-                *seed ^= *seed << 17;
-                (*seed >> 24) as u8
-            })
-            .collect()
+    fn bytes(rng: &mut XorShift, n: usize) -> Vec<u8> {
+        (0..n).map(|_| rng.next_u64() as u8).collect()
     }
 
     #[test]
     fn a_resumed_hash_is_the_hash_of_the_whole_text_edit_after_edit() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut text = bytes(&mut seed, 3 * MIDSTATE_EVERY + 1234);
+        let mut rng = XorShift::new(7);
+        let mut text = bytes(&mut rng, 3 * MIDSTATE_EVERY + 1234);
         let (h, mut mids) = sha256_resuming(&[&text], None, 0);
         assert_eq!(h, sha256(&text));
         let m = MIDSTATE_EVERY;
@@ -107,7 +100,7 @@ mod tests {
         for (k, &(at, cut, insert)) in edits.iter().enumerate() {
             let at = at.min(text.len());
             let cut = cut.min(text.len() - at);
-            let middle = bytes(&mut seed, insert);
+            let middle = bytes(&mut rng, insert);
             let parts: [&[u8]; 3] = [&text[..at], &middle, &text[at + cut..]];
             let (h, next) = sha256_resuming(&parts, Some(&mids), at);
             let whole = parts.concat();
@@ -118,7 +111,7 @@ mod tests {
             mids = next;
         }
         // States of another text are never used when `unchanged` says nothing is shared.
-        let other = bytes(&mut seed, 2 * m);
+        let other = bytes(&mut rng, 2 * m);
         let (h, _) = sha256_resuming(&[&other], Some(&mids), 0);
         assert_eq!(h, sha256(&other));
     }

@@ -98,6 +98,17 @@ pub struct SaveWrite {
     offer: Option<Vec<u8>>,
 }
 
+/// The saved text as three parts: the file's text `old` with `head..tail_start` replaced by
+/// `middle` (see [`SaveWrite`]).
+fn saved_parts<'a>(
+    old: &'a [u8],
+    head: usize,
+    tail_start: usize,
+    middle: &'a [u8],
+) -> [&'a [u8]; 3] {
+    [&old[..head], middle, &old[tail_start..]]
+}
+
 /// What taking a save into the document gave.
 struct Taken {
     /// The heads of the saved text (the state's base).
@@ -247,11 +258,7 @@ impl SyncEngine {
         let Some((old_hash, old_text)) = live.written.take() else {
             return not_taken("the file's text is not known");
         };
-        let parts: [&[u8]; 3] = [
-            &old_text[..edit.head],
-            &edit.middle,
-            &old_text[tail_start..],
-        ];
+        let parts = saved_parts(&old_text, edit.head, tail_start, &edit.middle);
         // The hash states of the file's text, if the last save left them (`super::midstate`).
         let mids = live.midstates.take().filter(|m| m.hash == old_hash);
         // The text's SHA-256 (what the state records about the file) is computed while the
@@ -282,27 +289,26 @@ impl SyncEngine {
             let hash = hashing.and_then(|h| h.join().ok()).unwrap_or_else(hash_it);
             (hash, taken)
         });
-        let taken = match taken {
-            Ok(Some(t)) => Ok(t),
-            Ok(None) => {
-                self.live(&id)?.written = Some((old_hash, old_text));
-                return not_taken("the changed lines do not fit the file");
-            }
-            Err(e) => Err(e),
-        };
         // The state first: it says the file holds the old text or this one (`pending_sha256`),
         // so that a crash before the write (or a write that fails) never makes the old file
         // look like a local edit undoing this one; a restart writes the file from the state.
-        let recorded = taken.and_then(|mut taken| {
-            let offer = taken.offer.take();
-            Ok((self.record_save(&id, taken, hash, Some(old_hash))?, offer))
+        let recorded = taken.and_then(|taken| {
+            taken
+                .map(|mut t| {
+                    let offer = t.offer.take();
+                    Ok((self.record_save(&id, t, hash, Some(old_hash))?, offer))
+                })
+                .transpose()
         });
         let (out, offer) = match recorded {
-            Ok(r) => r,
-            Err(e) => {
+            Ok(Some(r)) => r,
+            not_recorded => {
                 // Nothing to write: the file keeps its text, which the engine knows again.
                 self.live(&id)?.written = Some((old_hash, old_text));
-                return Err(e);
+                return match not_recorded {
+                    Err(e) => Err(e),
+                    _ => not_taken("the changed lines do not fit the file"),
+                };
             }
         };
         Ok((
@@ -341,14 +347,7 @@ impl SyncEngine {
             hash,
             offer,
         } = w;
-        let text = [&old.1[..head], &middle, &old.1[tail_start..]].concat();
-        // The engine's form of the changed lines, when it differs from the buffer's: the saved
-        // text with those lines put in, offered with its hunks.
-        let offer = offer.map(|mid| {
-            let merged = [&text[..head], &mid, &text[head + middle.len()..]].concat();
-            let hunks = hunks_between(&text, &merged);
-            (next_version(), merged, hunks)
-        });
+        let text = saved_parts(&old.1, head, tail_start, &middle).concat();
         if let Err(e) = write_synced_file(&path, &text) {
             // The file keeps its old text (or is on its way to the new one: the state says
             // which may be there), which the engine knows again.
@@ -371,6 +370,13 @@ impl SyncEngine {
         if !self.deferred.defer(&id) {
             state_written = self.write_state_or_report(&id)?;
         }
+        // The engine's form of the changed lines, when it differs from the buffer's: the saved
+        // text with those lines put in, offered with its hunks.
+        let offer = offer.map(|mid| {
+            let merged = saved_parts(&text, head, head + middle.len(), &mid).concat();
+            let hunks = hunks_between(&text, &merged);
+            (next_version(), merged, hunks)
+        });
         let live = self.live(&id)?;
         live.set_written(hash, text);
         live.midstates = Some(mids);

@@ -479,6 +479,29 @@ fn a_buffer_save_writes_the_file_and_an_unknown_base_changes_nothing() {
     assert_eq!(read(&w.bufs[0].path), before);
 }
 
+/// A save of the buffer visiting `path`, whose text is `old`, that replaces the line starting
+/// at byte `start` with `middle`.
+fn line_save(
+    path: &std::path::Path,
+    old: &str,
+    start: usize,
+    middle: &[u8],
+    seq: u64,
+) -> BufferSave {
+    let end = start + old[start..].find('\n').expect("ending") + 1;
+    BufferSave {
+        edit: LineEdit {
+            head: start,
+            tail: old.len() - end,
+            middle: middle.to_vec(),
+            base_mtime: mtime(path),
+        },
+        base_version: None,
+        base_seq: None,
+        seq,
+    }
+}
+
 /// The file's text goes with a save until its write (`begin_save` hands it to `finish_save`):
 /// a save the document refuses (here: bytes that are not UTF-8) gives it back, so the next save
 /// of the buffer is taken as usual.
@@ -490,39 +513,23 @@ fn a_refused_save_leaves_the_file_text_known_for_the_next() {
     let old = String::from_utf8(read(&path)).expect("utf-8");
     let start = old.find("{\"id\":\"b\"").expect("line b");
     let end = start + old[start..].find('\n').expect("ending") + 1;
-    let save = |middle: &[u8], seq| BufferSave {
-        edit: LineEdit {
-            head: start,
-            tail: old.len() - end,
-            middle: middle.to_vec(),
-            base_mtime: mtime(&path),
-        },
-        base_version: None,
-        base_seq: None,
-        seq,
-    };
-    let refused =
-        w.bus.nodes[0]
-            .engine()
-            .begin_save(&url, &save(b"{\"id\":\"b\",\"x\":\"\xff\"}\n", 1), T0);
+    let refused = w.bus.nodes[0].engine().save_buffer(
+        &url,
+        &line_save(&path, &old, start, b"{\"id\":\"b\",\"x\":\"\xff\"}\n", 1),
+        T0,
+    );
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(read(&path), old.as_bytes(), "nothing written");
     let line = old[start..end].replace("}", ",\"y\":3}");
-    let (actions, write) = w.bus.nodes[0]
-        .engine()
-        .begin_save(&url, &save(line.as_bytes(), 2), T0)
-        .expect("begin");
-    assert!(
-        actions.iter().any(|a| matches!(a, Action::Publish { .. })),
-        "{actions:?}"
-    );
     let done = w.bus.nodes[0]
         .engine()
-        .finish_save(write.expect("the save is taken"))
-        .expect("finish");
+        .save_buffer(&url, &line_save(&path, &old, start, line.as_bytes(), 2), T0)
+        .expect("save");
     assert!(
-        done.iter()
-            .any(|a| matches!(a, Action::Saved { seq: 2, .. })),
+        done.iter().any(|a| matches!(a, Action::Publish { .. }))
+            && done
+                .iter()
+                .any(|a| matches!(a, Action::Saved { seq: 2, .. })),
         "{done:?}"
     );
     let expected = format!("{}{}{}", &old[..start], line, &old[end..]);
@@ -548,25 +555,14 @@ fn saves_after_saves_record_the_hash_a_restart_recognizes() {
         let start = old.find(&format!("{{\"id\":\"n{n}\"")).expect("line");
         let end = start + old[start..].find('\n').expect("ending") + 1;
         let line = old[start..end].replace("}\n", &format!(",\"saved\":{seq}}}\n"));
-        let save = BufferSave {
-            edit: LineEdit {
-                head: start,
-                tail: old.len() - end,
-                middle: line.into_bytes(),
-                base_mtime: mtime(&path),
-            },
-            base_version: None,
-            base_seq: None,
-            seq,
-        };
-        let (_, write) = w.bus.nodes[0]
-            .engine()
-            .begin_save(&url, &save, T0)
-            .expect("begin");
         let done = w.bus.nodes[0]
             .engine()
-            .finish_save(write.expect("the save is taken"))
-            .expect("finish");
+            .save_buffer(
+                &url,
+                &line_save(&path, &old, start, line.as_bytes(), seq),
+                T0,
+            )
+            .expect("save");
         assert!(
             done.iter().any(|a| matches!(a, Action::Saved { .. })),
             "{done:?}"
